@@ -1,0 +1,166 @@
+"""The data model shared by every stage: frozen values, tuples for sequences, aware UTC datetimes.
+
+Only the standard library is imported here, so every stage can depend on this module and on nothing else.
+Configuration values (Source, Priority, ...) live in `digest.config`; this module holds what flows
+between stages: entries, source health, the composed issue and the rendered issue.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+class SourceStatus(enum.StrEnum):
+    """Outcome of fetching one source in one run."""
+
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    FAILED = "failed"
+    GONE = "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An entry's picture: an absolute http(s) URL and its alternative text ("" when decorative)."""
+
+    url: str
+    alt: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One clean news item, whatever format it came from.
+
+    `id` is stable across runs: the feed's guid/id, else the canonical link, else a content hash.
+    `link` is absolute with tracking parameters removed. `published` is aware UTC; when the feed gave
+    no date it is the time digest first saw the entry and `date_estimated` is True.
+    `summary_html` is sanitised (nh3 allowlist); `summary_text` is a plain-text excerpt.
+    `priority`/`pinned` come from curated Markdown items only. `also_from` names the other sources
+    that carried the same story (filled by de-duplication).
+    """
+
+    id: str
+    source: str
+    category: str
+    title: str
+    link: str | None
+    published: datetime
+    updated: datetime | None = None
+    date_estimated: bool = False
+    summary_html: str = ""
+    summary_text: str = ""
+    author: str | None = None
+    tags: tuple[str, ...] = ()
+    image: Image | None = None
+    priority: str | None = None
+    pinned: bool = False
+    also_from: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """Health of one source after a fetch: what `digest fetch` shows and `issue.json` carries."""
+
+    name: str
+    url: str
+    category: str
+    status: SourceStatus
+    entries: int = 0
+    http_status: int | None = None
+    error: str | None = None
+    redirected_to: str | None = None
+    permanent_redirect: bool = False
+    newest_entry: datetime | None = None
+    consecutive_failures: int = 0
+    fetched_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The half-open time range [start, end) an issue covers, aware UTC."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityMatch:
+    """Why an entry belongs to a strategic priority ("matched 'midwives'"), and how strongly."""
+
+    priority: str
+    reason: str
+    strength: float
+
+
+@dataclass(frozen=True, slots=True)
+class IssueEntry:
+    """An entry as placed in an issue, with the priorities it was matched (or re-tagged) to."""
+
+    entry: Entry
+    matches: tuple[PriorityMatch, ...] = ()
+
+    @property
+    def priorities(self) -> tuple[str, ...]:
+        return tuple(m.priority for m in self.matches)
+
+
+@dataclass(frozen=True, slots=True)
+class Highlight:
+    """One entry in the priority highlights at the top of the issue."""
+
+    priority: str
+    reason: str
+    item: IssueEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Entries of one section under one heading (a day, a week, or everything)."""
+
+    label: str
+    date: date | None
+    entries: tuple[IssueEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A category's entries, grouped; `more` counts entries left out of the email by the section cap."""
+
+    category: str
+    groups: tuple[Group, ...]
+    more: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One composed edition of the digest, ready to render. Built by the pure compose stage."""
+
+    id: str
+    edition: int
+    title: str
+    window: Window
+    subject: str
+    preheader: str
+    intro_markdown: str
+    highlights: tuple[Highlight, ...]
+    sections: tuple[Section, ...]
+    sources: tuple[SourceReport, ...] = ()
+    empty: bool = False
+
+    @property
+    def entries(self) -> tuple[IssueEntry, ...]:
+        """Every entry of the issue once (highlighted entries also appear in their section)."""
+        return tuple(e for s in self.sections for g in s.groups for e in g.entries)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedIssue:
+    """The final artefacts of one issue: inlined HTML email, plain text, web page, and notes."""
+
+    issue: Issue
+    email_html: str
+    email_text: str
+    web_html: str
+    notes: tuple[str, ...] = field(default=())
