@@ -164,3 +164,9 @@ class RenderedIssue:
     email_text: str
     web_html: str
     notes: tuple[str, ...] = field(default=())
+
+
+# Personal parts of a rendered email. Render writes these markers into email.html and email.txt once per
+# issue; deliver replaces them per recipient (HTML-escaped in the HTML part), never re-rendering.
+NAME_PLACEHOLDER = "%%DIGEST_NAME%%"
+UNSUBSCRIBE_URL_PLACEHOLDER = "%%DIGEST_UNSUBSCRIBE_URL%%"
