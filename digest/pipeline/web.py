@@ -1,0 +1,262 @@
+"""The web area's pipeline: publishing sent issues, unsubscribing, approving, and the site's identity.
+
+`publish_issue` is called by the send pipeline once an issue is sent. The Starlette apps in
+`digest.preview` are thin shells over the functions here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from digest import archive
+from digest.archive import ArchivedIssue, Site
+from digest.config import Config
+from digest.errors import ApprovalError, StateError, UsageError
+from digest.preview.pages import PageFormat, render_archive_index
+from digest.state import approvals, issues, subscribers
+from digest.state.approvals import Approval
+from digest.state.issues import IssueRecord
+from digest.state.settings import generated_secret
+from digest.tokens import BadTokenError, read_unsubscribe_token
+
+log = logging.getLogger(__name__)
+
+MAX_APPROVER_NAME = 100
+
+
+def site_of(config: Config) -> Site:
+    """The public site's identity, from `[digest]`, `[web]` and `[theme]`."""
+    return Site(
+        title=config.digest.title,
+        base_url=config.web.base_url,
+        lang=config.digest.locale.replace("_", "-"),
+        organisation=config.theme.organisation,
+    )
+
+
+def page_format(config: Config) -> PageFormat:
+    return PageFormat(locale=config.digest.locale, timezone=config.digest.timezone)
+
+
+def _index_renderer(config: Config) -> archive.IndexRenderer:
+    fmt = page_format(config)
+    return lambda site, published: render_archive_index(site, published, fmt=fmt)
+
+
+def issue_folder(record: IssueRecord) -> Path:
+    """The build folder of an issue (`DIR/<issue-id>/`), whichever of the two the state row names.
+
+    Raises:
+        UsageError: the folder (with its `issue.json`) no longer exists.
+    """
+    for folder in (record.out_dir, record.out_dir / record.id):
+        if (folder / "issue.json").is_file():
+            return folder
+    raise UsageError(
+        f"issue {record.id}: its build folder {record.out_dir} is gone",
+        hint=f"rebuild it with `digest build --as-of {record.window_end.isoformat()}`",
+    )
+
+
+def publish_issue(config: Config, db: sqlite3.Connection, issue_id: str) -> Path:
+    """Publish a sent issue to the web archive (`[web] archive_dir`) and refresh the index and the feed.
+
+    Returns the path of the issue's page (`issues/<id>/index.html`); `tokens.issue_url` points at it.
+
+    Raises:
+        UsageError: the issue is unknown, not sent yet, or its build folder is gone.
+        StateError: the archive folder cannot be written.
+    """
+    record = issues.get_issue(db, issue_id)
+    if record is None:
+        raise UsageError(f"issue {issue_id}: not found in state", hint="`digest status` lists the issues")
+    if record.sent_at is None:
+        raise UsageError(
+            f"issue {issue_id}: not sent yet; only sent issues are published to the archive",
+            hint="the send pipeline publishes it once every subscriber has been sent it",
+        )
+    folder = issue_folder(record)
+    published = archive.read_built_issue(folder, sent_at=record.sent_at)
+    if published.id != issue_id:
+        raise UsageError(f"{folder / 'issue.json'}: holds issue {published.id}, not {issue_id}")
+    return archive.publish(
+        config.web.archive_dir,
+        folder,
+        published,
+        site=site_of(config),
+        render_index=_index_renderer(config),
+    )
+
+
+def rebuild_archive(config: Config) -> tuple[ArchivedIssue, ...]:
+    """Regenerate the archive's index page and feed from what it holds (title or base URL may have changed).
+
+    Raises:
+        StateError: the archive folder cannot be written or its manifest read.
+    """
+    return archive.rebuild(config.web.archive_dir, site=site_of(config), render_index=_index_renderer(config))
+
+
+# --- unsubscribe ---------------------------------------------------------------------------------------
+
+
+def unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str:
+    """The secret unsubscribe tokens are signed with: `$<[web] secret_env>`, else one generated in state."""
+    from_env = os.environ.get(config.web.secret_env, "")
+    return from_env or generated_secret(db, "unsubscribe_secret")
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeOutcome:
+    """What a valid unsubscribe token found: the address, its status before, and whether it changed now."""
+
+    email: str
+    known: bool
+    status_before: str | None
+    unsubscribed_now: bool
+
+
+def check_unsubscribe_token(config: Config, db: sqlite3.Connection, token: str) -> UnsubscribeOutcome:
+    """Read a token without changing anything (the confirmation page of a GET).
+
+    Raises:
+        BadTokenError: the token is missing, altered or signed with another secret.
+    """
+    if not token:
+        raise BadTokenError("this unsubscribe link has no token")
+    email = read_unsubscribe_token(unsubscribe_secret(config, db), token)
+    subscriber = subscribers.get_subscriber(db, email)
+    return UnsubscribeOutcome(
+        email=email,
+        known=subscriber is not None,
+        status_before=subscriber.status if subscriber else None,
+        unsubscribed_now=False,
+    )
+
+
+def unsubscribe(
+    config: Config, db: sqlite3.Connection, token: str, *, now: datetime, how: str
+) -> UnsubscribeOutcome:
+    """Unsubscribe the address a token names (idempotent: an unsubscribed address stays as it is).
+
+    `how` is kept as the reason ("one-click", "unsubscribe page").
+
+    Raises:
+        BadTokenError: the token is missing, altered or signed with another secret.
+    """
+    found = check_unsubscribe_token(config, db, token)
+    if not found.known or found.status_before == "unsubscribed":
+        return found
+    changed = subscribers.set_status(db, found.email, "unsubscribed", at=now, reason=f"unsubscribed ({how})")
+    if changed:
+        log.info("unsubscribed %s (%s)", mask_email(found.email), how)
+    return UnsubscribeOutcome(found.email, True, found.status_before, unsubscribed_now=changed)
+
+
+def mask_email(email: str) -> str:
+    """`j***@example.org`: enough to follow a log line, not enough to harvest addresses."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+# --- approval ------------------------------------------------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file (what an approval records for email.html and email.txt).
+
+    Raises:
+        StateError: the file cannot be read.
+    """
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise StateError(f"{path}: cannot be read: {e.strerror}") from e
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalStatus:
+    """The approval of an issue, if any, and whether it still covers the issue's current content."""
+
+    approval: Approval | None
+    valid: bool
+
+    @property
+    def voided(self) -> bool:
+        return self.approval is not None and not self.valid
+
+
+def approval_status(db: sqlite3.Connection, issue_id: str) -> ApprovalStatus:
+    """Whether the issue as it is now built is approved (any change to email.html or email.txt voids it)."""
+    record = issues.get_issue(db, issue_id)
+    approval = approvals.get_approval(db, issue_id)
+    if record is None or approval is None:
+        return ApprovalStatus(approval, valid=False)
+    return ApprovalStatus(approval, valid=approval.covers(record.html_sha256, record.text_sha256))
+
+
+def clean_approver_name(name: str) -> str:
+    """The approver's name as typed, trimmed; it must be printable text of at most 100 characters.
+
+    Raises:
+        UsageError: the name is empty, too long, or holds control characters.
+    """
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise UsageError("type your name to approve the issue")
+    if len(cleaned) > MAX_APPROVER_NAME:
+        raise UsageError(f"the name is longer than {MAX_APPROVER_NAME} characters")
+    if any(unicodedata.category(c).startswith("C") for c in cleaned):
+        raise UsageError("the name holds control characters")
+    return cleaned
+
+
+def approve_issue(
+    db: sqlite3.Connection,
+    issue_id: str,
+    *,
+    approved_by: str,
+    now: datetime,
+    seen_html_sha256: str,
+    seen_text_sha256: str,
+) -> Approval:
+    """Record that `approved_by` approved the issue exactly as they saw it (the hashes shown to them).
+
+    The hashes must match both the issue's state record and the files on disk, so an approval never covers
+    content the approver did not see.
+
+    Raises:
+        UsageError: the name is unusable, the issue is unknown, or it is already being sent.
+        ApprovalError: the issue changed since the approver loaded it.
+    """
+    name = clean_approver_name(approved_by)
+    record = issues.get_issue(db, issue_id)
+    if record is None:
+        raise UsageError(f"issue {issue_id}: not found in state")
+    if record.send_started_at is not None:
+        raise UsageError(f"issue {issue_id}: already being sent or sent; there is nothing left to approve")
+    folder = issue_folder(record)
+    on_disk = (file_sha256(folder / "email.html"), file_sha256(folder / "email.txt"))
+    current = (record.html_sha256, record.text_sha256)
+    if (seen_html_sha256, seen_text_sha256) != current or on_disk != current:
+        raise ApprovalError(
+            f"issue {issue_id} changed after you loaded it; nothing was approved",
+            hint="review the new version of the draft, then approve it",
+        )
+    approval = approvals.record_approval(
+        db,
+        issue_id=issue_id,
+        approved_by=name,
+        approved_at=now,
+        html_sha256=record.html_sha256,
+        text_sha256=record.text_sha256,
+    )
+    log.info("issue %s approved by %s", issue_id, name)
+    return approval

@@ -1,0 +1,145 @@
+"""The public app of `digest serve`: the static web archive plus the unsubscribe pages.
+
+`GET /unsubscribe?token=...` only shows a confirmation form: link scanners (Microsoft Safe Links and the
+like) follow every link in an email, so a GET never unsubscribes anyone. `POST /unsubscribe` unsubscribes,
+both from that form and as the RFC 8058 one-click POST a mail client sends (body
+`List-Unsubscribe=One-Click`, token in the URL): the answer is 200 with a page, never a redirect.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from digest.config import Config
+from digest.pipeline import web
+from digest.preview.pages import STATIC, render_message, render_page
+from digest.preview.security import SecurityHeaders, error_handlers
+from digest.state import open_state
+from digest.tokens import BadTokenError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+ONE_CLICK = "One-Click"
+PUBLIC_HEADERS = {
+    # No script runs on any public page; issue pages (the build's web.html) carry inline styles.
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src https: http: data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+# The token is in the address: keep it out of caches, Referer headers and search engines.
+UNSUBSCRIBE_HEADERS = {
+    "cache-control": "no-store",
+    "referrer-policy": "no-referrer",
+    "x-robots-tag": "noindex, nofollow",
+}
+
+
+def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starlette:
+    """The app `digest serve` runs: `[web] archive_dir` as static files, and `/unsubscribe`."""
+    lang = config.digest.locale.replace("_", "-")
+    footer = config.theme.organisation or config.digest.title
+
+    @contextmanager
+    def state() -> Iterator[sqlite3.Connection]:
+        db = open_state(config.state_path)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def page(name: str, status: int = 200, **context: object) -> HTMLResponse:
+        html = render_page(
+            name,
+            lang=lang,
+            css="assets/site.css",
+            site_name=config.digest.title,
+            footer=footer,
+            archive_url="./",
+            **context,
+        )
+        return HTMLResponse(html, status_code=status, headers=UNSUBSCRIBE_HEADERS)
+
+    def bad_link(reason: str) -> HTMLResponse:
+        return page(
+            "message.html",
+            status=400,
+            title="Unsubscribe link not valid",
+            heading="This unsubscribe link is not valid",
+            message=(
+                "The link may have been cut short or changed. Open the unsubscribe link from the email "
+                "again, or reply to the email and ask to be removed."
+            ),
+            detail=reason,
+        )
+
+    async def unsubscribe(request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        one_click = False
+        if request.method == "POST":
+            form = await request.form()
+            one_click = form.get("List-Unsubscribe") == ONE_CLICK
+            submitted = form.get("token")
+            if isinstance(submitted, str) and submitted:
+                token = submitted
+        try:
+            if request.method == "POST":
+                how = "one-click" if one_click else "unsubscribe page"
+                outcome = await run_in_threadpool(_unsubscribe, token, how)
+            else:
+                outcome = await run_in_threadpool(_check, token)
+        except BadTokenError as e:
+            log.info("refused an unsubscribe request with a bad token (%s)", request.method)
+            return bad_link(str(e).capitalize() + ".")
+        return page(
+            "unsubscribe.html",
+            title=f"Unsubscribe from {config.digest.title}",
+            outcome=outcome,
+            token=token,
+            confirm=request.method != "POST",
+            list_title=config.digest.title,
+        )
+
+    def _check(token: str) -> web.UnsubscribeOutcome:
+        with state() as db:
+            return web.check_unsubscribe_token(config, db, token)
+
+    def _unsubscribe(token: str, how: str) -> web.UnsubscribeOutcome:
+        with state() as db:
+            return web.unsubscribe(config, db, token, now=clock(), how=how)
+
+    def site_css(request: Request) -> Response:
+        return FileResponse(STATIC / "site.css", media_type="text/css")
+
+    def error_page(request: Request, status: int, phrase: str, message: str | None) -> str:
+        return render_message(
+            lang=lang, title=phrase, heading=phrase, message=message or phrase, css="/assets/site.css"
+        )
+
+    config.web.archive_dir.mkdir(parents=True, exist_ok=True)
+    routes = [
+        Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
+        Route("/assets/site.css", site_css),
+        Mount("/", StaticFiles(directory=config.web.archive_dir, html=True)),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders, headers=PUBLIC_HEADERS)],
+        exception_handlers=error_handlers(error_page),
+        max_body_size=MAX_BODY,
+    )

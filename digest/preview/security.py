@@ -1,0 +1,179 @@
+"""Safety parts of the web apps: security headers, error pages, loopback binding, CSRF, access token."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from urllib.parse import urlsplit
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from digest.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+ACCESS_COOKIE = "digest_preview_access"
+MIN_ACCESS_TOKEN = 16
+
+
+class SecurityHeaders:
+    """ASGI middleware adding fixed headers (CSP, nosniff, ...) to every response that does not set them."""
+
+    def __init__(self, app: ASGIApp, headers: Mapping[str, str]) -> None:
+        self.app = app
+        self.headers = dict(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+ErrorPage = Callable[[Request, int, str, str | None], str]
+
+
+def error_handlers(page: ErrorPage) -> dict[type[Exception] | int, Callable[..., Response]]:
+    """Starlette exception handlers that answer with a page (never a traceback) and log the detail."""
+
+    def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+        status = exc.status_code
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        message = {
+            404: "There is no page at this address. Check the address, or start from the home page.",
+            405: "This page cannot be used that way.",
+            413: "What was sent is too large.",
+        }.get(status, exc.detail if isinstance(exc.detail, str) else phrase)
+        headers = dict(exc.headers or {})
+        return HTMLResponse(page(request, status, phrase, message), status_code=status, headers=headers)
+
+    def server_error(request: Request, exc: Exception) -> Response:
+        log.error("error answering %s %s", request.method, request.url.path, exc_info=exc)
+        message = "Something went wrong on our side. The problem has been logged; please try again later."
+        return HTMLResponse(page(request, 500, "Server error", message), status_code=500)
+
+    return {HTTPException: http_error, Exception: server_error}
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def require_access_token(host: str, token: str | None, *, env_name: str) -> str | None:
+    """The access token the preview must demand, checking that binding `host` is allowed.
+
+    Loopback addresses need no token (one set in the environment is still enforced). Any other address
+    needs a token of at least 16 characters in the environment variable `env_name`.
+
+    Raises:
+        UsageError: a non-loopback host without a (long enough) token.
+    """
+    if token is not None and token != "" and len(token) < MIN_ACCESS_TOKEN:
+        raise UsageError(
+            f"${env_name} is shorter than {MIN_ACCESS_TOKEN} characters",
+            hint='use a long random token, e.g. `python -c "import secrets; print(secrets.token_urlsafe())"`',
+        )
+    if token:
+        return token
+    if is_loopback(host):
+        return None
+    raise UsageError(
+        f"binding the preview to {host} exposes unsent drafts and test sends beyond this machine",
+        hint=f"set an access token in ${env_name} ([preview] access_token_env), or bind 127.0.0.1",
+    )
+
+
+class AccessGate:
+    """ASGI middleware: with an access token, every request needs it (cookie, bearer header or login form).
+
+    The cookie holds an HMAC of the token, never the token itself; `/login` sets it from the form.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, *, login_path: str = "/login") -> None:
+        self.app = app
+        self.token = token
+        self.login_path = login_path
+        self.cookie_value = (
+            hmac.new(token.encode(), b"preview-access", hashlib.sha256).hexdigest() if token else ""
+        )
+
+    def allows(self, request: Request) -> bool:
+        if not self.token:
+            return True
+        cookie = request.cookies.get(ACCESS_COOKIE, "")
+        if cookie and hmac.compare_digest(cookie, self.cookie_value):
+            return True
+        bearer = request.headers.get("authorization", "")
+        return bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].encode(), self.token.encode())
+
+    def check_token(self, given: str) -> bool:
+        return bool(self.token) and hmac.compare_digest(given.encode(), (self.token or "").encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.token:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        path = request.url.path
+        if path in (self.login_path, "/static/site.css", "/static/preview.css") or self.allows(request):
+            await self.app(scope, receive, send)
+            return
+        if request.method in ("GET", "HEAD") and not path.startswith("/api/"):
+            response: Response = RedirectResponse(f"{self.login_path}", status_code=303)
+        else:
+            response = Response("access token required", status_code=401, media_type="text/plain")
+        await response(scope, receive, send)
+
+
+class Csrf:
+    """Synchronizer tokens: one random token per preview process, in every form, checked on every POST.
+
+    A cross-site page cannot read the token (same-origin policy), so it cannot forge a POST. The Origin
+    header, when the browser sends one, must also be this site.
+    """
+
+    field = "csrf_token"
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token or secrets.token_urlsafe(32)
+
+    def check(self, request: Request, submitted: object) -> None:
+        """Raises HTTPException 403 when the token is missing or wrong, or the request is cross-site."""
+        origin = request.headers.get("origin")
+        if origin and origin != "null":
+            parts = urlsplit(origin)
+            if parts.netloc != request.headers.get("host", ""):
+                log.warning("refused a cross-site POST to %s from %s", request.url.path, origin)
+                raise HTTPException(403, "This form was sent from another site and was refused.")
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            raise HTTPException(403, "This form was sent from another site and was refused.")
+        if not isinstance(submitted, str) or not hmac.compare_digest(submitted.encode(), self.token.encode()):
+            log.warning("refused a POST to %s without a valid CSRF token", request.url.path)
+            raise HTTPException(
+                403, "This form has expired (the preview was restarted). Reload the page and try again."
+            )

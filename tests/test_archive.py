@@ -1,0 +1,194 @@
+"""The web archive: each sent issue as a static page, an index page, and an Atom feed feedparser accepts."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+from web_support import record_sent, served, write_built_issue
+
+from digest.archive import check_issue_id, load_manifest
+from digest.cli import main
+from digest.config import Config, load_config
+from digest.errors import StateError, UsageError
+from digest.pipeline.web import publish_issue, rebuild_archive
+from digest.preview.public import create_public_app
+from digest.state import open_state
+from digest.tokens import issue_url
+
+REPO = Path(__file__).resolve().parent.parent
+SENT = datetime(2025, 5, 9, 7, 0, tzinfo=UTC)
+
+
+def make_config(root: Path, extra: str = "") -> Config:
+    (root / "feeds").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "feeds" / "news.xml", root / "feeds" / "news.xml")
+    (root / "config.toml").write_text(
+        f"""
+[[sources]]
+name = "News"
+url = "feeds/news.xml"
+category = "News"
+
+[digest]
+title = "BLMK weekly & news"
+
+[theme]
+organisation = "NHS BLMK ICB"
+
+[web]
+base_url = "https://news.example.org/digest"
+archive_dir = "site"
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return load_config(root / "config.toml")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+def test_a_sent_issue_is_published_with_an_index_and_a_valid_atom_feed(
+    config: Config, tmp_path: Path
+) -> None:
+    db = open_state(config.state_path)
+    folder = write_built_issue(tmp_path / "out", "2025-W19", subject="Weekly news: <9 May> & more")
+    record_sent(db, folder, "2025-W19", sent_at=SENT)
+
+    page = publish_issue(config, db, "2025-W19")
+
+    site = config.web.archive_dir
+    assert page == site / "issues" / "2025-W19" / "index.html"
+    assert page.read_bytes() == (folder / "web.html").read_bytes()
+    index = (site / "index.html").read_text()
+    assert 'href="issues/2025-W19/"' in index
+    assert "Weekly news: &lt;9 May&gt; &amp; more" in index
+    assert "<9 May>" not in index
+    assert "Start Well: Midwives celebrated" in index
+    assert (site / "assets" / "site.css").is_file()
+
+    feed = feedparser.parse((site / "feed.atom").read_bytes())
+    assert feed.bozo is False, feed.get("bozo_exception")
+    assert feed.version == "atom10"
+    assert feed.feed.title == "BLMK weekly & news"
+    assert feed.feed.link == "https://news.example.org/digest/"
+    [entry] = feed.entries
+    assert entry.title == "Weekly news: <9 May> & more"
+    assert entry.link == issue_url(config.web.base_url, "2025-W19")
+    assert entry.link == "https://news.example.org/digest/issues/2025-W19/"
+    assert entry.published_parsed[:5] == (2025, 5, 9, 7, 0)
+    assert "Midwives celebrated" in entry.content[0].value
+
+
+def test_publishing_again_replaces_the_issue_and_keeps_newest_first(config: Config, tmp_path: Path) -> None:
+    db = open_state(config.state_path)
+    first = write_built_issue(
+        tmp_path / "out",
+        "2025-W18",
+        subject="Week 18",
+        edition=1,
+        window=("2025-04-25T16:00:00+00:00", "2025-05-02T16:00:00+00:00"),
+    )
+    record_sent(db, first, "2025-W18", sent_at=datetime(2025, 5, 2, 7, tzinfo=UTC), edition=1)
+    second = write_built_issue(tmp_path / "out", "2025-W19", subject="Week 19", edition=2)
+    record_sent(db, second, "2025-W19", sent_at=SENT, edition=2)
+
+    publish_issue(config, db, "2025-W18")
+    publish_issue(config, db, "2025-W19")
+    publish_issue(config, db, "2025-W18")
+
+    assert [i.id for i in load_manifest(config.web.archive_dir)] == ["2025-W19", "2025-W18"]
+    feed = feedparser.parse((config.web.archive_dir / "feed.atom").read_bytes())
+    assert not feed.bozo
+    assert [e.title for e in feed.entries] == ["Week 19", "Week 18"]
+    index = (config.web.archive_dir / "index.html").read_text()
+    assert index.index("Week 19") < index.index("Week 18")
+
+
+def test_an_unsent_issue_is_not_published(config: Config, tmp_path: Path) -> None:
+    db = open_state(config.state_path)
+    folder = write_built_issue(tmp_path / "out", "2025-W19")
+    record_sent(db, folder, "2025-W19", sent_at=SENT)
+    db.execute("UPDATE issues SET sent_at = NULL")
+    with pytest.raises(UsageError, match="not sent yet"):
+        publish_issue(config, db, "2025-W19")
+    with pytest.raises(UsageError, match="not found"):
+        publish_issue(config, db, "2099-W01")
+    assert not (config.web.archive_dir / "issues").exists()
+
+
+def test_a_missing_build_folder_is_a_clear_error(config: Config, tmp_path: Path) -> None:
+    db = open_state(config.state_path)
+    folder = write_built_issue(tmp_path / "out", "2025-W19")
+    record_sent(db, folder, "2025-W19", sent_at=SENT)
+    shutil.rmtree(folder)
+    with pytest.raises(UsageError, match=r"build folder .* is gone"):
+        publish_issue(config, db, "2025-W19")
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a/b", "", ".hidden", "x" * 200, "a..b"])
+def test_issue_ids_that_could_escape_the_archive_are_refused(bad: str) -> None:
+    with pytest.raises(UsageError):
+        check_issue_id(bad)
+
+
+def test_a_corrupt_manifest_is_a_state_error(config: Config) -> None:
+    config.web.archive_dir.mkdir(parents=True)
+    (config.web.archive_dir / "archive.json").write_text("{not json")
+    with pytest.raises(StateError, match=r"archive\.json"):
+        rebuild_archive(config)
+
+
+def test_an_empty_archive_has_an_index_and_a_valid_empty_feed(config: Config) -> None:
+    assert rebuild_archive(config) == ()
+    assert "No issue has been sent yet" in (config.web.archive_dir / "index.html").read_text()
+    feed = feedparser.parse((config.web.archive_dir / "feed.atom").read_bytes())
+    assert not feed.bozo
+    assert feed.entries == []
+
+
+def test_digest_serve_serves_the_view_in_browser_link(config: Config, tmp_path: Path) -> None:
+    db = open_state(config.state_path)
+    folder = write_built_issue(tmp_path / "out", "2025-W19", subject="Week 19")
+    record_sent(db, folder, "2025-W19", sent_at=SENT)
+    publish_issue(config, db, "2025-W19")
+    app = create_public_app(config, clock=lambda: SENT)
+    path = httpx.URL(issue_url(config.web.base_url, "2025-W19")).path.removeprefix("/digest")
+    with served(app) as base, httpx.Client(base_url=base) as client:
+        page = client.get(path)
+        assert page.status_code == 200
+        assert "Web version of issue 2025-W19" in page.text
+        assert client.get("/issues/2025-W19").status_code in (301, 307, 308)
+        index = client.get("/")
+        assert index.status_code == 200
+        assert "Week 19" in index.text
+        feed = client.get("/feed.atom")
+        assert feed.status_code == 200
+        assert not feedparser.parse(feed.content).bozo
+        assert client.get("/assets/site.css").headers["content-type"].startswith("text/css")
+        missing = client.get("/issues/nope/")
+        assert missing.status_code == 404
+        assert "There is no page at this address" in missing.text
+        assert "Traceback" not in missing.text
+        assert "script-src" not in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_digest_publish_republishes_every_sent_issue(
+    config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = open_state(config.state_path)
+    folder = write_built_issue(tmp_path / "out", "2025-W19")
+    record_sent(db, folder, "2025-W19", sent_at=SENT)
+    db.close()
+    assert main(["publish", "--config", str(config.path)]) == 0
+    assert "published 2025-W19" in capsys.readouterr().out
+    assert (config.web.archive_dir / "issues" / "2025-W19" / "index.html").is_file()
+    assert main(["publish", "--config", str(config.path), "--issue", "nope"]) == 2
