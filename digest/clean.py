@@ -322,10 +322,14 @@ def title_from_link(link: str | None) -> str:
 
 
 def derived_title(summary_text: str, link: str | None, fallback: str) -> str:
-    """A title for an entry that has none: the start of its text, else its link's slug, else `fallback`."""
+    """A title for an entry that has none: its link's slug when that reads as words
+    ("get-up-to-date-on-jabs"), else the start of its text, else `fallback`."""
+    from_link = title_from_link(link)
+    if len(from_link.split()) >= 3:
+        return from_link
     if summary_text:
         return excerpt(summary_text, 80)
-    return title_from_link(link) or fallback
+    return from_link or fallback
 
 
 def normalised_title(title: str) -> str:

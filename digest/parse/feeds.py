@@ -163,7 +163,7 @@ def _entry(raw: Any, ctx: ParseContext, feed_link: str | None) -> Entry:
         title=_text(raw.get("title")),
         title_is_html=title_type in _HTML_TYPES,
         published=_date(raw.get("published_parsed")) or _date(raw.get("created_parsed")),
-        updated=_date(raw.get("updated_parsed")),
+        updated=_date(dict.get(raw, "updated_parsed")),  # plain get: no fallback to published
         summary_html=html,
         author=_text(author),
         tags=tags,
