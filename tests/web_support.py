@@ -104,3 +104,100 @@ def record_sent(db: object, folder: Path, issue_id: str, *, sent_at: datetime, e
         empty=False,
     )
     mark_issue_sent(db, issue_id, sent_at.astimezone(UTC))
+
+
+REPO = Path(__file__).resolve().parent.parent
+AS_OF = datetime.fromisoformat("2025-05-09T17:00:00+01:00")
+PREVIEW_NOW = datetime.fromisoformat("2025-05-09T17:30:00+01:00")
+
+
+def sample_project(root: Path, *, replace: dict[str, str] | None = None, append: str = "") -> Path:
+    """A copy of the shipped sample (config.toml and feeds/) in `root`; returns the config path.
+
+    `replace` swaps exact lines of the shipped config (e.g. the transport), `append` adds tables.
+    """
+    import shutil
+
+    shutil.copytree(REPO / "feeds", root / "feeds")
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    for old, new in (replace or {}).items():
+        assert old in text, f"{old!r} is not in the shipped config"
+        text = text.replace(old, new)
+    (root / "config.toml").write_text(text + append, encoding="utf-8")
+    return root / "config.toml"
+
+
+def wait_for(predicate: object, *, what: str, attempts: int = 300, pause: float = 0.05) -> None:
+    """Poll `predicate()` until true (bounded: `attempts` x `pause`)."""
+    assert callable(predicate)
+    for _ in range(attempts):
+        if predicate():
+            return
+        time.sleep(pause)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def preview_served(
+    config_path: Path,
+    *,
+    check_links: bool = False,
+    access_token: str | None = None,
+    offline: bool = False,
+) -> Iterator[tuple[str, object]]:
+    """The preview app of `config_path` on 127.0.0.1, after its first build; yields (base URL, workspace)."""
+    import httpx
+    from digest.preview.app import create_preview_app
+    from digest.preview.workspace import Workspace
+
+    workspace = Workspace(
+        config_path, clock=lambda: PREVIEW_NOW, as_of=AS_OF, offline=offline, check_links=check_links
+    )
+    app = create_preview_app(workspace, access_token=access_token, watch_interval=0.1)
+    with served(app) as base:
+        wait_for(lambda: workspace.snapshot.version >= 1, what="the first preview build", attempts=600)
+        if check_links:
+            wait_for(lambda: workspace.links_version >= 1, what="the first link check", attempts=600)
+        headers = {"authorization": f"Bearer {access_token}"} if access_token else {}
+        assert httpx.get(f"{base}/api/status", headers=headers).status_code == 200
+        yield base, workspace
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token in a preview page's forms."""
+    import re
+
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+SCREENSHOTS = REPO / "docs" / "screenshots"
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where browser tests put screenshots: docs/screenshots/ with DIGEST_SCREENSHOTS=1, else tmp_path."""
+    import os
+
+    if os.environ.get("DIGEST_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return SCREENSHOTS
+    return tmp_path
+
+
+def axe_serious(page: object, *, scheme: str = "light") -> list[dict[str, object]]:
+    """axe-core's serious and critical WCAG 2.2 AA violations on the page (in light or dark scheme)."""
+    from conftest import AXE_JS
+
+    page.emulate_media(color_scheme=scheme)  # type: ignore[attr-defined]
+    page.add_script_tag(path=str(AXE_JS))  # type: ignore[attr-defined]
+    result = page.evaluate(  # type: ignore[attr-defined]
+        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags},"
+        " resultTypes: ['violations']})",
+        AXE_TAGS,
+    )
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]

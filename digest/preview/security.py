@@ -109,42 +109,51 @@ def require_access_token(host: str, token: str | None, *, env_name: str) -> str 
 
 
 class AccessGate:
-    """ASGI middleware: with an access token, every request needs it (cookie, bearer header or login form).
+    """The preview's access token: checks a login, a cookie or a bearer header against it.
 
-    The cookie holds an HMAC of the token, never the token itself; `/login` sets it from the form.
+    The cookie holds an HMAC of the token, never the token itself. Without a token everything is allowed.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None, *, login_path: str = "/login") -> None:
-        self.app = app
-        self.token = token
-        self.login_path = login_path
+    def __init__(self, token: str | None) -> None:
+        self.token = token or None
         self.cookie_value = (
-            hmac.new(token.encode(), b"preview-access", hashlib.sha256).hexdigest() if token else ""
+            hmac.new(self.token.encode(), b"preview-access", hashlib.sha256).hexdigest() if self.token else ""
         )
 
     def allows(self, request: Request) -> bool:
-        if not self.token:
+        if self.token is None:
             return True
         cookie = request.cookies.get(ACCESS_COOKIE, "")
-        if cookie and hmac.compare_digest(cookie, self.cookie_value):
+        if cookie and hmac.compare_digest(cookie.encode(), self.cookie_value.encode()):
             return True
         bearer = request.headers.get("authorization", "")
         return bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].encode(), self.token.encode())
 
     def check_token(self, given: str) -> bool:
-        return bool(self.token) and hmac.compare_digest(given.encode(), (self.token or "").encode())
+        return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+
+class AccessMiddleware:
+    """ASGI middleware: with an access token, every request but the login page and its style sheet needs it.
+
+    A page request without it is sent to the login page; anything else gets 401.
+    """
+
+    def __init__(self, app: ASGIApp, gate: AccessGate, *, open_paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.gate = gate
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.token:
+        if scope["type"] != "http" or self.gate.token is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        path = request.url.path
-        if path in (self.login_path, "/static/site.css", "/static/preview.css") or self.allows(request):
+        if request.url.path in self.open_paths or self.gate.allows(request):
             await self.app(scope, receive, send)
             return
-        if request.method in ("GET", "HEAD") and not path.startswith("/api/"):
-            response: Response = RedirectResponse(f"{self.login_path}", status_code=303)
+        if request.method in ("GET", "HEAD") and request.url.path == "/":
+            response: Response = RedirectResponse(self.open_paths[0], status_code=303)
         else:
             response = Response("access token required", status_code=401, media_type="text/plain")
         await response(scope, receive, send)

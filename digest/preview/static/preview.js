@@ -1,0 +1,51 @@
+// digest preview: reload the page when the preview is rebuilt (unless a form has unsaved edits), and
+// refresh the link report when the background link check finishes. No other script runs on the page.
+(function () {
+  "use strict";
+  var state = document.getElementById("preview-state");
+  if (!state) { return; }
+  var version = state.getAttribute("data-version");
+  var linksVersion = state.getAttribute("data-links-version");
+  var live = document.getElementById("live-status");
+  var dirty = false;
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.closest && event.target.closest("form")) { dirty = true; }
+  });
+  document.addEventListener("submit", function () { dirty = false; });
+
+  function say(text) {
+    if (live && live.textContent !== text) { live.textContent = text; }
+  }
+
+  function refreshLinks() {
+    return fetch("/report/links", { cache: "no-store", credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        var box = document.getElementById("links-report");
+        if (html !== null && box) { box.innerHTML = html; }
+      });
+  }
+
+  function poll() {
+    fetch("/api/status", { cache: "no-store", credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (s) {
+        if (!s) { return; }
+        if (String(s.version) !== version) {
+          if (!dirty) { window.location.reload(); return; }
+          say("The preview was rebuilt. Save or discard your edits, then reload the page to see it.");
+        } else if (s.building) {
+          say("Rebuilding the preview…");
+        } else {
+          say("");
+        }
+        if (String(s.links_version) !== linksVersion) {
+          linksVersion = String(s.links_version);
+          return refreshLinks();
+        }
+      })
+      .catch(function () { say("The preview server is not answering; is `digest preview` still running?"); })
+      .then(function () { window.setTimeout(poll, 1000); });
+  }
+  window.setTimeout(poll, 1000);
+}());
