@@ -145,7 +145,7 @@ def build_entry(
             tag_list.append(value)
     author_name = clean.clean_title(author) or None
     fallback = (
-        f"{clean.normalised_title(cleaned_title)}|{when.isoformat() if not estimated else ''}|{text[:200]}"
+        f"{clean.normalised_title(cleaned_title)}|{when.isoformat() if not estimated else ''}|{safe_html}"
     )
     return Entry(
         id=entry_id(ctx.source, guid, canonical, fallback),
