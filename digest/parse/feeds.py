@@ -129,7 +129,9 @@ def _image(raw: Any, base: str | None) -> Image | None:
         if medium == "image" or kind.startswith("image/"):
             url = clean.absolute_url(_text(media.get("url")), base)
             if url:
-                return Image(url, clean.clean_title(_text(media.get("description")) or ""))
+                # feedparser folds media:description into the entry summary, so no alt text is known:
+                # the image is decorative beside the entry's title.
+                return Image(url, "")
     for thumb in raw.get("media_thumbnail") or []:
         url = clean.absolute_url(_text(thumb.get("url")), base)
         if url:
