@@ -288,3 +288,17 @@ def test_declared_encodings_are_honoured() -> None:
     ).encode("iso-8859-1")
     (entry,) = parse(body)
     assert entry.title == "Caf\u00e9 cr\u00e8me"
+
+
+def test_image_from_full_content_when_the_summary_is_a_teaser() -> None:
+    (entry,) = parse(
+        rss_item(
+            "<title>A</title><description>Just a teaser.</description>"
+            "<content:encoded><![CDATA[<p>Full text</p><img src='/photo.jpg' alt='The new clinic'>]]>"
+            "</content:encoded>",
+            ns='xmlns:content="http://purl.org/rss/1.0/modules/content/"',
+        )
+    )
+    assert entry.summary_text == "Just a teaser."
+    assert entry.image is not None
+    assert (entry.image.url, entry.image.alt) == ("https://example.org/photo.jpg", "The new clinic")
