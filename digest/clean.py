@@ -322,7 +322,10 @@ def clean_title(raw: str | None, *, markup: bool = True) -> str:
     text = html.unescape(text)
     if "&" in text and re.search(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);", text):
         text = html.unescape(text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\t\n")
+    # Control and format characters go (soft hyphens, bidi overrides), except the joiners emoji need.
+    text = "".join(
+        ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\t\n\u200c\u200d"
+    )
     return collapse(text)
 
 

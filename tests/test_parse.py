@@ -302,3 +302,10 @@ def test_image_from_full_content_when_the_summary_is_a_teaser() -> None:
     assert entry.summary_text == "Just a teaser."
     assert entry.image is not None
     assert (entry.image.url, entry.image.alt) == ("https://example.org/photo.jpg", "The new clinic")
+
+
+def test_title_drops_control_and_bidi_characters_but_keeps_emoji_joiners() -> None:
+    (entry,) = parse(
+        rss_item("<title>Nurse\u00ad day \u202ethgir\u202c \U0001f469\u200d\u2695\ufe0f</title>")
+    )
+    assert entry.title == "Nurse day thgir \U0001f469\u200d\u2695\ufe0f"
