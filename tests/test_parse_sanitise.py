@@ -6,6 +6,7 @@ import html
 import json
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -196,3 +197,26 @@ def test_feed_like_bytes_give_entries_or_a_parse_error(data: bytes) -> None:
         assert entry.title
         assert entry.published.tzinfo is UTC
         assert_safe(entry.summary_html)
+
+
+def test_entity_expansion_bomb_and_external_entities_are_not_expanded() -> None:
+    levels = ['<!ENTITY lol0 "lol">']
+    levels += [f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)]
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{"".join(levels)}]>'
+        '<rss version="2.0"><channel><item><title>&lol9;</title></item></channel></rss>'
+    ).encode()
+    try:
+        entries = parse_document(bomb, CTX).entries
+    except ParseError:
+        entries = ()
+    assert all(len(e.title) < 1000 for e in entries)
+    xxe = (
+        b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/hostname">]>'
+        b'<rss version="2.0"><channel><item><title>&xxe;</title><description>x</description></item>'
+        b"</channel></rss>"
+    )
+    host_file = Path("/etc/hostname")
+    hostname = (host_file.read_text().strip() if host_file.exists() else "") or "\0"
+    for entry in parse_document(xxe, CTX).entries:
+        assert hostname not in entry.title
