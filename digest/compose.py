@@ -10,7 +10,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -274,6 +274,14 @@ def group_sections(
         count = len(by_category[category])
         sections.append(Section(category=category, groups=groups, more=max(0, count - settings.section_cap)))
     return tuple(sections)
+
+
+def cap_sections(issue: Issue, cap: int) -> Issue:
+    """The issue with at most `cap` entries of each section in the email (the rest counted in `more`)."""
+    sections = tuple(
+        replace(s, more=max(s.more, sum(len(g.entries) for g in s.groups) - cap)) for s in issue.sections
+    )
+    return replace(issue, sections=sections)
 
 
 # ---------------------------------------------------------------------------------------------- highlights

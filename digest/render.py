@@ -470,7 +470,7 @@ def render_issue(
 
 def _tidy_text(text: str) -> str:
     """Trailing spaces gone, at most one blank line in a row, one final newline."""
-    lines = [line.rstrip() for line in text.splitlines()]
+    lines = [line if line == "-- " else line.rstrip() for line in text.splitlines()]
     out: list[str] = []
     for line in lines:
         if not line and out and not out[-1]:
