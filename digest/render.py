@@ -205,6 +205,23 @@ class SectionView:
     more_url: str
 
 
+_PLACEHOLDER_PREFIX = "%%DIGEST_"
+
+
+def defuse(text: str) -> str:
+    """Feed text that happens to contain a personalisation marker, made inert (a word joiner inside it).
+
+    Deliver replaces `%%DIGEST_...%%` markers in the rendered email; a feed title carrying one must not
+    turn into someone's unsubscribe link.
+    """
+    return text.replace(_PLACEHOLDER_PREFIX, "%%\u2060DIGEST_")
+
+
+def defuse_url(url: str) -> str:
+    """A URL with any personalisation marker percent-encoded (`%%` -> `%25%25`), so it stays literal."""
+    return url.replace(_PLACEHOLDER_PREFIX, "%25%25DIGEST_")
+
+
 def excerpt(entry: Entry, limit: int) -> str:
     """A plain-text excerpt of at most `limit` characters, cut at a word boundary."""
     text = entry.summary_text or html.unescape(nh3.clean(entry.summary_html, tags=set()))
@@ -231,22 +248,23 @@ def _card(
     summary = nh3.clean(entry.summary_html, tags=_WEB_TAGS, link_rel="noopener noreferrer")
     if not summary.strip() and entry.summary_text:
         summary = f"<p>{html.escape(entry.summary_text)}</p>"
+    image = entry.image if options.images and not options.headlines_only else None
     return Card(
         id=entry.id,
         anchor="entry-" + hashlib.sha256(entry.id.encode("utf-8")).hexdigest()[:12],
-        title=" ".join(entry.title.split()) or "(untitled)",
-        link=entry.link,
-        excerpt="" if options.headlines_only else excerpt(entry, options.excerpt_chars),
-        summary_html=Markup(summary),  # noqa: S704 - sanitised by nh3 just above
-        source=entry.source,
-        category=entry.category,
+        title=defuse(" ".join(entry.title.split()) or "(untitled)"),
+        link=defuse_url(entry.link) if entry.link else None,
+        excerpt="" if options.headlines_only else defuse(excerpt(entry, options.excerpt_chars)),
+        summary_html=Markup(defuse(summary)),  # noqa: S704 - sanitised by nh3 just above
+        source=defuse(entry.source),
+        category=defuse(entry.category),
         date_label="" if entry.date_estimated else _date_label(entry.published, settings),
         date_estimated=entry.date_estimated,
         priorities=tuple(settings.style_for(m.priority) for m in item.matches),
-        reasons=tuple(f"{m.priority}: {m.reason}" for m in item.matches),
-        image=entry.image if options.images and not options.headlines_only else None,
+        reasons=tuple(defuse(f"{m.priority}: {m.reason}") for m in item.matches),
+        image=Image(defuse_url(image.url), defuse(image.alt)) if image else None,
         highlighted=entry.id in highlighted,
-        author=entry.author,
+        author=defuse(entry.author) if entry.author else None,
     )
 
 
@@ -275,7 +293,7 @@ def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions
         anchor = _slug(section.category)
         sections.append(
             SectionView(
-                category=section.category,
+                category=defuse(section.category),
                 anchor=anchor,
                 groups=_shown(all_groups, total - section.more),
                 all_groups=all_groups,
@@ -290,12 +308,12 @@ def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions
         "settings": settings,
         "colours": settings.colours,
         "options": options,
-        "subject": issue.subject,
-        "preheader": issue.preheader,
+        "subject": defuse(issue.subject),
+        "preheader": defuse(issue.preheader),
         "date_label": format_date(last_day.date(), settings.date_format, locale=settings.locale),
         "since_label": _date_label(issue.window.start, settings),
-        "intro_html": intro_html(issue.intro_markdown),
-        "intro_markdown": issue.intro_markdown,
+        "intro_html": intro_html(defuse(issue.intro_markdown)),
+        "intro_markdown": defuse(issue.intro_markdown),
         "highlights": tuple(
             HighlightView(
                 settings.style_for(h.priority), h.reason, _card(h.item, settings, options, frozenset())
