@@ -4,7 +4,8 @@ mjml-python (MRML) turns MJML into table-based HTML; premailer then inlines the 
 ignore `<style>`. premailer's defaults damage MJML output, so it runs with the settings verified in
 EMAIL-NOTES: the doctype is upper-cased first (a lower-case one is dropped, putting browsers in quirks
 mode), `!important` and the `<style>` blocks are kept (media queries and dark mode need them), image
-width/height attributes are left alone (Outlook needs pixels), and nothing is fetched over the network.
+width/height attributes are left alone (Outlook needs pixels), and nothing is fetched over the network
+(`@import` rules are removed first: cssutils fetches them even when premailer is told not to).
 """
 
 from __future__ import annotations
@@ -20,6 +21,21 @@ from digest.errors import RenderError
 logger = logging.getLogger(__name__)
 _DOCTYPE = re.compile(r"^\s*<!doctype html>", re.IGNORECASE)
 _MJ_TAG = re.compile(r"<mj-[a-z-]+")
+_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style>)", re.IGNORECASE | re.DOTALL)
+_IMPORT = re.compile(r"@import\s+(?:url\()?[^;]*;?", re.IGNORECASE)
+
+
+def _drop_imports(html: str) -> str:
+    """Remove `@import` rules from `<style>` blocks: cssutils fetches them even with allow_network=False."""
+
+    def clean(match: re.Match[str]) -> str:
+        css = match.group(2)
+        if "@import" not in css.lower():
+            return match.group(0)
+        logger.warning("removed @import from a <style> block (an email cannot load external CSS)")
+        return match.group(1) + _IMPORT.sub("", css) + match.group(3)
+
+    return _STYLE_BLOCK.sub(clean, html)
 
 
 def mjml_to_html(source: str) -> str:
@@ -49,7 +65,7 @@ def inline_css(html: str) -> str:
     Raises:
         RenderError: premailer could not process the document.
     """
-    html = _DOCTYPE.sub("<!DOCTYPE html>", html, count=1)
+    html = _drop_imports(_DOCTYPE.sub("<!DOCTYPE html>", html, count=1))
     try:
         inliner = Premailer(
             html,
