@@ -38,6 +38,7 @@ TEXT_TEMPLATE = "email.txt"
 WEB_TEMPLATE = "web.html"
 TEXT_WIDTH = 78
 _WHITE = "#FFFFFF"
+_LINK_WITH_HREF = re.compile(r"<a (?=[^>]*\bhref=)")
 _WEB_TAGS = {"p", "br", "a", "strong", "b", "em", "i", "ul", "ol", "li", "blockquote", "code"}
 
 
@@ -245,7 +246,8 @@ def _card(
     item: IssueEntry, settings: RenderSettings, options: RenderOptions, highlighted: frozenset[str]
 ) -> Card:
     entry = item.entry
-    summary = nh3.clean(entry.summary_html, tags=_WEB_TAGS, link_rel="noopener noreferrer")
+    summary = nh3.clean(entry.summary_html, tags=_WEB_TAGS, link_rel=None)
+    summary = _LINK_WITH_HREF.sub('<a rel="noopener noreferrer" ', summary)
     if not summary.strip() and entry.summary_text:
         summary = f"<p>{html.escape(entry.summary_text)}</p>"
     image = entry.image if options.images and not options.headlines_only else None

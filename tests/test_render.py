@@ -118,7 +118,7 @@ def test_web_version_keeps_sanitised_summary_html_only() -> None:
         summary_html='<p>Hi <a href="https://x.org" onclick="x()">x</a><script>y()</script><img src=x></p>'
     )
     web = render_issue(_issue(rich), SETTINGS, RenderOptions()).web_html
-    assert '<a href="https://x.org" rel="noopener noreferrer">x</a>' in web
+    assert '<a rel="noopener noreferrer" href="https://x.org">x</a>' in web
     assert "onclick" not in web
     assert "<script>y" not in web
 
