@@ -1,0 +1,440 @@
+"""Send a built issue exactly once: claim it, personalise, hand to the transport, record each acceptance.
+
+`send_issue` is used by `digest send` and by the scheduled run. A real send claims the issue (so a
+second process cannot send it too), sends to every active subscriber without a `sent` ledger row, and
+writes that row as each message is accepted; an interrupted send resumes where it stopped. Once every
+active subscriber has it (or was refused permanently), the issue is marked sent, which marks its
+entries sent, and it is published to the web archive when that part is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest import tokens
+from digest.config import Config
+from digest.deliver import Job, MessageTemplate, OutboxTransport, Recipient, Sender, SmtpTransport, Transport
+from digest.deliver.headers import HeaderValueError
+from digest.deliver.signing import DkimSigner
+from digest.errors import ConfigError, DeliveryError, UsageError
+from digest.state import issues, ledger, open_state, settings, subscribers, transaction
+from digest.state.issues import IssueRecord
+
+log = logging.getLogger(__name__)
+TEST_PREFIX = "[TEST] "
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A recipient the issue did not reach in this run, and why."""
+
+    email: str
+    reason: str
+    permanent: bool
+    bounced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    """What one `send_issue` call did. `ok` is False when anything failed or the server was unreachable."""
+
+    issue_id: str
+    subject: str
+    transport: str
+    dry_run: bool = False
+    test: bool = False
+    planned: int = 0
+    sent: int = 0
+    already_sent: int = 0
+    failed: tuple[Failure, ...] = ()
+    recipients: tuple[str, ...] = ()
+    error: str | None = None
+    hint: str | None = None
+    completed: bool = False
+    took_over_from: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def not_sent(self) -> int:
+        """Recipients planned for this run that have no copy yet (failed or never tried)."""
+        return self.planned - self.sent
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.failed and (self.dry_run or self.not_sent == 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    record: IssueRecord
+    template: MessageTemplate
+    signer: DkimSigner | None
+    secret: str
+
+
+def send_issue(
+    config: Config,
+    db: sqlite3.Connection,
+    *,
+    now: datetime,
+    issue_id: str | None = None,
+    to: Sequence[str] = (),
+    dry_run: bool = False,
+    on_progress: Progress | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> SendReport:
+    """Send an issue (default: the latest built) to every active subscriber who does not have it yet.
+
+    `to` makes it a test send to those addresses only ("[TEST] " subject, no ledger, nothing marked
+    sent); `dry_run` only reports who would get it. `clock` gives the time of each message (default:
+    `now` moved on by the time elapsed). Failures of single messages and an unreachable server are in
+    the report (`ok` False), not raised.
+
+    Raises:
+        UsageError: no built issue, an unknown issue id, or a bad `to` address.
+        DeliveryError: the issue's files are missing or changed since the build, or nobody to send to.
+        ConfigError: a delivery setting cannot be used (an address, the SMTP password variable).
+        BusyError: another process is sending this issue.
+    """
+    clock = clock or _elapsed_clock(now)
+    record = _issue_record(db, issue_id)
+    prepared = _prepare(config, db, record, test=bool(to))
+    if to:
+        recipients = _test_recipients(db, to)
+        return _test_send(
+            config, db, prepared, recipients=recipients, dry_run=dry_run, on_progress=on_progress, clock=clock
+        )
+    if dry_run:
+        pending = tuple(email for email, _ in ledger.pending_recipients(db, record.id))
+        return SendReport(
+            issue_id=record.id,
+            subject=record.subject,
+            transport=config.delivery.transport,
+            dry_run=True,
+            planned=len(pending),
+            already_sent=ledger.sent_count(db, record.id),
+            recipients=pending,
+        )
+    return _real_send(config, db, prepared, on_progress, clock)
+
+
+def _elapsed_clock(now: datetime) -> Callable[[], datetime]:
+    start = time.monotonic()
+    return lambda: now + timedelta(seconds=time.monotonic() - start)
+
+
+def _issue_record(db: sqlite3.Connection, issue_id: str | None) -> IssueRecord:
+    record = issues.get_issue(db, issue_id) if issue_id else issues.latest_issue(db)
+    if record is None:
+        if issue_id:
+            raise UsageError(f"no built issue {issue_id!r}", hint="digest status lists the built issues")
+        raise UsageError("no issue has been built yet", hint="run digest build first")
+    return record
+
+
+def _issue_files(record: IssueRecord) -> tuple[str, str]:
+    folder = next(
+        (f for f in (record.out_dir / record.id, record.out_dir) if (f / "email.html").is_file()), None
+    )
+    if folder is None:
+        raise DeliveryError(
+            f"issue {record.id}: email.html is not in {record.out_dir}",
+            hint=f"run digest build again to rebuild issue {record.id}",
+        )
+    bodies = []
+    for name, expected in (("email.html", record.html_sha256), ("email.txt", record.text_sha256)):
+        path = folder / name
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DeliveryError(f"{path}: cannot read: {e.strerror}", hint="run digest build again") from e
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise DeliveryError(
+                f"{path} has changed since issue {record.id} was built",
+                hint="edit the draft and run digest build again rather than editing the built files",
+            )
+        bodies.append(data.decode("utf-8"))
+    return bodies[0], bodies[1]
+
+
+def _secret(config: Config, db: sqlite3.Connection) -> str:
+    return os.environ.get(config.web.secret_env) or settings.generated_secret(db, "unsubscribe_secret")
+
+
+def _prepare(config: Config, db: sqlite3.Connection, record: IssueRecord, *, test: bool) -> _Prepared:
+    html, text = _issue_files(record)
+    d = config.delivery
+    sender = Sender(
+        from_address=d.from_address,
+        from_name=d.from_name,
+        reply_to=d.reply_to,
+        list_id=d.list_id,
+        list_name=config.digest.title,
+        unsubscribe_mailto=d.unsubscribe_mailto,
+        fallback_name=d.fallback_name,
+    )
+    try:
+        template = MessageTemplate(
+            html_body=html,
+            text_body=text,
+            subject=(TEST_PREFIX if test else "") + record.subject,
+            sender=sender,
+            issue_id=record.id,
+        )
+    except HeaderValueError as e:
+        raise ConfigError(str(e), hint="fix the [delivery] setting named above") from e
+    if not template.has_unsubscribe_link:
+        raise DeliveryError(
+            f"issue {record.id}: email.html or email.txt has no unsubscribe link placeholder",
+            hint="the templates must contain the unsubscribe URL placeholder; run digest build again",
+        )
+    signer = None
+    if d.dkim_key is not None and d.dkim_selector:
+        signer = DkimSigner(d.dkim_key, d.dkim_selector, d.dkim_domain or sender.domain)
+    return _Prepared(record, template, signer, _secret(config, db))
+
+
+def _transport(config: Config, label: str) -> Transport:
+    if config.delivery.transport == "outbox":
+        return OutboxTransport(config.delivery.outbox, label=label)
+    password = None
+    if config.smtp.username:
+        variable = config.smtp.password_env or ""
+        password = os.environ.get(variable)
+        if not password:
+            raise ConfigError(
+                f"smtp.password_env: the environment variable {variable} is not set",
+                hint=f"export {variable}=... with the SMTP password of {config.smtp.username!r}",
+            )
+    return SmtpTransport(config.smtp, envelope_from=config.delivery.from_address, password=password)
+
+
+def _job(p: _Prepared, base_url: str, recipient: Recipient, at: datetime) -> Job:
+    url = tokens.unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, recipient.email))
+    message_id = p.template.new_message_id()
+    message = p.template.message(recipient, unsubscribe_url=url, message_id=message_id, date=at)
+    if p.signer is not None:
+        message = p.signer.sign(message)
+    return Job(recipient=recipient, message_id=message_id, message=message)
+
+
+def _test_recipients(db: sqlite3.Connection, to: Sequence[str]) -> tuple[Recipient, ...]:
+    out = []
+    for raw in to:
+        try:
+            email = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False).ascii_email
+        except EmailNotValidError as e:
+            raise UsageError(f"--to: {raw!r} is not a valid address: {e}") from e
+        known = subscribers.get_subscriber(db, email or "")
+        out.append(Recipient(email or raw, known.name if known else None))
+    return tuple(out)
+
+
+def _test_send(
+    config: Config,
+    db: sqlite3.Connection,
+    p: _Prepared,
+    *,
+    recipients: tuple[Recipient, ...],
+    dry_run: bool,
+    on_progress: Progress | None,
+    clock: Callable[[], datetime],
+) -> SendReport:
+    report = SendReport(
+        issue_id=p.record.id,
+        subject=TEST_PREFIX + p.record.subject,
+        transport=config.delivery.transport,
+        test=True,
+        dry_run=dry_run,
+        planned=len(recipients),
+        recipients=tuple(r.email for r in recipients),
+    )
+    if dry_run:
+        return report
+    sent, failed, error, hint = 0, [], None, None
+    transport = _transport(config, f"test-{p.record.id}")
+    try:
+        jobs = (_job(p, config.web.base_url, r, clock()) for r in recipients)
+        for done, delivery in enumerate(transport.send(jobs), start=1):
+            if delivery.accepted:
+                sent += 1
+            else:
+                failed.append(Failure(delivery.job.recipient.email, delivery.detail, delivery.permanent))
+            if on_progress:
+                on_progress(done, len(recipients))
+    except DeliveryError as e:
+        error, hint = e.message, e.hint
+    return replace(report, sent=sent, failed=tuple(failed), error=error, hint=hint)
+
+
+class _Heartbeat:
+    """Keeps the send claim fresh from a thread with its own connection; `lost` if it was taken over."""
+
+    def __init__(self, db: sqlite3.Connection, issue_id: str, holder: str, clock: Callable[[], datetime]):
+        self.lost = False
+        self._issue_id, self._holder, self._clock = issue_id, holder, clock
+        self._stop = threading.Event()
+        row = db.execute("PRAGMA database_list").fetchone()
+        self._path = Path(row["file"]) if row is not None and row["file"] else None
+        self._thread = threading.Thread(target=self._run, name="send-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        if self._path is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        assert self._path is not None  # noqa: S101 - started only with a file
+        db = open_state(self._path)
+        try:
+            while not self._stop.wait(ledger.HEARTBEAT_EVERY.total_seconds()):
+                if not ledger.refresh_claim(db, self._issue_id, self._holder, at=self._clock()):
+                    log.error("the claim on issue %s was taken over by another process", self._issue_id)
+                    self.lost = True
+                    return
+        finally:
+            db.close()
+
+
+def _real_send(
+    config: Config,
+    db: sqlite3.Connection,
+    p: _Prepared,
+    on_progress: Progress | None,
+    clock: Callable[[], datetime],
+) -> SendReport:
+    issue_id = p.record.id
+    holder = ledger.new_holder()
+    stale = ledger.claim_send(db, issue_id, holder, at=clock())
+    if stale is not None:
+        log.warning("took over the send of issue %s from %s, which stopped", issue_id, stale.holder)
+    try:
+        already = ledger.sent_count(db, issue_id)
+        planned = ledger.pending_count(db, issue_id)
+        report = SendReport(
+            issue_id=issue_id,
+            subject=p.record.subject,
+            transport=config.delivery.transport,
+            planned=planned,
+            already_sent=already,
+            took_over_from=stale.holder if stale else None,
+        )
+        if planned == 0 and already == 0:
+            raise DeliveryError(
+                f"issue {issue_id}: there are no active subscribers to send it to",
+                hint="add them with digest subscribers import FILE.csv or digest subscribers add EMAIL",
+            )
+        if planned:
+            issues.mark_send_started(db, issue_id, clock())
+            report = _deliver_pending(
+                config, db, p, report=report, holder=holder, on_progress=on_progress, clock=clock
+            )
+        if report.error is None and _finished(db, issue_id, report):
+            issues.mark_issue_sent(db, issue_id, clock())
+            report = replace(report, completed=True, notes=report.notes + _publish(config, db, issue_id))
+        return report
+    finally:
+        ledger.release_claim(db, issue_id, holder)
+
+
+def _finished(db: sqlite3.Connection, issue_id: str, report: SendReport) -> bool:
+    """Every active subscriber has the issue, except those refused permanently in this run."""
+    refused = {f.email.lower() for f in report.failed if f.permanent}
+    still = {email.lower() for email, _ in ledger.pending_recipients(db, issue_id)}
+    return ledger.sent_count(db, issue_id) > 0 and still <= refused
+
+
+def _deliver_pending(
+    config: Config,
+    db: sqlite3.Connection,
+    p: _Prepared,
+    *,
+    report: SendReport,
+    holder: str,
+    on_progress: Progress | None,
+    clock: Callable[[], datetime],
+) -> SendReport:
+    issue_id = p.record.id
+    failures: list[Failure] = []
+    sent = done = 0
+    error: DeliveryError | None = None
+    transport = _transport(config, issue_id)
+
+    def jobs(heartbeat: _Heartbeat) -> Iterator[Job]:
+        nonlocal done
+        for email, name in ledger.pending_recipients(db, issue_id):
+            if heartbeat.lost:
+                return
+            recipient = Recipient(email, name)
+            try:
+                yield _job(p, config.web.base_url, recipient, clock())
+            except HeaderValueError as e:
+                ledger.record_failed(db, issue_id, email, detail=str(e), at=clock())
+                failures.append(Failure(email, str(e), permanent=True))
+                done += 1
+
+    with _Heartbeat(db, issue_id, holder, clock) as heartbeat:
+        try:
+            for delivery in transport.send(jobs(heartbeat)):
+                email = delivery.job.recipient.email
+                if delivery.accepted:
+                    ledger.record_sent(db, issue_id, email, message_id=delivery.job.message_id, at=clock())
+                    sent += 1
+                else:
+                    with transaction(db):
+                        ledger.record_failed(db, issue_id, email, detail=delivery.detail, at=clock())
+                        if delivery.bounced:
+                            subscribers.set_status(db, email, "bounced", at=clock(), reason=delivery.detail)
+                    failures.append(Failure(email, delivery.detail, delivery.permanent, delivery.bounced))
+                done += 1
+                if on_progress:
+                    on_progress(done, report.planned)
+        except DeliveryError as e:
+            error = e
+        if heartbeat.lost and error is None:
+            error = DeliveryError(
+                f"issue {issue_id}: another process took over this send (our claim went stale)",
+                hint="check digest status; the other process sends the rest",
+            )
+    return replace(
+        report,
+        sent=sent,
+        failed=tuple(failures),
+        error=error.message if error else None,
+        hint=error.hint if error else None,
+    )
+
+
+def _publish(config: Config, db: sqlite3.Connection, issue_id: str) -> tuple[str, ...]:
+    """Publish the sent issue to the web archive when `digest.pipeline.web` provides `publish_issue`."""
+    try:
+        web = importlib.import_module("digest.pipeline.web")
+    except ImportError:
+        return ()
+    publish = getattr(web, "publish_issue", None)
+    if publish is None:
+        return ()
+    try:
+        publish(config, db, issue_id)
+    except Exception as e:  # the issue is sent: a failed publish is reported, never fatal
+        log.warning("publishing issue %s to the web archive failed: %s", issue_id, e, exc_info=True)
+        return (f"the issue was sent but publishing it to the web archive failed: {e}",)
+    return (f"published issue {issue_id} to the web archive",)
