@@ -391,6 +391,8 @@ def _deliver_pending(
                 failures.append(Failure(email, str(e), permanent=True))
                 done += 1
 
+    if on_progress:
+        on_progress(0, report.planned)
     with _Heartbeat(db, issue_id, holder, clock) as heartbeat:
         try:
             for delivery in transport.send(jobs(heartbeat)):
