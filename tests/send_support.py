@@ -164,6 +164,9 @@ class Received:
     envelope_from: str
     rcpt: tuple[str, ...]
     data: bytes
+    peer: tuple[str, int]
+    tls: bool
+    authenticated: bool
 
 
 @dataclass
@@ -193,7 +196,14 @@ class Recorder:
             stall = self.stall_after is not None and len(self.messages) >= self.stall_after
             if not stall:
                 self.messages.append(
-                    Received(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.content))
+                    Received(
+                        envelope.mail_from,
+                        tuple(envelope.rcpt_tos),
+                        bytes(envelope.content),
+                        tuple(session.peer),
+                        session.ssl is not None,
+                        bool(session.authenticated),
+                    )
                 )
         if stall:
             self.stalled.set()

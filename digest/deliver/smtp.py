@@ -161,6 +161,8 @@ class SmtpTransport:
         while True:
             connection_problem = False
             try:
+                if conn is not None and conn.sock is None:  # smtplib hung up itself (a 421 reply)
+                    conn = None
                 if conn is None:
                     conn = self.connect()
                 self._limiter.wait(stop)
@@ -173,6 +175,9 @@ class SmtpTransport:
                     return Delivery(
                         job, False, detail, permanent=True, bounced=is_hard_bounce(code, message)
                     ), conn
+                if code == 421:
+                    _close(conn)
+                    conn = None
             except smtplib.SMTPResponseException as e:
                 detail = describe_reply(e.smtp_code, e.smtp_error)
                 if e.smtp_code >= 500:
