@@ -49,6 +49,34 @@ class _ConnectionProblemError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Failed:
+    """One failed attempt: what the server said and what follows from it."""
+
+    detail: str
+    permanent: bool = False
+    bounced: bool = False
+    drop: bool = False  # the connection is no longer usable
+    connection: bool = False  # the server could not be reached or hung up
+
+
+def _failure(error: Exception, rcpt: str) -> _Failed:
+    """Classify an exception from one sending attempt."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, message = error.recipients.get(rcpt, (0, b"refused"))
+        detail = describe_reply(code, message)
+        if code >= 500:
+            return _Failed(detail, permanent=True, bounced=is_hard_bounce(code, message))
+        return _Failed(detail, drop=code == 421)
+    if isinstance(error, smtplib.SMTPResponseException):
+        detail = describe_reply(error.smtp_code, error.smtp_error)
+        return _Failed(detail, permanent=error.smtp_code >= 500, drop=error.smtp_code == 421)
+    if isinstance(error, _ConnectionProblemError):
+        return _Failed(str(error), connection=True)
+    # SMTPServerDisconnected, a reset, a timeout
+    return _Failed(f"connection lost: {error or type(error).__name__}", drop=True, connection=True)
+
+
+@dataclass(frozen=True, slots=True)
 class _Abandoned:
     """A job the worker did not settle: stopped before it started, or a fatal error."""
 
@@ -159,7 +187,6 @@ class SmtpTransport:
         retries = self.settings.retries
         attempt = 0
         while True:
-            connection_problem = False
             try:
                 if conn is not None and conn.sock is None:  # smtplib hung up itself (a 421 reply)
                     conn = None
@@ -168,40 +195,24 @@ class SmtpTransport:
                 self._limiter.wait(stop)
                 conn.sendmail(self.envelope_from, [rcpt], job.message)
                 return Delivery(job=job, accepted=True, detail="250 accepted"), conn
-            except smtplib.SMTPRecipientsRefused as e:
-                code, message = e.recipients.get(rcpt, (0, b"refused"))
-                detail = describe_reply(code, message)
-                if code >= 500:
-                    return Delivery(
-                        job, False, detail, permanent=True, bounced=is_hard_bounce(code, message)
-                    ), conn
-                if code == 421:
-                    _close(conn)
-                    conn = None
-            except smtplib.SMTPResponseException as e:
-                detail = describe_reply(e.smtp_code, e.smtp_error)
-                if e.smtp_code >= 500:
-                    return Delivery(job, False, detail, permanent=True), conn
-                if e.smtp_code == 421:
-                    _close(conn)
-                    conn = None
-            except _ConnectionProblemError as e:
-                detail, connection_problem = str(e), True
-            except OSError as e:  # SMTPServerDisconnected, a reset, a timeout
-                detail, connection_problem = f"connection lost: {e or type(e).__name__}", True
+            except (_ConnectionProblemError, OSError) as e:  # smtplib's exceptions are OSErrors
+                failed = _failure(e, rcpt)
+            if failed.drop:
                 _close(conn)
                 conn = None
+            if failed.permanent:
+                return Delivery(job, False, failed.detail, permanent=True, bounced=failed.bounced), conn
             if attempt >= retries:
-                if connection_problem:
+                if failed.connection:
                     raise DeliveryError(
-                        f"smtp {self.where} cannot be reached: {detail}"
+                        f"smtp {self.where} cannot be reached: {failed.detail}"
                         f" (tried {retries + 1} time{'s' if retries else ''})",
                         hint="check [smtp] host, port and security, and that the server is up;"
                         " then run digest send again: it resumes where it stopped",
                     )
-                return Delivery(job, False, f"{detail} (still refused after {retries} retries)"), conn
+                return Delivery(job, False, f"{failed.detail} (still refused after {retries} retries)"), conn
             delay = min(self.settings.retry_delay * 2**attempt, _MAX_DELAY)
-            log.info("retrying %s in %.2f s after: %s", rcpt, delay, detail)
+            log.info("retrying %s in %.2f s after: %s", rcpt, delay, failed.detail)
             if stop.wait(delay):
                 return None, conn
             attempt += 1
