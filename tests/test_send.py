@@ -269,3 +269,39 @@ def test_outbox_write_failure_stops_with_exit_5_and_resumes(
         leftover.unlink()
     assert run_send(config) == 0
     assert len(outbox_messages(config)) == 5
+
+
+def test_dkim_signs_every_message_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import shutil
+
+    import dkim
+    from conftest import require
+
+    openssl = shutil.which("openssl")
+    require(openssl, "the openssl CLI makes the test key")
+    assert openssl
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret")
+    (tmp_path / "keys").mkdir()
+    key = tmp_path / "keys" / "dkim.pem"
+    subprocess.run([openssl, "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        [openssl, "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    config = write_config(
+        tmp_path, 'dkim_key = "keys/dkim.pem"\ndkim_selector = "digest2026"\ndkim_domain = "blmk.example"'
+    )
+    make_built_issue(config)
+    db = open_state(config.state_path)
+    subscribers.upsert_subscriber(db, "a@example.org", name="A", at=NOW)
+    report = send_issue(config, db, now=NOW)
+    db.close()
+    assert report.ok
+    (data,) = outbox_messages(config)
+    assert data.startswith(b"DKIM-Signature:")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"digest2026._domainkey.blmk.example."
+        return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    assert dkim.verify(data, dnsfunc=dns)

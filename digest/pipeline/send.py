@@ -9,31 +9,32 @@ entries sent, and it is published to the web archive when that part is installed
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
-import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest import tokens
 from digest.config import Config
-from digest.deliver import Job, MessageTemplate, OutboxTransport, Recipient, Sender, SmtpTransport, Transport
+from digest.deliver import Job, Recipient
 from digest.deliver.headers import HeaderValueError
-from digest.deliver.signing import DkimSigner
-from digest.errors import ConfigError, DeliveryError, UsageError
-from digest.state import issues, ledger, open_state, settings, subscribers, transaction
-from digest.state.issues import IssueRecord
+from digest.deliver.issue import (
+    TEST_PREFIX,
+    Heartbeat,
+    PreparedIssue,
+    issue_record,
+    make_job,
+    make_transport,
+    prepare_issue,
+)
+from digest.errors import DeliveryError, UsageError
+from digest.state import issues, ledger, subscribers, transaction
 
 log = logging.getLogger(__name__)
-TEST_PREFIX = "[TEST] "
 Progress = Callable[[int, int], None]
 
 
@@ -77,14 +78,6 @@ class SendReport:
         return self.error is None and not self.failed and (self.dry_run or self.not_sent == 0)
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    record: IssueRecord
-    template: MessageTemplate
-    signer: DkimSigner | None
-    secret: str
-
-
 def send_issue(
     config: Config,
     db: sqlite3.Connection,
@@ -110,8 +103,8 @@ def send_issue(
         BusyError: another process is sending this issue.
     """
     clock = clock or _elapsed_clock(now)
-    record = _issue_record(db, issue_id)
-    prepared = _prepare(config, db, record, test=bool(to))
+    record = issue_record(db, issue_id)
+    prepared = prepare_issue(config, db, record, test=bool(to))
     if to:
         recipients = _test_recipients(db, to)
         return _test_send(
@@ -136,101 +129,6 @@ def _elapsed_clock(now: datetime) -> Callable[[], datetime]:
     return lambda: now + timedelta(seconds=time.monotonic() - start)
 
 
-def _issue_record(db: sqlite3.Connection, issue_id: str | None) -> IssueRecord:
-    record = issues.get_issue(db, issue_id) if issue_id else issues.latest_issue(db)
-    if record is None:
-        if issue_id:
-            raise UsageError(f"no built issue {issue_id!r}", hint="digest status lists the built issues")
-        raise UsageError("no issue has been built yet", hint="run digest build first")
-    return record
-
-
-def _issue_files(record: IssueRecord) -> tuple[str, str]:
-    folder = next(
-        (f for f in (record.out_dir / record.id, record.out_dir) if (f / "email.html").is_file()), None
-    )
-    if folder is None:
-        raise DeliveryError(
-            f"issue {record.id}: email.html is not in {record.out_dir}",
-            hint=f"run digest build again to rebuild issue {record.id}",
-        )
-    bodies = []
-    for name, expected in (("email.html", record.html_sha256), ("email.txt", record.text_sha256)):
-        path = folder / name
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise DeliveryError(f"{path}: cannot read: {e.strerror}", hint="run digest build again") from e
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise DeliveryError(
-                f"{path} has changed since issue {record.id} was built",
-                hint="edit the draft and run digest build again rather than editing the built files",
-            )
-        bodies.append(data.decode("utf-8"))
-    return bodies[0], bodies[1]
-
-
-def _secret(config: Config, db: sqlite3.Connection) -> str:
-    return os.environ.get(config.web.secret_env) or settings.generated_secret(db, "unsubscribe_secret")
-
-
-def _prepare(config: Config, db: sqlite3.Connection, record: IssueRecord, *, test: bool) -> _Prepared:
-    html, text = _issue_files(record)
-    d = config.delivery
-    sender = Sender(
-        from_address=d.from_address,
-        from_name=d.from_name,
-        reply_to=d.reply_to,
-        list_id=d.list_id,
-        list_name=config.digest.title,
-        unsubscribe_mailto=d.unsubscribe_mailto,
-        fallback_name=d.fallback_name,
-    )
-    try:
-        template = MessageTemplate(
-            html_body=html,
-            text_body=text,
-            subject=(TEST_PREFIX if test else "") + record.subject,
-            sender=sender,
-            issue_id=record.id,
-        )
-    except HeaderValueError as e:
-        raise ConfigError(str(e), hint="fix the [delivery] setting named above") from e
-    if not template.has_unsubscribe_link:
-        raise DeliveryError(
-            f"issue {record.id}: email.html or email.txt has no unsubscribe link placeholder",
-            hint="the templates must contain the unsubscribe URL placeholder; run digest build again",
-        )
-    signer = None
-    if d.dkim_key is not None and d.dkim_selector:
-        signer = DkimSigner(d.dkim_key, d.dkim_selector, d.dkim_domain or sender.domain)
-    return _Prepared(record, template, signer, _secret(config, db))
-
-
-def _transport(config: Config, label: str) -> Transport:
-    if config.delivery.transport == "outbox":
-        return OutboxTransport(config.delivery.outbox, label=label)
-    password = None
-    if config.smtp.username:
-        variable = config.smtp.password_env or ""
-        password = os.environ.get(variable)
-        if not password:
-            raise ConfigError(
-                f"smtp.password_env: the environment variable {variable} is not set",
-                hint=f"export {variable}=... with the SMTP password of {config.smtp.username!r}",
-            )
-    return SmtpTransport(config.smtp, envelope_from=config.delivery.from_address, password=password)
-
-
-def _job(p: _Prepared, base_url: str, recipient: Recipient, at: datetime) -> Job:
-    url = tokens.unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, recipient.email))
-    message_id = p.template.new_message_id()
-    message = p.template.message(recipient, unsubscribe_url=url, message_id=message_id, date=at)
-    if p.signer is not None:
-        message = p.signer.sign(message)
-    return Job(recipient=recipient, message_id=message_id, message=message)
-
-
 def _test_recipients(db: sqlite3.Connection, to: Sequence[str]) -> tuple[Recipient, ...]:
     out = []
     for raw in to:
@@ -246,7 +144,7 @@ def _test_recipients(db: sqlite3.Connection, to: Sequence[str]) -> tuple[Recipie
 def _test_send(
     config: Config,
     db: sqlite3.Connection,
-    p: _Prepared,
+    p: PreparedIssue,
     *,
     recipients: tuple[Recipient, ...],
     dry_run: bool,
@@ -265,9 +163,9 @@ def _test_send(
     if dry_run:
         return report
     sent, failed, error, hint = 0, [], None, None
-    transport = _transport(config, f"test-{p.record.id}")
+    transport = make_transport(config, f"test-{p.record.id}")
     try:
-        jobs = (_job(p, config.web.base_url, r, clock()) for r in recipients)
+        jobs = (make_job(p, config.web.base_url, r, clock()) for r in recipients)
         for done, delivery in enumerate(transport.send(jobs), start=1):
             if delivery.accepted:
                 sent += 1
@@ -280,44 +178,10 @@ def _test_send(
     return replace(report, sent=sent, failed=tuple(failed), error=error, hint=hint)
 
 
-class _Heartbeat:
-    """Keeps the send claim fresh from a thread with its own connection; `lost` if it was taken over."""
-
-    def __init__(self, db: sqlite3.Connection, issue_id: str, holder: str, clock: Callable[[], datetime]):
-        self.lost = False
-        self._issue_id, self._holder, self._clock = issue_id, holder, clock
-        self._stop = threading.Event()
-        row = db.execute("PRAGMA database_list").fetchone()
-        self._path = Path(row["file"]) if row is not None and row["file"] else None
-        self._thread = threading.Thread(target=self._run, name="send-heartbeat", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        if self._path is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        assert self._path is not None  # noqa: S101 - started only with a file
-        db = open_state(self._path)
-        try:
-            while not self._stop.wait(ledger.HEARTBEAT_EVERY.total_seconds()):
-                if not ledger.refresh_claim(db, self._issue_id, self._holder, at=self._clock()):
-                    log.error("the claim on issue %s was taken over by another process", self._issue_id)
-                    self.lost = True
-                    return
-        finally:
-            db.close()
-
-
 def _real_send(
     config: Config,
     db: sqlite3.Connection,
-    p: _Prepared,
+    p: PreparedIssue,
     on_progress: Progress | None,
     clock: Callable[[], datetime],
 ) -> SendReport:
@@ -365,7 +229,7 @@ def _finished(db: sqlite3.Connection, issue_id: str, report: SendReport) -> bool
 def _deliver_pending(
     config: Config,
     db: sqlite3.Connection,
-    p: _Prepared,
+    p: PreparedIssue,
     *,
     report: SendReport,
     holder: str,
@@ -376,16 +240,16 @@ def _deliver_pending(
     failures: list[Failure] = []
     sent = done = 0
     error: DeliveryError | None = None
-    transport = _transport(config, issue_id)
+    transport = make_transport(config, issue_id)
 
-    def jobs(heartbeat: _Heartbeat) -> Iterator[Job]:
+    def jobs(heartbeat: Heartbeat) -> Iterator[Job]:
         nonlocal done
         for email, name in ledger.pending_recipients(db, issue_id):
             if heartbeat.lost:
                 return
             recipient = Recipient(email, name)
             try:
-                yield _job(p, config.web.base_url, recipient, clock())
+                yield make_job(p, config.web.base_url, recipient, clock())
             except HeaderValueError as e:
                 ledger.record_failed(db, issue_id, email, detail=str(e), at=clock())
                 failures.append(Failure(email, str(e), permanent=True))
@@ -393,7 +257,7 @@ def _deliver_pending(
 
     if on_progress:
         on_progress(0, report.planned)
-    with _Heartbeat(db, issue_id, holder, clock) as heartbeat:
+    with Heartbeat(db, issue_id, holder, clock) as heartbeat:
         try:
             for delivery in transport.send(jobs(heartbeat)):
                 email = delivery.job.recipient.email
