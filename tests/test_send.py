@@ -15,7 +15,7 @@ from send_support import ISSUE_ID, NOW, SUBJECT, make_built_issue, parse, parts,
 
 from digest import tokens
 from digest.cli import main
-from digest.config import Config
+from digest.config import Config, load_config
 from digest.errors import BusyError, DeliveryError, UsageError
 from digest.pipeline.send import send_issue
 from digest.state import issues, ledger, open_state, subscribers
@@ -305,3 +305,35 @@ def test_dkim_signs_every_message_when_configured(tmp_path: Path, monkeypatch: p
         return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
     assert dkim.verify(data, dnsfunc=dns)
+
+
+def test_approval_required_blocks_an_unapproved_send_but_not_a_test_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digest.state import approvals
+
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret")
+    config = write_config(tmp_path)
+    config.path.write_text(config.path.read_text() + "\n[approval]\nrequired = true\n")
+    config = load_config(config.path)
+    make_built_issue(config)
+    db = open_state(config.state_path)
+    subscribers.upsert_subscriber(db, "a@example.org", name="A", at=NOW)
+    db.close()
+    assert run_send(config) == 8
+    assert "has not been approved" in capsys.readouterr().err
+    assert run_send(config, "--to", "editor@example.org") == 0
+    db = open_state(config.state_path)
+    record = issues.get_issue(db, ISSUE_ID)
+    assert record is not None
+    approvals.record_approval(
+        db,
+        issue_id=ISSUE_ID,
+        approved_by="editor",
+        approved_at=NOW,
+        html_sha256=record.html_sha256,
+        text_sha256=record.text_sha256,
+    )
+    db.close()
+    assert run_send(config) == 0
+    assert recipients_of(config) == ["a@example.org", "editor@example.org"]

@@ -31,8 +31,8 @@ from digest.deliver.issue import (
     make_transport,
     prepare_issue,
 )
-from digest.errors import DeliveryError, UsageError
-from digest.state import issues, ledger, subscribers, transaction
+from digest.errors import ApprovalError, DeliveryError, UsageError
+from digest.state import approvals, issues, ledger, subscribers, transaction
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -101,6 +101,7 @@ def send_issue(
         DeliveryError: the issue's files are missing or changed since the build, or nobody to send to.
         ConfigError: a delivery setting cannot be used (an address, the SMTP password variable).
         BusyError: another process is sending this issue.
+        ApprovalError: `[approval] required` and the issue (as built now) is not approved.
     """
     clock = clock or _elapsed_clock(now)
     record = issue_record(db, issue_id)
@@ -120,6 +121,13 @@ def send_issue(
             planned=len(pending),
             already_sent=ledger.sent_count(db, record.id),
             recipients=pending,
+        )
+    if config.approval.required and not approvals.is_approved(
+        db, record.id, record.html_sha256, record.text_sha256
+    ):
+        raise ApprovalError(
+            f"issue {record.id} has not been approved since it was last built",
+            hint="approve it in digest preview ([approval] required = true); --to sends a test meanwhile",
         )
     return _real_send(config, db, prepared, on_progress, clock)
 
@@ -213,7 +221,9 @@ def _real_send(
             )
         if report.error is None and _finished(db, issue_id, report):
             issues.mark_issue_sent(db, issue_id, clock())
-            report = replace(report, completed=True, notes=report.notes + _publish(config, db, issue_id))
+            # Published when first marked sent; a later run for late subscribers does not publish again.
+            notes = _publish(config, db, issue_id) if p.record.sent_at is None else ()
+            report = replace(report, completed=True, notes=report.notes + notes)
         return report
     finally:
         ledger.release_claim(db, issue_id, holder)
