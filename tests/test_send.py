@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import types
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from digest.cli import main
 from digest.config import Config, load_config
 from digest.errors import BusyError, DeliveryError, UsageError
 from digest.pipeline.send import send_issue
-from digest.state import issues, ledger, open_state, subscribers
+from digest.state import issues, ledger, open_state, subscribers, to_iso
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_a_live_claim_makes_a_second_sender_exit_busy(
         db = open_state(config.state_path)
         holder = f"{socket.gethostname()}:{sleeper.pid}:abcd"
         ledger.claim_send(db, ISSUE_ID, holder, at=NOW)
-        db.execute("UPDATE send_claims SET heartbeat_at = datetime('now')")
+        db.execute("UPDATE send_claims SET heartbeat_at = ?", (to_iso(datetime.now(UTC)),))
         db.close()
         assert run_send(config) == 7
         assert "is being sent by another digest process" in capsys.readouterr().err

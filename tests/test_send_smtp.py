@@ -139,6 +139,11 @@ def test_starttls_and_login(
         monkeypatch.delenv("DIGEST_SMTP_PASSWORD", raising=False)
         assert send(config) == 2
         assert "DIGEST_SMTP_PASSWORD is not set" in capsys.readouterr().err
+        db = open_state(config.state_path)
+        record = issues.get_issue(db, ISSUE_ID)
+        assert record is not None and record.send_started_at is None  # nothing claimed or frozen
+        assert ledger.get_claim(db, ISSUE_ID) is None
+        db.close()
         # A wrong password: the login is refused, nothing is sent, exit 5.
         monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "wrong")
         assert send(config) == 5

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from email_validator import EmailNotValidError, validate_email
 
 from digest.config import Config
-from digest.deliver import Job, Recipient
+from digest.deliver import Job, Recipient, Transport
 from digest.deliver.headers import HeaderValueError
 from digest.deliver.issue import (
     TEST_PREFIX,
@@ -194,6 +194,7 @@ def _real_send(
     clock: Callable[[], datetime],
 ) -> SendReport:
     issue_id = p.record.id
+    transport = make_transport(config, issue_id)  # a missing password fails before anything is claimed
     holder = ledger.new_holder()
     stale = ledger.claim_send(db, issue_id, holder, at=clock())
     if stale is not None:
@@ -215,9 +216,15 @@ def _real_send(
                 hint="add them with digest subscribers import FILE.csv or digest subscribers add EMAIL",
             )
         if planned:
-            issues.mark_send_started(db, issue_id, clock())
             report = _deliver_pending(
-                config, db, p, report=report, holder=holder, on_progress=on_progress, clock=clock
+                config,
+                db,
+                p,
+                transport=transport,
+                report=report,
+                holder=holder,
+                on_progress=on_progress,
+                clock=clock,
             )
         if report.error is None and _finished(db, issue_id, report):
             issues.mark_issue_sent(db, issue_id, clock())
@@ -241,6 +248,7 @@ def _deliver_pending(
     db: sqlite3.Connection,
     p: PreparedIssue,
     *,
+    transport: Transport,
     report: SendReport,
     holder: str,
     on_progress: Progress | None,
@@ -250,20 +258,25 @@ def _deliver_pending(
     failures: list[Failure] = []
     sent = done = 0
     error: DeliveryError | None = None
-    transport = make_transport(config, issue_id)
 
     def jobs(heartbeat: Heartbeat) -> Iterator[Job]:
         nonlocal done
+        started = False
         for email, name in ledger.pending_recipients(db, issue_id):
             if heartbeat.lost:
                 return
             recipient = Recipient(email, name)
             try:
-                yield make_job(p, config.web.base_url, recipient, clock())
+                job = make_job(p, config.web.base_url, recipient, clock())
             except HeaderValueError as e:
                 ledger.record_failed(db, issue_id, email, detail=str(e), at=clock())
                 failures.append(Failure(email, str(e), permanent=True))
                 done += 1
+                continue
+            if not started:  # from the first message handed over, the issue is frozen (no rebuild)
+                issues.mark_send_started(db, issue_id, clock())
+                started = True
+            yield job
 
     if on_progress:
         on_progress(0, report.planned)
