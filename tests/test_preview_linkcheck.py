@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from digest.linkcheck import LinkChecker, extract_links, summarise
 
 NOW = datetime(2025, 5, 9, 9, 0, tzinfo=UTC)
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run in a fresh thread: the session's playwright keeps an event loop in the main thread."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class Site:
@@ -94,7 +103,7 @@ def test_statuses_redirects_and_errors(site: tuple[str, Site]) -> None:
         f"{base}/no-head",
         "http://127.0.0.1:9/closed",
     ]
-    ok, missing, moved, loop, no_head, closed = asyncio.run(checker.check(urls, now=NOW))
+    ok, missing, moved, loop, no_head, closed = run(checker.check(urls, now=NOW))
     assert (ok.status, ok.ok) == (200, True)
     assert (missing.status, missing.ok) == (404, False)
     assert moved.status == 200
@@ -110,7 +119,7 @@ def test_statuses_redirects_and_errors(site: tuple[str, Site]) -> None:
 def test_links_are_checked_concurrently(site: tuple[str, Site]) -> None:
     base, state = site
     checker = LinkChecker(user_agent="digest-test", timeout=10, concurrency=4)
-    results = asyncio.run(checker.check([f"{base}/together/{i}" for i in range(3)], now=NOW))
+    results = run(checker.check([f"{base}/together/{i}" for i in range(3)], now=NOW))
     assert [r.status for r in results] == [200, 200, 200]
     assert not state.barrier.broken
 
@@ -122,11 +131,11 @@ def test_results_are_cached_and_failures_rechecked_sooner(site: tuple[str, Site]
         user_agent="t", ttl=timedelta(hours=6), failure_ttl=timedelta(minutes=10), cache_path=cache
     )
     urls = [f"{base}/ok", f"{base}/missing"]
-    asyncio.run(checker.check(urls, now=NOW))
-    asyncio.run(checker.check(urls, now=NOW + timedelta(minutes=5)))
+    run(checker.check(urls, now=NOW))
+    run(checker.check(urls, now=NOW + timedelta(minutes=5)))
     assert state.hits["HEAD /ok"] == 1
     assert state.hits["HEAD /missing"] == 1
-    asyncio.run(checker.check(urls, now=NOW + timedelta(minutes=30)))
+    run(checker.check(urls, now=NOW + timedelta(minutes=30)))
     assert state.hits["HEAD /ok"] == 1
     assert state.hits["HEAD /missing"] == 2
 

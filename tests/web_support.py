@@ -147,6 +147,7 @@ def preview_served(
 ) -> Iterator[tuple[str, object]]:
     """The preview app of `config_path` on 127.0.0.1, after its first build; yields (base URL, workspace)."""
     import httpx
+
     from digest.preview.app import create_preview_app
     from digest.preview.workspace import Workspace
 

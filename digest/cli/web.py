@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,10 +11,14 @@ import click
 import uvicorn
 from starlette.types import ASGIApp
 
+from digest.cli.build import parse_as_of
 from digest.cli.common import config_option, read_config, stdout
 from digest.errors import UsageError
 from digest.pipeline import web
+from digest.preview.app import create_preview_app
 from digest.preview.public import create_public_app
+from digest.preview.security import require_access_token
+from digest.preview.workspace import Workspace
 from digest.state import open_state
 from digest.state.issues import get_issue, recent_issues
 
@@ -44,8 +49,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _run_server(app: ASGIApp, host: str, port: int) -> int:
-    sock = _listen(host, port)
+def _run_server(app: ASGIApp, sock: socket.socket) -> int:
     server = uvicorn.Server(
         uvicorn.Config(app, server_header=False, timeout_graceful_shutdown=3, log_level="info")
     )
@@ -69,12 +73,58 @@ def serve(config_path: Path, host: str, port: int) -> int:
     config = read_config(config_path)
     published = web.rebuild_archive(config)
     app = create_public_app(config, clock=_now)
+    sock = _listen(host, port)
     stdout.print(
         f"serving {config.web.archive_dir} ({len(published)} issue{'s' if len(published) != 1 else ''}) "
-        f"and /unsubscribe on http://{host}:{port}/ (public address: {config.web.base_url})",
+        f"and /unsubscribe on {_address(sock)} (public address: {config.web.base_url})",
         markup=False,
     )
-    return _run_server(app, host, port)
+    return _run_server(app, sock)
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+@click.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port.")
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="DATETIME",
+    help="End the next issue's window at this ISO 8601 time instead of now (as `digest build`).",
+)
+@click.option("--offline", is_flag=True, help="Never fetch the feeds: build from the entries state holds.")
+@click.option("--no-link-check", "no_link_check", is_flag=True, help="Do not check the email's links.")
+def preview(  # click passes every option by keyword
+    *, config_path: Path, host: str, port: int, as_of: str | None, offline: bool, no_link_check: bool
+) -> int:
+    """Serve the comms team's preview of the next issue, with its controls and pre-send report.
+
+    Shows the real email.html at 600 px and 375 px, the plain text and the entries; pin, drop, reorder,
+    re-tag and the intro save the issue draft and rebuild; the page reloads itself when the config,
+    feeds, templates or draft change. Test sends and the Approve button are on the same page.
+    Binding any address but 127.0.0.1/localhost needs an access token in the environment variable
+    named by [preview] access_token_env.
+    """
+    config = read_config(config_path)
+    env_name = config.preview.access_token_env
+    token = require_access_token(host, os.environ.get(env_name), env_name=env_name)
+    workspace = Workspace(
+        config_path,
+        clock=_now,
+        as_of=parse_as_of(as_of, config.digest.timezone),
+        offline=offline,
+        check_links=not no_link_check,
+    )
+    app = create_preview_app(workspace, access_token=token)
+    sock = _listen(host, port)
+    protected = f" (access token from ${env_name} required)" if token else ""
+    stdout.print(f"preview of the next issue on {_address(sock)}{protected}; Ctrl-C to stop", markup=False)
+    return _run_server(app, sock)
 
 
 @click.command()
@@ -108,5 +158,6 @@ def publish(config_path: Path, issue_id: str | None) -> int:
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the `digest` group."""
+    group.add_command(preview)
     group.add_command(serve)
     group.add_command(publish)

@@ -1,0 +1,411 @@
+"""The comms team's preview of the next issue (`digest preview`): a Starlette app over a `Workspace`.
+
+The page shows the real `email.html` in a 600 px and a 375 px frame, the plain-text part, the entries with
+their priority tags and reasons, controls that edit the issue draft (pin, drop, reorder, re-tag, intro),
+the pre-send report, a test-send form and the Approve button. Every POST carries the CSRF token and
+answers with a redirect back to the page (with a notice), so reloading never repeats an action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from digest.draft import Draft
+from digest.errors import DigestError
+from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
+from digest.preview import edits
+from digest.preview.pages import STATIC, render_message, render_page
+from digest.preview.security import (
+    ACCESS_COOKIE,
+    AccessGate,
+    AccessMiddleware,
+    Csrf,
+    SecurityHeaders,
+    error_handlers,
+)
+from digest.preview.view import SAMPLE_NAME, entry_anchor, page_context
+from digest.preview.workspace import Workspace
+from digest.tokens import unsubscribe_url
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024
+MAX_TEST_ADDRESSES = 20
+PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: http: data:; "
+        "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+    "x-robots-tag": "noindex, nofollow",
+}
+# The email is shown in a sandboxed frame: no script, no plugins, links open in a new tab.
+EMAIL_HEADERS = {
+    "content-security-policy": (
+        "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
+        "img-src https: http: data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
+    ),
+    "cache-control": "no-store",
+}
+_HEAD = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
+_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
+Change = Callable[[Draft], Draft]
+
+
+class Notices:
+    """Short messages shown once after a POST redirects back (kept by a random key, the last 100)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[str, str]] = {}
+
+    def add(self, kind: str, text: str) -> str:
+        key = secrets.token_urlsafe(8)
+        self._items[key] = (kind, text)
+        while len(self._items) > 100:
+            self._items.pop(next(iter(self._items)))
+        return key
+
+    def get(self, key: str | None) -> tuple[str, str] | None:
+        return self._items.get(key) if key else None
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _texts(form: FormData, name: str) -> list[str]:
+    return [v for v in form.getlist(name) if isinstance(v, str)]
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, DigestError):
+        return error.message + (f" ({error.hint})" if error.hint else "")
+    return str(error)
+
+
+def personalised(text: str, base_url: str, *, escape: bool) -> str:
+    """A built email part with the personal placeholders filled with sample values."""
+    name = html.escape(SAMPLE_NAME) if escape else SAMPLE_NAME
+    url = unsubscribe_url(base_url, "preview-sample")
+    return text.replace(NAME_PLACEHOLDER, name).replace(
+        UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(url) if escape else url
+    )
+
+
+class DraftEdits:
+    """Turns a control's form into a draft change and the notice to show once it is saved."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+
+    def title(self, entry_id: str) -> str:
+        issue = self.workspace.snapshot.issue
+        for item in issue.entries if issue else ():
+            if item.entry.id == entry_id:
+                return f"“{item.entry.title}”"
+        return "the entry"
+
+    def pin(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        return (lambda d: edits.pin(d, entry_id)), f"Pinned {self.title(entry_id)} to the highlights."
+
+    def unpin(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        return (lambda d: edits.unpin(d, entry_id)), f"Unpinned {self.title(entry_id)}."
+
+    def drop(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        return (lambda d: edits.drop(d, entry_id)), f"Dropped {self.title(entry_id)} from the issue."
+
+    def restore(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        return (lambda d: edits.restore(d, entry_id)), "Restored the entry to the issue."
+
+    def move(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        shown = _texts(form, "shown")
+        step = -1 if _text(form, "direction") == "up" else 1
+        in_highlights = _text(form, "list") == "highlights"
+        issue = self.workspace.snapshot.issue
+        source_pinned = [i.entry.id for i in issue.entries if i.entry.pinned] if issue else []
+
+        def change(draft: Draft) -> Draft:
+            ranks = edits.highlight_ranks(draft, source_pinned, shown) if in_highlights else None
+            return edits.move(draft, shown, entry_id, step, ranks=ranks)
+
+        return change, f"Moved {self.title(entry_id)} {'up' if step < 0 else 'down'}."
+
+    def retag(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        if _text(form, "mode") == "auto":
+            return (lambda d: edits.retag(d, entry_id, None)), "Back to keyword matching."
+        known = {p.name for p in self.workspace.config.priorities}
+        chosen = [v for v in _texts(form, "priority") if v in known]
+        label = ", ".join(chosen) if chosen else "no priority"
+        return (lambda d: edits.retag(d, entry_id, chosen)), f"Re-tagged {self.title(entry_id)}: {label}."
+
+    def intro(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        text = _text(form, "intro")
+        return (lambda d: edits.set_intro(d, text)), "Saved the editor's intro."
+
+
+class PreviewApp:
+    """The preview's endpoints, over one workspace; `create_preview_app` turns them into a Starlette app."""
+
+    def __init__(self, workspace: Workspace, *, access_token: str | None, csrf: Csrf) -> None:
+        self.workspace = workspace
+        self.csrf = csrf
+        self.gate = AccessGate(access_token)
+        self.notices = Notices()
+        self.edits = DraftEdits(workspace)
+        self.lang = workspace.config.digest.locale.replace("_", "-")
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def redirect(self, kind: str, text: str, anchor: str = "") -> RedirectResponse:
+        key = self.notices.add(kind, text)
+        return RedirectResponse(f"/?notice={key}{'#' + anchor if anchor else ''}", status_code=303)
+
+    async def form_of(self, request: Request) -> FormData:
+        form = await request.form()
+        self.csrf.check(request, form.get(self.csrf.field))
+        return form
+
+    def issue_file(self, name: str) -> Path:
+        folder = self.workspace.snapshot.folder
+        if folder is None or not (folder / name).is_file():
+            raise HTTPException(404)
+        return folder / name
+
+    def check_links_soon(self) -> None:
+        """Start checking the current email's links in the background (the page shows them when done)."""
+        task = asyncio.get_running_loop().create_task(self.workspace.check_links())
+        self.workspace.background.add(task)
+        task.add_done_callback(self.workspace.background.discard)
+
+    def error_page(self, request: Request, status_code: int, phrase: str, message: str | None) -> str:
+        return render_message(
+            lang=self.lang, title=phrase, heading=phrase, message=message or phrase, css="/static/site.css"
+        )
+
+    # --- pages --------------------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        notice = self.notices.get(request.query_params.get("notice"))
+        context = await run_in_threadpool(page_context, self.workspace)
+        body = render_page(
+            "preview.html",
+            lang=self.lang,
+            title=f"Preview: {self.workspace.config.digest.title}",
+            css="/static/site.css",
+            csrf_token=self.csrf.token,
+            notice=notice,
+            access_protected=self.gate.token is not None,
+            site_name=self.workspace.config.digest.title,
+            **context,
+        )
+        return HTMLResponse(body)
+
+    async def email_html(self, request: Request) -> Response:
+        text = self.issue_file("email.html").read_text(encoding="utf-8")
+        text = personalised(text, self.workspace.config.web.base_url, escape=True)
+        text = _HEAD.sub(lambda m: m.group(0) + '<base target="_blank">', text, count=1)
+        return HTMLResponse(text, headers=EMAIL_HEADERS)
+
+    async def web_html(self, request: Request) -> Response:
+        return HTMLResponse(self.issue_file("web.html").read_text(encoding="utf-8"), headers=EMAIL_HEADERS)
+
+    async def email_txt(self, request: Request) -> Response:
+        text = self.issue_file("email.txt").read_text(encoding="utf-8")
+        text = personalised(text, self.workspace.config.web.base_url, escape=False)
+        return PlainTextResponse(text, headers={"cache-control": "no-store"})
+
+    async def priorities_css(self, request: Request) -> Response:
+        """Each priority's colour as the left border of its tags (text stays dark on pale: readable)."""
+        rules = [
+            f".prio-{i} {{ border-left-color: {p.colour}; }}"
+            for i, p in enumerate(self.workspace.config.priorities)
+            if p.colour and _COLOUR.fullmatch(p.colour)
+        ]
+        return Response("\n".join(rules) + "\n", media_type="text/css", headers={"cache-control": "no-store"})
+
+    async def status(self, request: Request) -> Response:
+        w = self.workspace
+        return JSONResponse(
+            {
+                "version": w.snapshot.version,
+                "building": w.building,
+                "links_version": w.links_version,
+                "links_checking": w.links_checking,
+            },
+            headers={"cache-control": "no-store"},
+        )
+
+    async def links_fragment(self, request: Request) -> Response:
+        context = await run_in_threadpool(page_context, self.workspace)
+        return HTMLResponse(render_page("_links.html", **context))
+
+    # --- actions ------------------------------------------------------------------------------------
+
+    def draft_endpoint(
+        self, describe: Callable[[FormData, str], tuple[Change, str]]
+    ) -> Callable[[Request], object]:
+        async def endpoint(request: Request) -> Response:
+            form = await self.form_of(request)
+            entry_id = _text(form, "entry")
+            try:
+                change, done = describe(form, entry_id)
+                snapshot = await run_in_threadpool(self.workspace.edit_draft, change)
+            except (DigestError, ValueError) as e:
+                return self.redirect("error", _message(e), "entries")
+            self.check_links_soon()
+            if snapshot.error:
+                return self.redirect("error", f"Saved, but the rebuild failed: {snapshot.error}", "top")
+            return self.redirect("ok", done, entry_anchor(entry_id) if entry_id else "intro")
+
+        return endpoint
+
+    async def refresh(self, request: Request) -> Response:
+        await self.form_of(request)
+        snapshot = await run_in_threadpool(self.workspace.rebuild, fetch=True)
+        self.check_links_soon()
+        if snapshot.error:
+            return self.redirect("error", f"The rebuild failed: {snapshot.error}", "top")
+        done = "Fetched the feeds and rebuilt" if snapshot.fetched else "Rebuilt (offline: nothing fetched)"
+        return self.redirect("ok", f"{done} the preview.", "top")
+
+    async def approve(self, request: Request) -> Response:
+        form = await self.form_of(request)
+        try:
+            text = await run_in_threadpool(
+                self.workspace.approve,
+                _text(form, "name"),
+                seen_html_sha256=_text(form, "html_sha256"),
+                seen_text_sha256=_text(form, "text_sha256"),
+            )
+        except DigestError as e:
+            return self.redirect("error", _message(e), "approval")
+        return self.redirect("ok", text, "approval")
+
+    async def test_send(self, request: Request) -> Response:
+        form = await self.form_of(request)
+        addresses = tuple(a for a in re.split(r"[\s,;]+", _text(form, "to")) if a)
+        if not addresses:
+            return self.redirect("error", "Type at least one address to send the test to.", "test-send")
+        if len(addresses) > MAX_TEST_ADDRESSES:
+            return self.redirect(
+                "error", f"A test goes to at most {MAX_TEST_ADDRESSES} addresses.", "test-send"
+            )
+        try:
+            kind, text = await run_in_threadpool(self.workspace.test_send, addresses)
+        except DigestError as e:
+            return self.redirect("error", _message(e), "test-send")
+        return self.redirect(kind, text, "test-send")
+
+    async def login(self, request: Request) -> Response:
+        error = None
+        if request.method == "POST":
+            form = await self.form_of(request)
+            if self.gate.check_token(_text(form, "token")):
+                response = RedirectResponse("/", status_code=303)
+                response.set_cookie(
+                    ACCESS_COOKIE, self.gate.cookie_value, httponly=True, samesite="strict", max_age=12 * 3600
+                )
+                return response
+            log.warning("preview: refused a wrong access token from %s", request.client)
+            error = "That access token is not right."
+        body = render_page(
+            "login.html",
+            lang=self.lang,
+            title="Preview: access token",
+            css="/static/site.css",
+            csrf_token=self.csrf.token,
+            error=error,
+            site_name=self.workspace.config.digest.title,
+        )
+        return HTMLResponse(body, status_code=401 if error else 200)
+
+    def routes(self) -> list[BaseRoute]:
+        e = self.edits
+        post = ["POST"]
+        return [
+            Route("/", self.home),
+            Route("/email.html", self.email_html),
+            Route("/email.txt", self.email_txt),
+            Route("/web.html", self.web_html),
+            Route("/priorities.css", self.priorities_css),
+            Route("/api/status", self.status),
+            Route("/report/links", self.links_fragment),
+            Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/refresh", self.refresh, methods=post),
+            Route("/approve", self.approve, methods=post),
+            Route("/test-send", self.test_send, methods=post),
+            *(
+                Route(f"/draft/{name}", self.draft_endpoint(action), methods=post)
+                for name, action in (
+                    ("pin", e.pin),
+                    ("unpin", e.unpin),
+                    ("drop", e.drop),
+                    ("restore", e.restore),
+                    ("move", e.move),
+                    ("retag", e.retag),
+                    ("intro", e.intro),
+                )
+            ),
+            Mount("/static", StaticFiles(directory=STATIC)),
+        ]
+
+
+def create_preview_app(
+    workspace: Workspace,
+    *,
+    access_token: str | None = None,
+    watch_interval: float = 1.0,
+    csrf: Csrf | None = None,
+) -> Starlette:
+    """The preview app: builds at start-up, then watches its inputs every `watch_interval` seconds.
+
+    `access_token`: when set, every request needs it (see `security.AccessGate`).
+    """
+    preview = PreviewApp(workspace, access_token=access_token, csrf=csrf or Csrf())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def first_build() -> None:
+            await asyncio.to_thread(workspace.rebuild, fetch=True)
+            await workspace.check_links()
+
+        tasks = [asyncio.create_task(first_build()), asyncio.create_task(workspace.watch(watch_interval))]
+        try:
+            yield
+        finally:
+            for task in (*tasks, *workspace.background):
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    return Starlette(
+        routes=preview.routes(),
+        middleware=[
+            Middleware(SecurityHeaders, headers=PAGE_HEADERS),
+            Middleware(AccessMiddleware, gate=preview.gate, open_paths=("/login", "/static/site.css")),
+        ],
+        exception_handlers=error_handlers(preview.error_page),
+        lifespan=lifespan,
+        max_body_size=MAX_BODY,
+    )

@@ -1,0 +1,118 @@
+"""The preview's controls as pure changes to an issue draft: pin, drop, reorder, re-tag, intro.
+
+Each function takes a `Draft` and returns a new one; the preview loads the draft, applies one change,
+saves it through `digest.draft` and rebuilds. Semantics are the render stage's (see `digest.draft`):
+pinned entries lead the highlights in the draft's order; `order` moves the entries it names ahead of the
+ranking, in highlights and within their day; `retag` replaces an entry's keyword matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+
+from digest.draft import Draft
+
+MAX_INTRO = 20_000
+
+
+def _without(ids: tuple[str, ...], entry_id: str) -> tuple[str, ...]:
+    return tuple(i for i in ids if i != entry_id)
+
+
+def highlight_ranks(draft: Draft, source_pinned: Iterable[str], shown: Sequence[str]) -> dict[str, int]:
+    """The class of each highlighted entry: 0 pinned in the draft, 1 pinned by its source, 2 the rest."""
+    by_source = frozenset(source_pinned)
+    return {e: 0 if e in draft.pinned else 1 if e in by_source else 2 for e in shown}
+
+
+def pin(draft: Draft, entry_id: str) -> Draft:
+    """Always highlight the entry (after the entries pinned before it); a dropped entry comes back."""
+    pinned = draft.pinned if entry_id in draft.pinned else (*draft.pinned, entry_id)
+    return replace(draft, pinned=pinned, dropped=_without(draft.dropped, entry_id))
+
+
+def unpin(draft: Draft, entry_id: str) -> Draft:
+    return replace(draft, pinned=_without(draft.pinned, entry_id))
+
+
+def drop(draft: Draft, entry_id: str) -> Draft:
+    """Leave the entry out of the issue (and forget its pin and place)."""
+    dropped = draft.dropped if entry_id in draft.dropped else (*draft.dropped, entry_id)
+    return replace(
+        draft,
+        dropped=dropped,
+        pinned=_without(draft.pinned, entry_id),
+        order=_without(draft.order, entry_id),
+    )
+
+
+def restore(draft: Draft, entry_id: str) -> Draft:
+    return replace(draft, dropped=_without(draft.dropped, entry_id))
+
+
+def can_move(
+    draft: Draft, shown: Sequence[str], entry_id: str, step: int, *, ranks: Mapping[str, int] | None = None
+) -> bool:
+    """Whether `entry_id` can swap places with its neighbour in a list as shown.
+
+    `ranks` gives the highlights' classes (pinned in the draft, pinned by the source, the rest): entries
+    of different classes cannot swap there, since each class always leads the next. In a day's list
+    (`ranks` None) any two neighbours can swap.
+    """
+    if entry_id not in shown or step not in (-1, 1):
+        return False
+    i = list(shown).index(entry_id)
+    j = i + step
+    if not 0 <= j < len(shown):
+        return False
+    return ranks is None or ranks.get(shown[i]) == ranks.get(shown[j])
+
+
+def move(
+    draft: Draft,
+    shown: Sequence[str],
+    entry_id: str,
+    step: int,
+    *,
+    ranks: Mapping[str, int] | None = None,
+) -> Draft:
+    """Swap `entry_id` with its neighbour (`step` -1: up, +1: down) in a list as currently shown.
+
+    In the highlights (`ranks` given), two entries pinned in the draft swap places in `pinned`. Otherwise
+    the list's new order goes to the front of `order` (ids already in `order` keep their relative places
+    after it). A move that cannot be made returns the draft unchanged.
+    """
+    if not can_move(draft, shown, entry_id, step, ranks=ranks):
+        return draft
+    new = list(shown)
+    i = new.index(entry_id)
+    new[i], new[i + step] = new[i + step], new[i]
+    if ranks is not None and entry_id in draft.pinned:
+        in_list = [e for e in new if e in draft.pinned]
+        others = iter(in_list)
+        pinned = tuple(next(others) if e in in_list else e for e in draft.pinned)
+        return replace(draft, pinned=pinned)
+    moved = [e for e in new if ranks is None or e not in draft.pinned]
+    order = (*moved, *(e for e in draft.order if e not in moved))
+    return replace(draft, order=order)
+
+
+def retag(draft: Draft, entry_id: str, priorities: Sequence[str] | None) -> Draft:
+    """Replace the entry's keyword matches with these priorities (`[]`: none); None goes back to matching."""
+    kept = tuple((e, names) for e, names in draft.retag if e != entry_id)
+    if priorities is not None:
+        kept = (*kept, (entry_id, tuple(dict.fromkeys(priorities))))
+    return replace(draft, retag=tuple(sorted(kept)))
+
+
+def set_intro(draft: Draft, markdown: str) -> Draft:
+    """The editor's intro (Markdown), with line endings normalised and surrounding blank lines removed.
+
+    Raises:
+        ValueError: the intro is longer than 20,000 characters.
+    """
+    text = markdown.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    if len(text) > MAX_INTRO:
+        raise ValueError(f"the intro is longer than {MAX_INTRO:,} characters")
+    return replace(draft, intro=text)

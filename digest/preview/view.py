@@ -1,0 +1,217 @@
+"""What the preview page shows, gathered from a `Workspace` into plain values for the template."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from digest.emailcheck import SIZE_LIMIT, SIZE_TARGET
+from digest.errors import UsageError
+from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, IssueEntry, PriorityMatch
+from digest.pipeline import web
+from digest.pipeline.ingest import source_reports
+from digest.preview.edits import can_move, highlight_ranks
+from digest.preview.pages import PageFormat
+from digest.preview.report import SizeReport, changes_since, source_rows
+from digest.preview.workspace import Snapshot, Workspace
+from digest.state.entries import entry_from_json
+from digest.state.issues import last_sent_issue
+from digest.tokens import unsubscribe_url
+
+SAMPLE_NAME = "Sam Sample"
+
+
+def entry_anchor(entry_id: str) -> str:
+    """A short, stable HTML id for an entry (entry ids are URLs and other unsafe strings)."""
+    return "entry-" + hashlib.sha256(entry_id.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    """One entry in the preview's list, with its controls' state."""
+
+    id: str
+    anchor: str
+    title: str
+    link: str | None
+    source: str
+    category: str
+    published: str
+    date_estimated: bool
+    matches: tuple[PriorityMatch, ...]
+    pinned: bool
+    source_pinned: bool
+    retagged: tuple[str, ...] | None
+    highlighted: bool
+    shown: tuple[str, ...]
+    in_highlights: bool
+    up: bool
+    down: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    label: str
+    entries: tuple[EntryView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SectionView:
+    category: str
+    groups: tuple[GroupView, ...]
+    more: int
+
+
+def _entry_views(
+    snapshot: Snapshot, fmt: PageFormat
+) -> tuple[tuple[EntryView, ...], tuple[SectionView, ...]]:
+    issue = snapshot.issue
+    if issue is None:
+        return (), ()
+    draft = snapshot.draft
+    retag = draft.retag_map
+    highlighted = {h.item.entry.id for h in issue.highlights}
+
+    def view(
+        item: IssueEntry,
+        shown: tuple[str, ...],
+        matches: tuple[PriorityMatch, ...],
+        ranks: dict[str, int] | None = None,
+    ) -> EntryView:
+        e = item.entry
+        return EntryView(
+            id=e.id,
+            anchor=entry_anchor(e.id),
+            title=e.title,
+            link=e.link,
+            source=e.source,
+            category=e.category,
+            published=fmt.date(e.published),
+            date_estimated=e.date_estimated,
+            matches=matches,
+            pinned=e.id in draft.pinned,
+            source_pinned=e.pinned,
+            retagged=retag.get(e.id),
+            highlighted=e.id in highlighted,
+            shown=shown,
+            in_highlights=ranks is not None,
+            up=can_move(draft, shown, e.id, -1, ranks=ranks),
+            down=can_move(draft, shown, e.id, 1, ranks=ranks),
+        )
+
+    shown_highlights = tuple(h.item.entry.id for h in issue.highlights)
+    source_pinned = (h.item.entry.id for h in issue.highlights if h.item.entry.pinned)
+    ranks = highlight_ranks(draft, source_pinned, shown_highlights)
+    highlights = tuple(
+        view(h.item, shown_highlights, (PriorityMatch(h.priority, h.reason, 0.0),), ranks)
+        for h in issue.highlights
+    )
+    sections = []
+    for section in issue.sections:
+        groups = []
+        for group in section.groups:
+            shown = tuple(i.entry.id for i in group.entries)
+            groups.append(GroupView(group.label, tuple(view(i, shown, i.matches) for i in group.entries)))
+        sections.append(SectionView(section.category, tuple(groups), section.more))
+    return highlights, tuple(sections)
+
+
+def _dropped(db: sqlite3.Connection, snapshot: Snapshot) -> tuple[tuple[str, str], ...]:
+    """(id, title) of the entries the draft drops (the id alone when state no longer has the entry)."""
+    rows = []
+    for entry_id in snapshot.draft.dropped:
+        found = db.execute("SELECT data FROM entries WHERE id = ? LIMIT 1", (entry_id,)).fetchone()
+        rows.append((entry_id, entry_from_json(found[0]).title if found else entry_id))
+    return tuple(rows)
+
+
+def _changes(db: sqlite3.Connection, snapshot: Snapshot, fmt: PageFormat) -> tuple[str, ...]:
+    issue = snapshot.issue
+    if issue is None:
+        return ()
+    last = last_sent_issue(db)
+    if last is None or last.id == issue.id:
+        return changes_since(
+            issue, size=snapshot.size, last_id=None, last_json=None, last_size=None, last_sent=None
+        )
+    last_json = None
+    last_size = None
+    try:
+        folder = web.issue_folder(last)
+        last_json = json.loads((folder / "issue.json").read_text(encoding="utf-8"))
+        last_size = (folder / "email.html").stat().st_size
+    except (OSError, ValueError, UsageError):
+        pass
+    return changes_since(
+        issue,
+        size=snapshot.size,
+        last_id=last.id,
+        last_json=last_json,
+        last_size=last_size,
+        last_sent=fmt.date(last.sent_at) if last.sent_at else None,
+    )
+
+
+def sample_text(workspace: Workspace, snapshot: Snapshot) -> str:
+    """The plain-text part with the personal parts filled in with sample values."""
+    if snapshot.folder is None:
+        return ""
+    try:
+        text = (snapshot.folder / "email.txt").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    url = unsubscribe_url(workspace.config.web.base_url, "preview-sample")
+    return text.replace(NAME_PLACEHOLDER, SAMPLE_NAME).replace(UNSUBSCRIBE_URL_PLACEHOLDER, url)
+
+
+def page_context(workspace: Workspace) -> dict[str, Any]:
+    """Everything the preview page template uses, read at one moment from one snapshot."""
+    snapshot = workspace.snapshot
+    config = workspace.config
+    fmt = PageFormat(locale=config.digest.locale, timezone=config.digest.timezone)
+    highlights, sections = _entry_views(snapshot, fmt)
+    db = workspace.open_state()
+    try:
+        approval = web.approval_status(db, snapshot.issue.id) if snapshot.issue else None
+        dropped = _dropped(db, snapshot)
+        changes = _changes(db, snapshot, fmt)
+        sources = (
+            snapshot.issue.sources
+            if snapshot.issue and snapshot.issue.sources
+            else source_reports(config, db)
+        )
+    finally:
+        db.close()
+    links = workspace.link_results()
+    return {
+        "snapshot": snapshot,
+        "issue": snapshot.issue,
+        "fmt": fmt,
+        "building": workspace.building,
+        "offline": workspace.offline,
+        "as_of": workspace.as_of,
+        "highlights": highlights,
+        "sections": sections,
+        "dropped": dropped,
+        "priorities": config.priorities,
+        "approval": approval,
+        "approval_required": config.approval.required,
+        "size": SizeReport(snapshot.size, SIZE_LIMIT, SIZE_TARGET),
+        "problems": snapshot.problems,
+        "links": links,
+        "links_enabled": workspace.checker is not None,
+        "links_checking": workspace.links_checking,
+        "links_broken": sum(1 for _, s in links if s is not None and not s.ok),
+        "links_pending": sum(1 for _, s in links if s is None),
+        "sources": source_rows(sources, failing_after=config.status.failing_after),
+        "changes": changes,
+        "text": sample_text(workspace, snapshot),
+        "transport": config.delivery.transport,
+        "intro": snapshot.draft.intro,
+        "sample_name": SAMPLE_NAME,
+        "priority_index": {p.name: i for i, p in enumerate(config.priorities)},
+        "links_version": workspace.links_version,
+    }

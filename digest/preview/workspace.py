@@ -1,0 +1,320 @@
+"""The preview's working state: the latest build of the next issue, rebuilt when its inputs change.
+
+One `Workspace` per `digest preview` process. It builds the next issue through the build pipeline (the
+same `email.html` a send would use), keeps the result as an immutable `Snapshot` with a version number the
+page polls, watches the config, local feed files, templates and the draft for changes, and checks the
+email's links in the background. Builds are serialised by a lock; every method may be called from any
+thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import hashlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from digest.config import Config, load_config
+from digest.draft import Draft, draft_path, load_draft, save_draft
+from digest.emailcheck import EmailProblem, check_email
+from digest.errors import ConfigError, DigestError, UsageError
+from digest.linkcheck import LinkChecker, LinkStatus, extract_links
+from digest.models import Issue
+from digest.pipeline import web
+from digest.pipeline.build import build_issue
+from digest.pipeline.send import send_issue
+from digest.render import html_lang, template_search_path
+from digest.state import open_state
+from digest.state.issues import get_issue
+
+log = logging.getLogger(__name__)
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One build of the next issue as the preview shows it (or why there is none)."""
+
+    version: int
+    made_at: datetime
+    issue: Issue | None = None
+    folder: Path | None = None
+    draft: Draft = field(default_factory=Draft)
+    draft_file: Path | None = None
+    html_sha256: str = ""
+    text_sha256: str = ""
+    size: int = 0
+    problems: tuple[EmailProblem, ...] = ()
+    links: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    nothing_new_since: datetime | None = None
+    error: str | None = None
+    hint: str | None = None
+    fetched: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.issue is not None and self.folder is not None
+
+
+class Workspace:
+    """Builds and rebuilds the next issue for the preview; see the module docstring."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        clock: Callable[[], datetime],
+        as_of: datetime | None = None,
+        offline: bool = False,
+        check_links: bool = True,
+    ) -> None:
+        self.config_path = config_path
+        self.clock = clock
+        self.as_of = as_of
+        self.offline = offline
+        self.config: Config = load_config(config_path)
+        self.snapshot = Snapshot(version=0, made_at=clock())
+        self.building = False
+        self._lock = threading.RLock()
+        self._version = 0
+        self._seen: Fingerprint = ()
+        self.checker = (
+            LinkChecker(
+                user_agent=self.config.fetch.user_agent,
+                cache_path=self.config.state_path.parent / "linkcheck.json",
+            )
+            if check_links
+            else None
+        )
+        self.links: dict[str, LinkStatus] = {}
+        self.links_version = 0
+        self.links_checking = False
+        self.background: set[asyncio.Task[None]] = set()
+
+    # --- building ----------------------------------------------------------------------------------
+
+    def rebuild(self, *, fetch: bool = False) -> Snapshot:
+        """Build the next issue now (fetching the sources first when `fetch` and not offline)."""
+        with self._lock:
+            self.building = True
+            previous = self.snapshot
+            try:
+                self._seen = self.fingerprint()
+                snapshot = self._build(fetch=fetch and not self.offline)
+            finally:
+                self.building = False
+            self.snapshot = snapshot
+            if snapshot.draft_file != previous.draft_file:
+                # The first build names the draft file: watch it from now on without rebuilding for it.
+                self._seen = tuple(m for m in self._seen if not m[0].startswith("draft:")) + tuple(
+                    self._marks((("draft", snapshot.draft_file),) if snapshot.draft_file else ())
+                )
+            return snapshot
+
+    def _next_version(self) -> int:
+        self._version += 1
+        return self._version
+
+    def _build(self, *, fetch: bool) -> Snapshot:
+        now = self.clock()
+        try:
+            self.config = load_config(self.config_path)
+        except ConfigError as e:
+            problems = "; ".join(e.problems)
+            return Snapshot(self._next_version(), now, error=f"{e.message}: {problems}", hint=e.hint)
+        config = self.config
+        try:
+            db = open_state(config.state_path)
+            try:
+                outcome = build_issue(config, db, now=now, as_of=self.as_of, offline=not fetch)
+                built = outcome.built
+                if built is None:
+                    return Snapshot(
+                        self._next_version(),
+                        now,
+                        notes=tuple(outcome.notes),
+                        nothing_new_since=outcome.nothing_new_since,
+                        fetched=fetch,
+                    )
+                record = get_issue(db, built.issue.id)
+            finally:
+                db.close()
+            folder = built.folder
+            html = (folder / "email.html").read_text(encoding="utf-8")
+            text_bytes = (folder / "email.txt").read_bytes()
+            draft_file = draft_path(folder.parent, built.issue.id)
+            return Snapshot(
+                version=self._next_version(),
+                made_at=now,
+                issue=built.issue,
+                folder=folder,
+                draft=load_draft(draft_file),
+                draft_file=draft_file,
+                html_sha256=record.html_sha256 if record else hashlib.sha256(html.encode()).hexdigest(),
+                text_sha256=record.text_sha256 if record else hashlib.sha256(text_bytes).hexdigest(),
+                size=len(html.encode("utf-8")),
+                problems=check_email(html, lang=html_lang(config.digest.locale)),
+                links=self._checkable(extract_links(html)),
+                notes=tuple(outcome.notes),
+                fetched=fetch,
+            )
+        except DigestError as e:
+            log.warning("the preview build failed: %s", e.message)
+            previous = self.snapshot
+            return replace(previous, version=self._next_version(), made_at=now, error=e.message, hint=e.hint)
+        except OSError as e:
+            log.exception("the preview build failed")
+            return replace(self.snapshot, version=self._next_version(), made_at=now, error=str(e), hint=None)
+
+    def _checkable(self, links: tuple[str, ...]) -> tuple[str, ...]:
+        """Links worth checking now: not this digest's own site (the issue page exists once it is sent)."""
+        own = self.config.web.base_url.rstrip("/") + "/"
+        return tuple(u for u in links if not u.startswith(own) and "%%" not in u)
+
+    def edit_draft(self, change: Callable[[Draft], Draft]) -> Snapshot:
+        """Apply one change to the current issue's draft, save it, and rebuild without fetching.
+
+        Raises:
+            RenderError: the draft file is unreadable or cannot be written.
+            ValueError: the change refused its input (the message says why).
+        """
+        with self._lock:
+            draft_file = self.snapshot.draft_file
+            if draft_file is None:
+                raise ValueError("there is no issue to edit yet")
+            save_draft(draft_file, change(load_draft(draft_file)))
+            return self.rebuild(fetch=False)
+
+    def open_state(self) -> sqlite3.Connection:
+        return open_state(self.config.state_path)
+
+    # --- actions -----------------------------------------------------------------------------------
+
+    def approve(self, name: str, *, seen_html_sha256: str, seen_text_sha256: str) -> str:
+        """Record an approval of the issue as the approver saw it; returns the confirmation to show.
+
+        Raises:
+            UsageError: no issue, an unusable name, or the issue is already being sent.
+            ApprovalError: the issue changed since the page the approver used was loaded.
+        """
+        issue = self.snapshot.issue
+        if issue is None:
+            raise UsageError("there is no issue to approve")
+        db = self.open_state()
+        try:
+            approval = web.approve_issue(
+                db,
+                issue.id,
+                approved_by=name,
+                now=self.clock(),
+                seen_html_sha256=seen_html_sha256,
+                seen_text_sha256=seen_text_sha256,
+            )
+        finally:
+            db.close()
+        return f"Issue {issue.id} approved by {approval.approved_by}."
+
+    def test_send(self, addresses: tuple[str, ...]) -> tuple[str, str]:
+        """Send the built issue to `addresses` only, through the configured transport ("[TEST] " subject).
+
+        Returns ("ok" or "error", what happened). Raises the send pipeline's errors (bad address, ...).
+        """
+        issue = self.snapshot.issue
+        if issue is None:
+            raise UsageError("there is no issue to send yet")
+        db = self.open_state()
+        try:
+            report = send_issue(self.config, db, now=self.clock(), issue_id=issue.id, to=addresses)
+        finally:
+            db.close()
+        via = f"through {report.transport}"
+        if report.ok:
+            return "ok", f"Test of issue {issue.id} sent to {', '.join(addresses)} {via}."
+        failures = "; ".join(f"{f.email}: {f.reason}" for f in report.failed)
+        detail = report.error or failures or "not every message was sent"
+        hint = f" ({report.hint})" if report.hint else ""
+        return (
+            "error",
+            f"The test send {via} failed: {detail}{hint}. Sent: {report.sent} of {report.planned}.",
+        )
+
+    # --- watching ----------------------------------------------------------------------------------
+
+    def watched_files(self) -> tuple[tuple[str, Path], ...]:
+        """(kind, path) of each file whose change changes the preview: config, feeds, templates, draft."""
+        config = self.config
+        files: list[tuple[str, Path]] = [("config", self.config_path)]
+        for source in config.enabled_sources:
+            if source.kind == "file":
+                files.append(("feeds", Path(source.location)))
+            elif source.kind == "glob":
+                # The folder too: its modification time changes when a file is added or removed.
+                files.append(("feeds", Path(source.location).parent))
+                files += [("feeds", Path(p)) for p in sorted(glob.glob(source.location))]  # noqa: PTH207 - an absolute pattern
+        for folder in template_search_path(config.theme.templates):
+            files.append(("templates", folder))
+            if folder.is_dir():
+                files += [("templates", p) for p in sorted(folder.rglob("*"))]
+        if self.snapshot.draft_file is not None:
+            files.append(("draft", self.snapshot.draft_file))
+        return tuple(files)
+
+    def fingerprint(self) -> Fingerprint:
+        """Modification time and size of every watched file: any difference means a rebuild."""
+        return self._marks(self.watched_files())
+
+    @staticmethod
+    def _marks(files: tuple[tuple[str, Path], ...]) -> Fingerprint:
+        marks = []
+        for kind, path in files:
+            try:
+                stat = path.stat()
+                marks.append((f"{kind}:{path}", stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                marks.append((f"{kind}:{path}", -1, -1))
+        return tuple(marks)
+
+    def changed_kinds(self) -> frozenset[str]:
+        """The kinds of input ("config", "feeds", "templates", "draft") changed since the last build."""
+        now, seen = set(self.fingerprint()), set(self._seen)
+        return frozenset(mark[0].split(":", 1)[0] for mark in now ^ seen)
+
+    async def watch(self, interval: float) -> None:
+        """Rebuild whenever an input changes (feeds and config also refetch), until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                changed = await asyncio.to_thread(self.changed_kinds)
+                if changed:
+                    log.info("preview: %s changed, rebuilding", ", ".join(sorted(changed)))
+                    await asyncio.to_thread(self.rebuild, fetch=bool(changed & {"feeds", "config"}))
+                    await self.check_links()
+            except Exception:  # the watcher must outlive any one failure; the page shows build errors
+                log.exception("preview: watching for changes failed")
+
+    async def check_links(self) -> None:
+        """Check the current email's links (cached, concurrent) and bump `links_version` when done."""
+        if self.checker is None or self.links_checking:
+            return
+        self.links_checking = True
+        try:
+            checked = -1
+            while checked != self.snapshot.version:  # the draft may be rebuilt while links are checked
+                snapshot = self.snapshot
+                results = await self.checker.check(snapshot.links, now=self.clock())
+                self.links.update((r.url, r) for r in results)
+                checked = snapshot.version
+        finally:
+            self.links_checking = False
+            self.links_version += 1
+
+    def link_results(self) -> tuple[tuple[str, LinkStatus | None], ...]:
+        return tuple((url, self.links.get(url)) for url in self.snapshot.links)

@@ -1,0 +1,152 @@
+"""The preview in headless Chromium: pin, drop, approve (voided by an edit), test send, axe-core."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web_support import axe_serious, preview_served, sample_project, screenshot_dir, wait_for
+
+from digest.preview.view import entry_anchor
+from digest.preview.workspace import Workspace
+
+pytestmark = pytest.mark.browser
+HIGHLIGHTS = "Our priorities in the news"
+
+
+def highlights_text(page: Any, frame_id: str = "#frame-desktop") -> str:
+    """The text of the highlights block of the email shown in one of the preview's frames."""
+    frame = page.frame_locator(frame_id)
+    heading = frame.locator("h2", has_text=HIGHLIGHTS)
+    return str(heading.locator("xpath=..").inner_text())
+
+
+def email_text(page: Any) -> str:
+    return str(page.frame_locator("#frame-desktop").locator("body").inner_text())
+
+
+@pytest.fixture
+def preview_page(browser: Any, tmp_path: Path) -> Iterator[tuple[Any, Workspace]]:
+    config = sample_project(tmp_path)
+    with preview_served(config) as (base, workspace):
+        assert isinstance(workspace, Workspace)
+        context = browser.new_context(bypass_csp=True, viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(base)
+        try:
+            yield page, workspace
+        finally:
+            context.close()
+
+
+def click_and_wait(page: Any, button: Any) -> None:
+    with page.expect_navigation():
+        button.click()
+    page.wait_for_load_state()
+
+
+def test_pin_an_entry_and_see_it_in_the_highlights(preview_page: tuple[Any, Workspace]) -> None:
+    page, workspace = preview_page
+    issue = workspace.snapshot.issue
+    assert issue is not None
+    highlighted = {h.item.entry.id for h in issue.highlights}
+    target = next(i.entry for i in issue.entries if i.entry.id not in highlighted)
+    assert target.title[:40] not in highlights_text(page)
+    card = page.locator(f"#{entry_anchor(target.id)}")
+    click_and_wait(page, card.get_by_role("button", name=re.compile("^Pin to highlights")))
+    assert page.get_by_role("status").filter(has_text="Pinned").count() >= 1
+    assert target.title[:40] in highlights_text(page)
+    assert target.title[:40] in highlights_text(page, "#frame-mobile")
+
+
+def test_drop_an_entry_and_see_it_gone(preview_page: tuple[Any, Workspace]) -> None:
+    page, workspace = preview_page
+    issue = workspace.snapshot.issue
+    assert issue is not None
+    target = issue.entries[-1].entry
+    assert target.title[:40] in email_text(page)
+    card = page.locator(f"#{entry_anchor(target.id)}")
+    click_and_wait(page, card.get_by_role("button", name=re.compile("^Drop")))
+    assert target.title[:40] not in email_text(page)
+    assert page.get_by_role("button", name=re.compile("^Restore")).count() == 1
+
+
+def test_approve_then_an_edit_voids_the_approval(preview_page: tuple[Any, Workspace], tmp_path: Path) -> None:
+    page, _ = preview_page
+    assert "Not approved yet" in page.locator("#approval-state").inner_text()
+    page.get_by_label("Your name").fill("Priya Shah")
+    click_and_wait(page, page.get_by_role("button", name="Approve this issue"))
+    assert page.locator("#approval-state").inner_text().startswith("Approved by Priya Shah")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "preview.png"), full_page=False)
+    page.get_by_label("Intro (Markdown)").fill("A last-minute **change** to the intro.")
+    click_and_wait(page, page.get_by_role("button", name="Save intro"))
+    assert page.locator("#approval-state").inner_text().startswith("Approval voided")
+    assert "last-minute change" in email_text(page)
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
+        self.messages.append(bytes(envelope.content))
+        return "250 OK"
+
+
+def test_a_test_send_arrives_at_a_local_smtp_server(browser: Any, tmp_path: Path) -> None:
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        config = sample_project(
+            tmp_path,
+            replace={
+                'transport = "outbox"': 'transport = "smtp"',
+                'host = "localhost"': 'host = "127.0.0.1"',
+                "port = 587": f"port = {port}",
+                'security = "starttls"': 'security = "none"',
+            },
+        )
+        with preview_served(config) as (base, workspace):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.goto(f"{base}/#test-send")
+            page.get_by_label("Send a test to").fill("comms@example.org, editor@example.org")
+            click_and_wait(page, page.get_by_role("button", name="Send test"))
+            notice = page.locator("#notice").inner_text()
+            context.close()
+        wait_for(lambda: len(inbox.messages) == 2, what="two test messages")
+    finally:
+        controller.stop()
+    assert "sent to comms@example.org, editor@example.org through smtp" in notice
+    message = message_from_bytes(inbox.messages[0], policy=policy.default)
+    assert str(message["Subject"]).startswith("[TEST] ")
+    assert workspace.snapshot.issue is not None
+    assert workspace.snapshot.issue.subject in str(message["Subject"])
+    assert sorted(str(message_from_bytes(m, policy=policy.default)["To"]) for m in inbox.messages) == [
+        "comms@example.org",
+        "editor@example.org",
+    ]
+
+
+def test_the_preview_page_has_no_serious_accessibility_violations(
+    preview_page: tuple[Any, Workspace], tmp_path: Path
+) -> None:
+    page, _ = preview_page
+    page.locator("#report").scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "preview-report.png"), full_page=False)
+    page.goto(page.url.split("#")[0] + "#top")
+    assert axe_serious(page) == []
+    assert axe_serious(page, scheme="dark") == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
