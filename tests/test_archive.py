@@ -192,3 +192,62 @@ def test_digest_publish_republishes_every_sent_issue(
     assert "published 2025-W19" in capsys.readouterr().out
     assert (config.web.archive_dir / "issues" / "2025-W19" / "index.html").is_file()
     assert main(["publish", "--config", str(config.path), "--issue", "nope"]) == 2
+
+
+def test_end_to_end_build_send_publish_and_unsubscribe_from_the_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real pipeline: build the sample, send it (outbox), then follow the message's own links."""
+    import email
+    import email.policy
+    import re
+    from urllib.parse import urlsplit
+
+    from web_support import AS_OF, PREVIEW_NOW, sample_project
+
+    from digest.pipeline.build import build_issue
+    from digest.pipeline.send import send_issue
+    from digest.state.subscribers import get_subscriber, upsert_subscriber
+
+    monkeypatch.delenv("DIGEST_SECRET", raising=False)
+    config = load_config(sample_project(tmp_path))
+    db = open_state(config.state_path)
+    upsert_subscriber(db, "reader@example.org", name="Reader", at=PREVIEW_NOW)
+    built = build_issue(config, db, now=PREVIEW_NOW, as_of=AS_OF, offline=False).built
+    assert built is not None
+    report = send_issue(config, db, now=PREVIEW_NOW)
+    assert report.ok
+    assert report.completed
+    assert f"published issue {built.issue.id} to the web archive" in report.notes
+
+    html = built.email_html.read_text(encoding="utf-8")
+    match = re.search(r'href="([^"]+)"[^>]*>View this email in your browser', html)
+    assert match
+    assert match.group(1) == issue_url(config.web.base_url, built.issue.id)
+    [eml] = (config.delivery.outbox / "new").iterdir()
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    one_click = next(u.strip("<> ") for u in str(message["List-Unsubscribe"]).split(",") if "http" in u)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    with served(create_public_app(config, clock=lambda: PREVIEW_NOW)) as base, httpx.Client() as client:
+        page = client.get(base + urlsplit(match.group(1)).path)
+        assert page.status_code == 200
+        assert page.text == built.web_html.read_text(encoding="utf-8")
+        index = client.get(f"{base}/")
+        assert built.issue.subject.replace("'", "&#39;") in index.text
+        feed = feedparser.parse(client.get(f"{base}/feed.atom").content)
+        assert not feed.bozo
+        assert feed.entries[0].link == match.group(1)
+
+        parts = urlsplit(one_click)
+        target = f"{base}{parts.path}?{parts.query}"
+        confirm = client.get(target)
+        assert confirm.status_code == 200
+        assert get_subscriber(db, "reader@example.org").status == "active"  # type: ignore[union-attr]
+        answer = client.post(
+            target,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert answer.status_code == 200
+    assert get_subscriber(db, "reader@example.org").status == "unsubscribed"  # type: ignore[union-attr]

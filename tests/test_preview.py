@@ -386,3 +386,30 @@ keywords = ["midwives"]
     assert "127.0.0.1:8080" not in fragment  # this digest's own site is checked once published
     assert "Curated" in page
     assert "No issue has been sent yet: this will be the first." in page
+
+
+def test_the_report_compares_with_the_last_sent_issue(project: Path) -> None:
+    from datetime import datetime
+
+    from digest.config import load_config
+    from digest.pipeline.build import build_issue
+    from digest.pipeline.send import send_issue
+    from digest.state import open_state
+    from digest.state.subscribers import upsert_subscriber
+
+    config = load_config(project)
+    db = open_state(config.state_path)
+    sent_at = datetime.fromisoformat("2025-05-02T17:30:00+01:00")
+    upsert_subscriber(db, "reader@example.org", name=None, at=sent_at)
+    last = build_issue(config, db, now=sent_at, as_of=datetime.fromisoformat("2025-05-02T17:00:00+01:00"))
+    assert last.built is not None
+    assert send_issue(config, db, now=sent_at).completed
+    db.close()
+    with preview_served(project) as (base, workspace):
+        assert isinstance(workspace, Workspace)
+        assert workspace.snapshot.issue is not None
+        assert workspace.snapshot.issue.id != last.built.issue.id
+        page = httpx.get(f"{base}/").text
+    assert f"Last sent issue: {last.built.issue.id}, sent Friday 2 May 2025." in page
+    assert re.search(r"Entries: \d+ now, \d+ in the last sent issue\.", page)
+    assert re.search(r"Email size: [\d.]+ KB, [+-][\d.]+ KB on the last sent issue", page)
