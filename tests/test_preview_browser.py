@@ -150,3 +150,31 @@ def test_the_preview_page_has_no_serious_accessibility_violations(
     assert axe_serious(page) == []
     assert axe_serious(page, scheme="dark") == []
     assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+
+
+def test_the_page_reloads_itself_and_runs_no_feed_script(browser: Any, tmp_path: Path) -> None:
+    config = sample_project(tmp_path)
+    with preview_served(config) as (base, _):
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(base)
+        version = page.locator("#preview-state").get_attribute("data-version")
+        (tmp_path / "feeds" / "items" / "hostile.md").write_text(
+            '---\ntitle: <img src=x onerror="window.top.__owned=1;alert(1)"> Midwives '
+            "<script>alert(2)</script>\n"
+            "date: 2025-05-08\ncategory: Campaigns and events\n"
+            'summary: <img src=y onerror="alert(3)"> A hostile item.\n---\nBody.\n',
+            encoding="utf-8",
+        )
+        # No navigation by the test: the page's own script notices the rebuild and reloads.
+        page.wait_for_function(
+            "v => document.getElementById('preview-state').dataset.version !== v", arg=version, timeout=15000
+        )
+        page.wait_for_load_state()
+        assert "<script>alert(2)</script>" in page.locator("#entries").inner_text()
+        assert page.evaluate("window.__owned") is None
+        assert dialogs == []
+        assert "A hostile item." in email_text(page)
+        context.close()
