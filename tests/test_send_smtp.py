@@ -317,3 +317,18 @@ def test_a_second_concurrent_sender_sends_nothing_twice(tmp_path: Path) -> None:
             p.communicate()
     assert codes in ([0, 0], [0, 7])
     assert Counter(recorder2.recipients()) == dict.fromkeys(emails, 1)
+
+
+def test_a_dropped_connection_is_reconnected_and_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = Recorder(drop_at=3)
+    with smtp_server(recorder) as server:
+        config, emails = setup(tmp_path, server.port, count=8)
+        assert send(config) == 0
+    captured = capsys.readouterr()
+    assert "sent 8, already sent 0, failed 0" in captured.out
+    assert "after: connection lost" in captured.err
+    assert recorder.dropped
+    assert Counter(recorder.recipients()) == dict.fromkeys(emails, 1)
+    assert len({m.peer for m in recorder.messages}) >= 2  # a new connection after the drop
