@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -67,6 +68,7 @@ class DigestSettings:
     send_when_empty: bool = False
     section_cap: int = 10
     excerpt_chars: int = 240
+    date_format: str = "EEEE d MMMM y"
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +417,20 @@ def _locale_problem(value: object) -> str | None:
     return None
 
 
+def _date_format_problem(value: object) -> str | None:
+    from babel.dates import format_date  # noqa: PLC0415 - babel is slow to import
+
+    hint = "use a CLDR pattern with the day (d), such as 'EEEE d MMMM y', or short/medium/long/full"
+    text = str(value)
+    if text not in ("short", "medium", "long", "full") and "d" not in text:
+        return f"{value!r} is not a date pattern showing the day; {hint}"
+    try:
+        format_date(date(2025, 5, 9), text, locale="en_GB")
+    except (ValueError, KeyError, AttributeError) as e:
+        return f"{value!r} is not a date pattern ({e}); {hint}"
+    return None
+
+
 def _time_problem(value: object) -> str | None:
     match = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value))
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
@@ -559,6 +575,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         send_when_empty=g.boolean("send_when_empty", gd.send_when_empty),
         section_cap=g.integer("section_cap", gd.section_cap, minimum=1),
         excerpt_chars=g.integer("excerpt_chars", gd.excerpt_chars, minimum=40),
+        date_format=_checked(g, "date_format", g.text("date_format", gd.date_format), _date_format_problem),
     )
     g.finish()
 
