@@ -332,3 +332,47 @@ def test_a_dropped_connection_is_reconnected_and_retried(
     assert recorder.dropped
     assert Counter(recorder.recipients()) == dict.fromkeys(emails, 1)
     assert len({m.peer for m in recorder.messages}) >= 2  # a new connection after the drop
+
+
+def test_the_issue_digest_build_makes_is_sent_personalised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The contract with render: the real built sample issue (not a test fixture) goes out personalised."""
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(REPO / "config.toml", site / "config.toml")
+    shutil.copytree(REPO / "feeds", site / "feeds")
+    recorder = Recorder()
+    with smtp_server(recorder) as server:
+        text = (site / "config.toml").read_text()
+        text = text.replace('transport = "outbox"', 'transport = "smtp"')
+        text = text.replace('host = "localhost"\nport = 587\n', f'host = "127.0.0.1"\nport = {server.port}\n')
+        text = text.replace('security = "starttls"', 'security = "none"')
+        (site / "config.toml").write_text(text)
+        c = ["--config", str(site / "config.toml")]
+        assert main(["build", *c, "--as-of", "2025-05-09T17:00:00+01:00"]) == 0
+        assert main(["subscribers", "add", "jane@example.org", "--name", "Jane <Smith> & Co", *c]) == 0
+        assert main(["subscribers", "add", "tom@example.org", *c]) == 0
+        capsys.readouterr()
+        assert main(["send", *c]) == 0
+    assert "sent 2, already sent 0, failed 0" in capsys.readouterr().out
+    by_address = {m.rcpt[0]: parse(m.data) for m in recorder.messages}
+    assert sorted(by_address) == ["jane@example.org", "tom@example.org"]
+    jane_text, jane_html = parts(by_address["jane@example.org"])
+    tom_text, tom_html = parts(by_address["tom@example.org"])
+    assert "Jane <Smith> & Co" in jane_text and "Jane &lt;Smith&gt; &amp; Co" in jane_html
+    assert "<Smith>" not in jane_html
+    assert "Hello there," in tom_text and "Hello there," in tom_html
+    for address, message in by_address.items():
+        text_part, html_part = parts(message)
+        assert "%%DIGEST" not in text_part + html_part
+        url = message["List-Unsubscribe"].split(">", 1)[0].lstrip("<")
+        assert url.startswith("http://127.0.0.1:8080/unsubscribe?token=")
+        assert url in text_part and url in html_part  # html.escape leaves this URL unchanged
+        assert message["Subject"] == "BLMK Health and Care Partnership weekly news: 9 May 2025"
+        assert message["To"].addresses[0].addr_spec == address
+    db = open_state(site / ".digest" / "state.db")
+    record = issues.get_issue(db, "2025-W19")
+    assert record is not None and record.sent_at is not None
+    assert issues.sent_entry_ids(db)  # the issue's entries now count as sent
+    db.close()
