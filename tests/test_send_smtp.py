@@ -38,13 +38,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def setup(
-    root: Path, port: int, *, count: int = 6, smtp: str = "", names: bool = True
+    root: Path, port: int, *, count: int = 6, smtp: str = "", names: bool = True, timeout: float = 5
 ) -> tuple[Config, list[str]]:
     config = write_config(
         root,
         transport="smtp",
         smtp=f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\npool_size = 2\n'
-        f"rate_per_second = 500\ntimeout = 5\nretries = 2\nretry_delay = 0.02\n{smtp}",
+        f"rate_per_second = 500\ntimeout = {timeout}\nretries = 2\nretry_delay = 0.02\n{smtp}",
     )
     make_built_issue(config)
     db = open_state(config.state_path)
@@ -282,20 +282,25 @@ def test_server_stopped_mid_send_then_restarted_everyone_gets_exactly_one_copy(
 
 
 def test_a_second_concurrent_sender_sends_nothing_twice(tmp_path: Path) -> None:
-    recorder = Recorder(delay=0.05)
+    # The server holds its replies after the first message until the second sender has had its go.
+    release = threading.Event()
+    recorder = Recorder(hold=release)
     with smtp_server(recorder) as server:
-        config, emails = setup(tmp_path, server.port, count=30)
+        config, emails = setup(tmp_path, server.port, count=30, timeout=60)
         env = {**os.environ, "DIGEST_SECRET": "smtp-test-secret"}
         command = [sys.executable, "-m", "digest", "send", "--config", str(config.path)]
         first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            for _ in range(400):  # bounded: until the first sender is mid-send
+            for _ in range(2000):  # bounded: until the first sender is mid-send
                 if recorder.recipients() or first.poll() is not None:
                     break
-                threading.Event().wait(0.025)
+                threading.Event().wait(0.01)
+            assert recorder.recipients(), "the first sender never got going"
             second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+            release.set()
             _, err = first.communicate(timeout=60)
         finally:
+            release.set()
             if first.poll() is None:
                 first.kill()
     assert first.returncode == 0, err
