@@ -123,6 +123,7 @@ class DeliverySettings:
     dkim_key: Path | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    fallback_name: str = "there"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,8 @@ class SmtpSettings:
     rate_per_second: float = 10.0
     timeout: float = 30.0
     retries: int = 3
+    retry_delay: float = 1.0
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,13 +497,18 @@ def _read_delivery(t: _Table, root: Path) -> DeliverySettings:
         dkim_key=dkim_path,
         dkim_selector=selector,
         dkim_domain=domain,
+        fallback_name=t.text("fallback_name", d.fallback_name),
     )
     t.finish()
     return delivery
 
 
-def _read_smtp(t: _Table) -> SmtpSettings:
+def _read_smtp(t: _Table, root: Path) -> SmtpSettings:
     d = SmtpSettings()
+    ca_file = t.text("ca_file", None)
+    ca_path = None
+    if isinstance(ca_file, str):
+        ca_path = _local_path(t, "ca_file", ca_file, root, must_exist=True)
     smtp = SmtpSettings(
         host=t.text("host", d.host),
         port=t.integer("port", d.port, minimum=1),
@@ -511,6 +519,8 @@ def _read_smtp(t: _Table) -> SmtpSettings:
         rate_per_second=t.number("rate_per_second", d.rate_per_second),
         timeout=t.number("timeout", d.timeout),
         retries=t.integer("retries", d.retries, minimum=0),
+        retry_delay=t.number("retry_delay", d.retry_delay),
+        ca_file=ca_path,
     )
     if smtp.username and not smtp.password_env:
         t.problem("password_env", "username is set, so name the environment variable holding the password")
@@ -590,7 +600,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     w.finish()
 
     delivery = _read_delivery(top.table("delivery"), root)
-    smtp = _read_smtp(top.table("smtp"))
+    smtp = _read_smtp(top.table("smtp"), root)
 
     s = top.table("schedule")
     sd = ScheduleSettings()
