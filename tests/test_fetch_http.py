@@ -223,6 +223,7 @@ def test_wrong_content_type(server: FeedServer, tmp_path: Path) -> None:
     assert reports["Page"].status is SourceStatus.FAILED  # type: ignore[index]
     assert "web page" in reports["Page"].error  # type: ignore[index]
     assert "text/html" in reports["Page"].error  # type: ignore[index]
+    assert f"set the source's url to {server.url}/feed.xml" in reports["Page"].error  # type: ignore[index]
 
 
 def test_oversize_body_is_refused_with_and_without_content_length(server: FeedServer) -> None:

@@ -149,7 +149,8 @@ async def _ingest_one(
     except DigestError as e:
         log.warning("%s: %s", source.name, e)
         status = e.status if isinstance(e, fetch.HTTPStatusFetchError) else None
-        return _failed(db, source, url, str(e), status, now=now)
+        message = f"{e.message} (hint: {e.hint})" if e.hint else e.message
+        return _failed(db, source, url, message, status, now=now)
     except Exception as e:  # a bug with one odd feed must not stop the other sources
         log.exception("%s: unexpected error while ingesting", source.name)
         return _failed(
