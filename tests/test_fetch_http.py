@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from feed_server import (
 )
 
 from digest import fetch
+from digest.cli import main
+from digest.cli.ingest import status_text
 from digest.config import USER_AGENT, load_config
 from digest.errors import FetchError
 from digest.models import SourceStatus
@@ -332,3 +335,30 @@ def test_per_source_timeout_and_user_agent(server: FeedServer, tmp_path: Path) -
     reports = _ingest(path, db)["reports"]
     assert "timed out after 0.2 s" in reports["Slow"].error  # type: ignore[index]
     assert server.hits("/ua")[0].headers["user-agent"] == "digest-test/1 (+mailto:comms@example.org)"
+
+
+def test_digest_fetch_shows_a_permanent_move_and_the_status(
+    server: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.routes["/old"] = redirect("/new", 301)
+    server.routes["/new"] = feed(rss("Moved"))
+    server.routes["/gone"] = lambda request: Reply(410)
+    path = write_config(
+        tmp_path,
+        [{"name": "Moved", "url": server.url + "/old"}, {"name": "Gone", "url": server.url + "/gone"}],
+    )
+    assert main(["fetch", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "moved" in out and "permanently" in out and "gone (HTTP 410)" in out
+    reports = source_reports(load_config(path), open_state(tmp_path / ".digest" / "state.db"))
+    assert (
+        status_text(reports[0]) == f"ok; moved permanently to {server.url}/new (update the url in the config)"
+    )
+    assert main(["fetch", "--config", str(path), "--json", "--strict"]) == 3
+    moved, gone = json.loads(capsys.readouterr().out)
+    assert (moved["status"], moved["redirected_to"], moved["permanent_redirect"]) == (
+        "ok",
+        server.url + "/new",
+        True,
+    )
+    assert (gone["status"], gone["http_status"]) == ("gone", 410)
