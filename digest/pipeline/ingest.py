@@ -180,11 +180,8 @@ def _store(
         "redirected_to": fetched.redirected_to,
         "permanent_url": permanent_url,
     }
-    if status is not SourceStatus.OK:
-        current = entry_state.current_entries(db, source.name)
-        feed_state.record_fetch(
-            db, status=status, **common, entry_count=len(current), newest_entry_at=_newest(current)
-        )
+    if status is not SourceStatus.OK:  # not modified or gone: the stored entries (and their counts) stand
+        feed_state.record_fetch(db, status=status, **common)
         return _report_from_state(db, source)
     ctx = ParseContext(
         source=source.name,
