@@ -327,3 +327,15 @@ def test_sample_dates_are_the_sites_own_and_none_is_invented(sample: Path) -> No
             assert entry.published.astimezone(ZoneInfo("Europe/London")).date().isoformat() == date
         checked += 1
     assert checked == 33
+
+
+def test_a_bad_file_in_a_glob_is_named(tmp_path: Path) -> None:
+    _item(tmp_path, "ok.md", "---\ntitle: Fine\n---\n")
+    _item(tmp_path, "notes.txt", "just some notes")
+    config = load_config(write_config(tmp_path, [{"name": "Items", "url": "items/*"}]))
+    db = open_state(tmp_path / "state.db")
+    (report,) = ingest_sources(config, db, now=NOW).reports
+    assert report.status is SourceStatus.FAILED
+    assert (report.error or "").startswith(
+        "Items: items/notes.txt: not an RSS, Atom or JSON feed (line 2 column 0"
+    )

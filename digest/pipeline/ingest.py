@@ -21,7 +21,7 @@ import httpx
 from digest import fetch
 from digest.config import Config, Source
 from digest.dedupe import dedupe
-from digest.errors import DigestError
+from digest.errors import DigestError, ParseError
 from digest.models import Entry, SourceReport, SourceStatus
 from digest.parse import ParseContext, parse_document
 from digest.state import entries as entry_state
@@ -196,7 +196,13 @@ def _store(
     for document in fetched.documents:
         label = document.location if source.kind != "http" else None
         doc_ctx = ctx if source.kind == "http" else replace(ctx, url=document.location)
-        result = parse_document(document.body, doc_ctx, content_type=document.content_type, label=label)
+        try:
+            result = parse_document(document.body, doc_ctx, content_type=document.content_type, label=label)
+        except ParseError as e:
+            prefix = f"{source.name}: "
+            if source.kind == "glob" and label and label not in e.message and e.message.startswith(prefix):
+                raise ParseError(f"{prefix}{label}: {e.message.removeprefix(prefix)}", hint=e.hint) from e
+            raise
         parsed.extend(result.entries)
     if source.max_entries is not None:
         parsed = parsed[: source.max_entries]
