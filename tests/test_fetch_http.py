@@ -362,3 +362,12 @@ def test_digest_fetch_shows_a_permanent_move_and_the_status(
         True,
     )
     assert (gone["status"], gone["http_status"]) == ("gone", 410)
+
+
+def test_retry_after_is_honoured_in_seconds_or_as_a_date(server: FeedServer) -> None:
+    server.routes["/busy"] = sequence(Reply(429, b"", {"Retry-After": "0"}), Reply(200, rss("Now")))
+    assert _get(server, "/busy").attempts == 2
+    assert fetch._retry_after("120", None) == 120.0
+    assert fetch._retry_after("Fri, 09 May 2025 10:00:30 GMT", "Fri, 09 May 2025 10:00:00 GMT") == 30.0
+    assert fetch._retry_after("soon", "Fri, 09 May 2025 10:00:00 GMT") is None
+    assert fetch._retry_after("Fri, 09 May 2025 10:00:30 -0000", "Fri, 09 May 2025 10:00:00 GMT") is None
