@@ -240,6 +240,11 @@ def test_progress_is_reported_for_every_message(config: Config) -> None:
     report = send_issue(config, db, now=NOW, on_progress=lambda done, total: seen.append((done, total)))
     db.close()
     assert seen == [(i, 5) for i in range(6)]
+    seen.clear()
+    db = open_state(config.state_path)
+    send_issue(config, db, now=NOW, on_progress=lambda done, total: seen.append((done, total)))
+    db.close()
+    assert seen == [(0, 0)]  # nothing left to send
     assert report.sent == 5 and report.planned == 5
 
 

@@ -172,6 +172,8 @@ def _test_send(
         return report
     sent, failed, error, hint = 0, [], None, None
     transport = make_transport(config, f"test-{p.record.id}")
+    if on_progress:
+        on_progress(0, len(recipients))
     try:
         jobs = (make_job(p, config.web.base_url, r, clock()) for r in recipients)
         for done, delivery in enumerate(transport.send(jobs), start=1):
@@ -215,6 +217,8 @@ def _real_send(
                 f"issue {issue_id}: there are no active subscribers to send it to",
                 hint="add them with digest subscribers import FILE.csv or digest subscribers add EMAIL",
             )
+        if on_progress:
+            on_progress(0, planned)
         if planned:
             report = _deliver_pending(
                 config,
@@ -278,8 +282,6 @@ def _deliver_pending(
                 started = True
             yield job
 
-    if on_progress:
-        on_progress(0, report.planned)
     with Heartbeat(db, issue_id, holder, clock) as heartbeat:
         try:
             for delivery in transport.send(jobs(heartbeat)):
