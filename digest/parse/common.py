@@ -1,0 +1,166 @@
+"""What every parser shares: the parse context, the parsed feed value, and building a clean `Entry`."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
+from digest import clean
+from digest.models import Entry, Image
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+_ID_LENGTH = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ParseContext:
+    """What a parser needs to know besides the bytes.
+
+    `url` is where the document came from (base for relative links; a file path for local sources).
+    `seen_at` stands in as the date of undated entries until state supplies their first-seen time.
+    `priorities` are the configured priority names (curated items may only name these).
+    """
+
+    source: str
+    category: str
+    url: str
+    seen_at: datetime
+    excerpt_chars: int = 240
+    timezone: str = "UTC"
+    priorities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A parsed document: the feed's own title/link, its format (e.g. "rss20", "json1.1", "markdown")."""
+
+    title: str
+    link: str | None
+    format: str
+    entries: tuple[Entry, ...]
+
+
+def entry_id(source: str, guid: str | None, link: str | None, fallback: str) -> str:
+    """A stable id: from the guid (URLs canonicalised; bare guids scoped to the source), else the canonical
+    link, else a hash of `fallback` (the entry's content). Hashed to a short URL- and TOML-safe string."""
+    guid = (guid or "").strip()
+    if guid:
+        as_link = clean.canonical_link(guid) if guid.lower().startswith(("http://", "https://")) else None
+        if as_link:
+            key = f"url:{as_link}"
+        elif _SCHEME.match(guid):
+            key = f"guid:{guid}"
+        else:
+            key = f"guid:{source}:{guid}"
+    elif link:
+        key = f"url:{link}"
+    else:
+        key = f"hash:{source}:{fallback}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:_ID_LENGTH]
+
+
+class _FirstImage(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: tuple[str, str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.found is not None or tag != "img":
+            return
+        values = {k: (v or "") for k, v in attrs}
+        if values.get("width", "").strip() in ("0", "1") or values.get("height", "").strip() in ("0", "1"):
+            return  # a tracking pixel, not a picture
+        src = values.get("src", "").strip()
+        if src:
+            self.found = (src, values.get("alt", ""))
+
+
+def first_image(fragment: str, base: str | None) -> Image | None:
+    """The first real <img> of an HTML fragment (tracking pixels skipped), absolute, with its alt text."""
+    if "<img" not in fragment.lower():
+        return None
+    finder = _FirstImage()
+    try:
+        finder.feed(fragment)
+        finder.close()
+    except (AssertionError, ValueError):
+        return None
+    if finder.found is None:
+        return None
+    url = clean.absolute_url(finder.found[0], base)
+    return Image(url, clean.clean_title(finder.found[1])) if url else None
+
+
+def aware_utc(value: datetime | None) -> datetime | None:
+    """An aware UTC datetime (naive values are taken as UTC), or None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def build_entry(
+    ctx: ParseContext,
+    *,
+    guid: str | None,
+    link: str | None,
+    base: str | None,
+    title: str | None,
+    title_is_html: bool,
+    published: datetime | None,
+    updated: datetime | None,
+    summary_html: str,
+    author: str | None = None,
+    tags: tuple[str, ...] = (),
+    image: Image | None = None,
+    category: str | None = None,
+    priority: str | None = None,
+    pinned: bool = False,
+    summary_text: str | None = None,
+) -> Entry:
+    """Make a clean Entry from raw values: sanitised HTML, excerpt, canonical link, derived title, stable id.
+
+    `summary_html` is untrusted and is sanitised here; `summary_text`, when given, is the excerpt source.
+    """
+    canonical = clean.canonical_link(link, base)
+    safe_html = clean.sanitise_html(summary_html, canonical or base)
+    text = clean.collapse(summary_text) if summary_text else clean.html_to_text(safe_html)
+    cleaned_title = clean.clean_title(title, markup=title_is_html)
+    if not cleaned_title:
+        cleaned_title = clean.derived_title(text, canonical, f"Untitled entry from {ctx.source}")
+    published = aware_utc(published)
+    updated = aware_utc(updated)
+    estimated = published is None and updated is None
+    when = published or updated or ctx.seen_at
+    if image is None:
+        image = first_image(summary_html, canonical or base)
+    tag_list: list[str] = []
+    for tag in tags:
+        value = clean.clean_title(tag)
+        if value and value not in tag_list:
+            tag_list.append(value)
+    author_name = clean.clean_title(author) or None
+    fallback = (
+        f"{clean.normalised_title(cleaned_title)}|{when.isoformat() if not estimated else ''}|{text[:200]}"
+    )
+    return Entry(
+        id=entry_id(ctx.source, guid, canonical, fallback),
+        source=ctx.source,
+        category=category or ctx.category,
+        title=cleaned_title,
+        link=canonical,
+        published=when,
+        updated=updated if updated and updated != when else None,
+        date_estimated=estimated,
+        summary_html=safe_html,
+        summary_text=clean.excerpt(text, ctx.excerpt_chars),
+        author=author_name,
+        tags=tuple(tag_list),
+        image=image,
+        priority=priority,
+        pinned=pinned,
+    )

@@ -1,0 +1,246 @@
+"""Ingest: fetch every enabled source concurrently, parse what changed, keep entries in state, de-duplicate.
+
+`ingest_sources` is what every later stage calls. A source that fails keeps its last good entries (from state)
+and reports why; it never stops the others. An unchanged feed (HTTP 304, or a local file with the same
+content) and an offline run read the entries kept in state and never parse again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import sqlite3
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from digest import fetch
+from digest.config import Config, Source
+from digest.dedupe import dedupe
+from digest.errors import DigestError
+from digest.models import Entry, SourceReport, SourceStatus
+from digest.parse import ParseContext, parse_document
+from digest.state import entries as entry_state
+from digest.state import feeds as feed_state
+from digest.state.issues import sent_entry_ids
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[SourceReport, int, int], None]
+"""Called once per source as it finishes: (its report, sources done so far, sources in total)."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """The current, de-duplicated entries of all enabled sources, and one report per enabled source."""
+
+    entries: tuple[Entry, ...]
+    reports: tuple[SourceReport, ...]
+
+    @property
+    def failed(self) -> tuple[SourceReport, ...]:
+        return tuple(r for r in self.reports if r.status in (SourceStatus.FAILED, SourceStatus.GONE))
+
+
+def ingest_sources(
+    config: Config,
+    db: sqlite3.Connection,
+    *,
+    now: datetime,
+    offline: bool = False,
+    on_progress: ProgressCallback | None = None,
+    backoff: float = fetch.BACKOFF_SECONDS,
+) -> IngestResult:
+    """Fetch (unless `offline`), parse and store every enabled source; return entries and reports.
+
+    Raises:
+        StateError: the state database cannot be written. Source problems never raise: they are reported.
+    """
+    sources = config.enabled_sources
+    if offline:
+        reports = []
+        for done, source in enumerate(sources, start=1):
+            report = _report_from_state(db, source)
+            reports.append(report)
+            if on_progress:
+                on_progress(report, done, len(sources))
+    else:
+        reports = _run(_fetch_all(config, db, now=now, on_progress=on_progress, backoff=backoff))
+    entries = [e for source in sources for e in entry_state.current_entries(db, source.name)]
+    return IngestResult(entries=dedupe(entries, sent_ids=sent_entry_ids(db)), reports=tuple(reports))
+
+
+def source_reports(config: Config, db: sqlite3.Connection) -> tuple[SourceReport, ...]:
+    """The last recorded health of each configured source (enabled or not), without fetching."""
+    return tuple(_report_from_state(db, s) for s in config.sources)
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion, also when called from a thread that already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _fetch_all(
+    config: Config,
+    db: sqlite3.Connection,
+    *,
+    now: datetime,
+    on_progress: ProgressCallback | None,
+    backoff: float,
+) -> list[SourceReport]:
+    sources = config.enabled_sources
+    limit = asyncio.Semaphore(config.fetch.concurrency)
+    done = 0
+
+    async def one(source: Source) -> SourceReport:
+        nonlocal done
+        async with limit:
+            report = await _ingest_one(config, db, source, client, now=now, backoff=backoff)
+        done += 1
+        if on_progress:
+            on_progress(report, done, len(sources))
+        return report
+
+    async with fetch.new_client(concurrency=config.fetch.concurrency) as client:
+        return list(await asyncio.gather(*(one(s) for s in sources)))
+
+
+def _configured_url(source: Source) -> str:
+    return source.location if source.kind == "http" else source.url
+
+
+async def _ingest_one(
+    config: Config,
+    db: sqlite3.Connection,
+    source: Source,
+    client: httpx.AsyncClient,
+    *,
+    now: datetime,
+    backoff: float,
+) -> SourceReport:
+    url = _configured_url(source)
+    record = feed_state.get_feed(db, source.name, url)
+    if record is not None and record.gone:
+        return _report_from_state(db, source)
+    validators = fetch.Validators(record.etag, record.last_modified) if record else fetch.Validators()
+    try:
+        fetched = await fetch.fetch_source(
+            source,
+            root=config.root,
+            client=client,
+            validators=validators,
+            url=record.permanent_url if record else None,
+            max_bytes=config.fetch.max_bytes,
+            retries=config.fetch.retries,
+            backoff=backoff,
+        )
+        return _store(config, db, source, url, fetched, now=now)
+    except DigestError as e:
+        log.warning("%s: %s", source.name, e)
+        status = e.status if isinstance(e, fetch.HTTPStatusFetchError) else None
+        return _failed(db, source, url, str(e), status, now=now)
+    except Exception as e:  # a bug with one odd feed must not stop the other sources
+        log.exception("%s: unexpected error while ingesting", source.name)
+        return _failed(
+            db, source, url, f"unexpected {type(e).__name__}: {e} (a bug: run with -v)", None, now=now
+        )
+
+
+def _failed(
+    db: sqlite3.Connection, source: Source, url: str, error: str, status: int | None, *, now: datetime
+) -> SourceReport:
+    feed_state.record_fetch(
+        db, source=source.name, url=url, status=SourceStatus.FAILED, at=now, http_status=status, error=error
+    )
+    return _report_from_state(db, source)
+
+
+def _store(
+    config: Config, db: sqlite3.Connection, source: Source, url: str, fetched: fetch.Fetched, *, now: datetime
+) -> SourceReport:
+    status = SourceStatus(fetched.status)
+    permanent_url = fetched.redirected_to if fetched.permanent else None
+    common: dict[str, Any] = {
+        "source": source.name,
+        "url": url,
+        "at": now,
+        "http_status": fetched.http_status,
+        "redirected_to": fetched.redirected_to,
+        "permanent_url": permanent_url,
+    }
+    if status is not SourceStatus.OK:
+        current = entry_state.current_entries(db, source.name)
+        feed_state.record_fetch(
+            db, status=status, **common, entry_count=len(current), newest_entry_at=_newest(current)
+        )
+        return _report_from_state(db, source)
+    ctx = ParseContext(
+        source=source.name,
+        category=source.category,
+        url=fetched.url,
+        seen_at=now,
+        excerpt_chars=config.digest.excerpt_chars,
+        timezone=config.digest.timezone,
+        priorities=tuple(p.name for p in config.priorities),
+    )
+    parsed: list[Entry] = []
+    for document in fetched.documents:
+        label = document.location if source.kind != "http" else None
+        doc_ctx = ctx if source.kind == "http" else replace(ctx, url=document.location)
+        result = parse_document(document.body, doc_ctx, content_type=document.content_type, label=label)
+        parsed.extend(result.entries)
+    if source.max_entries is not None:
+        parsed = parsed[: source.max_entries]
+    stored = entry_state.store_entries(db, source.name, parsed, now=now)
+    feed_state.record_fetch(
+        db,
+        status=status,
+        **common,
+        etag=fetched.validators.etag,
+        last_modified=fetched.validators.last_modified,
+        entry_count=len(stored),
+        newest_entry_at=_newest(stored),
+    )
+    return _report_from_state(db, source)
+
+
+def _newest(entries: tuple[Entry, ...]) -> datetime | None:
+    """The newest real date (first-seen stand-ins would make a stale feed look fresh)."""
+    return max((e.published for e in entries if not e.date_estimated), default=None)
+
+
+def _report_from_state(db: sqlite3.Connection, source: Source) -> SourceReport:
+    record = feed_state.get_feed(db, source.name, _configured_url(source))
+    if record is None or record.status is None:
+        return SourceReport(
+            name=source.name,
+            url=source.url,
+            category=source.category,
+            status=SourceStatus.FAILED,
+            error="never fetched (run digest fetch)",
+        )
+    return SourceReport(
+        name=source.name,
+        url=source.url,
+        category=source.category,
+        status=SourceStatus.GONE if record.gone else record.status,
+        entries=record.entry_count,
+        http_status=record.http_status,
+        error=record.error,
+        redirected_to=record.redirected_to or record.permanent_url,
+        permanent_redirect=record.permanent_url is not None,
+        newest_entry=record.newest_entry_at,
+        consecutive_failures=record.consecutive_failures,
+        fetched_at=record.last_attempt_at,
+    )

@@ -1,0 +1,108 @@
+"""Entries in state, stored as JSON so an unchanged (304) feed or an offline run never parses again.
+
+Each source's latest successful fetch marks its entries current; entries that dropped out of the feed stay
+(not current) so their first-seen time survives if they come back. An entry without a date is dated by the
+time it was first seen here, which never changes afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from digest.models import Entry, Image
+from digest.state import from_iso, to_iso, transaction
+
+
+def entry_to_json(entry: Entry) -> str:
+    """An Entry as a JSON object (datetimes as ISO UTC strings)."""
+    data: dict[str, Any] = {
+        "id": entry.id,
+        "source": entry.source,
+        "category": entry.category,
+        "title": entry.title,
+        "link": entry.link,
+        "published": to_iso(entry.published),
+        "updated": to_iso(entry.updated) if entry.updated else None,
+        "date_estimated": entry.date_estimated,
+        "summary_html": entry.summary_html,
+        "summary_text": entry.summary_text,
+        "author": entry.author,
+        "tags": list(entry.tags),
+        "image": {"url": entry.image.url, "alt": entry.image.alt} if entry.image else None,
+        "priority": entry.priority,
+        "pinned": entry.pinned,
+    }
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def entry_from_json(text: str) -> Entry:
+    """Read back an Entry written by `entry_to_json` (`also_from` is not stored: dedupe recomputes it)."""
+    data = json.loads(text)
+    image = data.get("image")
+    return Entry(
+        id=data["id"],
+        source=data["source"],
+        category=data["category"],
+        title=data["title"],
+        link=data.get("link"),
+        published=from_iso(data["published"]),
+        updated=from_iso(data["updated"]) if data.get("updated") else None,
+        date_estimated=bool(data.get("date_estimated")),
+        summary_html=data.get("summary_html", ""),
+        summary_text=data.get("summary_text", ""),
+        author=data.get("author"),
+        tags=tuple(data.get("tags") or ()),
+        image=Image(image["url"], image.get("alt", "")) if image else None,
+        priority=data.get("priority"),
+        pinned=bool(data.get("pinned")),
+    )
+
+
+def store_entries(
+    db: sqlite3.Connection, source: str, entries: Iterable[Entry], *, now: datetime
+) -> tuple[Entry, ...]:
+    """Make `entries` the current entries of `source` and return them with first-seen dates filled in.
+
+    An entry with `date_estimated` gets `published` = the time it was first seen (now, the first time).
+    Entries of the source not in `entries` are kept but no longer current. Duplicate ids keep the first.
+    """
+    unique: dict[str, Entry] = {}
+    for entry in entries:
+        unique.setdefault(entry.id, entry)
+    stored: list[Entry] = []
+    with transaction(db):
+        seen = {
+            row["id"]: from_iso(row["first_seen_at"])
+            for row in db.execute("SELECT id, first_seen_at FROM entries WHERE source = ?", (source,))
+        }
+        db.execute("UPDATE entries SET current = 0 WHERE source = ?", (source,))
+        for given in unique.values():
+            first_seen = seen.get(given.id, now)
+            entry = replace(given, published=first_seen) if given.date_estimated else given
+            # Delete and insert (rather than upsert) so rowid order is the feed's order.
+            db.execute("DELETE FROM entries WHERE source = ? AND id = ?", (source, entry.id))
+            db.execute(
+                """INSERT INTO entries (source, id, first_seen_at, published_at, current, data)
+                   VALUES (?, ?, ?, ?, 1, ?)""",
+                (source, entry.id, to_iso(first_seen), to_iso(entry.published), entry_to_json(entry)),
+            )
+            stored.append(entry)
+    return tuple(stored)
+
+
+def current_entries(db: sqlite3.Connection, source: str) -> tuple[Entry, ...]:
+    """The entries of `source`'s latest successful fetch, in the order they were stored."""
+    rows = db.execute("SELECT data FROM entries WHERE source = ? AND current = 1 ORDER BY rowid", (source,))
+    return tuple(entry_from_json(r["data"]) for r in rows)
+
+
+def first_seen(db: sqlite3.Connection, source: str, entry_id: str) -> datetime | None:
+    row = db.execute(
+        "SELECT first_seen_at FROM entries WHERE source = ? AND id = ?", (source, entry_id)
+    ).fetchone()
+    return from_iso(row["first_seen_at"]) if row else None
