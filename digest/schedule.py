@@ -93,16 +93,6 @@ class Decision:
     run: RunRecord | None = None
 
 
-# Outcomes after which a slot is done for good.
-_FINAL = (
-    run_state.SENT,
-    run_state.NOTHING_NEW,
-    run_state.ALREADY_SENT,
-    run_state.MISSED,
-    run_state.INTERRUPTED,
-)
-
-
 def _hours(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
@@ -144,7 +134,7 @@ def decide(settings: ScheduleSettings, now: datetime, record: RunRecord | None) 
             "it is not resumed (run `digest run` to finish it)",
             record,
         )
-    if record.outcome in _FINAL:
+    if record.outcome in run_state.FINAL:
         return Decision(Action.NONE, slot, f"the run of {when} is done: {record.outcome}", record)
     if within:
         return Decision(

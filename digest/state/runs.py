@@ -21,6 +21,9 @@ ALREADY_SENT = "already sent"
 MISSED = "skipped: missed"
 INTERRUPTED = "interrupted"
 FAILED = "failed"
+STOPPED = "stopped: will resume"
+# Outcomes after which a slot is done for good: it is never run again.
+FINAL = (SENT, NOTHING_NEW, ALREADY_SENT, MISSED, INTERRUPTED)
 
 
 @dataclass(frozen=True, slots=True)
