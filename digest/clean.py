@@ -123,6 +123,17 @@ _TRACKING_NAMES = frozenset(
 )
 _SPACE = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]*>")
+# An absolute http(s) URL with a plain host and only characters that need no normalising.
+_PLAIN_ABSOLUTE = re.compile(r"^https?://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(:\d{1,5})?([/?#][!#-;=?-~]*)?$")
+# A tag with quoted attribute values (which may hold ">"), as serialised by nh3/html5ever.
+_ANY_TAG = re.compile(r"<(?:[^>\"']|\"[^\"]*\"|'[^']*')*>")
+_BLOCK_TAG = re.compile(
+    r"<(?:br|hr|/?(?:p|div|li|ul|ol|h[1-6]|blockquote|pre|tr|td|th|table|figure|figcaption|dd|dt|dl))\b"
+    r"(?:[^>\"']|\"[^\"]*\"|'[^']*')*>",
+    re.IGNORECASE,
+)
+_IMG_TAG = re.compile(r"<img\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r"([A-Za-z_:][-\w:.]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s\"'>]+))")
 _ELLIPSES = ("…", "...")
 
 
@@ -133,6 +144,8 @@ def absolute_url(value: str | None, base: str | None = None) -> str | None:
     value = value.strip()
     if not value:
         return None
+    if _PLAIN_ABSOLUTE.match(value):
+        return value  # the common case, without urljoin's parsing
     try:
         joined = urljoin(base or "", value) if base else value
         parts = urlsplit(joined)
@@ -276,6 +289,25 @@ def html_to_text(fragment: str) -> str:
     return collapse("".join(parser.parts))
 
 
+def sanitised_text(safe_html: str) -> str:
+    """The text of HTML that `sanitise_html` produced (well-formed, no script/style), quickly, by regex."""
+    if "<" not in safe_html and "&" not in safe_html:
+        return collapse(safe_html)
+    return collapse(html.unescape(_ANY_TAG.sub("", _BLOCK_TAG.sub(" ", safe_html))))
+
+
+def images(fragment: str) -> list[dict[str, str]]:
+    """The attributes of each <img> tag of an HTML fragment in order (names lower-cased, values unescaped)."""
+    found = []
+    for tag in _IMG_TAG.finditer(fragment):
+        attributes: dict[str, str] = {}
+        for match in _ATTRIBUTE.finditer(tag.group(0), 4):
+            value = match.group(2) if match.group(2) is not None else match.group(3) or match.group(4) or ""
+            attributes.setdefault(match.group(1).lower(), html.unescape(value))
+        found.append(attributes)
+    return found
+
+
 def collapse(text: str) -> str:
     """Whitespace runs (including non-breaking spaces and line breaks) -> one space, trimmed."""
     return _SPACE.sub(" ", text.replace("\u00a0", " ")).strip()
@@ -290,7 +322,10 @@ def clean_title(raw: str | None, *, markup: bool = True) -> str:
     text = html.unescape(text)
     if "&" in text and re.search(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);", text):
         text = html.unescape(text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\t\n")
+    # Control and format characters go (soft hyphens, bidi overrides), except the joiners emoji need.
+    text = "".join(
+        ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\t\n\u200c\u200d"
+    )
     return collapse(text)
 
 

@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -67,6 +68,7 @@ class DigestSettings:
     send_when_empty: bool = False
     section_cap: int = 10
     excerpt_chars: int = 240
+    date_format: str = "EEEE d MMMM y"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class DeliverySettings:
     dkim_key: Path | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    fallback_name: str = "there"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,8 @@ class SmtpSettings:
     rate_per_second: float = 10.0
     timeout: float = 30.0
     retries: int = 3
+    retry_delay: float = 1.0
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +418,20 @@ def _locale_problem(value: object) -> str | None:
     return None
 
 
+def _date_format_problem(value: object) -> str | None:
+    from babel.dates import format_date  # noqa: PLC0415 - babel is slow to import
+
+    hint = "use a CLDR pattern with the day (d), such as 'EEEE d MMMM y', or short/medium/long/full"
+    text = str(value)
+    if text not in ("short", "medium", "long", "full") and "d" not in text:
+        return f"{value!r} is not a date pattern showing the day; {hint}"
+    try:
+        format_date(date(2025, 5, 9), text, locale="en_GB")
+    except (ValueError, KeyError, AttributeError) as e:
+        return f"{value!r} is not a date pattern ({e}); {hint}"
+    return None
+
+
 def _time_problem(value: object) -> str | None:
     match = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value))
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
@@ -479,13 +498,18 @@ def _read_delivery(t: _Table, root: Path) -> DeliverySettings:
         dkim_key=dkim_path,
         dkim_selector=selector,
         dkim_domain=domain,
+        fallback_name=t.text("fallback_name", d.fallback_name),
     )
     t.finish()
     return delivery
 
 
-def _read_smtp(t: _Table) -> SmtpSettings:
+def _read_smtp(t: _Table, root: Path) -> SmtpSettings:
     d = SmtpSettings()
+    ca_file = t.text("ca_file", None)
+    ca_path = None
+    if isinstance(ca_file, str):
+        ca_path = _local_path(t, "ca_file", ca_file, root, must_exist=True)
     smtp = SmtpSettings(
         host=t.text("host", d.host),
         port=t.integer("port", d.port, minimum=1),
@@ -496,6 +520,8 @@ def _read_smtp(t: _Table) -> SmtpSettings:
         rate_per_second=t.number("rate_per_second", d.rate_per_second),
         timeout=t.number("timeout", d.timeout),
         retries=t.integer("retries", d.retries, minimum=0),
+        retry_delay=t.number("retry_delay", d.retry_delay),
+        ca_file=ca_path,
     )
     if smtp.username and not smtp.password_env:
         t.problem("password_env", "username is set, so name the environment variable holding the password")
@@ -550,6 +576,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         send_when_empty=g.boolean("send_when_empty", gd.send_when_empty),
         section_cap=g.integer("section_cap", gd.section_cap, minimum=1),
         excerpt_chars=g.integer("excerpt_chars", gd.excerpt_chars, minimum=40),
+        date_format=_checked(g, "date_format", g.text("date_format", gd.date_format), _date_format_problem),
     )
     g.finish()
 
@@ -574,7 +601,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     w.finish()
 
     delivery = _read_delivery(top.table("delivery"), root)
-    smtp = _read_smtp(top.table("smtp"))
+    smtp = _read_smtp(top.table("smtp"), root)
 
     s = top.table("schedule")
     sd = ScheduleSettings()

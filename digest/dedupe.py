@@ -12,6 +12,7 @@ The kept entry records the other sources in `also_from`.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
@@ -41,17 +42,27 @@ class _Groups:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _titles_match(a: str, b: str) -> bool:
-    if not a or not b:
-        return False
-    if a == b:
-        return True
-    for short, full in ((a, b), (b, a)):
-        if short.endswith("…"):
-            prefix = short[:-1].strip()
-            if len(prefix.split()) >= _MIN_PREFIX_WORDS and full.rstrip("…").startswith(prefix):
-                return True
-    return False
+def _title_candidates(titles: list[str]) -> list[tuple[int, int]]:
+    """Pairs of positions whose normalised titles match: equal, or one cut short with "…" and the other
+    starting with what is left of it (at least four words). Sorted lookups, not all pairs."""
+    by_title: dict[str, list[int]] = {}
+    for i, title in enumerate(titles):
+        if title:
+            by_title.setdefault(title, []).append(i)
+    keys = sorted(by_title)
+    pairs = [(a, b) for group in by_title.values() for n, a in enumerate(group) for b in group[n + 1 :]]
+    for i, title in enumerate(titles):
+        if not title.endswith("…"):
+            continue
+        prefix = title[:-1].strip()
+        if len(prefix.split()) < _MIN_PREFIX_WORDS:
+            continue
+        start = bisect.bisect_left(keys, prefix)
+        for key in keys[start:]:
+            if not key.startswith(prefix):
+                break
+            pairs.extend((i, j) for j in by_title[key] if j != i)
+    return pairs
 
 
 def _join_same_keys(items: list[Entry], groups: _Groups) -> None:
@@ -79,13 +90,12 @@ def dedupe(
     groups = _Groups(len(items))
     _join_same_keys(items, groups)
     titles = [normalised_title(e.title) for e in items]
-    dated = sorted((i for i, e in enumerate(items) if not e.date_estimated), key=lambda i: items[i].published)
-    for pos, i in enumerate(dated):
-        for j in dated[pos + 1 :]:
-            if items[j].published - items[i].published > title_window:
-                break
-            if items[i].source != items[j].source and _titles_match(titles[i], titles[j]):
-                groups.join(i, j)
+    for i, j in _title_candidates(titles):
+        a, b = items[i], items[j]
+        if a.date_estimated or b.date_estimated or a.source == b.source:
+            continue
+        if abs(a.published - b.published) <= title_window:
+            groups.join(i, j)
     members: dict[int, list[int]] = {}
     for i in range(len(items)):
         members.setdefault(groups.find(i), []).append(i)

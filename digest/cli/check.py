@@ -6,12 +6,24 @@ from pathlib import Path
 
 import click
 
-from digest.cli.common import config_option, read_config, stdout
+from digest.cli.common import config_option, read_config, stderr, stdout
+from digest.emailcheck import check_email
+from digest.errors import EmailCheckError, UsageError
+from digest.render import html_lang
 
 
 @click.command()
 @config_option
-def check(config_path: Path) -> int:
+@click.option(
+    "--email",
+    "emails",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Also check a built email.html: size, lang, alt text, headings, link text, contrast, dark mode, "
+    "no scripts or external CSS (repeatable). Exit code 4 when one fails.",
+)
+def check(config_path: Path, emails: tuple[Path, ...]) -> int:
     """Validate the configuration file and report every problem at once."""
     config = read_config(config_path)
     enabled = len(config.enabled_sources)
@@ -20,6 +32,30 @@ def check(config_path: Path) -> int:
         f"{len(config.priorities)} priorities)",
         markup=False,
     )
+    failed = []
+    for path in emails:
+        try:
+            html = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(
+                f"{path}: no such file", hint="pass the email.html that `digest build` printed"
+            ) from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"{path}: cannot read it as UTF-8 text: {e}") from e
+        problems = check_email(html, lang=html_lang(config.digest.locale))
+        if not problems:
+            stdout.print(f"{path}: ok ({len(html.encode('utf-8')) / 1024:.1f} KB)", markup=False)
+            continue
+        failed.append(path)
+        stderr.print(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}", markup=False)
+        for problem in problems:
+            stderr.print(f"  {problem}", markup=False)
+    if failed:
+        raise EmailCheckError(
+            f"{len(failed)} email{'s' if len(failed) > 1 else ''} failed the checks: "
+            + ", ".join(str(p) for p in failed),
+            hint="fix the template or theme colours named above, then run `digest build` again",
+        )
     return 0
 
 

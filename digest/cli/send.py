@@ -1,9 +1,241 @@
-"""Commands of this area are registered here."""
+"""`digest send` and `digest subscribers ...`: thin shells over pipeline.send and deliver.audience."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import click
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from digest.cli.common import config_option, read_config, stderr, stdout
+from digest.config import Config
+from digest.deliver import audience
+from digest.errors import UsageError
+from digest.pipeline.send import SendReport, send_issue
+from digest.state import open_state, subscribers
+from digest.state.subscribers import STATUSES
+
+_SHOW_FAILURES = 20
+
+
+class RateColumn(ProgressColumn):
+    """Messages per second, as measured by rich over the last few seconds."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} msg/s" if speed else "- msg/s", style="progress.data.speed")
+
+
+def _split_addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(a.strip() for value in values for a in value.split(",") if a.strip())
+
+
+def _where(config: Config) -> str:
+    if config.delivery.transport == "outbox":
+        return f"the outbox {config.delivery.outbox}"
+    return f"smtp {config.smtp.host}:{config.smtp.port} ({config.smtp.security})"
+
+
+def _print_summary(config: Config, report: SendReport) -> None:
+    if report.dry_run:
+        what = "test send" if report.test else "send"
+        already = "" if report.test else f"; {report.already_sent} already have it"
+        stdout.print(
+            f"Dry run: the {what} of issue {report.issue_id} ({report.subject!r}) would go to"
+            f" {report.planned} recipient(s) through {_where(config)}{already}:",
+            markup=False,
+        )
+        for email in report.recipients:
+            stdout.print(f"  {email}", markup=False)
+        return
+    parts = [f"sent {report.sent}"]
+    if not report.test:
+        parts.append(f"already sent {report.already_sent}")
+    parts.append(f"failed {len(report.failed)}")
+    unsent = report.not_sent - len(report.failed)
+    if unsent > 0:
+        parts.append(f"not attempted {unsent}")
+    style = "green" if report.ok else "red"
+    stdout.print(f"[bold {style}]Issue {escape(report.issue_id)}:[/] " + ", ".join(parts))
+    for failure in report.failed[:_SHOW_FAILURES]:
+        tag = "bounced, marked so" if failure.bounced else ("permanent" if failure.permanent else "temporary")
+        stdout.print(f"  failed {failure.email}: {failure.reason} ({tag})", markup=False)
+    if len(report.failed) > _SHOW_FAILURES:
+        stdout.print(f"  ... and {len(report.failed) - _SHOW_FAILURES} more failures", markup=False)
+    if report.took_over_from:
+        stdout.print(f"Resumed a send left by a stopped process ({report.took_over_from}).", markup=False)
+    for note in report.notes:
+        stdout.print(note, markup=False)
+    if report.completed:
+        stdout.print("The issue is marked sent.", markup=False)
+    elif not report.test and report.error is None and report.failed:
+        stdout.print("Run digest send again to retry the failed recipients.", markup=False)
+    if report.error:
+        stderr.print(f"[bold red]error:[/] {escape(report.error)}")
+        if report.hint:
+            stderr.print(f"[bold]hint:[/] {escape(report.hint)}")
+
+
+@click.command("send")
+@config_option
+@click.option("--issue", "issue_id", metavar="ID", help="Issue to send (default: the latest built issue).")
+@click.option(
+    "--to",
+    "to",
+    multiple=True,
+    metavar="ADDR[,ADDR]",
+    help='Test send to these addresses only: subject prefixed "[TEST] ", nothing recorded or marked sent.',
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be sent to whom, and send nothing.")
+def send_command(config_path: Path, issue_id: str | None, to: tuple[str, ...], dry_run: bool) -> int:
+    """Send the latest built issue to every active subscriber who has not had it yet.
+
+    Resumes an interrupted send without sending anyone a second copy. Exit code 5 when a message failed
+    permanently or the mail server could not be reached.
+    """
+    config = read_config(config_path)
+    db = open_state(config.state_path)
+    addresses = _split_addresses(to)
+    if to and not addresses:
+        raise UsageError("--to: give at least one address")
+    try:
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=False,
+            disable=dry_run,
+        ) as progress:
+            task = progress.add_task("sending", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = send_issue(
+                config,
+                db,
+                now=datetime.now(UTC),
+                issue_id=issue_id,
+                to=addresses,
+                dry_run=dry_run,
+                on_progress=on_progress,
+            )
+    finally:
+        db.close()
+    _print_summary(config, report)
+    return 0 if report.ok else 5
+
+
+@click.group("subscribers")
+def subscribers_group() -> None:
+    """Manage the subscriber list kept in the state database."""
+
+
+@subscribers_group.command("import")
+@config_option
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
+def import_command(config_path: Path, csv_file: Path) -> int:
+    """Add or update subscribers from a CSV file with an `email` column and an optional `name` column.
+
+    Bad rows are reported with their line number and skipped. People who unsubscribed or bounced stay so.
+    """
+    config = read_config(config_path)
+    db = open_state(config.state_path)
+    try:
+        report = audience.import_csv(db, csv_file, at=datetime.now(UTC))
+    finally:
+        db.close()
+    for bad in report.rejected:
+        stderr.print(f"{csv_file}:{bad.line}: rejected {bad.value!r}: {bad.reason}", markup=False)
+    stdout.print(
+        f"{csv_file}: added {report.added}, updated {report.updated}, unchanged {report.unchanged},"
+        f" rejected {len(report.rejected)}",
+        markup=False,
+    )
+    if report.kept_inactive:
+        stdout.print(
+            f"{report.kept_inactive} of them unsubscribed or bounced earlier and stay so"
+            " (digest subscribers add EMAIL re-activates one)",
+            markup=False,
+        )
+    return 0
+
+
+@subscribers_group.command("add")
+@config_option
+@click.argument("email")
+@click.option("--name", default=None, help="The subscriber's name, used in the greeting.")
+def add_command(config_path: Path, email: str, name: str | None) -> int:
+    """Add one subscriber (or re-activate one who unsubscribed or bounced)."""
+    config = read_config(config_path)
+    db = open_state(config.state_path)
+    try:
+        address, outcome = audience.add_subscriber(db, email, name=name, at=datetime.now(UTC))
+    finally:
+        db.close()
+    stdout.print(f"{address}: {outcome}", markup=False)
+    return 0
+
+
+@subscribers_group.command("remove")
+@config_option
+@click.argument("email")
+def remove_command(config_path: Path, email: str) -> int:
+    """Delete one subscriber from the list (the send history keeps its records)."""
+    config = read_config(config_path)
+    db = open_state(config.state_path)
+    try:
+        removed = subscribers.remove_subscriber(db, email.strip())
+    finally:
+        db.close()
+    if not removed:
+        raise UsageError(f"{email} is not a subscriber", hint="digest subscribers list shows the list")
+    stdout.print(f"{email.strip()}: removed", markup=False)
+    return 0
+
+
+@subscribers_group.command("list")
+@config_option
+@click.option(
+    "--status", type=click.Choice(STATUSES), default=None, help="Only subscribers with this status."
+)
+def list_command(config_path: Path, status: str | None) -> int:
+    """List subscribers (address, name, status and why) in address order."""
+    config = read_config(config_path)
+    db = open_state(config.state_path)
+    try:
+        chosen = next((s for s in STATUSES if s == status), None)
+        table = Table("email", "name", "status", "reason", "since", box=None, pad_edge=False)
+        for s in subscribers.iter_subscribers(db, chosen):
+            cells = (s.email, s.name or "", s.status, s.reason or "", f"{s.updated_at:%Y-%m-%d}")
+            table.add_row(*(Text(cell) for cell in cells))
+        count = subscribers.count_subscribers(db, chosen)
+    finally:
+        db.close()
+    stdout.print(table)
+    stdout.print(f"{count} subscriber(s)" + (f" {status}" if status else ""), markup=False)
+    return 0
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to the `digest` group."""
+    """Add `send` and `subscribers` to the `digest` group."""
+    group.add_command(send_command)
+    group.add_command(subscribers_group)

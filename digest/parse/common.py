@@ -6,7 +6,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 
 from digest import clean
 from digest.models import Entry, Image
@@ -62,36 +61,20 @@ def entry_id(source: str, guid: str | None, link: str | None, fallback: str) -> 
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:_ID_LENGTH]
 
 
-class _FirstImage(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: tuple[str, str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.found is not None or tag != "img":
-            return
-        values = {k: (v or "") for k, v in attrs}
-        if values.get("width", "").strip() in ("0", "1") or values.get("height", "").strip() in ("0", "1"):
-            return  # a tracking pixel, not a picture
-        src = values.get("src", "").strip()
-        if src:
-            self.found = (src, values.get("alt", ""))
-
-
 def first_image(fragment: str, base: str | None) -> Image | None:
     """The first real <img> of an HTML fragment (tracking pixels skipped), absolute, with its alt text."""
-    if "<img" not in fragment.lower():
+    if "<img" not in fragment and "<IMG" not in fragment:
         return None
-    finder = _FirstImage()
-    try:
-        finder.feed(fragment)
-        finder.close()
-    except (AssertionError, ValueError):
-        return None
-    if finder.found is None:
-        return None
-    url = clean.absolute_url(finder.found[0], base)
-    return Image(url, clean.clean_title(finder.found[1])) if url else None
+    for attributes in clean.images(fragment):
+        if attributes.get("width", "").strip() in ("0", "1") or attributes.get("height", "").strip() in (
+            "0",
+            "1",
+        ):
+            continue  # a tracking pixel, not a picture
+        url = clean.absolute_url(attributes.get("src"), base)
+        if url:
+            return Image(url, clean.clean_title(attributes.get("alt", "")))
+    return None
 
 
 def aware_utc(value: datetime | None) -> datetime | None:
@@ -128,7 +111,7 @@ def build_entry(
     """
     canonical = clean.canonical_link(link, base)
     safe_html = clean.sanitise_html(summary_html, canonical or base)
-    text = clean.collapse(summary_text) if summary_text else clean.html_to_text(safe_html)
+    text = clean.collapse(summary_text) if summary_text else clean.sanitised_text(safe_html)
     cleaned_title = clean.clean_title(title, markup=title_is_html)
     if not cleaned_title:
         cleaned_title = clean.derived_title(text, canonical, f"Untitled entry from {ctx.source}")
@@ -145,7 +128,7 @@ def build_entry(
             tag_list.append(value)
     author_name = clean.clean_title(author) or None
     fallback = (
-        f"{clean.normalised_title(cleaned_title)}|{when.isoformat() if not estimated else ''}|{text[:200]}"
+        f"{clean.normalised_title(cleaned_title)}|{when.isoformat() if not estimated else ''}|{safe_html}"
     )
     return Entry(
         id=entry_id(ctx.source, guid, canonical, fallback),

@@ -18,7 +18,7 @@ import feedparser
 from digest import clean
 from digest.errors import ParseError
 from digest.models import Entry, Image
-from digest.parse.common import ParseContext, ParsedFeed, build_entry
+from digest.parse.common import ParseContext, ParsedFeed, build_entry, first_image
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,9 @@ def _image(raw: Any, base: str | None) -> Image | None:
         if medium == "image" or kind.startswith("image/"):
             url = clean.absolute_url(_text(media.get("url")), base)
             if url:
-                return Image(url, clean.clean_title(_text(media.get("description")) or ""))
+                # feedparser folds media:description into the entry summary, so no alt text is known:
+                # the image is decorative beside the entry's title.
+                return Image(url, "")
     for thumb in raw.get("media_thumbnail") or []:
         url = clean.absolute_url(_text(thumb.get("url")), base)
         if url:
@@ -167,5 +169,21 @@ def _entry(raw: Any, ctx: ParseContext, feed_link: str | None) -> Entry:
         summary_html=html,
         author=_text(author),
         tags=tags,
-        image=_image(raw, content_base),
+        image=_image(raw, content_base)
+        or first_image(html, content_base)
+        or _content_image(raw, content_base),
     )
+
+
+def _content_image(raw: Any, base: str | None) -> Image | None:
+    """The first picture of the full content, for feeds whose summary is a bare teaser."""
+    for content in raw.get("content") or []:
+        value = _text(content.get("value"))
+        image = (
+            first_image(value, clean.absolute_url(_text(content.get("base")), base) or base)
+            if value
+            else None
+        )
+        if image:
+            return image
+    return None

@@ -66,17 +66,20 @@ def _unquote(raw: str, ctx: ParseContext, label: str, key: str) -> str:
     value = raw.strip()
     if value.startswith('"'):
         try:
-            decoded = json.loads(value)
+            decoded, end = json.JSONDecoder().raw_decode(value)
         except json.JSONDecodeError:
             raise _fail(ctx, label, f"{key}: unterminated or invalid double-quoted string") from None
-        if not isinstance(decoded, str):
-            raise _fail(ctx, label, f"{key}: expected a quoted string")
-        return decoded
-    if value.startswith("'"):
-        if len(value) < 2 or not value.endswith("'"):
+        rest = value[end:]
+    elif value.startswith("'"):
+        match = re.match(r"'((?:[^']|'')*)'", value)
+        if not match:
             raise _fail(ctx, label, f"{key}: unterminated single-quoted string")
-        return value[1:-1].replace("''", "'")
-    return re.sub(r"\s+#.*$", "", value).strip()
+        decoded, rest = match[1].replace("''", "'"), value[match.end() :]
+    else:
+        return re.sub(r"(^|\s+)#.*$", "", value).strip()
+    if rest.strip() and not rest.lstrip().startswith("#"):
+        raise _fail(ctx, label, f"{key}: unexpected text after the quoted value: {rest.strip()[:40]!r}")
+    return str(decoded)
 
 
 def split_front_matter(text: str, ctx: ParseContext, label: str) -> tuple[dict[str, str], str]:

@@ -1,0 +1,172 @@
+"""An issue made ready to send: its built files checked, the message template, DKIM signer and secret.
+
+Also picks the transport `[delivery] transport` names, and keeps a send claim fresh while sending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from digest import tokens
+from digest.config import Config
+from digest.deliver.headers import HeaderValueError
+from digest.deliver.message import MessageTemplate, Recipient, Sender
+from digest.deliver.outbox import OutboxTransport
+from digest.deliver.signing import DkimSigner
+from digest.deliver.smtp import SmtpTransport
+from digest.deliver.transport import Job, Transport
+from digest.errors import ConfigError, DeliveryError, UsageError
+from digest.state import issues, ledger, open_state, settings
+from digest.state.issues import IssueRecord
+
+log = logging.getLogger(__name__)
+TEST_PREFIX = "[TEST] "
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedIssue:
+    """Everything needed to build any recipient's message of one issue."""
+
+    record: IssueRecord
+    template: MessageTemplate
+    signer: DkimSigner | None
+    secret: str
+
+
+def issue_record(db: sqlite3.Connection, issue_id: str | None) -> IssueRecord:
+    record = issues.get_issue(db, issue_id) if issue_id else issues.latest_issue(db)
+    if record is None:
+        if issue_id:
+            raise UsageError(f"no built issue {issue_id!r}", hint="digest status lists the built issues")
+        raise UsageError("no issue has been built yet", hint="run digest build first")
+    return record
+
+
+def issue_files(record: IssueRecord) -> tuple[str, str]:
+    folder = next(
+        (f for f in (record.out_dir / record.id, record.out_dir) if (f / "email.html").is_file()), None
+    )
+    if folder is None:
+        raise DeliveryError(
+            f"issue {record.id}: email.html is not in {record.out_dir}",
+            hint=f"run digest build again to rebuild issue {record.id}",
+        )
+    bodies = []
+    for name, expected in (("email.html", record.html_sha256), ("email.txt", record.text_sha256)):
+        path = folder / name
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DeliveryError(f"{path}: cannot read: {e.strerror}", hint="run digest build again") from e
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise DeliveryError(
+                f"{path} has changed since issue {record.id} was built",
+                hint="edit the draft and run digest build again rather than editing the built files",
+            )
+        bodies.append(data.decode("utf-8"))
+    return bodies[0], bodies[1]
+
+
+def unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str:
+    return os.environ.get(config.web.secret_env) or settings.generated_secret(db, "unsubscribe_secret")
+
+
+def prepare_issue(
+    config: Config, db: sqlite3.Connection, record: IssueRecord, *, test: bool
+) -> PreparedIssue:
+    html, text = issue_files(record)
+    d = config.delivery
+    sender = Sender(
+        from_address=d.from_address,
+        from_name=d.from_name,
+        reply_to=d.reply_to,
+        list_id=d.list_id,
+        list_name=config.digest.title,
+        unsubscribe_mailto=d.unsubscribe_mailto,
+        fallback_name=d.fallback_name,
+    )
+    try:
+        template = MessageTemplate(
+            html_body=html,
+            text_body=text,
+            subject=(TEST_PREFIX if test else "") + record.subject,
+            sender=sender,
+            issue_id=record.id,
+        )
+    except HeaderValueError as e:
+        raise ConfigError(str(e), hint="fix the [delivery] setting named above") from e
+    if not template.has_unsubscribe_link:
+        raise DeliveryError(
+            f"issue {record.id}: email.html or email.txt has no unsubscribe link placeholder",
+            hint="the templates must contain the unsubscribe URL placeholder; run digest build again",
+        )
+    signer = None
+    if d.dkim_key is not None and d.dkim_selector:
+        signer = DkimSigner(d.dkim_key, d.dkim_selector, d.dkim_domain or sender.domain)
+    return PreparedIssue(record, template, signer, unsubscribe_secret(config, db))
+
+
+def make_transport(config: Config, label: str) -> Transport:
+    if config.delivery.transport == "outbox":
+        return OutboxTransport(config.delivery.outbox, label=label)
+    password = None
+    if config.smtp.username:
+        variable = config.smtp.password_env or ""
+        password = os.environ.get(variable)
+        if not password:
+            raise ConfigError(
+                f"smtp.password_env: the environment variable {variable} is not set",
+                hint=f"export {variable}=... with the SMTP password of {config.smtp.username!r}",
+            )
+    return SmtpTransport(config.smtp, envelope_from=config.delivery.from_address, password=password)
+
+
+def make_job(p: PreparedIssue, base_url: str, recipient: Recipient, at: datetime) -> Job:
+    url = tokens.unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, recipient.email))
+    message_id = p.template.new_message_id()
+    message = p.template.message(recipient, unsubscribe_url=url, message_id=message_id, date=at)
+    if p.signer is not None:
+        message = p.signer.sign(message)
+    return Job(recipient=recipient, message_id=message_id, message=message)
+
+
+class Heartbeat:
+    """Keeps the send claim fresh from a thread with its own connection; `lost` if it was taken over."""
+
+    def __init__(self, db: sqlite3.Connection, issue_id: str, holder: str, clock: Callable[[], datetime]):
+        self.lost = False
+        self._issue_id, self._holder, self._clock = issue_id, holder, clock
+        self._stop = threading.Event()
+        row = db.execute("PRAGMA database_list").fetchone()
+        self._path = Path(row["file"]) if row is not None and row["file"] else None
+        self._thread = threading.Thread(target=self._run, name="send-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        if self._path is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        assert self._path is not None  # noqa: S101 - started only with a file
+        db = open_state(self._path)
+        try:
+            while not self._stop.wait(ledger.HEARTBEAT_EVERY.total_seconds()):
+                if not ledger.refresh_claim(db, self._issue_id, self._holder, at=self._clock()):
+                    log.error("the claim on issue %s was taken over by another process", self._issue_id)
+                    self.lost = True
+                    return
+        finally:
+            db.close()

@@ -1,0 +1,92 @@
+"""The outbox transport: one `.eml` per recipient, written atomically into a Maildir folder.
+
+Each message is written to `tmp/`, flushed to disk, then renamed into `new/`: a reader of the Maildir
+(a mail client, `digest` tests, a script that relays the files) never sees a half-written message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import socket
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from digest.deliver.transport import Delivery, Job
+from digest.errors import DeliveryError
+
+log = logging.getLogger(__name__)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+def ensure_maildir(root: Path) -> None:
+    """Create `root` with its `tmp`, `new` and `cur` folders.
+
+    Raises:
+        DeliveryError: a folder cannot be created.
+    """
+    try:
+        for sub in ("tmp", "new", "cur"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DeliveryError(
+            f"{root}: cannot create the outbox Maildir: {e.strerror}",
+            hint="check [delivery] outbox and the folder's permissions",
+        ) from e
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class OutboxTransport:
+    """Delivers by writing files; a message is accepted once its file is in `new/`."""
+
+    name = "outbox"
+
+    def __init__(self, root: Path, *, label: str = "digest") -> None:
+        self.root = root
+        self._label = _UNSAFE.sub("-", label)
+        self._host = _UNSAFE.sub("-", socket.gethostname()) or "localhost"
+
+    def write(self, job: Job) -> Path:
+        """Write one message atomically and return its path in `new/`."""
+        who = _UNSAFE.sub("_", job.recipient.email)[:80]
+        name = f"{self._label}.{who}.{secrets.token_hex(6)}.{self._host}.eml"
+        tmp = self.root / "tmp" / name
+        with tmp.open("xb") as handle:
+            handle.write(job.message)
+            handle.flush()
+            os.fsync(handle.fileno())
+        final = self.root / "new" / name
+        tmp.rename(final)
+        return final
+
+    def send(self, jobs: Iterable[Job]) -> Iterator[Delivery]:
+        """Write each job's file; stops with DeliveryError when the folder cannot be written.
+
+        Raises:
+            DeliveryError: the Maildir cannot be created or written (disk full, permissions).
+        """
+        ensure_maildir(self.root)
+        try:
+            for job in jobs:
+                try:
+                    path = self.write(job)
+                except OSError as e:
+                    raise DeliveryError(
+                        f"{self.root}: cannot write to the outbox: {e.strerror}",
+                        hint="free disk space or fix the folder's permissions, then run digest send again",
+                    ) from e
+                yield Delivery(job=job, accepted=True, detail=f"written to {path.name}")
+        finally:
+            try:
+                _fsync_dir(self.root / "new")
+            except OSError:
+                log.warning("could not flush the outbox folder %s to disk", self.root / "new")

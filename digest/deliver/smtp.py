@@ -1,0 +1,316 @@
+"""The SMTP transport: a pool of reused connections, a rate limit, retries with backoff, replies classified.
+
+`pool_size` worker threads each keep one connection open (plain, STARTTLS or implicit TLS, with login
+when a username is set) and take jobs from a queue. A shared limiter spaces messages to
+`rate_per_second`. A 4xx reply or a dropped connection is retried up to `retries` times, waiting
+`retry_delay` seconds and twice as long each further time; a 5xx reply is a permanent failure of that
+recipient (a hard bounce when the address itself is refused). When the server cannot be reached (or
+the login is refused) the transport stops: what was settled is yielded, then DeliveryError is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from digest.config import SmtpSettings
+from digest.deliver.transport import Delivery, Job, describe_reply, is_hard_bounce
+from digest.errors import DeliveryError
+
+log = logging.getLogger(__name__)
+_MAX_DELAY = 60.0
+
+
+class RateLimiter:
+    """Spaces events evenly at `per_second`, shared by every thread of a pool."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self, stop: threading.Event) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(self._next, now)
+            self._next = slot + self._interval
+        if slot > now:
+            stop.wait(slot - now)
+
+
+class _ConnectionProblemError(Exception):
+    """The connection could not be made or was lost: worth retrying, then the server is unreachable."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """One failed attempt: what the server said and what follows from it."""
+
+    detail: str
+    permanent: bool = False
+    bounced: bool = False
+    drop: bool = False  # the connection is no longer usable
+    connection: bool = False  # the server could not be reached or hung up
+
+
+def _failure(error: Exception, rcpt: str) -> _Failed:
+    """Classify an exception from one sending attempt."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, message = error.recipients.get(rcpt, (0, b"refused"))
+        detail = describe_reply(code, message)
+        if code >= 500:
+            return _Failed(detail, permanent=True, bounced=is_hard_bounce(code, message))
+        return _Failed(detail, drop=code == 421)
+    if isinstance(error, smtplib.SMTPResponseException):
+        detail = describe_reply(error.smtp_code, error.smtp_error)
+        return _Failed(detail, permanent=error.smtp_code >= 500, drop=error.smtp_code == 421)
+    if isinstance(error, _ConnectionProblemError):
+        return _Failed(str(error), connection=True)
+    # SMTPServerDisconnected, a reset, a timeout
+    return _Failed(f"connection lost: {error or type(error).__name__}", drop=True, connection=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Abandoned:
+    """A job the worker did not settle: stopped before it started, or a fatal error."""
+
+    job: Job
+    error: BaseException | None = None
+
+
+class SmtpTransport:
+    """Sends through one SMTP server with `pool_size` reused connections."""
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        envelope_from: str,
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.envelope_from = envelope_from
+        self._password = password
+        if ssl_context is None and settings.security != "none":
+            ssl_context = ssl.create_default_context(
+                cafile=str(settings.ca_file) if settings.ca_file else None
+            )
+        self._context = ssl_context
+        self._limiter = RateLimiter(settings.rate_per_second)
+        self.connections_opened = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def connect(self) -> smtplib.SMTP:
+        """Open, secure and log in one connection.
+
+        Raises:
+            DeliveryError: TLS or login was refused (retrying cannot help).
+            _ConnectionProblemError: the server could not be reached or hung up.
+        """
+        s = self.settings
+        conn: smtplib.SMTP | None = None
+        try:
+            if s.security == "tls":
+                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context)
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            conn.ehlo()
+            if s.security == "starttls":
+                self._starttls(conn)
+            if s.username:
+                conn.login(s.username, self._password or "")
+        except smtplib.SMTPAuthenticationError as e:
+            _close(conn)
+            reply = describe_reply(e.smtp_code, e.smtp_error)
+            raise DeliveryError(
+                f"smtp {self.where} refused the login of {s.username!r}: {reply}",
+                hint="check [smtp] username and the password in the variable named by [smtp] password_env",
+            ) from e
+        except smtplib.SMTPNotSupportedError as e:
+            _close(conn)
+            raise DeliveryError(
+                f"smtp {self.where} does not offer AUTH: {e}",
+                hint="servers usually offer login only over TLS: check [smtp] security",
+            ) from e
+        except ssl.SSLCertVerificationError as e:
+            _close(conn)
+            raise DeliveryError(
+                f"smtp {self.where}: the server's TLS certificate is not trusted: {e.verify_message}",
+                hint="check that [smtp] host matches the certificate, or set [smtp] ca_file to its CA",
+            ) from e
+        except ssl.SSLError as e:
+            _close(conn)
+            raise DeliveryError(
+                f"smtp {self.where}: TLS failed: {e}",
+                hint='check [smtp] security ("tls" for port 465, "starttls" for 587) and port',
+            ) from e
+        except smtplib.SMTPResponseException as e:
+            _close(conn)
+            raise _ConnectionProblemError(describe_reply(e.smtp_code, e.smtp_error)) from e
+        except DeliveryError:
+            _close(conn)
+            raise
+        except OSError as e:
+            _close(conn)
+            raise _ConnectionProblemError(f"cannot connect: {e}") from e
+        with self._count_lock:
+            self.connections_opened += 1
+        return conn
+
+    def _starttls(self, conn: smtplib.SMTP) -> None:
+        if not conn.has_extn("starttls"):
+            raise DeliveryError(
+                f"smtp {self.where} does not offer STARTTLS",
+                hint='set [smtp] security = "tls" for implicit TLS, or "none" on a trusted network only',
+            )
+        conn.starttls(context=self._context)
+        conn.ehlo()
+
+    def _deliver(
+        self, conn: smtplib.SMTP | None, job: Job, stop: threading.Event
+    ) -> tuple[Delivery | None, smtplib.SMTP | None]:
+        """Send one job with retries; returns the settled Delivery (None if stopped) and the connection."""
+        rcpt = job.recipient.email
+        retries = self.settings.retries
+        attempt = 0
+        while True:
+            try:
+                if conn is not None and conn.sock is None:  # smtplib hung up itself (a 421 reply)
+                    conn = None
+                if conn is None:
+                    conn = self.connect()
+                self._limiter.wait(stop)
+                conn.sendmail(self.envelope_from, [rcpt], job.message)
+                return Delivery(job=job, accepted=True, detail="250 accepted"), conn
+            except (_ConnectionProblemError, OSError) as e:  # smtplib's exceptions are OSErrors
+                failed = _failure(e, rcpt)
+            if failed.drop:
+                _close(conn)
+                conn = None
+            if failed.permanent:
+                return Delivery(job, False, failed.detail, permanent=True, bounced=failed.bounced), conn
+            if attempt >= retries:
+                if failed.connection:
+                    raise DeliveryError(
+                        f"smtp {self.where} cannot be reached: {failed.detail}"
+                        f" (tried {retries + 1} time{'s' if retries else ''})",
+                        hint="check [smtp] host, port and security, and that the server is up;"
+                        " then run digest send again: it resumes where it stopped",
+                    )
+                return Delivery(job, False, f"{failed.detail} (still refused after {retries} retries)"), conn
+            delay = min(self.settings.retry_delay * 2**attempt, _MAX_DELAY)
+            log.info("retrying %s in %.2f s after: %s", rcpt, delay, failed.detail)
+            if stop.wait(delay):
+                return None, conn
+            attempt += 1
+
+    def _worker(
+        self,
+        work: queue.Queue[Job | None],
+        results: queue.Queue[Delivery | _Abandoned],
+        stop: threading.Event,
+    ) -> None:
+        conn: smtplib.SMTP | None = None
+        try:
+            while True:
+                job = work.get()
+                if job is None:
+                    return
+                if stop.is_set():
+                    results.put(_Abandoned(job))
+                    continue
+                try:
+                    delivery, conn = self._deliver(conn, job, stop)
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread, which re-raises it
+                    _close(conn)
+                    conn = None
+                    stop.set()
+                    results.put(_Abandoned(job, e))
+                    continue
+                results.put(delivery if delivery is not None else _Abandoned(job))
+        finally:
+            if conn is not None:
+                try:
+                    conn.quit()
+                except (OSError, smtplib.SMTPException):
+                    _close(conn)
+
+    def send(self, jobs: Iterable[Job]) -> Iterator[Delivery]:  # noqa: PLR0912 - one loop: feed, drain, stop
+        """Send every job through the pool, yielding each Delivery as it is settled.
+
+        On Ctrl-C the jobs in flight are finished and yielded before KeyboardInterrupt goes on, so
+        nothing accepted is left unrecorded.
+
+        Raises:
+            DeliveryError: the server cannot be reached or refused TLS/login.
+        """
+        work: queue.Queue[Job | None] = queue.Queue()
+        results: queue.Queue[Delivery | _Abandoned] = queue.Queue()
+        stop = threading.Event()
+        workers = [
+            threading.Thread(target=self._worker, args=(work, results, stop), name=f"smtp-{i}", daemon=True)
+            for i in range(self.settings.pool_size)
+        ]
+        for worker in workers:
+            worker.start()
+        capacity = self.settings.pool_size * 2
+        pending = iter(jobs)
+        exhausted = False
+        in_flight = 0
+        error: BaseException | None = None
+        interrupted: KeyboardInterrupt | None = None
+        try:
+            while True:
+                while not exhausted and not stop.is_set() and in_flight < capacity:
+                    job = next(pending, None)
+                    if job is None:
+                        exhausted = True
+                        break
+                    work.put(job)
+                    in_flight += 1
+                if in_flight == 0:
+                    break
+                try:
+                    item = results.get()
+                except KeyboardInterrupt as e:
+                    interrupted = interrupted or e
+                    stop.set()
+                    continue
+                in_flight -= 1
+                if isinstance(item, _Abandoned):
+                    if item.error is not None and error is None:
+                        error = item.error
+                    continue
+                yield item
+        finally:
+            stop.set()
+            for _ in workers:
+                work.put(None)
+            for worker in workers:
+                worker.join(timeout=self.settings.timeout + 5)
+        if interrupted is not None:
+            raise interrupted
+        if error is not None:
+            raise error
+
+
+def _close(conn: smtplib.SMTP | None) -> None:
+    """Close a connection without waiting for the server; always returns None (the connection is gone)."""
+    if conn is not None:
+        try:
+            conn.close()
+        except OSError:
+            log.debug("closing an SMTP connection failed", exc_info=True)

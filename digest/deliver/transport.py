@@ -1,0 +1,69 @@
+"""What every transport takes and gives back: jobs in, one `Delivery` per job out, as each is settled."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from digest.deliver.message import Recipient
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One finished message for one recipient."""
+
+    recipient: Recipient
+    message_id: str
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How one job ended.
+
+    `accepted`: the transport took responsibility for the message (SMTP 250, or the file is in the
+    Maildir). Otherwise `permanent` says whether trying again could help, and `bounced` that the
+    address itself was refused (a hard bounce: the subscriber is marked bounced).
+    """
+
+    job: Job
+    accepted: bool
+    detail: str
+    permanent: bool = False
+    bounced: bool = False
+
+
+class Transport(Protocol):
+    """Sends jobs; yields one Delivery per job as it is settled (not necessarily in order).
+
+    Jobs are pulled lazily, so the caller can stream them. A transport that cannot go on (the server
+    is unreachable, the login is refused) raises DeliveryError after yielding what was settled.
+    """
+
+    name: str
+
+    def send(self, jobs: Iterable[Job]) -> Iterator[Delivery]: ...
+
+
+def describe_reply(code: int, message: bytes | str) -> str:
+    """`550 5.1.1 no such user` from an SMTP reply."""
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def is_hard_bounce(code: int, message: bytes | str) -> bool:
+    """A permanent refusal of the address itself (RFC 3463 5.1.x, or 550/551/553 without a status code).
+
+    Policy (5.7.x), size (5.3.x) and mailbox-full (5.2.x) refusals are failures, not hard bounces.
+    """
+    if not 500 <= code < 600:
+        return False
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    enhanced = _ENHANCED.match(text)
+    if enhanced:
+        return enhanced.group(1) == "5" and enhanced.group(2) == "1"
+    return code in (550, 551, 553)

@@ -1,0 +1,192 @@
+"""The issue draft: the comms team's edits to one issue (pin, drop, reorder, re-tag, intro), kept as TOML.
+
+The draft of issue `2025-W19` is the file `<out>/2025-W19.draft.toml`, next to the issue's output folder.
+It is read and written only through this module: `load_draft` (a missing file is an empty draft) and
+`save_draft` (an atomic write). `digest build` applies the draft; entries are named by their ids, as
+listed in the issue's `issue.json`.
+
+```toml
+intro = '''
+A **short** editor's note, in Markdown.
+'''
+pinned = ["entry-id", ...]     # always in the highlights, first, in this order
+dropped = ["entry-id", ...]    # left out of the issue
+order = ["entry-id", ...]      # shown first (highlights and within their day), in this order
+
+[retag]                        # these priorities replace the entry's keyword matches ([] = none)
+"entry-id" = ["Start Well"]
+```
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from digest.errors import RenderError
+
+_KEYS = ("intro", "pinned", "dropped", "order", "retag")
+_HINT = "fix the key named above, or delete the draft file to build the issue without edits"
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """Edits to one issue. Entry ids name entries; `retag` maps an entry id to its new priority names."""
+
+    intro: str = ""
+    pinned: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    order: tuple[str, ...] = ()
+    retag: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return self == Draft()
+
+    @property
+    def retag_map(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.retag)
+
+    @property
+    def entry_ids(self) -> frozenset[str]:
+        """Every entry id the draft names."""
+        return frozenset((*self.pinned, *self.dropped, *self.order, *(i for i, _ in self.retag)))
+
+
+def draft_path(out_dir: Path, issue_id: str) -> Path:
+    """Where the draft of an issue lives: next to its output folder."""
+    return out_dir / f"{issue_id}.draft.toml"
+
+
+def _ids(path: Path, data: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise RenderError(f"{path}: {key} must be a list of entry ids (strings)", hint=_HINT)
+    seen: dict[str, None] = dict.fromkeys(value)
+    return tuple(seen)
+
+
+def parse_draft(path: Path, data: dict[str, Any]) -> Draft:
+    """Validate an already-parsed draft document.
+
+    Raises:
+        RenderError: a key is unknown or has the wrong type (the message names the key).
+    """
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise RenderError(
+            f"{path}: unknown key {unknown[0]!r} (a draft has {', '.join(_KEYS)})",
+            hint=_HINT,
+        )
+    intro = data.get("intro", "")
+    if not isinstance(intro, str):
+        raise RenderError(f"{path}: intro must be a string of Markdown", hint=_HINT)
+    retag_table = data.get("retag", {})
+    if not isinstance(retag_table, dict):
+        raise RenderError(f"{path}: retag must be a table of entry id = [priority names]", hint=_HINT)
+    retag = []
+    for entry_id, names in sorted(retag_table.items()):
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise RenderError(
+                f"{path}: retag.{entry_id!r} must be a list of priority names (strings)", hint=_HINT
+            )
+        retag.append((entry_id, tuple(dict.fromkeys(names))))
+    return Draft(
+        intro=intro.strip("\n"),
+        pinned=_ids(path, data, "pinned"),
+        dropped=_ids(path, data, "dropped"),
+        order=_ids(path, data, "order"),
+        retag=tuple(retag),
+    )
+
+
+def load_draft(path: Path) -> Draft:
+    """Read a draft file; a missing file is an empty draft.
+
+    Raises:
+        RenderError: the file is unreadable, not TOML, or has a bad key (named in the message).
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Draft()
+    except OSError as e:
+        raise RenderError(f"{path}: cannot read the draft: {e.strerror}") from e
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RenderError(f"{path}: the draft is not UTF-8 text", hint="save the file as UTF-8") from e
+    except tomllib.TOMLDecodeError as e:
+        raise RenderError(f"{path}: the draft is not valid TOML: {e}", hint=_HINT) from e
+    return parse_draft(path, data)
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string holding `value` exactly (control characters escaped)."""
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_list(values: tuple[str, ...]) -> str:
+    if not values:
+        return "[]"
+    return "[\n" + "".join(f"    {_toml_string(v)},\n" for v in values) + "]"
+
+
+def dump_draft(draft: Draft) -> str:
+    """The TOML text of a draft (what `save_draft` writes); `load_draft` reads it back unchanged."""
+    lines = [
+        "# Edits to this issue, applied by `digest build`. Entries are named by their id (see issue.json).",
+        "# pinned: always highlighted, first; dropped: left out; order: shown first, in this order;",
+        "# [retag]: entry id = [priority names] replacing the entry's keyword matches; intro: Markdown.",
+        f"intro = {_toml_string(draft.intro)}",
+        f"pinned = {_toml_list(draft.pinned)}",
+        f"dropped = {_toml_list(draft.dropped)}",
+        f"order = {_toml_list(draft.order)}",
+        "",
+        "[retag]",
+    ]
+    lines += [f"{_toml_string(entry_id)} = {_toml_list(names)}" for entry_id, names in draft.retag]
+    return "\n".join(lines) + "\n"
+
+
+def save_draft(path: Path, draft: Draft) -> None:
+    """Write a draft atomically (a reader sees the old file or the new one, never half of one).
+
+    Raises:
+        RenderError: the folder cannot be written.
+    """
+    text = dump_draft(draft)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise RenderError(f"{path}: cannot write the draft: {e.strerror}") from e

@@ -1,0 +1,329 @@
+"""Send a built issue exactly once: claim it, personalise, hand to the transport, record each acceptance.
+
+`send_issue` is used by `digest send` and by the scheduled run. A real send claims the issue (so a
+second process cannot send it too), sends to every active subscriber without a `sent` ledger row, and
+writes that row as each message is accepted; an interrupted send resumes where it stopped. Once every
+active subscriber has it (or was refused permanently), the issue is marked sent, which marks its
+entries sent, and it is published to the web archive when that part is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest.config import Config
+from digest.deliver import Job, Recipient, Transport
+from digest.deliver.headers import HeaderValueError
+from digest.deliver.issue import (
+    TEST_PREFIX,
+    Heartbeat,
+    PreparedIssue,
+    issue_record,
+    make_job,
+    make_transport,
+    prepare_issue,
+)
+from digest.errors import ApprovalError, DeliveryError, UsageError
+from digest.state import approvals, issues, ledger, subscribers, transaction
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A recipient the issue did not reach in this run, and why."""
+
+    email: str
+    reason: str
+    permanent: bool
+    bounced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    """What one `send_issue` call did. `ok` is False when anything failed or the server was unreachable."""
+
+    issue_id: str
+    subject: str
+    transport: str
+    dry_run: bool = False
+    test: bool = False
+    planned: int = 0
+    sent: int = 0
+    already_sent: int = 0
+    failed: tuple[Failure, ...] = ()
+    recipients: tuple[str, ...] = ()
+    error: str | None = None
+    hint: str | None = None
+    completed: bool = False
+    took_over_from: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def not_sent(self) -> int:
+        """Recipients planned for this run that have no copy yet (failed or never tried)."""
+        return self.planned - self.sent
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.failed and (self.dry_run or self.not_sent == 0)
+
+
+def send_issue(
+    config: Config,
+    db: sqlite3.Connection,
+    *,
+    now: datetime,
+    issue_id: str | None = None,
+    to: Sequence[str] = (),
+    dry_run: bool = False,
+    on_progress: Progress | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> SendReport:
+    """Send an issue (default: the latest built) to every active subscriber who does not have it yet.
+
+    `to` makes it a test send to those addresses only ("[TEST] " subject, no ledger, nothing marked
+    sent); `dry_run` only reports who would get it. `clock` gives the time of each message (default:
+    `now` moved on by the time elapsed). Failures of single messages and an unreachable server are in
+    the report (`ok` False), not raised.
+
+    Raises:
+        UsageError: no built issue, an unknown issue id, or a bad `to` address.
+        DeliveryError: the issue's files are missing or changed since the build, or nobody to send to.
+        ConfigError: a delivery setting cannot be used (an address, the SMTP password variable).
+        BusyError: another process is sending this issue.
+        ApprovalError: `[approval] required` and the issue (as built now) is not approved.
+    """
+    clock = clock or _elapsed_clock(now)
+    record = issue_record(db, issue_id)
+    prepared = prepare_issue(config, db, record, test=bool(to))
+    if to:
+        recipients = _test_recipients(db, to)
+        return _test_send(
+            config, db, prepared, recipients=recipients, dry_run=dry_run, on_progress=on_progress, clock=clock
+        )
+    if dry_run:
+        pending = tuple(email for email, _ in ledger.pending_recipients(db, record.id))
+        return SendReport(
+            issue_id=record.id,
+            subject=record.subject,
+            transport=config.delivery.transport,
+            dry_run=True,
+            planned=len(pending),
+            already_sent=ledger.sent_count(db, record.id),
+            recipients=pending,
+        )
+    if config.approval.required and not approvals.is_approved(
+        db, record.id, record.html_sha256, record.text_sha256
+    ):
+        raise ApprovalError(
+            f"issue {record.id} has not been approved since it was last built",
+            hint="approve it in digest preview ([approval] required = true); --to sends a test meanwhile",
+        )
+    return _real_send(config, db, prepared, on_progress, clock)
+
+
+def _elapsed_clock(now: datetime) -> Callable[[], datetime]:
+    start = time.monotonic()
+    return lambda: now + timedelta(seconds=time.monotonic() - start)
+
+
+def _test_recipients(db: sqlite3.Connection, to: Sequence[str]) -> tuple[Recipient, ...]:
+    out = []
+    for raw in to:
+        try:
+            email = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False).ascii_email
+        except EmailNotValidError as e:
+            raise UsageError(f"--to: {raw!r} is not a valid address: {e}") from e
+        known = subscribers.get_subscriber(db, email or "")
+        out.append(Recipient(email or raw, known.name if known else None))
+    return tuple(out)
+
+
+def _test_send(
+    config: Config,
+    db: sqlite3.Connection,
+    p: PreparedIssue,
+    *,
+    recipients: tuple[Recipient, ...],
+    dry_run: bool,
+    on_progress: Progress | None,
+    clock: Callable[[], datetime],
+) -> SendReport:
+    report = SendReport(
+        issue_id=p.record.id,
+        subject=TEST_PREFIX + p.record.subject,
+        transport=config.delivery.transport,
+        test=True,
+        dry_run=dry_run,
+        planned=len(recipients),
+        recipients=tuple(r.email for r in recipients),
+    )
+    if dry_run:
+        return report
+    sent, failed, error, hint = 0, [], None, None
+    transport = make_transport(config, f"test-{p.record.id}")
+    try:
+        jobs = (make_job(p, config.web.base_url, r, clock()) for r in recipients)
+        for done, delivery in enumerate(transport.send(jobs), start=1):
+            if delivery.accepted:
+                sent += 1
+            else:
+                failed.append(Failure(delivery.job.recipient.email, delivery.detail, delivery.permanent))
+            if on_progress:
+                on_progress(done, len(recipients))
+    except DeliveryError as e:
+        error, hint = e.message, e.hint
+    return replace(report, sent=sent, failed=tuple(failed), error=error, hint=hint)
+
+
+def _real_send(
+    config: Config,
+    db: sqlite3.Connection,
+    p: PreparedIssue,
+    on_progress: Progress | None,
+    clock: Callable[[], datetime],
+) -> SendReport:
+    issue_id = p.record.id
+    transport = make_transport(config, issue_id)  # a missing password fails before anything is claimed
+    holder = ledger.new_holder()
+    stale = ledger.claim_send(db, issue_id, holder, at=clock())
+    if stale is not None:
+        log.warning("took over the send of issue %s from %s, which stopped", issue_id, stale.holder)
+    try:
+        already = ledger.sent_count(db, issue_id)
+        planned = ledger.pending_count(db, issue_id)
+        report = SendReport(
+            issue_id=issue_id,
+            subject=p.record.subject,
+            transport=config.delivery.transport,
+            planned=planned,
+            already_sent=already,
+            took_over_from=stale.holder if stale else None,
+        )
+        if planned == 0 and already == 0:
+            raise DeliveryError(
+                f"issue {issue_id}: there are no active subscribers to send it to",
+                hint="add them with digest subscribers import FILE.csv or digest subscribers add EMAIL",
+            )
+        if planned:
+            report = _deliver_pending(
+                config,
+                db,
+                p,
+                transport=transport,
+                report=report,
+                holder=holder,
+                on_progress=on_progress,
+                clock=clock,
+            )
+        if report.error is None and _finished(db, issue_id, report):
+            issues.mark_issue_sent(db, issue_id, clock())
+            # Published when first marked sent; a later run for late subscribers does not publish again.
+            notes = _publish(config, db, issue_id) if p.record.sent_at is None else ()
+            report = replace(report, completed=True, notes=report.notes + notes)
+        return report
+    finally:
+        ledger.release_claim(db, issue_id, holder)
+
+
+def _finished(db: sqlite3.Connection, issue_id: str, report: SendReport) -> bool:
+    """Every active subscriber has the issue, except those refused permanently in this run."""
+    refused = {f.email.lower() for f in report.failed if f.permanent}
+    still = {email.lower() for email, _ in ledger.pending_recipients(db, issue_id)}
+    return ledger.sent_count(db, issue_id) > 0 and still <= refused
+
+
+def _deliver_pending(
+    config: Config,
+    db: sqlite3.Connection,
+    p: PreparedIssue,
+    *,
+    transport: Transport,
+    report: SendReport,
+    holder: str,
+    on_progress: Progress | None,
+    clock: Callable[[], datetime],
+) -> SendReport:
+    issue_id = p.record.id
+    failures: list[Failure] = []
+    sent = done = 0
+    error: DeliveryError | None = None
+
+    def jobs(heartbeat: Heartbeat) -> Iterator[Job]:
+        nonlocal done
+        started = False
+        for email, name in ledger.pending_recipients(db, issue_id):
+            if heartbeat.lost:
+                return
+            recipient = Recipient(email, name)
+            try:
+                job = make_job(p, config.web.base_url, recipient, clock())
+            except HeaderValueError as e:
+                ledger.record_failed(db, issue_id, email, detail=str(e), at=clock())
+                failures.append(Failure(email, str(e), permanent=True))
+                done += 1
+                continue
+            if not started:  # from the first message handed over, the issue is frozen (no rebuild)
+                issues.mark_send_started(db, issue_id, clock())
+                started = True
+            yield job
+
+    if on_progress:
+        on_progress(0, report.planned)
+    with Heartbeat(db, issue_id, holder, clock) as heartbeat:
+        try:
+            for delivery in transport.send(jobs(heartbeat)):
+                email = delivery.job.recipient.email
+                if delivery.accepted:
+                    ledger.record_sent(db, issue_id, email, message_id=delivery.job.message_id, at=clock())
+                    sent += 1
+                else:
+                    with transaction(db):
+                        ledger.record_failed(db, issue_id, email, detail=delivery.detail, at=clock())
+                        if delivery.bounced:
+                            subscribers.set_status(db, email, "bounced", at=clock(), reason=delivery.detail)
+                    failures.append(Failure(email, delivery.detail, delivery.permanent, delivery.bounced))
+                done += 1
+                if on_progress:
+                    on_progress(done, report.planned)
+        except DeliveryError as e:
+            error = e
+        if heartbeat.lost and error is None:
+            error = DeliveryError(
+                f"issue {issue_id}: another process took over this send (our claim went stale)",
+                hint="check digest status; the other process sends the rest",
+            )
+    return replace(
+        report,
+        sent=sent,
+        failed=tuple(failures),
+        error=error.message if error else None,
+        hint=error.hint if error else None,
+    )
+
+
+def _publish(config: Config, db: sqlite3.Connection, issue_id: str) -> tuple[str, ...]:
+    """Publish the sent issue to the web archive when `digest.pipeline.web` provides `publish_issue`."""
+    try:
+        web = importlib.import_module("digest.pipeline.web")
+    except ImportError:
+        return ()
+    publish = getattr(web, "publish_issue", None)
+    if publish is None:
+        return ()
+    try:
+        publish(config, db, issue_id)
+    except Exception as e:  # the issue is sent: a failed publish is reported, never fatal
+        log.warning("publishing issue %s to the web archive failed: %s", issue_id, e, exc_info=True)
+        return (f"the issue was sent but publishing it to the web archive failed: {e}",)
+    return (f"published issue {issue_id} to the web archive",)

@@ -1,0 +1,234 @@
+"""The send ledger (issue x recipient) and send claims: what makes every issue go out exactly once.
+
+A ledger row is written as each message is accepted by the transport, so a send that is interrupted
+resumes with exactly the recipients that have no `sent` row. A `failed` row records why a message was
+not accepted (it was definitely not delivered, so a later run may try that recipient again).
+
+A claim in `send_claims` keeps two `digest send` processes from sending one issue at once. The holder
+refreshes its heartbeat while it sends and deletes the claim when it stops. A claim left by a process
+that crashed is taken over when it is provably dead (same host, its process id no longer exists) or
+when its heartbeat is older than `stale_after` (a holder on another host, or a frozen machine).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from digest.errors import BusyError
+from digest.state import from_iso, to_iso, transaction
+
+CLAIM_STALE_AFTER = timedelta(minutes=2)
+HEARTBEAT_EVERY = timedelta(seconds=10)
+
+LedgerStatus = Literal["sent", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who is sending an issue: `holder` is "host:pid:nonce"."""
+
+    issue_id: str
+    holder: str
+    claimed_at: datetime
+    heartbeat_at: datetime
+
+    @property
+    def host(self) -> str:
+        return self.holder.split(":", 1)[0]
+
+    @property
+    def pid(self) -> int | None:
+        parts = self.holder.split(":")
+        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    issue_id: str
+    email: str
+    status: LedgerStatus
+    message_id: str | None
+    detail: str | None
+    at: datetime
+
+
+def new_holder() -> str:
+    """A claim holder id for this process: host, process id and a random nonce."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _process_gone(claim: Claim) -> bool:
+    """True when the holder ran on this host and its process no longer exists."""
+    pid = claim.pid
+    if claim.host != socket.gethostname() or pid is None:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _claim(row: sqlite3.Row) -> Claim:
+    return Claim(
+        issue_id=row["issue_id"],
+        holder=row["holder"],
+        claimed_at=from_iso(row["claimed_at"]),
+        heartbeat_at=from_iso(row["heartbeat_at"]),
+    )
+
+
+def get_claim(db: sqlite3.Connection, issue_id: str) -> Claim | None:
+    row = db.execute("SELECT * FROM send_claims WHERE issue_id = ?", (issue_id,)).fetchone()
+    return _claim(row) if row else None
+
+
+def claim_send(
+    db: sqlite3.Connection,
+    issue_id: str,
+    holder: str,
+    *,
+    at: datetime,
+    stale_after: timedelta = CLAIM_STALE_AFTER,
+) -> Claim | None:
+    """Claim the right to send `issue_id`; returns the stale claim that was taken over, if any.
+
+    Raises:
+        BusyError: another live process holds the claim.
+    """
+    with transaction(db):
+        existing = get_claim(db, issue_id)
+        if existing is not None and existing.holder != holder:
+            stale = at - existing.heartbeat_at > stale_after
+            if not stale and not _process_gone(existing):
+                raise BusyError(
+                    f"issue {issue_id} is being sent by another digest process ({existing.holder},"
+                    f" since {existing.claimed_at:%Y-%m-%d %H:%M:%S} UTC)",
+                    hint="wait for it to finish; if that process is gone, its claim expires"
+                    f" {int(stale_after.total_seconds())} s after its last heartbeat",
+                )
+        db.execute(
+            """INSERT INTO send_claims (issue_id, holder, claimed_at, heartbeat_at) VALUES (?, ?, ?, ?)
+               ON CONFLICT (issue_id) DO UPDATE SET holder = excluded.holder,
+                   claimed_at = excluded.claimed_at, heartbeat_at = excluded.heartbeat_at""",
+            (issue_id, holder, to_iso(at), to_iso(at)),
+        )
+    return existing if existing is not None and existing.holder != holder else None
+
+
+def refresh_claim(db: sqlite3.Connection, issue_id: str, holder: str, *, at: datetime) -> bool:
+    """Move the heartbeat on; False when the claim is no longer ours (taken over as stale)."""
+    cursor = db.execute(
+        "UPDATE send_claims SET heartbeat_at = ? WHERE issue_id = ? AND holder = ?",
+        (to_iso(at), issue_id, holder),
+    )
+    return cursor.rowcount > 0
+
+
+def release_claim(db: sqlite3.Connection, issue_id: str, holder: str) -> None:
+    db.execute("DELETE FROM send_claims WHERE issue_id = ? AND holder = ?", (issue_id, holder))
+
+
+def record_sent(db: sqlite3.Connection, issue_id: str, email: str, *, message_id: str, at: datetime) -> None:
+    """Record that the transport accepted the message for `email` (committed at once)."""
+    db.execute(
+        """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
+           VALUES (?, ?, 'sent', ?, NULL, ?)
+           ON CONFLICT (issue_id, email) DO UPDATE SET status = 'sent', message_id = excluded.message_id,
+               detail = NULL, at = excluded.at""",
+        (issue_id, email, message_id, to_iso(at)),
+    )
+
+
+def record_failed(db: sqlite3.Connection, issue_id: str, email: str, *, detail: str, at: datetime) -> None:
+    """Record why the message for `email` was not accepted; a `sent` row is never overwritten."""
+    db.execute(
+        """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
+           VALUES (?, ?, 'failed', NULL, ?, ?)
+           ON CONFLICT (issue_id, email) DO UPDATE SET status = 'failed', detail = excluded.detail,
+               at = excluded.at
+           WHERE send_ledger.status <> 'sent'""",
+        (issue_id, email, detail, to_iso(at)),
+    )
+
+
+def _row(row: sqlite3.Row) -> LedgerRow:
+    return LedgerRow(
+        issue_id=row["issue_id"],
+        email=row["email"],
+        status=row["status"],
+        message_id=row["message_id"],
+        detail=row["detail"],
+        at=from_iso(row["at"]),
+    )
+
+
+def ledger_entry(db: sqlite3.Connection, issue_id: str, email: str) -> LedgerRow | None:
+    row = db.execute(
+        "SELECT * FROM send_ledger WHERE issue_id = ? AND email = ?", (issue_id, email)
+    ).fetchone()
+    return _row(row) if row else None
+
+
+def iter_ledger(
+    db: sqlite3.Connection, issue_id: str, status: LedgerStatus | None = None
+) -> Iterator[LedgerRow]:
+    if status is None:
+        rows = db.execute("SELECT * FROM send_ledger WHERE issue_id = ? ORDER BY email", (issue_id,))
+    else:
+        rows = db.execute(
+            "SELECT * FROM send_ledger WHERE issue_id = ? AND status = ? ORDER BY email", (issue_id, status)
+        )
+    for row in rows.fetchall():
+        yield _row(row)
+
+
+def sent_count(db: sqlite3.Connection, issue_id: str) -> int:
+    """How many recipients the issue was accepted for."""
+    return int(
+        db.execute(
+            "SELECT count(*) FROM send_ledger WHERE issue_id = ? AND status = 'sent'", (issue_id,)
+        ).fetchone()[0]
+    )
+
+
+_PENDING = """FROM subscribers s
+    LEFT JOIN send_ledger l ON l.issue_id = ? AND l.email = s.email AND l.status = 'sent'
+    WHERE s.status = 'active' AND l.email IS NULL"""
+
+
+def pending_count(db: sqlite3.Connection, issue_id: str) -> int:
+    """Active subscribers the issue has not yet been sent to."""
+    return int(db.execute(f"SELECT count(*) {_PENDING}", (issue_id,)).fetchone()[0])
+
+
+def pending_recipients(
+    db: sqlite3.Connection, issue_id: str, *, page_size: int = 500
+) -> Iterator[tuple[str, str | None]]:
+    """(email, name) of every active subscriber without a `sent` row, in address order.
+
+    Read a page at a time (keyset pagination), so the ledger can be written between pages and a
+    large list is never held in memory.
+    """
+    after = ""
+    while True:
+        rows = db.execute(
+            f"SELECT s.email, s.name {_PENDING} AND s.email > ? ORDER BY s.email LIMIT ?",
+            (issue_id, after, page_size),
+        ).fetchall()
+        if not rows:
+            return
+        for row in rows:
+            yield row[0], row[1]
+        after = rows[-1][0]

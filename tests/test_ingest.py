@@ -1,0 +1,301 @@
+"""The ingest pipeline and `digest fetch`: shipped sample, state across runs, curated items, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from feed_server import Reply, feed, rss, running_server, write_config
+
+from digest.cli import main
+from digest.config import load_config
+from digest.models import SourceStatus
+from digest.pipeline.ingest import ingest_sources, source_reports
+from digest.state import open_state
+from digest.state.issues import mark_issue_sent, record_built_issue
+
+NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    """A copy of the shipped config.toml and feeds/ (state goes into the copy)."""
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    shutil.copytree(REPO / "feeds", tmp_path / "feeds")
+    return tmp_path / "config.toml"
+
+
+def test_digest_fetch_on_the_shipped_sample(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fetch", "--config", str(sample), "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in reports] == ["BLMK news", "BLMK blog", "Curated"]
+    for report in reports:
+        assert {"name", "status", "entries", "http_status", "error", "redirected_to"} <= set(report)
+        assert report["status"] == "ok"
+        assert report["error"] is None
+    assert [r["entries"] for r in reports] == [30, 3, 3]
+    assert reports[1]["newest_entry"] == "2025-05-07T23:00:00+00:00"
+
+    assert main(["fetch", "--config", str(sample)]) == 0
+    out = capsys.readouterr().out
+    for words in ("BLMK news", "BLMK blog", "Curated", "not modified", "Failures in a row", "entries after"):
+        assert words in out
+
+
+def test_sample_entries_are_clean(sample: Path) -> None:
+    config = load_config(sample)
+    db = open_state(config.state_path)
+    result = ingest_sources(config, db, now=NOW)
+    by_title = {e.title: e for e in result.entries}
+    blog = by_title["\u201cYou Can\u2019t Catch Death\u201d: Reflections from the Chaplaincy of Sarah Crane"]
+    assert blog.published == datetime(2025, 5, 7, 23, 0, tzinfo=UTC)
+    assert blog.category == "Blog" and not blog.date_estimated
+    # The article whose stored copy lost its title gets one from its link.
+    untitled = next(e for e in result.entries if e.link and "get-up-to-date-on-childrens-jabs" in e.link)
+    assert untitled.title == "Get up to date on childrens jabs call as summer holidays arrive"
+    # Articles without a date are dated by first sight and flagged; none is invented.
+    undated = [e for e in result.entries if e.date_estimated]
+    assert len(undated) > 10 and all(e.published == NOW for e in undated)
+    midwife = by_title["International Day of the Midwife: inspiring the next generation of midwives"]
+    assert (midwife.priority, midwife.pinned, midwife.category) == (
+        "Start Well",
+        True,
+        "Campaigns and events",
+    )
+    assert midwife.published == datetime(2025, 5, 4, 23, 0, tzinfo=UTC)  # midnight in Europe/London
+    assert "<strong>International Day of the Midwife</strong>" in midwife.summary_html
+    assert midwife.summary_text.startswith("Following International Day of the Midwife")
+    assert all(len(e.summary_text) <= config.digest.excerpt_chars for e in result.entries)
+
+
+def test_first_seen_dates_survive_later_runs_and_changes(sample: Path) -> None:
+    config = load_config(sample)
+    db = open_state(config.state_path)
+    first = {e.id: e for e in ingest_sources(config, db, now=NOW).entries}
+    news = sample.parent / "feeds" / "news.xml"
+    news.write_text(news.read_text().replace("Local NHS waiting lists fall", "Local NHS waiting lists drop"))
+    later = NOW + timedelta(days=3)
+    second = {e.id: e for e in ingest_sources(config, db, now=later).entries}
+    undated = [i for i, e in first.items() if e.date_estimated and i in second]
+    assert len(undated) > 10
+    assert all(second[i].published == NOW for i in undated)
+    assert any(e.title.startswith("Local NHS waiting lists drop") for e in second.values())
+
+
+def test_offline_reads_state_only(sample: Path) -> None:
+    config = load_config(sample)
+    db = open_state(config.state_path)
+    online = ingest_sources(config, db, now=NOW)
+    shutil.rmtree(sample.parent / "feeds")
+    offline = ingest_sources(config, db, now=NOW + timedelta(hours=1), offline=True)
+    assert offline.entries == online.entries
+    assert [r.status for r in offline.reports] == [SourceStatus.OK] * 3
+    assert source_reports(config, db) == offline.reports
+
+
+def test_offline_before_any_fetch_says_so(sample: Path) -> None:
+    config = load_config(sample)
+    db = open_state(config.state_path)
+    result = ingest_sources(config, db, now=NOW, offline=True)
+    assert result.entries == ()
+    assert all(r.error and "never fetched" in r.error for r in result.reports)
+
+
+def test_progress_is_reported_per_source(sample: Path) -> None:
+    config = load_config(sample)
+    db = open_state(config.state_path)
+    seen: list[tuple[str, int, int]] = []
+    ingest_sources(config, db, now=NOW, on_progress=lambda r, done, total: seen.append((r.name, done, total)))
+    assert sorted(s[0] for s in seen) == ["BLMK blog", "BLMK news", "Curated"]
+    assert [s[1] for s in seen] == [1, 2, 3] and {s[2] for s in seen} == {3}
+
+
+def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "good.xml").write_bytes(rss("Fine"))
+    (tmp_path / "bad.xml").write_text("not a feed at all")
+    both = write_config(tmp_path, [{"name": "Good", "url": "good.xml"}, {"name": "Bad", "url": "bad.xml"}])
+    assert main(["fetch", "--config", str(both)]) == 0
+    assert main(["fetch", "--config", str(both), "--strict"]) == 3
+    capsys.readouterr()
+    only_bad = write_config(tmp_path, [{"name": "Bad", "url": "bad.xml"}])
+    assert main(["fetch", "--config", str(only_bad), "--json"]) == 3
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["status"] == "failed"
+    assert report["error"].startswith("Bad: not an RSS, Atom or JSON feed")
+    assert report["consecutive_failures"] == 3  # the two earlier runs failed for it too
+
+
+def test_local_files_stay_inside_the_config_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.xml").write_bytes(rss("Secret"))
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "link.xml").write_bytes(rss("Harmless"))
+    config = load_config(write_config(root, [{"name": "Sneaky", "url": "link.xml"}]))
+    # The config check refuses such a link; one swapped in after the config was read is refused too.
+    (root / "link.xml").unlink()
+    (root / "link.xml").symlink_to(outside / "secret.xml")
+    db = open_state(root / "state.db")
+    result = ingest_sources(config, db, now=NOW)
+    assert result.entries == ()
+    assert "outside the config folder" in (result.reports[0].error or "")
+
+
+def _item(folder: Path, name: str, text: str) -> None:
+    (folder / "items").mkdir(exist_ok=True)
+    (folder / "items" / name).write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("---\ntitel: Typo\n---\n", "items/x.md: line 2: unknown key 'titel'"),
+        ("---\ndate: 2025-05-05\n---\n", "items/x.md: title is required"),
+        ("title: no front matter\n", "items/x.md: no front matter"),
+        ("---\ntitle: A\ndate: 5 May\n---\n", "items/x.md: date: '5 May' is not a date"),
+        ("---\ntitle: A\npriority: Start Wel\n---\n", "priority: 'Start Wel' is not a configured priority"),
+        ("---\ntitle: A\npinned: maybe\n---\n", "pinned: 'maybe' must be true or false"),
+        (
+            "---\ntitle: A\nlink: javascript:alert(1)\n---\n",
+            "link: 'javascript:alert(1)' is not an http(s) URL",
+        ),
+        ('---\ntitle: "unterminated\n---\n', "title: unterminated or invalid double-quoted string"),
+        ("---\ntitle: A\n", "the front matter is not closed"),
+    ],
+)
+def test_curated_item_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    _item(tmp_path, "x.md", text)
+    _item(tmp_path, "ok.md", "---\ntitle: Fine\n---\nBody\n")
+    config = load_config(write_config(tmp_path, [{"name": "Items", "url": "items/*.md"}]))
+    db = open_state(tmp_path / "state.db")
+    (report,) = ingest_sources(config, db, now=NOW).reports
+    assert report.status is SourceStatus.FAILED
+    assert message in (report.error or ""), report.error
+
+
+def test_curated_item_fields(tmp_path: Path) -> None:
+    _item(
+        tmp_path,
+        "event.md",
+        "---\n"
+        'title: "Health fair: \\"come along\\""\n'
+        "date: 2025-05-10T09:30:00+01:00\n"
+        "link: https://example.org/fair?utm_source=newsletter\n"
+        "category: Events\n"
+        "summary: 'A day of free checks, it''s open to all.'\n"
+        "image: https://example.org/fair.jpg\n"
+        "image_alt: People at last year's fair\n"
+        "priority: Start Well\n"
+        "pinned: yes\n"
+        "tags: [health, community]\n"
+        "---\n"
+        "Come to the **fair**. <script>alert(1)</script> [Map](https://example.org/map)\n",
+    )
+    config = load_config(
+        write_config(tmp_path, [{"name": "Items", "url": "items/*.md", "category": "Campaigns"}])
+    )
+    db = open_state(tmp_path / "state.db")
+    (entry,) = ingest_sources(config, db, now=NOW).entries
+    assert entry.title == 'Health fair: "come along"'
+    assert entry.published == datetime(2025, 5, 10, 8, 30, tzinfo=UTC)
+    assert entry.link == "https://example.org/fair"
+    assert entry.category == "Events"
+    assert entry.summary_text == "A day of free checks, it's open to all."
+    assert entry.image is not None and (entry.image.url, entry.image.alt) == (
+        "https://example.org/fair.jpg",
+        "People at last year's fair",
+    )
+    assert (entry.priority, entry.pinned, entry.tags) == ("Start Well", True, ("health", "community"))
+    assert "<strong>fair</strong>" in entry.summary_html
+    assert "<script" not in entry.summary_html
+    assert 'href="https://example.org/map"' in entry.summary_html
+
+
+def test_max_entries_keeps_the_first_entries_of_the_feed(tmp_path: Path) -> None:
+    (tmp_path / "f.xml").write_bytes(rss("One", "Two", "Three"))
+    config = load_config(write_config(tmp_path, [{"name": "F", "url": "f.xml", "max_entries": 2}]))
+    db = open_state(tmp_path / "state.db")
+    assert [e.title for e in ingest_sources(config, db, now=NOW).entries] == ["One", "Two"]
+
+
+def test_duplicates_across_feeds_are_reported_with_also_from(tmp_path: Path) -> None:
+    (tmp_path / "a.xml").write_bytes(rss("Shared story", "Only in A"))
+    (tmp_path / "b.xml").write_bytes(rss("Shared story"))
+    config = load_config(
+        write_config(tmp_path, [{"name": "A", "url": "a.xml"}, {"name": "B", "url": "b.xml"}])
+    )
+    db = open_state(tmp_path / "state.db")
+    entries = ingest_sources(config, db, now=NOW).entries
+    assert [(e.title, e.source, e.also_from) for e in entries] == [
+        ("Shared story", "A", ("B",)),
+        ("Only in A", "A", ()),
+    ]
+
+
+def test_an_entry_sent_earlier_is_the_one_kept(tmp_path: Path) -> None:
+    (tmp_path / "a.xml").write_bytes(rss("Shared story"))
+    config = load_config(write_config(tmp_path, [{"name": "A", "url": "a.xml"}]))
+    db = open_state(tmp_path / "state.db")
+    (sent,) = ingest_sources(config, db, now=NOW).entries
+    record_built_issue(
+        db,
+        issue_id="2025-W19",
+        edition=1,
+        window_start=NOW - timedelta(days=7),
+        window_end=NOW,
+        subject="s",
+        built_at=NOW,
+        out_dir=tmp_path,
+        html_sha256="h",
+        text_sha256="t",
+        entry_ids=[sent.id],
+        empty=False,
+    )
+    mark_issue_sent(db, "2025-W19", NOW)
+    (tmp_path / "b.xml").write_bytes(rss("Shared story").replace(b"<guid>", b"<guid isPermaLink='false'>b-"))
+    config = load_config(
+        write_config(tmp_path, [{"name": "B", "url": "b.xml"}, {"name": "A", "url": "a.xml"}])
+    )
+    (kept,) = ingest_sources(config, db, now=NOW + timedelta(days=7)).entries
+    assert kept.id == sent.id and kept.also_from == ("B",)
+
+
+def test_ingest_works_when_called_from_a_running_event_loop(tmp_path: Path) -> None:
+    with running_server() as server:
+        server.routes["/f"] = feed(rss("Async"))
+        server.routes["/x"] = lambda request: Reply(404)
+        config = load_config(write_config(tmp_path, [{"name": "F", "url": server.url + "/f"}]))
+        db = open_state(tmp_path / "state.db")
+
+        async def inside() -> list[str]:
+            return [e.title for e in ingest_sources(config, db, now=NOW).entries]
+
+        assert asyncio.run(inside()) == ["Async"]
+
+
+def test_fetch_command_is_documented() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "digest fetch" in readme
+    for flag in ("--json", "--strict", "--offline"):
+        assert flag in readme
+
+
+def test_the_readme_curated_item_example_parses(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("```markdown\n", 1)[1].split("```", 1)[0]
+    _item(tmp_path, "example.md", example)
+    config = load_config(write_config(tmp_path, [{"name": "Items", "url": "items/*.md"}]))
+    db = open_state(tmp_path / "state.db")
+    (entry,) = ingest_sources(config, db, now=NOW).entries
+    assert (entry.title, entry.priority, entry.pinned) == (
+        "International Day of the Midwife",
+        "Start Well",
+        True,
+    )
+    assert entry.summary_text == "One or two sentences."

@@ -1,0 +1,141 @@
+"""`digest subscribers import|add|remove|list`: validation without DNS, line numbers, statuses kept."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from send_support import write_config
+
+from digest.cli import main
+from digest.state import open_state, subscribers
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    write_config(tmp_path)
+    return tmp_path / "config.toml"
+
+
+@pytest.fixture(autouse=True)
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any DNS lookup during validation fails the test."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"DNS lookup attempted: {args}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "gethostbyname", refuse)
+
+
+def state(config_path: Path) -> dict[str, tuple[str | None, str]]:
+    db = open_state(config_path.parent / ".digest" / "state.db")
+    try:
+        return {s.email: (s.name, s.status) for s in subscribers.iter_subscribers(db)}
+    finally:
+        db.close()
+
+
+def test_import_reports_bad_rows_with_line_numbers_and_counts(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "\ufeffEmail,Name\n"
+        "jane@example.org,Jane Smith\n"
+        "not-an-address,Nobody\n"
+        "\n"
+        '"tom@example.org","Tom\nJerry"\n'
+        "JANE@example.org,Jane again\n"
+        "bad@@example.org,\n"
+        "zoe@bücher.example,Zoë\n"
+        "josé@example.org,José\n"
+        ",\n",
+        encoding="utf-8",
+    )
+    assert main(["subscribers", "import", str(csv_file), "--config", str(config_path)]) == 0
+    out = capsys.readouterr()
+    assert f"{csv_file}: added 3, updated 0, unchanged 0, rejected 4" in out.out
+    assert f"{csv_file}:3: rejected 'not-an-address'" in out.err
+    assert f"{csv_file}:7: rejected 'JANE@example.org': the same address as line 2" in out.err
+    assert f"{csv_file}:8: rejected 'bad@@example.org'" in out.err
+    assert f"{csv_file}:10: rejected 'josé@example.org'" in out.err
+    people = state(config_path)
+    assert people["jane@example.org"] == ("Jane Smith", "active")
+    assert people["tom@example.org"] == ("Tom Jerry", "active")  # the line break in the name is gone
+    assert people["zoe@xn--bcher-kva.example"] == ("Zoë", "active")
+
+
+def test_reimport_updates_names_and_never_resubscribes(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("email,name\na@example.org,A\nb@example.org,B\n", encoding="utf-8")
+    assert main(["subscribers", "import", str(csv_file), "--config", str(config_path)]) == 0
+    db = open_state(config_path.parent / ".digest" / "state.db")
+    subscribers.set_status(db, "b@example.org", "unsubscribed", at=datetime.now(UTC))
+    db.close()
+    csv_file.write_text("email,name\na@example.org,Alice\nb@example.org,B\nc@example.org\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["subscribers", "import", str(csv_file), "--config", str(config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "added 1, updated 1, unchanged 1, rejected 0" in out
+    assert "1 of them unsubscribed or bounced earlier and stay so" in out
+    people = state(config_path)
+    assert people["a@example.org"] == ("Alice", "active")
+    assert people["b@example.org"] == ("B", "unsubscribed")
+    assert people["c@example.org"] == (None, "active")
+
+
+def test_import_without_an_email_column_is_a_usage_error(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("address,name\na@example.org,A\n", encoding="utf-8")
+    assert main(["subscribers", "import", str(csv_file), "--config", str(config_path)]) == 2
+    assert "'email' column" in capsys.readouterr().err
+    assert main(["subscribers", "import", str(tmp_path / "missing.csv"), "--config", str(config_path)]) == 2
+    assert "file not found" in capsys.readouterr().err
+    (tmp_path / "latin1.csv").write_bytes("email,name\nz@example.org,Zo\xeb\n".encode("latin-1"))
+    assert main(["subscribers", "import", str(tmp_path / "latin1.csv"), "--config", str(config_path)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    assert state(config_path) == {}
+
+
+def test_add_remove_list_and_status_filter(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    c = ["--config", str(config_path)]
+    assert main(["subscribers", "add", "Jane@Example.org", "--name", "Jane", *c]) == 0
+    assert "Jane@example.org: added" in capsys.readouterr().out
+    assert main(["subscribers", "add", "tom@example.org", *c]) == 0
+    assert main(["subscribers", "add", "not an address", *c]) == 2
+    assert "not a valid email address" in capsys.readouterr().err
+    db = open_state(config_path.parent / ".digest" / "state.db")
+    subscribers.set_status(
+        db, "tom@example.org", "bounced", at=datetime.now(UTC), reason="550 5.1.1 no such user"
+    )
+    db.close()
+    assert main(["subscribers", "list", *c]) == 0
+    out = capsys.readouterr().out
+    assert "Jane@example.org" in out and "tom@example.org" in out and "550 5.1.1" in out
+    assert "2 subscriber(s)" in out
+    assert main(["subscribers", "list", "--status", "bounced", *c]) == 0
+    out = capsys.readouterr().out
+    assert "tom@example.org" in out and "Jane@example.org" not in out and "1 subscriber(s) bounced" in out
+    assert main(["subscribers", "list", "--status", "gone", *c]) == 2
+    # add re-activates an address explicitly
+    assert main(["subscribers", "add", "tom@example.org", *c]) == 0
+    assert state(config_path)["tom@example.org"] == (None, "active")
+    assert main(["subscribers", "remove", "JANE@example.org", *c]) == 0
+    assert main(["subscribers", "remove", "nobody@example.org", *c]) == 2
+    assert "is not a subscriber" in capsys.readouterr().err
+    assert list(state(config_path)) == ["tom@example.org"]
+
+
+def test_list_shows_names_literally(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    c = ["--config", str(config_path)]
+    assert main(["subscribers", "add", "a@example.org", "--name", "[bold]Ann[/bold]", *c]) == 0
+    capsys.readouterr()
+    assert main(["subscribers", "list", *c]) == 0
+    assert "[bold]Ann[/bold]" in capsys.readouterr().out
