@@ -98,11 +98,14 @@ def _hours(delta: timedelta) -> str:
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
 
-def decide(settings: ScheduleSettings, now: datetime, record: RunRecord | None) -> Decision:
+def decide(
+    settings: ScheduleSettings, now: datetime, record: RunRecord | None, *, first: bool = False
+) -> Decision:
     """Whether the latest slot at or before `now` should run now, given its run record (if any).
 
     Call it while holding the run lock: an unfinished record then means its process died mid-run.
-    - no record: run it if at most `catch_up_hours` late, else skip it (recorded once, with why);
+    - no record: run it if at most `catch_up_hours` late, else skip it (recorded once, with why), except
+      on the very first start (`first`: no slot has ever run), when nothing was missed;
     - unfinished (its process died): resume it within `catch_up_hours`, else give it up;
     - waiting for approval or failed: try again within `catch_up_hours`;
     - sent, nothing new, skipped: nothing to do until the next slot.
@@ -118,6 +121,10 @@ def decide(settings: ScheduleSettings, now: datetime, record: RunRecord | None) 
             return Decision(Action.RUN, slot, f"scheduled run for {when}")
         if within:
             return Decision(Action.RUN, slot, f"catching up the run of {when}, missed by {_hours(late)}")
+        if first:
+            return Decision(
+                Action.NONE, slot, f"first start: the slot of {when} was before the schedule began"
+            )
         return Decision(
             Action.SKIP,
             slot,
@@ -214,7 +221,7 @@ class ScheduleLoop:
     def _call(self, now: datetime) -> None:
         self.runs += 1
         result = self.job(now)
-        log.info("run finished: %s", result.summary)
+        log.debug("job done: %s", result.summary)
         if result.retry and not self._retrying:
             self._retrying = True
             self.scheduler.every(self.retry_minutes).minutes.do(self._fire_retry).tag("retry")
@@ -239,7 +246,10 @@ class ScheduleLoop:
         self._announced = upcoming
         kind = "retry" if self._retrying and upcoming < next_slot(self.settings, self.now()) else "run"
         log.info(
-            "next %s: %s", kind, describe_time(upcoming, self.settings.timezone), extra={"next_run": upcoming}
+            "next %s: %s",
+            kind,
+            describe_time(upcoming, self.settings.timezone),
+            extra={"next_run": upcoming.isoformat()},
         )
 
     def run(self) -> None:

@@ -136,6 +136,14 @@ def test_decide_never_runs_a_finished_slot_twice_but_resumes_or_retries_within_t
     assert decide(FRIDAY_0800, too_late, _record(None, slot)).action is Action.SKIP
 
 
+def test_the_first_start_ever_does_not_call_an_old_slot_missed() -> None:
+    slot = utc(2025, 5, 9, 7)
+    verdict = decide(FRIDAY_0800, slot + timedelta(days=2), None, first=True)
+    assert verdict.action is Action.NONE
+    assert "first start" in verdict.reason
+    assert decide(FRIDAY_0800, slot + timedelta(hours=2), None, first=True).action is Action.RUN
+
+
 def test_catch_up_hours_zero_never_runs_late() -> None:
     settings = ScheduleSettings(catch_up_hours=0)
     slot = utc(2025, 5, 9, 7)
