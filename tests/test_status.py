@@ -85,3 +85,27 @@ def test_status_of_a_fresh_installation(tmp_path: Path) -> None:
     data = json.loads(run_cli(config, "status", "--json").stdout)
     assert data["issues"] == []
     assert data["runs"] == []
+
+
+def test_run_schedule_and_status_have_help_and_are_documented() -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Run and schedule", 1)[1].split("\n### ", 1)[0]
+    for command, flags in (
+        ("run", ("--as-of", "--scheduled", "--config")),
+        ("schedule", ("--config",)),
+        ("status", ("--json", "--config")),
+    ):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert result.exit_code == 0
+        assert cli.commands[command].help
+        assert f"digest {command}" in section
+        for flag in flags:
+            assert flag in result.output
+            assert flag in section
+    deployment = readme.split("## Deployment", 1)[1].split("\n## ", 1)[0]
+    for name in ("digest-schedule.service", "digest-run.timer", "digest-run.service", "digest.cron"):
+        assert f"deploy/{name}" in deployment
