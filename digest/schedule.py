@@ -192,7 +192,6 @@ class ScheduleLoop:
         self.retry_minutes = retry_minutes
         self.max_sleep = max_sleep
         self.scheduler = schedule_lib.Scheduler()
-        self.runs = 0
         self._retrying = False
         self._announced: datetime | None = None
 
@@ -219,7 +218,6 @@ class ScheduleLoop:
         return None if self._retrying else schedule_lib.CancelJob
 
     def _call(self, now: datetime) -> None:
-        self.runs += 1
         result = self.job(now)
         log.debug("job done: %s", result.summary)
         if result.retry and not self._retrying:

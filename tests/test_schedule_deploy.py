@@ -138,8 +138,8 @@ def test_the_deployed_command_lines_run(tmp_path: Path) -> None:
     """The oneshot's command, pointed at a config in an empty folder, exits 0: nothing due."""
     config = tmp_path / "config.toml"
     (tmp_path / "feed.xml").write_text("<rss version='2.0'><channel><title>t</title></channel></rss>")
-    # The schedule's last slot is years ago with nothing recorded: it is outside catch_up_hours.
-    config.write_text('[[sources]]\nname = "a"\nurl = "feed.xml"\n')
+    # catch_up_hours = 0: whatever today is, the latest slot is not run late, so nothing is due.
+    config.write_text('[[sources]]\nname = "a"\nurl = "feed.xml"\n\n[schedule]\ncatch_up_hours = 0\n')
     command = _unit("digest-run.service")["Service"]["ExecStart"].split()
     result = subprocess.run(
         [str(DIGEST), *command[1:], "--config", str(config)],
