@@ -198,13 +198,16 @@ def test_a_run_killed_between_build_and_send_is_resumed_and_everyone_gets_one_co
     assert len(delivered(config)) == 3
 
 
-def test_sigterm_between_build_and_send_stops_cleanly_and_the_next_run_sends(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_between_build_and_send_stops_cleanly_and_the_next_run_sends(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     config = make_site(tmp_path, ITEMS)
     child = _start_paused_run(config.path, "--as-of", AS_OF.isoformat())
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(signum)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
-    assert "SIGTERM received: stopping after the message in flight" in err
+    assert f"{signum.name} received: stopping after the message in flight" in err
     assert out.startswith("stopped: will resume (issue 2025-W19): stopped before sending")
     assert delivered(config) == []
     resumed = run_cli(config, "run", "--as-of", AS_OF.isoformat())

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -256,4 +256,3 @@ def test_digest_run_scheduled_from_a_timer_says_nothing_due_or_why_it_skipped(tm
     assert "next run" in second.stdout
     assert delivered(config) == []
     assert len(_slot_runs(config)) <= 1
-    _ = timedelta
