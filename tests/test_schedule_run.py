@@ -247,12 +247,23 @@ def test_the_scheduler_process_logs_json_stops_on_sigterm_and_is_alone(tmp_path:
     assert json.loads(run_cli(config, "status", "--json").stdout)["scheduler"] is None
 
 
-def test_digest_run_scheduled_from_a_timer_says_nothing_due_or_why_it_skipped(tmp_path: Path) -> None:
+def test_digest_run_scheduled_from_a_timer_runs_each_slot_once_or_says_why_not(tmp_path: Path) -> None:
+    # catch_up_hours = 0: whatever today is, the latest slot is past and is not run late.
     config = make_site(tmp_path, [("Midwives celebrated", utc(2025, 5, 5, 9))], catch_up_hours=0)
     first = run_cli(config, "run", "--scheduled")
     assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("nothing due: first start: the slot of "), first.stdout
+    assert "; next run " in first.stdout
+    assert _slot_runs(config) == []
+
+    db = open_state(config.state_path)  # now say the job ran long ago: the latest slot was missed
+    run_state.record_run(db, slot=utc(2025, 5, 2, 7), at=utc(2025, 5, 2, 7), outcome="sent")
+    db.close()
     second = run_cli(config, "run", "--scheduled")
-    assert second.returncode == 0
-    assert "next run" in second.stdout
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("skipped: missed: the run of "), second.stdout
+    assert "more than catch_up_hours = 0" in second.stdout
+    third = run_cli(config, "run", "--scheduled")
+    assert "is done: skipped: missed; next run" in third.stdout
+    assert [outcome for _, outcome, _ in _slot_runs(config)] == ["sent", "skipped: missed"]
     assert delivered(config) == []
-    assert len(_slot_runs(config)) <= 1
