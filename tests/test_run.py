@@ -239,6 +239,6 @@ def test_bad_as_of_is_a_usage_error(tmp_path: Path) -> None:
     config = make_site(tmp_path, ITEMS)
     result = run_cli(config, "run", "--as-of", "next friday")
     assert result.returncode == 2
-    assert "--as-of: 'next friday' is not an ISO 8601 date-time" in result.stderr
+    assert "--as-of 'next friday' is not an ISO 8601 date-time" in result.stderr
     both = run_cli(config, "run", "--as-of", AS_OF.isoformat(), "--scheduled")
     assert both.returncode == 2

@@ -10,40 +10,29 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
 from rich.table import Table
 
+from digest.cli.build import parse_as_of
 from digest.cli.common import config_option, read_config, stdout
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
 from digest.lock import RunLock
-from digest.pipeline.run import RunOutcome, run_due, run_once
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
 from digest.schedule import JobResult, ScheduleLoop, describe_time
 from digest.state import open_state
+
+if TYPE_CHECKING:
+    from digest.pipeline.run import RunOutcome
 
 log = logging.getLogger("digest.cli.run")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def parse_as_of(value: str, timezone: str) -> datetime:
-    """An ISO 8601 date-time; without an offset it is read in `timezone`. Raises UsageError."""
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(
-            f"--as-of: {value!r} is not an ISO 8601 date-time",
-            hint="write it like 2025-05-09T17:00:00+01:00 (without an offset it is in [digest] timezone)",
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(timezone))
-    return moment.astimezone(UTC)
 
 
 class StopFlag:
@@ -108,6 +97,9 @@ def _report(outcome: RunOutcome) -> int:
 )
 def run_command(config_path: Path, as_of: str | None, scheduled: bool) -> int:
     """Fetch, build and send the current issue once (resuming an interrupted send)."""
+    # Imported here: the run pipeline pulls in rendering (premailer, lxml, mjml); other commands start fast.
+    from digest.pipeline.run import run_due, run_once  # noqa: PLC0415 - keeps `digest` start-up fast
+
     config = read_config(config_path)
     if scheduled and as_of:
         raise UsageError(
@@ -116,12 +108,14 @@ def run_command(config_path: Path, as_of: str | None, scheduled: bool) -> int:
     stop = StopFlag().install()
     if scheduled:
         return _report(run_due(config, now=_now(), stop=stop.is_set))
-    moment = parse_as_of(as_of, config.digest.timezone) if as_of else None
-    return _report(run_once(config, now=_now(), as_of=moment, stop=stop.is_set))
+    return _report(
+        run_once(config, now=_now(), as_of=parse_as_of(as_of, config.digest.timezone), stop=stop.is_set)
+    )
 
 
 def scheduled_job(config: Config, stop: StopFlag) -> Callable[[datetime], JobResult]:
     """What `digest schedule` does at each firing: `run_due`, with errors logged and retried, never fatal."""
+    from digest.pipeline.run import run_due  # noqa: PLC0415 - rendering is loaded only by commands that run
 
     def job(now: datetime) -> JobResult:
         try:
