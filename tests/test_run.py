@@ -207,7 +207,7 @@ def test_a_stop_signal_between_build_and_send_stops_cleanly_and_the_next_run_sen
     child.send_signal(signum)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
-    assert f"{signum.name} received: stopping after the message in flight" in err
+    assert f"{signum.name} received: stopping; a run in progress stops after the message in flight" in err
     assert out.startswith("stopped: will resume (issue 2025-W19): stopped before sending")
     assert delivered(config) == []
     resumed = run_cli(config, "run", "--as-of", AS_OF.isoformat())

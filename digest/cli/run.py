@@ -54,8 +54,8 @@ class StopFlag:
             raise KeyboardInterrupt
         self.event.set()
         log.warning(
-            "%s received: stopping after the message in flight; the rest is sent by the next run"
-            " (send the signal again to stop at once)",
+            "%s received: stopping; a run in progress stops after the message in flight and leaves the"
+            " rest for the next run (send the signal again to stop at once)",
             name,
         )
 
