@@ -143,12 +143,17 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
 
 
 def _entry_fields(entry: Entry) -> tuple[tuple[float, str], ...]:
-    """The matched fields with their weights: title 3, tags and category 2, summary 1."""
+    """The matched fields with their weights: title 3, tags and category 2, summary 1 (spaces collapsed)."""
     return (
-        (_TITLE_WEIGHT, _normalise(entry.title)),
-        (_TAG_WEIGHT, _normalise(" \n ".join((*entry.tags, entry.category)))),
-        (_SUMMARY_WEIGHT, _normalise(entry.summary_text)),
+        (_TITLE_WEIGHT, " ".join(_normalise(entry.title).split())),
+        (_TAG_WEIGHT, " | ".join(" ".join(_normalise(t).split()) for t in (*entry.tags, entry.category))),
+        (_SUMMARY_WEIGHT, " ".join(_normalise(entry.summary_text).split())),
     )
+
+
+@lru_cache(maxsize=4096)
+def _plain_keyword(keyword: str) -> str:
+    return " ".join(_normalise(keyword).split())
 
 
 def _keyword_match(
@@ -160,8 +165,14 @@ def _keyword_match(
     for position, keyword in enumerate(priority.keywords):
         if not keyword.strip():
             continue
+        plain = _plain_keyword(keyword)
         pattern = _keyword_pattern(keyword)
-        weight = max((w for w, text in fields if pattern.search(text)), default=0.0)
+        weight = 0.0
+        for field_weight, text in fields:  # heaviest field first, so the first hit is the weight
+            # A substring test first: most keywords are absent, and `in` is far cheaper than the regex.
+            if plain in text and pattern.search(text):
+                weight = field_weight
+                break
         if weight:
             found.append((weight, position, keyword))
     if not found:

@@ -147,6 +147,7 @@ class ScheduleSettings:
     time: str = "08:00"
     timezone: str = "Europe/London"
     catch_up_hours: float = 12.0
+    retry_minutes: int = 15
 
     @property
     def at(self) -> time_of_day:
@@ -609,6 +610,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         time=_checked(s, "time", s.text("time", sd.time), _time_problem),
         timezone=_checked(s, "timezone", s.text("timezone", sd.timezone), _timezone_problem),
         catch_up_hours=s.number("catch_up_hours", sd.catch_up_hours, positive=False),
+        retry_minutes=s.integer("retry_minutes", sd.retry_minutes, minimum=1),
     )
     s.finish()
 

@@ -106,8 +106,10 @@ def dedupe(
 
     kept: list[tuple[int, Entry]] = []
     for group in members.values():
-        best = min(group, key=preference)
-        entry = items[best]
+        if len(group) == 1:
+            kept.append((group[0], items[group[0]]))
+            continue
+        entry = items[min(group, key=preference)]
         others: list[str] = list(entry.also_from)
         for i in sorted(group):
             name = items[i].source

@@ -200,9 +200,9 @@ def _retry_after(value: str | None, server_date: str | None) -> float | None:
     try:
         when = email.utils.parsedate_to_datetime(value)
         sent = email.utils.parsedate_to_datetime(server_date or "")
-    except (TypeError, ValueError):
+        return max(0.0, (when - sent).total_seconds())
+    except (TypeError, ValueError):  # unparseable, or one date without a zone
         return None
-    return max(0.0, (when - sent).total_seconds())
 
 
 async def _get_once(

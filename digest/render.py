@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -475,11 +476,17 @@ class TemplateSet:
             ) from e
 
 
+@lru_cache(maxsize=8)
+def templates_for(search_path: tuple[Path, ...]) -> TemplateSet:
+    """The template set of a search path, made once per process (Jinja2 reloads a file that changed)."""
+    return TemplateSet(search_path)
+
+
 def render_issue(
     issue: Issue, settings: RenderSettings, options: RenderOptions, templates: TemplateSet | None = None
 ) -> RenderedParts:
     """Render an issue's MJML, plain text and web page (the MJML still needs `compile.compile_email`)."""
-    templates = templates or TemplateSet(settings.template_dirs)
+    templates = templates or templates_for(settings.template_dirs)
     context = issue_context(issue, settings, options)
     return RenderedParts(
         mjml=templates.render(EMAIL_TEMPLATE, context),

@@ -179,6 +179,10 @@ class Recorder:
     stall_after: int | None = None  # hold every DATA after this many accepted messages
     stalled: threading.Event = field(default_factory=threading.Event)
     delay: float = 0.0
+    drop_at: int | None = None  # hang up (no reply) on this DATA, once
+    hold: threading.Event | None = None  # once `hold_after` messages are in, wait for this before each reply
+    hold_after: int = 1
+    dropped: bool = False
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
         replies = self.rcpt_replies.get(address.lower())
@@ -192,6 +196,15 @@ class Recorder:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.hold is not None and len(self.messages) >= self.hold_after:
+            for _ in range(6000):  # bounded: at most a minute
+                if self.hold.is_set():
+                    break
+                await asyncio.sleep(0.01)
+        if self.drop_at is not None and not self.dropped and len(self.messages) == self.drop_at:
+            self.dropped = True
+            server.transport.close()
+            return "421 closing"  # never reaches the client: the connection is gone
         with self.lock:
             stall = self.stall_after is not None and len(self.messages) >= self.stall_after
             if not stall:

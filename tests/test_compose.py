@@ -348,3 +348,18 @@ def test_settings_come_from_the_shipped_config() -> None:
         "Reducing Inequalities",
     ]
     assert settings.highlights_max == 4
+
+
+def test_date_format_is_a_validated_config_key(tmp_path: Path) -> None:
+    from digest.config import parse_config
+    from digest.errors import ConfigError
+
+    (tmp_path / "a.xml").write_text("<rss/>")
+    base = {"sources": [{"name": "a", "url": "a.xml"}]}
+    config = parse_config({**base, "digest": {"date_format": "full"}}, tmp_path / "config.toml")
+    assert config.digest.date_format == "full"
+    assert parse_config(base, tmp_path / "config.toml").digest.date_format == "EEEE d MMMM y"
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**base, "digest": {"date_format": "MMMM y"}}, tmp_path / "config.toml")
+    assert "digest.date_format: 'MMMM y' is not a date pattern showing the day" in caught.value.problems[0]
+    assert "date_format" in (REPO / "config.toml").read_text()

@@ -269,3 +269,42 @@ def test_substitution_equals_naive_replacement(chunks: list[str], slots: list[st
     expected = body.replace(NAME_PLACEHOLDER, "\0N").replace(UNSUBSCRIBE_URL_PLACEHOLDER, "\0U")
     assert text == expected.replace("\0N", shown).replace("\0U", URL)
     assert html_part == expected.replace("\0N", html.escape(shown)).replace("\0U", html.escape(URL))
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "bounce"),
+    [
+        (550, "5.1.1 <a@example.org>: Recipient address rejected: User unknown", True),
+        (550, "Mailbox unavailable", True),
+        (553, "mailbox name not allowed", True),
+        (551, "User not local", True),
+        (550, "5.7.1 Message rejected as spam", False),
+        (552, "5.2.2 Mailbox full", False),
+        (554, "Transaction failed", False),
+        (450, "4.1.1 try later", False),
+    ],
+)
+def test_hard_bounces_are_refusals_of_the_address(code: int, message: str, bounce: bool) -> None:
+    from digest.deliver.transport import is_hard_bounce
+
+    assert is_hard_bounce(code, message.encode()) is bounce
+
+
+def test_the_rate_limiter_spaces_messages_evenly() -> None:
+    from digest.deliver.smtp import RateLimiter
+
+    now = [100.0]
+    waits: list[float] = []
+
+    class Stop:
+        def wait(self, seconds: float) -> bool:
+            waits.append(round(seconds, 6))
+            return False
+
+    limiter = RateLimiter(4.0, monotonic=lambda: now[0])
+    for _ in range(5):
+        limiter.wait(Stop())  # type: ignore[arg-type]
+    assert waits == [0.25, 0.5, 0.75, 1.0]  # the first goes at once
+    now[0] += 10.0  # after a quiet spell there is no burst of catch-up, the next goes at once
+    limiter.wait(Stop())  # type: ignore[arg-type]
+    assert waits == [0.25, 0.5, 0.75, 1.0]

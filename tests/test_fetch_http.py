@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from feed_server import (
 )
 
 from digest import fetch
+from digest.cli import main
+from digest.cli.ingest import status_text
 from digest.config import USER_AGENT, load_config
 from digest.errors import FetchError
 from digest.models import SourceStatus
@@ -223,6 +226,7 @@ def test_wrong_content_type(server: FeedServer, tmp_path: Path) -> None:
     assert reports["Page"].status is SourceStatus.FAILED  # type: ignore[index]
     assert "web page" in reports["Page"].error  # type: ignore[index]
     assert "text/html" in reports["Page"].error  # type: ignore[index]
+    assert f"set the source's url to {server.url}/feed.xml" in reports["Page"].error  # type: ignore[index]
 
 
 def test_oversize_body_is_refused_with_and_without_content_length(server: FeedServer) -> None:
@@ -331,3 +335,39 @@ def test_per_source_timeout_and_user_agent(server: FeedServer, tmp_path: Path) -
     reports = _ingest(path, db)["reports"]
     assert "timed out after 0.2 s" in reports["Slow"].error  # type: ignore[index]
     assert server.hits("/ua")[0].headers["user-agent"] == "digest-test/1 (+mailto:comms@example.org)"
+
+
+def test_digest_fetch_shows_a_permanent_move_and_the_status(
+    server: FeedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.routes["/old"] = redirect("/new", 301)
+    server.routes["/new"] = feed(rss("Moved"))
+    server.routes["/gone"] = lambda request: Reply(410)
+    path = write_config(
+        tmp_path,
+        [{"name": "Moved", "url": server.url + "/old"}, {"name": "Gone", "url": server.url + "/gone"}],
+    )
+    assert main(["fetch", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "moved" in out and "permanently" in out and "gone (HTTP 410)" in out
+    reports = source_reports(load_config(path), open_state(tmp_path / ".digest" / "state.db"))
+    assert (
+        status_text(reports[0]) == f"ok; moved permanently to {server.url}/new (update the url in the config)"
+    )
+    assert main(["fetch", "--config", str(path), "--json", "--strict"]) == 3
+    moved, gone = json.loads(capsys.readouterr().out)
+    assert (moved["status"], moved["redirected_to"], moved["permanent_redirect"]) == (
+        "ok",
+        server.url + "/new",
+        True,
+    )
+    assert (gone["status"], gone["http_status"]) == ("gone", 410)
+
+
+def test_retry_after_is_honoured_in_seconds_or_as_a_date(server: FeedServer) -> None:
+    server.routes["/busy"] = sequence(Reply(429, b"", {"Retry-After": "0"}), Reply(200, rss("Now")))
+    assert _get(server, "/busy").attempts == 2
+    assert fetch._retry_after("120", None) == 120.0
+    assert fetch._retry_after("Fri, 09 May 2025 10:00:30 GMT", "Fri, 09 May 2025 10:00:00 GMT") == 30.0
+    assert fetch._retry_after("soon", "Fri, 09 May 2025 10:00:00 GMT") is None
+    assert fetch._retry_after("Fri, 09 May 2025 10:00:30 -0000", "Fri, 09 May 2025 10:00:00 GMT") is None

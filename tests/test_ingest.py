@@ -7,9 +7,10 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import REPO
+from conftest import REPO, SHARED
 from feed_server import Reply, feed, rss, running_server, write_config
 
 from digest.cli import main
@@ -299,3 +300,42 @@ def test_the_readme_curated_item_example_parses(tmp_path: Path) -> None:
         True,
     )
     assert entry.summary_text == "One or two sentences."
+
+
+def test_sample_dates_are_the_sites_own_and_none_is_invented(sample: Path) -> None:
+    blmk = SHARED / "blmk"
+    known: dict[str, str | None] = {}
+    for record in json.loads((blmk / "articles.json").read_text()):
+        known[record["url"]] = record["date_iso"]
+        if record["title"]:
+            known[record["title"]] = record["date_iso"]
+    for record in json.loads((blmk / "listing-items.json").read_text()):
+        known[record["title"]] = record["date_iso"]
+    config = load_config(sample)
+    db = open_state(config.state_path)
+    checked = 0
+    for entry in ingest_sources(config, db, now=NOW).entries:
+        if entry.source == "Curated":
+            continue
+        key = entry.title if entry.title in known else entry.link
+        assert key in known, f"{entry.title!r} is not in ../shared/blmk"
+        date = known[key]
+        if date is None:
+            assert entry.date_estimated, entry.title
+        else:
+            assert not entry.date_estimated
+            assert entry.published.astimezone(ZoneInfo("Europe/London")).date().isoformat() == date
+        checked += 1
+    assert checked == 33
+
+
+def test_a_bad_file_in_a_glob_is_named(tmp_path: Path) -> None:
+    _item(tmp_path, "ok.md", "---\ntitle: Fine\n---\n")
+    _item(tmp_path, "notes.txt", "just some notes")
+    config = load_config(write_config(tmp_path, [{"name": "Items", "url": "items/*"}]))
+    db = open_state(tmp_path / "state.db")
+    (report,) = ingest_sources(config, db, now=NOW).reports
+    assert report.status is SourceStatus.FAILED
+    assert (report.error or "").startswith(
+        "Items: items/notes.txt: not an RSS, Atom or JSON feed (line 2 column 0"
+    )

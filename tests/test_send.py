@@ -240,6 +240,11 @@ def test_progress_is_reported_for_every_message(config: Config) -> None:
     report = send_issue(config, db, now=NOW, on_progress=lambda done, total: seen.append((done, total)))
     db.close()
     assert seen == [(i, 5) for i in range(6)]
+    seen.clear()
+    db = open_state(config.state_path)
+    send_issue(config, db, now=NOW, on_progress=lambda done, total: seen.append((done, total)))
+    db.close()
+    assert seen == [(0, 0)]  # nothing left to send
     assert report.sent == 5 and report.planned == 5
 
 
@@ -337,3 +342,30 @@ def test_approval_required_blocks_an_unapproved_send_but_not_a_test_send(
     db.close()
     assert run_send(config) == 0
     assert recipients_of(config) == ["a@example.org", "editor@example.org"]
+
+
+def test_the_heartbeat_keeps_the_claim_fresh_and_notices_a_take_over(config: Config) -> None:
+    import threading
+
+    from digest.deliver.issue import Heartbeat
+
+    db = open_state(config.state_path)
+    clock = [NOW]
+    ledger.claim_send(db, ISSUE_ID, "me:1:a", at=NOW)
+    with Heartbeat(db, ISSUE_ID, "me:1:a", lambda: clock[0], every=timedelta(seconds=0.01)) as beat:
+        clock[0] = NOW + timedelta(minutes=1)
+        for _ in range(500):  # bounded: until the heartbeat has moved on
+            claim = ledger.get_claim(db, ISSUE_ID)
+            if claim is not None and claim.heartbeat_at == clock[0]:
+                break
+            threading.Event().wait(0.01)
+        assert claim is not None and claim.heartbeat_at == clock[0]
+        assert not beat.lost
+        # Another process takes the claim over (as if ours had gone stale): the heartbeat notices.
+        ledger.claim_send(db, ISSUE_ID, "other:2:b", at=NOW + timedelta(hours=1))
+        for _ in range(500):
+            if beat.lost:
+                break
+            threading.Event().wait(0.01)
+        assert beat.lost
+    db.close()

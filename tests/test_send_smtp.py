@@ -38,13 +38,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def setup(
-    root: Path, port: int, *, count: int = 6, smtp: str = "", names: bool = True
+    root: Path, port: int, *, count: int = 6, smtp: str = "", names: bool = True, timeout: float = 5
 ) -> tuple[Config, list[str]]:
     config = write_config(
         root,
         transport="smtp",
         smtp=f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\npool_size = 2\n'
-        f"rate_per_second = 500\ntimeout = 5\nretries = 2\nretry_delay = 0.02\n{smtp}",
+        f"rate_per_second = 500\ntimeout = {timeout}\nretries = 2\nretry_delay = 0.02\n{smtp}",
     )
     make_built_issue(config)
     db = open_state(config.state_path)
@@ -282,20 +282,25 @@ def test_server_stopped_mid_send_then_restarted_everyone_gets_exactly_one_copy(
 
 
 def test_a_second_concurrent_sender_sends_nothing_twice(tmp_path: Path) -> None:
-    recorder = Recorder(delay=0.05)
+    # The server holds its replies after the first message until the second sender has had its go.
+    release = threading.Event()
+    recorder = Recorder(hold=release)
     with smtp_server(recorder) as server:
-        config, emails = setup(tmp_path, server.port, count=30)
+        config, emails = setup(tmp_path, server.port, count=30, timeout=60)
         env = {**os.environ, "DIGEST_SECRET": "smtp-test-secret"}
         command = [sys.executable, "-m", "digest", "send", "--config", str(config.path)]
         first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            for _ in range(400):  # bounded: until the first sender is mid-send
+            for _ in range(2000):  # bounded: until the first sender is mid-send
                 if recorder.recipients() or first.poll() is not None:
                     break
-                threading.Event().wait(0.025)
+                threading.Event().wait(0.01)
+            assert recorder.recipients(), "the first sender never got going"
             second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+            release.set()
             _, err = first.communicate(timeout=60)
         finally:
+            release.set()
             if first.poll() is None:
                 first.kill()
     assert first.returncode == 0, err
@@ -317,3 +322,62 @@ def test_a_second_concurrent_sender_sends_nothing_twice(tmp_path: Path) -> None:
             p.communicate()
     assert codes in ([0, 0], [0, 7])
     assert Counter(recorder2.recipients()) == dict.fromkeys(emails, 1)
+
+
+def test_a_dropped_connection_is_reconnected_and_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = Recorder(drop_at=3)
+    with smtp_server(recorder) as server:
+        config, emails = setup(tmp_path, server.port, count=8)
+        assert send(config) == 0
+    captured = capsys.readouterr()
+    assert "sent 8, already sent 0, failed 0" in captured.out
+    assert "after: connection lost" in captured.err
+    assert recorder.dropped
+    assert Counter(recorder.recipients()) == dict.fromkeys(emails, 1)
+    assert len({m.peer for m in recorder.messages}) >= 2  # a new connection after the drop
+
+
+def test_the_issue_digest_build_makes_is_sent_personalised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The contract with render: the real built sample issue (not a test fixture) goes out personalised."""
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(REPO / "config.toml", site / "config.toml")
+    shutil.copytree(REPO / "feeds", site / "feeds")
+    recorder = Recorder()
+    with smtp_server(recorder) as server:
+        text = (site / "config.toml").read_text()
+        text = text.replace('transport = "outbox"', 'transport = "smtp"')
+        text = text.replace('host = "localhost"\nport = 587\n', f'host = "127.0.0.1"\nport = {server.port}\n')
+        text = text.replace('security = "starttls"', 'security = "none"')
+        (site / "config.toml").write_text(text)
+        c = ["--config", str(site / "config.toml")]
+        assert main(["build", *c, "--as-of", "2025-05-09T17:00:00+01:00"]) == 0
+        assert main(["subscribers", "add", "jane@example.org", "--name", "Jane <Smith> & Co", *c]) == 0
+        assert main(["subscribers", "add", "tom@example.org", *c]) == 0
+        capsys.readouterr()
+        assert main(["send", *c]) == 0
+    assert "sent 2, already sent 0, failed 0" in capsys.readouterr().out
+    by_address = {m.rcpt[0]: parse(m.data) for m in recorder.messages}
+    assert sorted(by_address) == ["jane@example.org", "tom@example.org"]
+    jane_text, jane_html = parts(by_address["jane@example.org"])
+    tom_text, tom_html = parts(by_address["tom@example.org"])
+    assert "Jane <Smith> & Co" in jane_text and "Jane &lt;Smith&gt; &amp; Co" in jane_html
+    assert "<Smith>" not in jane_html
+    assert "Hello there," in tom_text and "Hello there," in tom_html
+    for address, message in by_address.items():
+        text_part, html_part = parts(message)
+        assert "%%DIGEST" not in text_part + html_part
+        url = message["List-Unsubscribe"].split(">", 1)[0].lstrip("<")
+        assert url.startswith("http://127.0.0.1:8080/unsubscribe?token=")
+        assert url in text_part and url in html_part  # html.escape leaves this URL unchanged
+        assert message["Subject"] == "BLMK Health and Care Partnership weekly news: 9 May 2025"
+        assert message["To"].addresses[0].addr_spec == address
+    db = open_state(site / ".digest" / "state.db")
+    record = issues.get_issue(db, "2025-W19")
+    assert record is not None and record.sent_at is not None
+    assert issues.sent_entry_ids(db)  # the issue's entries now count as sent
+    db.close()

@@ -13,7 +13,6 @@ from babel.dates import format_datetime
 from digest.cli.common import config_option, read_config, stderr, stdout
 from digest.config import Config
 from digest.errors import UsageError
-from digest.pipeline.build import build_issue
 from digest.state import open_state
 
 
@@ -64,6 +63,9 @@ def build_command(config_path: Path, as_of: str | None, out_dir: Path | None, of
     nothing and exits 0 (unless [digest] send_when_empty = true, which builds a short issue).
     The issue's draft, DIR/<issue-id>.draft.toml, is applied when it exists.
     """
+    # Imported here: rendering pulls in premailer, lxml and mjml, which every other command can do without.
+    from digest.pipeline.build import build_issue  # noqa: PLC0415 - keeps `digest` start-up fast
+
     config = read_config(config_path)
     when = parse_as_of(as_of, config.digest.timezone)
     db = open_state(config.state_path)

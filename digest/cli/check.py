@@ -9,7 +9,6 @@ import click
 from digest.cli.common import config_option, read_config, stderr, stdout
 from digest.emailcheck import check_email
 from digest.errors import EmailCheckError, UsageError
-from digest.render import html_lang
 
 
 @click.command()
@@ -33,6 +32,8 @@ def check(config_path: Path, emails: tuple[Path, ...]) -> int:
         markup=False,
     )
     failed = []
+    if emails:
+        from digest.render import html_lang  # noqa: PLC0415 - jinja2 and babel only when checking an email
     for path in emails:
         try:
             html = path.read_text(encoding="utf-8")

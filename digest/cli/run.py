@@ -1,9 +1,317 @@
-"""Commands of this area are registered here."""
+"""`digest run`, `digest schedule` and `digest status`: the unattended weekly job and its state."""
 
 from __future__ import annotations
 
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
 import click
+from rich.table import Table
+
+from digest.cli.build import parse_as_of
+from digest.cli.common import config_option, read_config, stdout
+from digest.config import Config
+from digest.errors import BusyError, DigestError, UsageError
+from digest.lock import RunLock
+from digest.pipeline.status import Status, gather_status, scheduler_lock_path
+from digest.schedule import JobResult, ScheduleLoop, describe_time
+from digest.state import open_state
+
+if TYPE_CHECKING:
+    from digest.pipeline.run import RunOutcome
+
+log = logging.getLogger("digest.cli.run")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask the job to stop: the run in progress finishes the message in flight and
+    leaves the rest for the next run; a second signal stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> StopFlag:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.event.is_set():
+            log.warning("%s again: stopping now", name)
+            raise KeyboardInterrupt
+        self.event.set()
+        log.warning(
+            "%s received: stopping; a run in progress stops after the message in flight and leaves the"
+            " rest for the next run (send the signal again to stop at once)",
+            name,
+        )
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+
+def _summary(outcome: RunOutcome) -> str:
+    issue = f" (issue {outcome.issue_id})" if outcome.issue_id else ""
+    detail = f": {outcome.detail}" if outcome.detail else ""
+    return f"{outcome.outcome}{issue}{detail}"
+
+
+def _report(outcome: RunOutcome) -> int:
+    stdout.print(_summary(outcome), markup=False)
+    for note in outcome.notes:
+        stdout.print(f"  {note}", markup=False)
+    if outcome.hint and outcome.exit_code:
+        stdout.print(f"hint: {outcome.hint}", markup=False)
+    return outcome.exit_code
+
+
+@click.command("run")
+@config_option
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="DATETIME",
+    help="End of the issue's window (ISO 8601); default: now.",
+)
+@click.option(
+    "--scheduled",
+    is_flag=True,
+    help="Run the [schedule] slot that is due, if any (at most once per slot; missed slots are "
+    "caught up within catch_up_hours): for systemd timers and cron.",
+)
+def run_command(config_path: Path, as_of: str | None, scheduled: bool) -> int:
+    """Fetch, build and send the current issue once (resuming an interrupted send)."""
+    # Imported here: the run pipeline pulls in rendering (premailer, lxml, mjml); other commands start fast.
+    from digest.pipeline.run import run_due, run_once  # noqa: PLC0415 - keeps `digest` start-up fast
+
+    config = read_config(config_path)
+    if scheduled and as_of:
+        raise UsageError(
+            "--scheduled and --as-of cannot be used together", hint="a scheduled run ends at its slot"
+        )
+    stop = StopFlag().install()
+    if scheduled:
+        return _report(run_due(config, now=_now(), stop=stop.is_set))
+    return _report(
+        run_once(config, now=_now(), as_of=parse_as_of(as_of, config.digest.timezone), stop=stop.is_set)
+    )
+
+
+def scheduled_job(config: Config, stop: StopFlag) -> Callable[[datetime], JobResult]:
+    """What `digest schedule` does at each firing: `run_due`, with errors logged and retried, never fatal."""
+    from digest.pipeline.run import run_due  # noqa: PLC0415 - rendering is loaded only by commands that run
+
+    def job(now: datetime) -> JobResult:
+        try:
+            outcome = run_due(config, now=now, stop=stop.is_set)
+        except BusyError as e:
+            log.warning("%s", e.message)
+            return JobResult(f"busy: {e.message}", retry=True)
+        except DigestError as e:
+            log.error("run failed: %s%s", e.message, f" (hint: {e.hint})" if e.hint else "")  # noqa: TRY400 - expected errors need no traceback
+            return JobResult(f"failed: {e.message}", retry=True)
+        except Exception:  # a bug must not end the unattended loop; the run is retried
+            log.exception("run failed with an unexpected error (a bug: please report it)")
+            return JobResult("failed: unexpected error", retry=True)
+        return JobResult(_summary(outcome), retry=outcome.retry and not stop.is_set())
+
+    return job
+
+
+@click.command("schedule")
+@config_option
+def schedule_command(config_path: Path) -> int:
+    """Stay in the foreground and run the weekly send at [schedule] day/time/timezone."""
+    config = read_config(config_path)
+    stop = StopFlag().install()
+    with RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"):
+        ScheduleLoop(
+            config.schedule,
+            scheduled_job(config, stop),
+            now=_now,
+            wait=stop.wait,
+            retry_minutes=config.schedule.retry_minutes,
+        ).run()
+    return 0
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def status_json(status: Status) -> dict[str, Any]:
+    """The status as plain JSON-ready data (the shape of `digest status --json`)."""
+    return {
+        "now": _iso(status.now),
+        "next_run": _iso(status.next_run),
+        "timezone": status.timezone,
+        "scheduler": None
+        if status.scheduler is None
+        else {"pid": status.scheduler.pid, "host": status.scheduler.host, "since": status.scheduler.since},
+        "run_in_progress": None
+        if status.run_in_progress is None
+        else {
+            "pid": status.run_in_progress.pid,
+            "host": status.run_in_progress.host,
+            "since": status.run_in_progress.since,
+        },
+        "approval_required": status.approval_required,
+        "issues": [
+            {
+                "id": i.id,
+                "subject": i.subject,
+                "built_at": _iso(i.built_at),
+                "send_started_at": _iso(i.send_started_at),
+                "sent_at": _iso(i.sent_at),
+                "recipients": i.recipients,
+                "failures": i.failures,
+                "failed": [{"email": f.email, "detail": f.detail} for f in i.failed],
+                "approved_by": i.approved_by,
+                "approval_current": i.approval_current,
+            }
+            for i in status.issues
+        ],
+        "runs": [
+            {
+                "id": r.id,
+                "slot": _iso(r.slot),
+                "started_at": _iso(r.started_at),
+                "finished_at": _iso(r.finished_at),
+                "outcome": r.outcome,
+                "issue_id": r.issue_id,
+                "detail": r.detail,
+            }
+            for r in status.runs
+        ],
+        "failing_after": status.failing_after,
+        "sources": [
+            {
+                "name": s.report.name,
+                "url": s.report.url,
+                "status": str(s.report.status),
+                "consecutive_failures": s.report.consecutive_failures,
+                "flagged": s.flagged,
+                "error": s.report.error,
+                "entries": s.report.entries,
+                "fetched_at": _iso(s.report.fetched_at),
+            }
+            for s in status.sources
+        ],
+    }
+
+
+def _local(value: datetime | None, timezone: str) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(ZoneInfo(timezone)).strftime("%a %d %b %Y %H:%M %Z")
+
+
+def _print_status(status: Status) -> None:
+    tz = status.timezone
+    stdout.print(f"next scheduled run: {describe_time(status.next_run, tz)}", markup=False)
+    if status.scheduler:
+        stdout.print(f"scheduler: running, {status.scheduler.describe()}", markup=False)
+    else:
+        stdout.print("scheduler: not running (start it with digest schedule, or use a timer)", markup=False)
+    if status.run_in_progress:
+        stdout.print(f"run in progress: {status.run_in_progress.describe()}", markup=False)
+    _print_issues(status)
+    _print_runs(status)
+    _print_sources(status)
+
+
+def _print_issues(status: Status) -> None:
+    tz = status.timezone
+    table = Table(title="Recent issues", title_justify="left")
+    for column in ("issue", "built at", "sent at", "recipients", "failures", "approval"):
+        table.add_column(column, no_wrap=column == "issue")
+    for i in status.issues:
+        sent = _local(i.sent_at, tz) if i.sent_at else ("sending" if i.send_started_at else "not sent")
+        approval = (i.approved_by or "") + ("" if i.approval_current or not i.approved_by else " (voided)")
+        table.add_row(i.id, _local(i.built_at, tz), sent, str(i.recipients), str(i.failures), approval or "-")
+    if not status.issues:
+        table.add_row("none built yet", "", "", "", "", "")
+    stdout.print(table)
+    for i in status.issues:
+        for f in i.failed:
+            stdout.print(f"  {i.id}: {f.email} failed: {f.detail}", markup=False)
+
+
+def _print_runs(status: Status) -> None:
+    tz = status.timezone
+    runs = Table(title="Recent runs", title_justify="left")
+    for column in ("started", "slot", "outcome", "issue", "detail"):
+        runs.add_column(column, no_wrap=column in ("outcome", "issue"))
+    for r in status.runs:
+        runs.add_row(
+            _local(r.started_at, tz),
+            _local(r.slot, tz) if r.slot else "manual",
+            r.outcome or ("running" if status.run_in_progress else "interrupted (resumed by the next run)"),
+            r.issue_id or "-",
+            (r.detail or "")[:120],
+        )
+    stdout.print(runs)
+
+
+def _print_sources(status: Status) -> None:
+    tz = status.timezone
+    sources = Table(title=f"Sources (flagged after {status.failing_after} failed runs in a row)")
+    for column in ("source", "status", "failures in a row", "last fetched", "error"):
+        sources.add_column(column, no_wrap=column in ("source", "status"))
+    for s in status.sources:
+        name = f"[bold red]! {s.report.name}[/]" if s.flagged else s.report.name
+        sources.add_row(
+            name,
+            str(s.report.status),
+            str(s.report.consecutive_failures),
+            _local(s.report.fetched_at, tz),
+            s.report.error or "",
+        )
+    stdout.print(sources)
+    for s in status.flagged_sources:
+        stdout.print(
+            f"attention: source {s.report.name!r} has failed {s.report.consecutive_failures} runs in a row"
+            f" ({s.report.error or 'no detail'}); check its URL with digest fetch",
+            markup=False,
+        )
+
+
+@click.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+def status_command(config_path: Path, as_json: bool) -> int:
+    """Show recent issues, runs, the next scheduled run and source health."""
+    config = read_config(config_path)
+    db = open_state(config.state_path)
+    try:
+        status = gather_status(config, db, now=_now())
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps(status_json(status), indent=2))
+    else:
+        _print_status(status)
+    return 0
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to the `digest` group."""
+    """Add `run`, `schedule` and `status` to the `digest` group."""
+    group.add_command(run_command)
+    group.add_command(schedule_command)
+    group.add_command(status_command)

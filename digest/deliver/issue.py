@@ -10,9 +10,10 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from digest import tokens
@@ -23,7 +24,7 @@ from digest.deliver.outbox import OutboxTransport
 from digest.deliver.signing import DkimSigner
 from digest.deliver.smtp import SmtpTransport
 from digest.deliver.transport import Job, Transport
-from digest.errors import ConfigError, DeliveryError, UsageError
+from digest.errors import ConfigError, DeliveryError, DigestError, UsageError
 from digest.state import issues, ledger, open_state, settings
 from digest.state.issues import IssueRecord
 
@@ -139,11 +140,24 @@ def make_job(p: PreparedIssue, base_url: str, recipient: Recipient, at: datetime
 
 
 class Heartbeat:
-    """Keeps the send claim fresh from a thread with its own connection; `lost` if it was taken over."""
+    """Keeps the send claim fresh from a thread with its own connection; `lost` if it was taken over.
 
-    def __init__(self, db: sqlite3.Connection, issue_id: str, holder: str, clock: Callable[[], datetime]):
+    If the claim cannot be refreshed for half the time after which others may take it over (the state
+    file is locked or unwritable), `lost` is set too: better to stop than to risk a second sender.
+    """
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        issue_id: str,
+        holder: str,
+        clock: Callable[[], datetime],
+        *,
+        every: timedelta = ledger.HEARTBEAT_EVERY,
+    ) -> None:
         self.lost = False
         self._issue_id, self._holder, self._clock = issue_id, holder, clock
+        self._every = every.total_seconds()
         self._stop = threading.Event()
         row = db.execute("PRAGMA database_list").fetchone()
         self._path = Path(row["file"]) if row is not None and row["file"] else None
@@ -161,12 +175,25 @@ class Heartbeat:
 
     def _run(self) -> None:
         assert self._path is not None  # noqa: S101 - started only with a file
-        db = open_state(self._path)
+        give_up = ledger.CLAIM_STALE_AFTER.total_seconds() / 2
+        last_ok = time.monotonic()
+        db: sqlite3.Connection | None = None
         try:
-            while not self._stop.wait(ledger.HEARTBEAT_EVERY.total_seconds()):
-                if not ledger.refresh_claim(db, self._issue_id, self._holder, at=self._clock()):
+            while not self._stop.wait(self._every):
+                try:
+                    db = db or open_state(self._path)
+                    ours = ledger.refresh_claim(db, self._issue_id, self._holder, at=self._clock())
+                except (sqlite3.Error, DigestError) as e:
+                    log.warning("could not refresh the claim on issue %s: %s", self._issue_id, e)
+                    if time.monotonic() - last_ok > give_up:
+                        self.lost = True
+                        return
+                    continue
+                if not ours:
                     log.error("the claim on issue %s was taken over by another process", self._issue_id)
                     self.lost = True
                     return
+                last_ok = time.monotonic()
         finally:
-            db.close()
+            if db is not None:
+                db.close()

@@ -16,7 +16,7 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from digest.config import SmtpSettings
@@ -30,14 +30,16 @@ _MAX_DELAY = 60.0
 class RateLimiter:
     """Spaces events evenly at `per_second`, shared by every thread of a pool."""
 
-    def __init__(self, per_second: float) -> None:
+    def __init__(self, per_second: float, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._interval = 1.0 / per_second
-        self._next = time.monotonic()
+        self._monotonic = monotonic
+        self._next = monotonic()
         self._lock = threading.Lock()
 
     def wait(self, stop: threading.Event) -> None:
+        """Block until this caller's slot (or until `stop` is set)."""
         with self._lock:
-            now = time.monotonic()
+            now = self._monotonic()
             slot = max(self._next, now)
             self._next = slot + self._interval
         if slot > now:

@@ -6,8 +6,10 @@ file extension still parses) and refuses a web page with a hint to look for the 
 
 from __future__ import annotations
 
+import html
 import re
 
+from digest.clean import absolute_url
 from digest.errors import ParseError
 from digest.parse.common import ParseContext, ParsedFeed, entry_id
 from digest.parse.items import is_markdown_name, parse_item
@@ -43,19 +45,19 @@ def parse_document(
     if _HTML_PAGE.match(body[:4096]):
         raise ParseError(
             f"{ctx.source}: got a web page (served as {kind or 'unknown type'}), not a feed",
-            hint=_feed_hint(body),
+            hint=_feed_hint(body, ctx.url),
         )
     from digest.parse.feeds import parse_xml_feed  # noqa: PLC0415 - feedparser is slow to import
 
     return parse_xml_feed(body, ctx, content_type=content_type)
 
 
-def _feed_hint(body: bytes) -> str:
+def _feed_hint(body: bytes, page_url: str) -> str:
     link = _FEED_LINK.search(body[:200_000])
-    if link:
-        href = _HREF.search(link.group(0))
-        if href:
-            return (
-                f"the page names a feed: set the source's url to {href.group(1).decode('utf-8', 'replace')}"
-            )
+    href = _HREF.search(link.group(0)) if link else None
+    if href:
+        raw = html.unescape(href.group(1).decode("utf-8", "replace"))
+        url = absolute_url(raw, page_url) if page_url.startswith(("http://", "https://")) else raw
+        if url:
+            return f"the page names a feed: set the source's url to {url}"
     return "set the source's url to the site's RSS, Atom or JSON feed, not its web page"

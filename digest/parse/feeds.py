@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import io
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -85,7 +86,7 @@ def parse_xml_feed(body: bytes, ctx: ParseContext, *, content_type: str | None =
 def _detail(problem: object) -> str:
     if problem is None:
         return ""
-    text = clean.collapse(str(problem))
+    text = re.sub(r"^<unknown>:(\d+):(\d+):", r"line \1 column \2:", clean.collapse(str(problem)))
     return f" ({text[:200]})" if text else f" ({type(problem).__name__})"
 
 

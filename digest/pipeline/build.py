@@ -48,7 +48,7 @@ from digest.models import (
     SourceReport,
 )
 from digest.pipeline.ingest import ingest_sources
-from digest.render import RenderOptions, RenderSettings, TemplateSet, render_issue
+from digest.render import RenderOptions, RenderSettings, TemplateSet, render_issue, templates_for
 from digest.state import issues as state_issues
 from digest.state import to_iso
 from digest.state.settings import generated_secret
@@ -113,7 +113,7 @@ def render_within_budget(
     Raises:
         RenderError: even the smallest form is over the limit, or a template or the MJML is broken.
     """
-    templates = templates or TemplateSet(settings.template_dirs)
+    templates = templates or templates_for(settings.template_dirs)
     full = RenderOptions(excerpt_chars=excerpt_chars)
     steps: list[tuple[RenderOptions, int | None, str]] = [(full, None, "")]
     if excerpt_chars > SHORT_EXCERPT:

@@ -21,7 +21,7 @@ import httpx
 from digest import fetch
 from digest.config import Config, Source
 from digest.dedupe import dedupe
-from digest.errors import DigestError
+from digest.errors import DigestError, ParseError
 from digest.models import Entry, SourceReport, SourceStatus
 from digest.parse import ParseContext, parse_document
 from digest.state import entries as entry_state
@@ -149,7 +149,8 @@ async def _ingest_one(
     except DigestError as e:
         log.warning("%s: %s", source.name, e)
         status = e.status if isinstance(e, fetch.HTTPStatusFetchError) else None
-        return _failed(db, source, url, str(e), status, now=now)
+        message = f"{e.message} (hint: {e.hint})" if e.hint else e.message
+        return _failed(db, source, url, message, status, now=now)
     except Exception as e:  # a bug with one odd feed must not stop the other sources
         log.exception("%s: unexpected error while ingesting", source.name)
         return _failed(
@@ -179,11 +180,8 @@ def _store(
         "redirected_to": fetched.redirected_to,
         "permanent_url": permanent_url,
     }
-    if status is not SourceStatus.OK:
-        current = entry_state.current_entries(db, source.name)
-        feed_state.record_fetch(
-            db, status=status, **common, entry_count=len(current), newest_entry_at=_newest(current)
-        )
+    if status is not SourceStatus.OK:  # not modified or gone: the stored entries (and their counts) stand
+        feed_state.record_fetch(db, status=status, **common)
         return _report_from_state(db, source)
     ctx = ParseContext(
         source=source.name,
@@ -198,7 +196,13 @@ def _store(
     for document in fetched.documents:
         label = document.location if source.kind != "http" else None
         doc_ctx = ctx if source.kind == "http" else replace(ctx, url=document.location)
-        result = parse_document(document.body, doc_ctx, content_type=document.content_type, label=label)
+        try:
+            result = parse_document(document.body, doc_ctx, content_type=document.content_type, label=label)
+        except ParseError as e:
+            prefix = f"{source.name}: "
+            if source.kind == "glob" and label and label not in e.message and e.message.startswith(prefix):
+                raise ParseError(f"{prefix}{label}: {e.message.removeprefix(prefix)}", hint=e.hint) from e
+            raise
         parsed.extend(result.entries)
     if source.max_entries is not None:
         parsed = parsed[: source.max_entries]

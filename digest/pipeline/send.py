@@ -88,13 +88,16 @@ def send_issue(
     dry_run: bool = False,
     on_progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SendReport:
     """Send an issue (default: the latest built) to every active subscriber who does not have it yet.
 
     `to` makes it a test send to those addresses only ("[TEST] " subject, no ledger, nothing marked
     sent); `dry_run` only reports who would get it. `clock` gives the time of each message (default:
     `now` moved on by the time elapsed). Failures of single messages and an unreachable server are in
-    the report (`ok` False), not raised.
+    the report (`ok` False), not raised. Once `should_stop()` is true no new message is started: those in
+    flight are finished and recorded, and the rest is left for the next send (the report is not
+    `completed`).
 
     Raises:
         UsageError: no built issue, an unknown issue id, or a bad `to` address.
@@ -129,7 +132,7 @@ def send_issue(
             f"issue {record.id} has not been approved since it was last built",
             hint="approve it in digest preview ([approval] required = true); --to sends a test meanwhile",
         )
-    return _real_send(config, db, prepared, on_progress, clock)
+    return _real_send(config, db, prepared, on_progress, clock, should_stop=should_stop)
 
 
 def _elapsed_clock(now: datetime) -> Callable[[], datetime]:
@@ -172,6 +175,8 @@ def _test_send(
         return report
     sent, failed, error, hint = 0, [], None, None
     transport = make_transport(config, f"test-{p.record.id}")
+    if on_progress:
+        on_progress(0, len(recipients))
     try:
         jobs = (make_job(p, config.web.base_url, r, clock()) for r in recipients)
         for done, delivery in enumerate(transport.send(jobs), start=1):
@@ -192,6 +197,8 @@ def _real_send(
     p: PreparedIssue,
     on_progress: Progress | None,
     clock: Callable[[], datetime],
+    *,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SendReport:
     issue_id = p.record.id
     transport = make_transport(config, issue_id)  # a missing password fails before anything is claimed
@@ -215,6 +222,8 @@ def _real_send(
                 f"issue {issue_id}: there are no active subscribers to send it to",
                 hint="add them with digest subscribers import FILE.csv or digest subscribers add EMAIL",
             )
+        if on_progress:
+            on_progress(0, planned)
         if planned:
             report = _deliver_pending(
                 config,
@@ -225,6 +234,7 @@ def _real_send(
                 holder=holder,
                 on_progress=on_progress,
                 clock=clock,
+                should_stop=should_stop,
             )
         if report.error is None and _finished(db, issue_id, report):
             issues.mark_issue_sent(db, issue_id, clock())
@@ -253,6 +263,7 @@ def _deliver_pending(
     holder: str,
     on_progress: Progress | None,
     clock: Callable[[], datetime],
+    should_stop: Callable[[], bool] | None = None,
 ) -> SendReport:
     issue_id = p.record.id
     failures: list[Failure] = []
@@ -263,7 +274,7 @@ def _deliver_pending(
         nonlocal done
         started = False
         for email, name in ledger.pending_recipients(db, issue_id):
-            if heartbeat.lost:
+            if heartbeat.lost or (should_stop is not None and should_stop()):
                 return
             recipient = Recipient(email, name)
             try:
@@ -278,8 +289,6 @@ def _deliver_pending(
                 started = True
             yield job
 
-    if on_progress:
-        on_progress(0, report.planned)
     with Heartbeat(db, issue_id, holder, clock) as heartbeat:
         try:
             for delivery in transport.send(jobs(heartbeat)):

@@ -1,0 +1,391 @@
+"""One run of the weekly job: fetch -> build -> [approval check] -> send, recorded in the runs table.
+
+`run_once` is what `digest run` and each firing of `digest schedule` do. It holds the run lock for its
+whole length (a second run gets BusyError, exit 7) and records one row in `runs`: per slot for
+scheduled runs (the unique index makes a slot run once), one per manual run.
+
+Never double-send, never silently skip:
+- an issue whose sending started but did not finish (a crash, a stop, a dead mail server) is resumed
+  before anything is built: the deliver stage's ledger sends only to those without a copy;
+- with `[approval] required`, an approved issue whose files still match what was approved is sent as
+  it is (rebuilding could change it and void the approval); an unapproved one is left "waiting for
+  approval" and sent by the first run after someone approves it;
+- a week with nothing new sends nothing ("skipped: nothing new") unless `[digest] send_when_empty`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from digest.config import Config
+from digest.errors import ApprovalError, DeliveryError, DigestError, StateError
+from digest.lock import RunLock
+from digest.pipeline.build import build_issue
+from digest.pipeline.send import SendReport, send_issue
+from digest.schedule import Action, decide, describe_time, next_slot, previous_slot
+from digest.state import approvals, issues, open_state
+from digest.state import runs as run_state
+from digest.state.issues import IssueRecord
+
+log = logging.getLogger(__name__)
+
+NOTHING_DUE = "nothing due"
+STOPPED = run_state.STOPPED
+# A fault-injection hook for the crash tests: with this set to "before-send" a run logs that it reached
+# the point between build and send and waits there (up to 60 s) so a test can kill it at that point.
+PAUSE_ENV = "DIGEST_TEST_PAUSE"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What one run did.
+
+    `outcome` is what the runs table and `digest status` show: "sent", "skipped: nothing new",
+    "waiting for approval", "already sent", "nothing due", "skipped: missed", "stopped: will resume"
+    or "failed: ...". `exit_code` is the CLI's (0, 5 delivery, 8 approval, ...); `retry` asks the
+    scheduler to try the slot again later (waiting for approval, mail server down).
+    """
+
+    outcome: str
+    run_id: int | None = None
+    slot: datetime | None = None
+    issue_id: str | None = None
+    detail: str = ""
+    sent: int = 0
+    already_sent: int = 0
+    failed: int = 0
+    exit_code: int = 0
+    retry: bool = False
+    hint: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+def _approved(db: sqlite3.Connection, record: IssueRecord) -> bool:
+    return approvals.is_approved(db, record.id, record.html_sha256, record.text_sha256)
+
+
+def _interrupted_send(db: sqlite3.Connection) -> IssueRecord | None:
+    """The issue whose sending began but did not finish, if any (resumed before anything is built)."""
+    row = db.execute(
+        "SELECT id FROM issues WHERE send_started_at IS NOT NULL AND sent_at IS NULL"
+        " ORDER BY window_end DESC LIMIT 1"
+    ).fetchone()
+    return issues.get_issue(db, row["id"]) if row else None
+
+
+def _approved_unsent(db: sqlite3.Connection) -> IssueRecord | None:
+    latest = issues.latest_issue(db)
+    if latest is not None and latest.sent_at is None and _approved(db, latest):
+        return latest
+    return None
+
+
+def _pause_for_tests(issue_id: str, stop: Callable[[], bool]) -> None:
+    if os.environ.get(PAUSE_ENV) != "before-send":
+        return
+    log.warning("built issue %s; pausing before the send (%s=before-send)", issue_id, PAUSE_ENV)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stop():
+        time.sleep(0.05)
+
+
+def _send(
+    config: Config,
+    db: sqlite3.Connection,
+    record: IssueRecord,
+    *,
+    now: datetime,
+    stop: Callable[[], bool],
+    on_progress: Callable[[int, int], None] | None,
+) -> RunOutcome:
+    _pause_for_tests(record.id, stop)
+    if stop():
+        return RunOutcome(STOPPED, issue_id=record.id, detail=f"stopped before sending issue {record.id}")
+    log.info("sending issue %s", record.id)
+    report = send_issue(config, db, now=now, issue_id=record.id, on_progress=on_progress, should_stop=stop)
+    if not report.completed and report.error is None and stop():
+        return replace(
+            _from_report(report),
+            outcome=STOPPED,
+            exit_code=0,
+            hint=None,
+            detail=f"stopped during the send: {report.sent} sent now, {report.not_sent} left for later",
+        )
+    return _from_report(report)
+
+
+def _from_report(report: SendReport) -> RunOutcome:
+    failures = "; ".join(f"{f.email}: {f.reason}" for f in report.failed[:5])
+    counts = f"{report.sent} sent now, {report.already_sent} had it already"
+    if report.failed:
+        counts += f", {len(report.failed)} failed ({failures}{', ...' if len(report.failed) > 5 else ''})"
+    base = RunOutcome(
+        run_state.SENT,
+        issue_id=report.issue_id,
+        detail=counts,
+        sent=report.sent,
+        already_sent=report.already_sent,
+        failed=len(report.failed),
+        notes=report.notes,
+    )
+    if report.completed:
+        if report.sent == 0 and not report.failed:
+            return replace(base, outcome=run_state.ALREADY_SENT)
+        if report.failed:
+            return replace(
+                base,
+                exit_code=DeliveryError.exit_code,
+                hint="digest status lists each failed address and why",
+            )
+        return base
+    reason = report.error or f"{report.not_sent} of {report.planned} not delivered yet"
+    return replace(
+        base,
+        outcome=f"failed: {reason}"[:200],
+        exit_code=DeliveryError.exit_code,
+        retry=True,
+        hint=report.hint or "the next run resumes the send (digest run, or digest send)",
+    )
+
+
+def _waiting(db: sqlite3.Connection, record: IssueRecord) -> RunOutcome:
+    approval = approvals.get_approval(db, record.id)
+    why = "its approval no longer matches its content" if approval else "nobody has approved it yet"
+    log.warning("issue %s is waiting for approval (%s); it is not sent", record.id, why)
+    return RunOutcome(
+        run_state.WAITING_FOR_APPROVAL,
+        issue_id=record.id,
+        detail=f"issue {record.id} is waiting for approval: {why}",
+        exit_code=ApprovalError.exit_code,
+        retry=True,
+        hint="approve it in digest preview; the next run sends it",
+    )
+
+
+def _pipeline(
+    config: Config,
+    db: sqlite3.Connection,
+    *,
+    now: datetime,
+    as_of: datetime,
+    stop: Callable[[], bool],
+    on_progress: Callable[[int, int], None] | None,
+    recheck: bool = False,
+) -> RunOutcome:
+    """The stages. `recheck`: the slot already built its issue and waits for its approval, so it is
+    not rebuilt (a rebuild could change what the comms team is approving in the preview)."""
+    unfinished = _interrupted_send(db)
+    if unfinished is not None:
+        log.info("resuming the interrupted send of issue %s", unfinished.id)
+        return _send(config, db, unfinished, now=now, stop=stop, on_progress=on_progress)
+    if config.approval.required:
+        approved = _approved_unsent(db)
+        if approved is not None:
+            log.info("issue %s is approved: sending it as approved, without rebuilding", approved.id)
+            return _send(config, db, approved, now=now, stop=stop, on_progress=on_progress)
+        pending = issues.latest_issue(db)
+        if recheck and pending is not None and pending.sent_at is None:
+            return _waiting(db, pending)
+
+    outcome = build_issue(config, db, now=now, as_of=as_of)
+    for note in outcome.notes:
+        log.info("build: %s", note)
+    if outcome.built is None:
+        since = outcome.nothing_new_since
+        detail = f"nothing new since {since.isoformat()}" if since else "nothing new"
+        log.info("%s: no issue is sent (set [digest] send_when_empty = true to send one anyway)", detail)
+        return RunOutcome(run_state.NOTHING_NEW, detail=detail)
+    issue_id = outcome.built.issue.id
+    record = issues.get_issue(db, issue_id)
+    if record is None:  # pragma: no cover - build records every issue it builds
+        raise DeliveryError(f"issue {issue_id} was built but is not in state", hint="run digest build again")
+    if record.sent_at is not None:
+        return RunOutcome(
+            run_state.ALREADY_SENT, issue_id=issue_id, detail=f"issue {issue_id} was sent before"
+        )
+    if config.approval.required and not _approved(db, record):
+        return _waiting(db, record)
+    return _send(config, db, record, now=now, stop=stop, on_progress=on_progress)
+
+
+def _slot_done(db: sqlite3.Connection, slot: datetime) -> RunOutcome | None:
+    """The outcome of a slot that already ran for good (never run again), else None."""
+    record = run_state.run_for_slot(db, slot)
+    if record is None or record.outcome not in run_state.FINAL:
+        return None
+    return RunOutcome(
+        run_state.ALREADY_SENT if record.outcome == run_state.SENT else record.outcome or "",
+        run_id=record.id,
+        slot=slot,
+        issue_id=record.issue_id,
+        detail=f"the run of {slot.isoformat()} already ended: {record.outcome}",
+    )
+
+
+def _start(db: sqlite3.Connection, slot: datetime | None, now: datetime) -> tuple[int, str | None]:
+    """Start (or take over again) the run's row; returns its id and the slot's previous outcome."""
+    previous = None
+    if slot is None:
+        run_id = run_state.start_run(db, started_at=now)
+    else:
+        record = run_state.run_for_slot(db, slot)
+        if record is None:
+            run_id = run_state.start_run(db, started_at=now, slot=slot)
+        else:
+            note = (
+                "resumed after an interruption"
+                if record.outcome is None
+                else f"again after '{record.outcome}'"
+            )
+            run_state.reopen_run(db, record.id, started_at=now, note=note)
+            run_id, previous = record.id, record.outcome
+    if run_id is None:  # pragma: no cover - the run lock is held, so nobody else inserted the slot
+        raise StateError("the runs table refused a new run", hint="check the state file with digest status")
+    return run_id, previous
+
+
+def _run_locked(
+    config: Config,
+    db: sqlite3.Connection,
+    *,
+    now: datetime,
+    as_of: datetime | None,
+    slot: datetime | None,
+    stop: Callable[[], bool],
+    on_progress: Callable[[int, int], None] | None,
+) -> RunOutcome:
+    if slot is not None:
+        done = _slot_done(db, slot)
+        if done is not None:
+            log.info("%s", done.detail)
+            return done
+    run_id, previous = _start(db, slot, now)
+    try:
+        result = _pipeline(
+            config,
+            db,
+            now=now,
+            as_of=as_of or slot or now,
+            stop=stop,
+            on_progress=on_progress,
+            recheck=previous == run_state.WAITING_FOR_APPROVAL,
+        )
+    except DigestError as e:
+        run_state.finish_run(db, run_id, finished_at=now, outcome=f"failed: {e.message}"[:200])
+        raise
+    run_state.finish_run(
+        db,
+        run_id,
+        finished_at=now,
+        outcome=result.outcome,
+        detail=result.detail or None,
+        issue_id=result.issue_id,
+    )
+    log.info(
+        "run finished: %s%s",
+        result.outcome,
+        f" ({result.detail})" if result.detail else "",
+        extra={
+            "outcome": result.outcome,
+            "issue_id": result.issue_id,
+            "slot": slot.isoformat() if slot else None,
+        },
+    )
+    return replace(result, run_id=run_id, slot=slot)
+
+
+def run_once(
+    config: Config,
+    *,
+    now: datetime,
+    as_of: datetime | None = None,
+    slot: datetime | None = None,
+    stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunOutcome:
+    """Fetch, build, check approval and send once, holding the run lock; the run is recorded in state.
+
+    `slot` ties the run to a scheduled time: the window then ends at the slot (unless `as_of` says
+    otherwise) and a slot that already ran for good is not run again. `stop()` is polled between the
+    stages: once it is true the run leaves the issue for the next run to resume.
+
+    Raises:
+        BusyError: another run holds the lock (the message names its pid, host and start time).
+        DigestError: a stage failed (recorded as "failed: ..." in the runs table first).
+    """
+    with RunLock(config.lock_path, now=now, purpose="digest run"):
+        db = open_state(config.state_path)
+        try:
+            return _run_locked(
+                config,
+                db,
+                now=now,
+                as_of=as_of,
+                slot=slot,
+                stop=stop or (lambda: False),
+                on_progress=on_progress,
+            )
+        finally:
+            db.close()
+
+
+def run_due(
+    config: Config,
+    *,
+    now: datetime,
+    stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunOutcome:
+    """Run the latest scheduled slot if it is due; otherwise say when the next one is.
+
+    Due means: on time, missed by at most `catch_up_hours`, interrupted, or waiting for approval /
+    failed within `catch_up_hours`. A slot missed by more is recorded as skipped (once) and logged
+    with why. Used by `digest schedule` (at start and at every slot) and `digest run --scheduled`.
+
+    Raises:
+        BusyError: another run holds the lock.
+        DigestError: a stage failed (recorded in the runs table first).
+    """
+    settings = config.schedule
+    with RunLock(config.lock_path, now=now, purpose="digest run"):
+        db = open_state(config.state_path)
+        try:
+            record = run_state.run_for_slot(db, previous_slot(settings, now))
+            verdict = decide(settings, now, record, first=run_state.last_slot_run(db) is None)
+            upcoming = describe_time(next_slot(settings, now), settings.timezone)
+            if verdict.action is Action.SKIP:
+                log.warning("skipped: %s", verdict.reason)
+                if record is None:
+                    run_state.record_run(
+                        db, slot=verdict.slot, at=now, outcome=run_state.MISSED, detail=verdict.reason
+                    )
+                else:
+                    run_state.finish_run(
+                        db, record.id, finished_at=now, outcome=run_state.INTERRUPTED, detail=verdict.reason
+                    )
+                return RunOutcome(
+                    run_state.MISSED, slot=verdict.slot, detail=f"{verdict.reason}; next run {upcoming}"
+                )
+            if verdict.action is Action.NONE:
+                log.log(logging.INFO if record is None else logging.DEBUG, "%s", verdict.reason)
+                return RunOutcome(
+                    NOTHING_DUE, slot=verdict.slot, detail=f"{verdict.reason}; next run {upcoming}"
+                )
+            log.info("%s", verdict.reason)
+            return _run_locked(
+                config,
+                db,
+                now=now,
+                as_of=None,
+                slot=verdict.slot,
+                stop=stop or (lambda: False),
+                on_progress=on_progress,
+            )
+        finally:
+            db.close()

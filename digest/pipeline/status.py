@@ -1,0 +1,128 @@
+"""What `digest status` shows: recent issues and their delivery, recent runs, the next scheduled run,
+whether the scheduler is running, and the health of each source (flagged after N failures in a row).
+
+Everything is read from state and the lock files; nothing is fetched, locked or written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from digest.config import Config
+from digest.lock import LockHolder, is_locked, read_holder
+from digest.models import SourceReport
+from digest.pipeline.ingest import source_reports
+from digest.schedule import next_slot, previous_slot
+from digest.state import approvals, issues
+from digest.state import runs as run_state
+from digest.state.runs import RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRecipient:
+    email: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssueStatus:
+    """One built issue: when built and sent, how many recipients have it, how many failed."""
+
+    id: str
+    subject: str
+    built_at: datetime
+    send_started_at: datetime | None
+    sent_at: datetime | None
+    recipients: int
+    failures: int
+    failed: tuple[FailedRecipient, ...]
+    approved_by: str | None
+    approval_current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    report: SourceReport
+    flagged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    now: datetime
+    issues: tuple[IssueStatus, ...]
+    runs: tuple[RunRecord, ...]
+    next_run: datetime
+    last_slot: datetime
+    timezone: str
+    scheduler: LockHolder | None
+    run_in_progress: LockHolder | None
+    sources: tuple[SourceHealth, ...]
+    failing_after: int
+    approval_required: bool
+
+    @property
+    def flagged_sources(self) -> tuple[SourceHealth, ...]:
+        return tuple(s for s in self.sources if s.flagged)
+
+
+def scheduler_lock_path(config: Config) -> Path:
+    """The lock `digest schedule` holds while it runs: the run lock's name plus `.schedule`."""
+    return config.lock_path.with_name(config.lock_path.name + ".schedule")
+
+
+def _issue_status(db: sqlite3.Connection, record: issues.IssueRecord) -> IssueStatus:
+    counts = dict(
+        db.execute(
+            "SELECT status, count(*) FROM send_ledger WHERE issue_id = ? GROUP BY status", (record.id,)
+        ).fetchall()
+    )
+    failed = tuple(
+        FailedRecipient(row["email"], row["detail"] or "")
+        for row in db.execute(
+            "SELECT email, detail FROM send_ledger WHERE issue_id = ? AND status = 'failed' ORDER BY email"
+            " LIMIT 20",
+            (record.id,),
+        )
+    )
+    approval = approvals.get_approval(db, record.id)
+    return IssueStatus(
+        id=record.id,
+        subject=record.subject,
+        built_at=record.built_at,
+        send_started_at=record.send_started_at,
+        sent_at=record.sent_at,
+        recipients=int(counts.get("sent", 0)),
+        failures=int(counts.get("failed", 0)),
+        failed=failed,
+        approved_by=approval.approved_by if approval else None,
+        approval_current=bool(approval and approval.covers(record.html_sha256, record.text_sha256)),
+    )
+
+
+def _holder(lock: Path) -> LockHolder | None:
+    if not is_locked(lock):
+        return None
+    return read_holder(lock) or LockHolder(None, None, None, None)
+
+
+def gather_status(config: Config, db: sqlite3.Connection, *, now: datetime, limit: int = 10) -> Status:
+    """Collect the status of the digest from state (read-only)."""
+    threshold = config.status.failing_after
+    return Status(
+        now=now,
+        issues=tuple(_issue_status(db, r) for r in issues.recent_issues(db, limit)),
+        runs=run_state.recent_runs(db, limit),
+        next_run=next_slot(config.schedule, now),
+        last_slot=previous_slot(config.schedule, now),
+        timezone=config.schedule.timezone,
+        scheduler=_holder(scheduler_lock_path(config)),
+        run_in_progress=_holder(config.lock_path),
+        sources=tuple(
+            SourceHealth(r, r.consecutive_failures >= threshold) for r in source_reports(config, db)
+        ),
+        failing_after=threshold,
+        approval_required=config.approval.required,
+    )

@@ -1,0 +1,270 @@
+"""The weekly schedule: slot arithmetic in the configured time zone, the catch-up rule, and the loop.
+
+A *slot* is one scheduled moment, e.g. Friday 08:00 Europe/London, held as an aware UTC datetime. Slots
+are computed here with zoneinfo, so they are right on both sides of the BST/GMT changes; they identify
+runs in state (the unique `runs.slot`), which is what keeps a slot from running twice.
+
+`ScheduleLoop` drives the `schedule` library (`every().friday.at("08:00", "Europe/London")`) to fire
+the job, and cross-checks each firing against the slot computed here. The library reads the wall clock
+itself (`datetime.datetime.now()`); the loop reads `now` and waits through the functions it is handed,
+so tests run it on a controlled clock with no real sleeping (they point the library's clock at the same
+controlled clock). The loop never sleeps longer than `max_sleep` seconds at a time, so a suspended
+machine, a changed system clock or a DST change of the host's own zone cannot make it oversleep.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import schedule as schedule_lib
+
+from digest.config import ScheduleSettings
+from digest.state import runs as run_state
+from digest.state.runs import RunRecord
+
+log = logging.getLogger(__name__)
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# How far a firing of the schedule library may be from the slot computed here before it is reported.
+_FIRING_TOLERANCE = timedelta(minutes=5)
+
+
+def slot_on(settings: ScheduleSettings, day: date) -> datetime:
+    """The slot time on a local calendar day, as aware UTC.
+
+    A local time that does not exist (inside a spring-forward gap) moves forward by the gap, as clocks
+    do; a local time that happens twice (autumn fall-back) is taken at its first occurrence.
+    """
+    # fold=0 reads a local time with the offset in force before a change (PEP 495): a time in a
+    # spring-forward gap lands after the gap, a repeated autumn time is its first occurrence.
+    local = datetime.combine(day, settings.at, tzinfo=ZoneInfo(settings.timezone)).replace(fold=0)
+    return local.astimezone(UTC)
+
+
+def _weekday(settings: ScheduleSettings) -> int:
+    return _WEEKDAYS.index(settings.day)
+
+
+def previous_slot(settings: ScheduleSettings, now: datetime) -> datetime:
+    """The latest slot at or before `now` (aware UTC)."""
+    local_day = now.astimezone(ZoneInfo(settings.timezone)).date()
+    day = local_day - timedelta(days=(local_day.weekday() - _weekday(settings)) % 7)
+    slot = slot_on(settings, day)
+    if slot > now:
+        slot = slot_on(settings, day - timedelta(days=7))
+    return slot
+
+
+def next_slot(settings: ScheduleSettings, now: datetime) -> datetime:
+    """The first slot strictly after `now` (aware UTC)."""
+    before = previous_slot(settings, now)
+    local_day = before.astimezone(ZoneInfo(settings.timezone)).date()
+    slot = slot_on(settings, local_day + timedelta(days=7))
+    return slot if slot > now else slot_on(settings, local_day + timedelta(days=14))
+
+
+def describe_time(moment: datetime, timezone: str) -> str:
+    """ "Friday 28 March 2025 08:00 GMT (2025-03-28T08:00:00Z)": local wall time plus the UTC instant."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    utc = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{local:%A} {local.day} {local:%B %Y %H:%M %Z} ({utc})"
+
+
+class Action(enum.StrEnum):
+    """What to do about the latest slot when the job wakes up."""
+
+    RUN = "run"
+    SKIP = "skip"  # missed by more than catch_up_hours: record it as skipped, once
+    NONE = "none"  # nothing due
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on the latest slot; `reason` says why, for the logs and the runs table."""
+
+    action: Action
+    slot: datetime
+    reason: str
+    run: RunRecord | None = None
+
+
+def _hours(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def decide(
+    settings: ScheduleSettings, now: datetime, record: RunRecord | None, *, first: bool = False
+) -> Decision:
+    """Whether the latest slot at or before `now` should run now, given its run record (if any).
+
+    Call it while holding the run lock: an unfinished record then means its process died mid-run.
+    - no record: run it if at most `catch_up_hours` late, else skip it (recorded once, with why), except
+      on the very first start (`first`: no slot has ever run), when nothing was missed;
+    - unfinished (its process died): resume it within `catch_up_hours`, else give it up;
+    - waiting for approval or failed: try again within `catch_up_hours`;
+    - sent, nothing new, skipped: nothing to do until the next slot.
+    """
+    slot = previous_slot(settings, now)
+    late = now - slot
+    window = timedelta(hours=settings.catch_up_hours)
+    within = late <= window
+    limit = f"catch_up_hours = {settings.catch_up_hours:g}"
+    when = describe_time(slot, settings.timezone)
+    if record is None:
+        if late < timedelta(minutes=1):
+            return Decision(Action.RUN, slot, f"scheduled run for {when}")
+        if within:
+            return Decision(Action.RUN, slot, f"catching up the run of {when}, missed by {_hours(late)}")
+        if first:
+            return Decision(
+                Action.NONE, slot, f"first start: the slot of {when} was before the schedule began"
+            )
+        return Decision(
+            Action.SKIP,
+            slot,
+            f"the run of {when} was missed by {_hours(late)}, more than {limit}; "
+            "it is not sent late (run `digest run` to send now)",
+        )
+    if record.outcome is None:
+        if within:
+            return Decision(Action.RUN, slot, f"resuming the interrupted run of {when}", record)
+        return Decision(
+            Action.SKIP,
+            slot,
+            f"the run of {when} was interrupted and is now {_hours(late)} late, more than {limit}; "
+            "it is not resumed (run `digest run` to finish it)",
+            record,
+        )
+    if record.outcome in run_state.FINAL:
+        return Decision(Action.NONE, slot, f"the run of {when} is done: {record.outcome}", record)
+    if within:
+        return Decision(
+            Action.RUN, slot, f"trying the run of {when} again (it was: {record.outcome})", record
+        )
+    return Decision(
+        Action.NONE,
+        slot,
+        f"the run of {when} ended '{record.outcome}' and is now more than {limit} late; "
+        "no more attempts until the next slot",
+        record,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What one firing of the job did; `retry` asks the loop to try the same slot again later."""
+
+    summary: str
+    retry: bool = False
+
+
+Job = Callable[[datetime], JobResult]
+
+
+class ScheduleLoop:
+    """The foreground loop of `digest schedule`.
+
+    `job(now)` is called once at start (catching up a missed slot), at every slot, and every
+    `retry_minutes` while its last result asked for a retry. `now()` returns aware UTC; `wait(seconds)`
+    waits at most that long and returns True when the loop should stop (a signal arrived).
+    """
+
+    def __init__(
+        self,
+        settings: ScheduleSettings,
+        job: Job,
+        *,
+        now: Callable[[], datetime],
+        wait: Callable[[float], bool],
+        retry_minutes: int = 15,
+        max_sleep: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.job = job
+        self.now = now
+        self.wait = wait
+        self.retry_minutes = retry_minutes
+        self.max_sleep = max_sleep
+        self.scheduler = schedule_lib.Scheduler()
+        self._retrying = False
+        self._announced: datetime | None = None
+
+    def _weekly(self) -> None:
+        weekly = getattr(self.scheduler.every(), self.settings.day)
+        weekly.at(self.settings.time, self.settings.timezone).do(self._fire_slot).tag("weekly")
+
+    def _fire_slot(self) -> None:
+        now = self.now()
+        expected = previous_slot(self.settings, now)
+        if now - expected > _FIRING_TOLERANCE:
+            log.warning(
+                "the schedule fired at %s, %s after the slot of %s; running that slot's checks anyway",
+                now.isoformat(),
+                _hours(now - expected),
+                describe_time(expected, self.settings.timezone),
+            )
+        self._call(now)
+
+    def _fire_retry(self) -> type[schedule_lib.CancelJob] | None:
+        if not self._retrying:
+            return schedule_lib.CancelJob
+        self._call(self.now())
+        return None if self._retrying else schedule_lib.CancelJob
+
+    def _call(self, now: datetime) -> None:
+        result = self.job(now)
+        log.debug("job done: %s", result.summary)
+        if result.retry and not self._retrying:
+            self._retrying = True
+            self.scheduler.every(self.retry_minutes).minutes.do(self._fire_retry).tag("retry")
+            log.info("the slot will be tried again every %d minutes", self.retry_minutes)
+        elif not result.retry and self._retrying:
+            self._retrying = False
+            self.scheduler.clear("retry")
+        self._announced = None
+
+    def next_run(self) -> datetime:
+        """When the loop next calls the job (aware UTC), according to the schedule library."""
+        fire: datetime | None = self.scheduler.next_run
+        if fire is None:  # pragma: no cover - the weekly job is never cancelled
+            return next_slot(self.settings, self.now())
+        # The library keeps naive local wall-clock times; astimezone() reads them as the host's zone.
+        return fire.astimezone(UTC)
+
+    def _announce(self) -> None:
+        upcoming = self.next_run()
+        if upcoming == self._announced:
+            return
+        self._announced = upcoming
+        kind = "retry" if self._retrying and upcoming < next_slot(self.settings, self.now()) else "run"
+        log.info(
+            "next %s: %s",
+            kind,
+            describe_time(upcoming, self.settings.timezone),
+            extra={"next_run": upcoming.isoformat()},
+        )
+
+    def run(self) -> None:
+        """Run until `wait` reports a stop. Catches up a missed slot first."""
+        log.info(
+            "schedule: every %s at %s %s (catch up within %g h)",
+            self.settings.day,
+            self.settings.time,
+            self.settings.timezone,
+            self.settings.catch_up_hours,
+        )
+        self._weekly()
+        self._call(self.now())
+        while True:
+            self._announce()
+            delay = (self.next_run() - self.now()).total_seconds()
+            if self.wait(min(max(delay, 0.01), self.max_sleep)):
+                log.info("stop requested: the schedule loop ends")
+                return
+            self.scheduler.run_pending()

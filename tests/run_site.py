@@ -1,0 +1,137 @@
+"""A small digest installation in a temporary folder for run/schedule/status tests: a local RSS feed
+whose items the test chooses, subscribers, the outbox transport, and helpers to read what was sent."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from digest.config import Config, load_config
+from digest.state import open_state
+from digest.state.subscribers import upsert_subscriber
+
+SUBSCRIBERS = ("ann@example.org", "bob@example.org", "cat@example.org")
+
+
+def rss(items: list[tuple[str, datetime]]) -> str:
+    body = "".join(
+        f"<item><title>{escape(title)}</title><link>https://example.org/news/{i}</link>"
+        f"<guid>https://example.org/news/{i}</guid><pubDate>{format_datetime(when)}</pubDate>"
+        f"<description>{escape(title)}: what happened and why it matters locally.</description></item>"
+        for i, (title, when) in enumerate(items)
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Local news</title>'
+        f"<link>https://example.org/</link><description>News</description>{body}</channel></rss>"
+    )
+
+
+def make_site(
+    root: Path,
+    items: list[tuple[str, datetime]],
+    *,
+    approval: bool = False,
+    send_when_empty: bool = False,
+    catch_up_hours: float = 12,
+    extra_sources: str = "",
+    extra: str = "",
+    transport: str = "outbox",
+    smtp: str = "",
+    subscribers: tuple[str, ...] = SUBSCRIBERS,
+) -> Config:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "news.xml").write_text(rss(items), encoding="utf-8")
+    (root / "config.toml").write_text(
+        f"""
+[state]
+path = ".digest/state.db"
+lock = ".digest/run.lock"
+
+[fetch]
+retries = 0
+timeout = 2
+
+[[sources]]
+name = "Local news"
+url = "news.xml"
+category = "News"
+{extra_sources}
+[digest]
+title = "Test weekly"
+send_when_empty = {str(send_when_empty).lower()}
+
+[delivery]
+transport = "{transport}"
+from_address = "news@example.org"
+list_id = "weekly.example.org"
+
+[schedule]
+day = "friday"
+time = "08:00"
+timezone = "Europe/London"
+catch_up_hours = {catch_up_hours}
+
+[approval]
+required = {str(approval).lower()}
+
+[smtp]
+{smtp}
+{extra}
+""",
+        encoding="utf-8",
+    )
+    config = load_config(root / "config.toml")
+    db = open_state(config.state_path)
+    for address in subscribers:
+        upsert_subscriber(
+            db, address, name=address.split("@")[0].title(), at=datetime(2025, 1, 1, tzinfo=UTC)
+        )
+    db.close()
+    return config
+
+
+def delivered(config: Config) -> list[email.message.EmailMessage]:
+    """Every message in the outbox, parsed."""
+    folder = config.delivery.outbox / "new"
+    if not folder.exists():
+        return []
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+        for path in sorted(folder.iterdir())
+    ]
+
+
+def copies(config: Config) -> Counter[tuple[str, str]]:
+    """How many copies of each (recipient, subject) the outbox holds."""
+    return Counter((str(m["To"]).split("<")[-1].rstrip(">"), str(m["Subject"])) for m in delivered(config))
+
+
+def digest_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "digest", *args]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DIGEST_TEST_PAUSE", None)
+    env.update(extra)
+    return env
+
+
+def run_cli(config: Config, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        digest_command(*args, "--config", str(config.path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=cli_env(**env),
+        cwd=config.root,
+    )

@@ -1,0 +1,79 @@
+"""The issue draft file: round trip, atomic save, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from digest.draft import Draft, draft_path, dump_draft, load_draft, save_draft
+from digest.errors import RenderError
+
+ids = st.text(min_size=1, max_size=20)
+drafts = st.builds(
+    Draft,
+    intro=st.text(max_size=200).map(lambda s: s.strip("\n")),
+    pinned=st.lists(ids, max_size=4, unique=True).map(tuple),
+    dropped=st.lists(ids, max_size=4, unique=True).map(tuple),
+    order=st.lists(ids, max_size=4, unique=True).map(tuple),
+    retag=st.dictionaries(ids, st.lists(ids, max_size=3, unique=True).map(tuple), max_size=3).map(
+        lambda d: tuple(sorted(d.items()))
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(draft=drafts)
+def test_save_then_load_gives_the_same_draft(draft: Draft, tmp_path_factory: pytest.TempPathFactory) -> None:
+    path = tmp_path_factory.mktemp("d") / "2025-W19.draft.toml"
+    save_draft(path, draft)
+    assert load_draft(path) == draft
+
+
+def test_a_missing_draft_is_empty(tmp_path: Path) -> None:
+    assert load_draft(tmp_path / "absent.draft.toml").is_empty
+
+
+def test_the_draft_lives_next_to_the_output_folder(tmp_path: Path) -> None:
+    assert draft_path(tmp_path, "2025-W19") == tmp_path / "2025-W19.draft.toml"
+
+
+def test_save_replaces_atomically_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.draft.toml"
+    save_draft(path, Draft(intro="one"))
+    save_draft(path, Draft(intro="two", pinned=("a",)))
+    assert load_draft(path) == Draft(intro="two", pinned=("a",))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.draft.toml"]
+    assert dump_draft(Draft()).startswith("# Edits to this issue")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('pinned = "a"', "pinned must be a list of entry ids"),
+        ("dropped = [1]", "dropped must be a list of entry ids"),
+        ('order = [""]', "order must be a list of entry ids"),
+        ("intro = 3", "intro must be a string of Markdown"),
+        ('retag = "x"', "retag must be a table"),
+        ('[retag]\n"id" = "Start Well"', "retag.'id' must be a list of priority names"),
+        ("pined = []", "unknown key 'pined'"),
+        ("pinned = [", "the draft is not valid TOML"),
+    ],
+)
+def test_a_bad_draft_is_a_render_error_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "2025-W19.draft.toml"
+    path.write_text(text)
+    with pytest.raises(RenderError) as caught:
+        load_draft(path)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+    assert caught.value.exit_code == 4
+
+
+def test_save_into_an_unwritable_place_is_a_render_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RenderError, match="cannot write the draft"):
+        save_draft(blocker / "sub" / "x.draft.toml", Draft())
