@@ -240,6 +240,7 @@ def test_an_unexpected_failure_shows_a_page_not_a_traceback(
     assert "Something went wrong" in page.text
     assert "Traceback" not in page.text
     assert "sqlite" not in page.text.lower()
+    assert "error answering GET /" in caplog.text  # the detail is logged, not shown
 
 
 def test_approval_is_recorded_and_voided_by_an_edit(preview: tuple[httpx.Client, Workspace]) -> None:
@@ -413,3 +414,20 @@ def test_the_report_compares_with_the_last_sent_issue(project: Path) -> None:
     assert f"Last sent issue: {last.built.issue.id}, sent Friday 2 May 2025." in page
     assert re.search(r"Entries: \d+ now, \d+ in the last sent issue\.", page)
     assert re.search(r"Email size: [\d.]+ KB, [+-][\d.]+ KB on the last sent issue", page)
+
+
+def test_the_commands_refuse_a_busy_port_and_a_bad_as_of(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        assert main(["serve", "--config", str(project), "--port", port]) == 2
+        assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
+        assert main(["preview", "--config", str(project), "--port", port]) == 2
+        assert "Address already in use" in capsys.readouterr().err
+    assert main(["preview", "--config", str(project), "--as-of", "next friday"]) == 2
+    assert "--as-of 'next friday' is not an ISO 8601 date-time" in capsys.readouterr().err
