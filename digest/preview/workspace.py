@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import hashlib
 import logging
 import sqlite3
 import threading
@@ -21,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.config import Config, load_config
-from digest.draft import Draft, draft_path, load_draft, save_draft
+from digest.draft import Draft, load_draft, save_draft
 from digest.emailcheck import EmailProblem, check_email
 from digest.errors import ConfigError, DigestError, UsageError
 from digest.linkcheck import LinkChecker, LinkStatus, extract_links
@@ -31,7 +30,6 @@ from digest.pipeline.build import build_issue
 from digest.pipeline.send import send_issue
 from digest.render import html_lang, template_search_path, templates_for
 from digest.state import open_state
-from digest.state.issues import get_issue
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +127,8 @@ class Workspace:
             self.config = load_config(self.config_path)
         except ConfigError as e:
             problems = "; ".join(e.problems)
-            return Snapshot(self._next_version(), now, error=f"{e.message}: {problems}", hint=e.hint)
+            error = f"{e.message}: {problems}" if problems else e.message
+            return replace(self.snapshot, version=self._next_version(), made_at=now, error=error, hint=e.hint)
         config = self.config
         try:
             db = open_state(config.state_path)
@@ -144,23 +143,19 @@ class Workspace:
                         nothing_new_since=outcome.nothing_new_since,
                         fetched=fetch,
                     )
-                record = get_issue(db, built.issue.id)
             finally:
                 db.close()
-            folder = built.folder
-            html = (folder / "email.html").read_text(encoding="utf-8")
-            text_bytes = (folder / "email.txt").read_bytes()
-            draft_file = draft_path(folder.parent, built.issue.id)
+            html = built.email_html.read_text(encoding="utf-8")
             return Snapshot(
                 version=self._next_version(),
                 made_at=now,
                 issue=built.issue,
-                folder=folder,
-                draft=load_draft(draft_file),
-                draft_file=draft_file,
-                html_sha256=record.html_sha256 if record else hashlib.sha256(html.encode()).hexdigest(),
-                text_sha256=record.text_sha256 if record else hashlib.sha256(text_bytes).hexdigest(),
-                size=len(html.encode("utf-8")),
+                folder=built.folder,
+                draft=load_draft(built.draft),
+                draft_file=built.draft,
+                html_sha256=built.html_sha256,
+                text_sha256=built.text_sha256,
+                size=built.size,
                 problems=check_email(html, lang=html_lang(config.digest.locale)),
                 links=self._checkable(extract_links(html)),
                 notes=tuple(outcome.notes),
