@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import re
 import secrets
@@ -29,7 +28,6 @@ from starlette.staticfiles import StaticFiles
 
 from digest.draft import Draft
 from digest.errors import DigestError
-from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
 from digest.preview import edits
 from digest.preview.pages import STATIC, render_message, render_page
 from digest.preview.security import (
@@ -40,9 +38,8 @@ from digest.preview.security import (
     SecurityHeaders,
     error_handlers,
 )
-from digest.preview.view import SAMPLE_NAME, entry_anchor, page_context
+from digest.preview.view import entry_anchor, page_context, personalised
 from digest.preview.workspace import Workspace
-from digest.tokens import unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +98,6 @@ def _message(error: Exception) -> str:
     if isinstance(error, DigestError):
         return error.message + (f" ({error.hint})" if error.hint else "")
     return str(error)
-
-
-def personalised(text: str, base_url: str, *, escape: bool) -> str:
-    """A built email part with the personal placeholders filled with sample values."""
-    name = html.escape(SAMPLE_NAME) if escape else SAMPLE_NAME
-    url = unsubscribe_url(base_url, "preview-sample")
-    return text.replace(NAME_PLACEHOLDER, name).replace(
-        UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(url) if escape else url
-    )
 
 
 class DraftEdits:

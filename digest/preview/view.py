@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -155,6 +156,15 @@ def _changes(db: sqlite3.Connection, snapshot: Snapshot, fmt: PageFormat) -> tup
     )
 
 
+def personalised(text: str, base_url: str, *, escape: bool) -> str:
+    """A built email part with the personal placeholders filled with sample values (HTML-escaped or not)."""
+    name = html.escape(SAMPLE_NAME) if escape else SAMPLE_NAME
+    url = unsubscribe_url(base_url, "preview-sample")
+    return text.replace(NAME_PLACEHOLDER, name).replace(
+        UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(url) if escape else url
+    )
+
+
 def sample_text(workspace: Workspace, snapshot: Snapshot) -> str:
     """The plain-text part with the personal parts filled in with sample values."""
     if snapshot.folder is None:
@@ -163,8 +173,7 @@ def sample_text(workspace: Workspace, snapshot: Snapshot) -> str:
         text = (snapshot.folder / "email.txt").read_text(encoding="utf-8")
     except OSError:
         return ""
-    url = unsubscribe_url(workspace.config.web.base_url, "preview-sample")
-    return text.replace(NAME_PLACEHOLDER, SAMPLE_NAME).replace(UNSUBSCRIBE_URL_PLACEHOLDER, url)
+    return personalised(text, workspace.config.web.base_url, escape=False)
 
 
 def page_context(workspace: Workspace) -> dict[str, Any]:
