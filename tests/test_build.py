@@ -341,6 +341,7 @@ def test_a_missing_theme_template_fails_with_exit_4_listing_the_paths(
     code, _, err = build(site, capsys, "--as-of", AS_OF)
     assert code == 4
     assert f"searched: {theme / '_missing_part.mjml'}, " in err.replace("\n", "")
+    assert "fix [theme] templates in the config" in " ".join(err.split())  # not eaten as rich markup
 
 
 def test_out_folder_option_and_bad_as_of(
