@@ -490,7 +490,8 @@ def build_issue(
 
     result = ingest_sources(config, db, now=now, offline=offline, on_progress=fetched)
     notes = tuple(
-        f"source {r.name!r} failed ({r.error or r.status.value}); its last good entries were used"
+        f"source {r.name!r} failed ({(r.error or r.status.value).removeprefix(f'{r.name}: ')});"
+        " its last good entries were used"
         for r in result.failed
     )
     outcome = build_from_entries(
