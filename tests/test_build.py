@@ -330,6 +330,18 @@ def test_a_bad_draft_fails_with_exit_4_naming_the_key(site: Path, capsys: pytest
     assert "2025-W19.draft.toml: pinned must be a list of entry ids" in err
 
 
+def test_a_draft_retagging_with_an_unknown_priority_fails_naming_the_file(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = site / "out" / "2025-W19.draft.toml"
+    draft.parent.mkdir()
+    draft.write_text('[retag]\n"abc" = ["Start Well", "No Such Priority"]\n')
+    code, out, err = build(site, capsys, "--as-of", AS_OF)
+    assert (code, out) == (4, "")
+    assert f"{draft}: retag.'abc' names the priority 'No Such Priority'" in " ".join(err.split())
+    assert "use one of: Start Well, Live Well" in err
+
+
 def test_a_missing_theme_template_fails_with_exit_4_listing_the_paths(
     site: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -42,6 +42,7 @@ from digest.errors import RenderError, StateError
 from digest.models import (
     NAME_PLACEHOLDER,
     UNSUBSCRIBE_URL_PLACEHOLDER,
+    Draft,
     Entry,
     Issue,
     IssueEntry,
@@ -384,6 +385,23 @@ def _unsubscribe_sample(config: Config, db: sqlite3.Connection) -> str:
 # ---------------------------------------------------------------------------------------------- build
 
 
+def _check_retag(draft: Draft, config: Config, path: Path) -> None:
+    """Every priority a draft re-tags an entry with is configured.
+
+    Raises:
+        RenderError: naming the draft file, the entry and the unknown priority.
+    """
+    known = {p.name.casefold() for p in config.priorities}
+    for entry_id, names in draft.retag:
+        for name in names:
+            if name.casefold() not in known:
+                raise RenderError(
+                    f"{path}: retag.{entry_id!r} names the priority {name!r}, which is not in the config",
+                    hint="use one of: "
+                    + (", ".join(p.name for p in config.priorities) or "(no [[priorities]] configured)"),
+                )
+
+
 def build_from_entries(
     config: Config,
     db: sqlite3.Connection,
@@ -417,6 +435,7 @@ def build_from_entries(
     issue_id = free_issue_id(base_issue_id(window, config.digest.timezone), frozen)
     draft_file = draft_path(out, issue_id)
     draft = load_draft(draft_file)
+    _check_retag(draft, config, draft_file)
     notes = list(draft_notes(draft, entries, window, exclude_ids=exclude))
     progress(f"composing issue {issue_id}")
     issue = compose_issue(
