@@ -32,8 +32,8 @@ from babel.dates import format_date
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from digest.colour import contrast_ratio
 from digest.config import Config
-from digest.emailcheck import contrast_ratio
 from digest.errors import RenderError, TemplateNotFoundError
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, IssueEntry
 from digest.tokens import issue_url
