@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date
 
 from digest.config import Config, GroupBy, Priority
-from digest.draft import Draft
 from digest.errors import RenderError
 from digest.models import (
+    Draft,
     Entry,
     Group,
     Highlight,

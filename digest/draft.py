@@ -23,38 +23,16 @@ from __future__ import annotations
 import os
 import tempfile
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from digest.errors import RenderError
+from digest.models import Draft
+
+__all__ = ["Draft", "draft_path", "dump_draft", "load_draft", "save_draft"]
 
 _KEYS = ("intro", "pinned", "dropped", "order", "retag")
 _HINT = "fix the key named above, or delete the draft file to build the issue without edits"
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """Edits to one issue. Entry ids name entries; `retag` maps an entry id to its new priority names."""
-
-    intro: str = ""
-    pinned: tuple[str, ...] = ()
-    dropped: tuple[str, ...] = ()
-    order: tuple[str, ...] = ()
-    retag: tuple[tuple[str, tuple[str, ...]], ...] = ()
-
-    @property
-    def is_empty(self) -> bool:
-        return self == Draft()
-
-    @property
-    def retag_map(self) -> dict[str, tuple[str, ...]]:
-        return dict(self.retag)
-
-    @property
-    def entry_ids(self) -> frozenset[str]:
-        """Every entry id the draft names."""
-        return frozenset((*self.pinned, *self.dropped, *self.order, *(i for i, _ in self.retag)))
 
 
 def draft_path(out_dir: Path, issue_id: str) -> Path:

@@ -170,3 +170,30 @@ class RenderedIssue:
 # issue; deliver replaces them per recipient (HTML-escaped in the HTML part), never re-rendering.
 NAME_PLACEHOLDER = "%%DIGEST_NAME%%"
 UNSUBSCRIBE_URL_PLACEHOLDER = "%%DIGEST_UNSUBSCRIBE_URL%%"
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """The comms team's edits to one issue; its TOML file is read and written only by `digest.draft`.
+
+    Entry ids name entries; `retag` maps an entry id to the priority names that replace its matches.
+    """
+
+    intro: str = ""
+    pinned: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    order: tuple[str, ...] = ()
+    retag: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return self == Draft()
+
+    @property
+    def retag_map(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.retag)
+
+    @property
+    def entry_ids(self) -> frozenset[str]:
+        """Every entry id the draft names."""
+        return frozenset((*self.pinned, *self.dropped, *self.order, *(i for i, _ in self.retag)))

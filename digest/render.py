@@ -1,7 +1,10 @@
 """The only importer of jinja2: a composed Issue -> MJML source, plain text, and the web version's HTML.
 
 Templates are looked up along a search path: the `[theme] templates` folder first (when configured), then
-the built-in `templates/` folder, so a theme overrides one file by having a file of the same name.
+the built-in templates, so a theme overrides one file by having a file of the same name. The built-in
+templates are the repository's `templates/` folder, found (see `builtin_template_dirs`) through the
+DIGEST_TEMPLATES environment variable when set, else next to the `digest` package (a checkout or an
+editable install), else under `<prefix>/share/digest/templates` (where a wheel install puts them).
 Templates get the Issue's content as small view objects and the edition's settings (`RenderSettings`),
 never the raw config. Autoescaping is on for every template except `*.txt`; undefined names are errors.
 """
@@ -10,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import html
+import os
 import re
+import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -27,13 +32,17 @@ from babel.dates import format_date
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from digest.colour import contrast_ratio
 from digest.config import Config
-from digest.emailcheck import contrast_ratio
 from digest.errors import RenderError, TemplateNotFoundError
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, IssueEntry
 from digest.tokens import issue_url
 
+TEMPLATES_ENV = "DIGEST_TEMPLATES"
+# The repository's templates/ folder, beside the package in a checkout or an editable install.
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# Where a wheel install puts the same folder ([tool.setuptools.data-files] in pyproject.toml).
+INSTALLED_TEMPLATES = Path(sys.prefix) / "share" / "digest" / "templates"
 EMAIL_TEMPLATE = "email.mjml"
 TEXT_TEMPLATE = "email.txt"
 WEB_TEMPLATE = "web.html"
@@ -153,9 +162,29 @@ def priority_style(
     return PriorityStyle(name, colour, text, link, summary)
 
 
-def template_search_path(theme_dir: Path | None) -> tuple[Path, ...]:
+def builtin_template_dirs(environ: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """Where the built-in templates are: the first of the candidates that holds them.
+
+    DIGEST_TEMPLATES, when set, is taken as given (a wrong folder fails, naming it, rather than being
+    silently passed over). Otherwise the `templates/` folder beside the package, then
+    `<prefix>/share/digest/templates`; when neither holds `email.mjml`, both are returned, so that the
+    "template not found" error lists each path searched.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(TEMPLATES_ENV):
+        return (Path(env[TEMPLATES_ENV]).expanduser().resolve(),)
+    candidates = (BUILTIN_TEMPLATES, INSTALLED_TEMPLATES)
+    for folder in candidates:
+        if (folder / EMAIL_TEMPLATE).is_file():
+            return (folder,)
+    return candidates
+
+
+def template_search_path(
+    theme_dir: Path | None, environ: Mapping[str, str] | None = None
+) -> tuple[Path, ...]:
     """The theme folder (if any) first, then the built-in templates."""
-    return (theme_dir, BUILTIN_TEMPLATES) if theme_dir else (BUILTIN_TEMPLATES,)
+    return ((theme_dir,) if theme_dir else ()) + builtin_template_dirs(environ)
 
 
 # ---------------------------------------------------------------------------------------------- views
@@ -463,7 +492,10 @@ class TemplateSet:
             searched = ", ".join(str(p / missing) for p in self.search_path)
             raise TemplateNotFoundError(
                 f"template {missing!r} not found; searched: {searched}",
-                hint="restore the file in templates/, or fix [theme] templates in the config",
+                hint=(
+                    "restore the file in templates/ or fix [theme] templates in the config; if digest's"
+                    f" own templates/ folder is missing, set {TEMPLATES_ENV} to a copy of it"
+                ),
             ) from None
         except jinja2.TemplateSyntaxError as e:
             raise RenderError(

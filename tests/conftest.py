@@ -34,9 +34,13 @@ def require(condition: object, reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """A headless Debian Chromium driven by playwright (no browser download)."""
+    """A headless Debian Chromium driven by playwright (no browser download).
+
+    Module-scoped: playwright's sync API keeps an asyncio loop running in the main thread while it is
+    open, and a later test calling asyncio.run() (the fetch tests) would then fail.
+    """
     require(CHROMIUM, "chromium is not installed (apt-get install -y chromium)")
     require(AXE_JS.exists(), "axe-core is not installed (make test runs npm ci in tests/js)")
     from playwright.sync_api import sync_playwright

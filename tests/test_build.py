@@ -24,6 +24,7 @@ from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
 from digest.pipeline.build import build_issue
 from digest.state import issues as state_issues
 from digest.state import open_state
+from digest.state.approvals import get_approval, record_approval
 
 REPO = Path(__file__).resolve().parent.parent
 AS_OF = "2025-05-09T17:00:00+01:00"
@@ -198,6 +199,52 @@ def test_a_rebuild_of_an_unsent_issue_replaces_it_with_the_same_id(
     assert sorted(p.name for p in (site / "out").iterdir()) == ["2025-W19"]
 
 
+def test_a_rebuild_that_finds_nothing_removes_the_stale_unsent_issue_so_it_cannot_be_sent(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert build(site, capsys, "--as-of", AS_OF)[0] == 0
+    config = load_config(site / "config.toml")
+    db = open_state(config.state_path)
+    record = state_issues.get_issue(db, "2025-W19")
+    assert record is not None
+    record_approval(
+        db,
+        issue_id="2025-W19",
+        approved_by="comms",
+        approved_at=datetime(2025, 5, 9, 15, tzinfo=UTC),
+        html_sha256=record.html_sha256,
+        text_sha256=record.text_sha256,
+    )
+    db.close()
+    ids = tuple(state_issues_ids(site))
+    save_draft(site / "out" / "2025-W19.draft.toml", Draft(intro="Kept.", dropped=ids))
+    code, out, err = build(site, capsys, "--as-of", AS_OF, "--offline")
+    assert (code, out) == (0, "")
+    assert "nothing new since" in err
+    assert "issue 2025-W19 now holds nothing: the earlier unsent build and its folder" in err.replace(
+        "\n", ""
+    )
+    assert sorted(p.name for p in (site / "out").iterdir()) == ["2025-W19.draft.toml"]  # the draft is kept
+    db = open_state(config.state_path)
+    assert state_issues.get_issue(db, "2025-W19") is None
+    assert state_issues.latest_issue(db) is None
+    assert get_approval(db, "2025-W19") is None
+    assert db.execute("SELECT count(*) FROM issue_entries").fetchone()[0] == 0
+    db.close()
+    code = main(["send", "--config", str(site / "config.toml"), "--dry-run"])
+    assert code == 2
+    assert "no issue has been built yet" in capsys.readouterr().err
+    # Undropping the entries builds the issue again.
+    save_draft(site / "out" / "2025-W19.draft.toml", Draft())
+    assert build(site, capsys, "--as-of", AS_OF, "--offline")[0] == 0
+    assert (site / "out" / "2025-W19" / "email.html").is_file()
+
+
+def state_issues_ids(site: Path) -> list[str]:
+    doc = json.loads((site / "out" / "2025-W19" / "issue.json").read_text())
+    return [e["id"] for s in doc["sections"] for g in s["groups"] for e in g["entries"]]
+
+
 def test_after_a_send_the_next_build_starts_at_its_end_and_leaves_out_sent_entries(
     site: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -283,6 +330,18 @@ def test_a_bad_draft_fails_with_exit_4_naming_the_key(site: Path, capsys: pytest
     assert "2025-W19.draft.toml: pinned must be a list of entry ids" in err
 
 
+def test_a_draft_retagging_with_an_unknown_priority_fails_naming_the_file(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = site / "out" / "2025-W19.draft.toml"
+    draft.parent.mkdir()
+    draft.write_text('[retag]\n"abc" = ["Start Well", "No Such Priority"]\n')
+    code, out, err = build(site, capsys, "--as-of", AS_OF)
+    assert (code, out) == (4, "")
+    assert f"{draft}: retag.'abc' names the priority 'No Such Priority'" in " ".join(err.split())
+    assert "use one of: Start Well, Live Well" in err
+
+
 def test_a_missing_theme_template_fails_with_exit_4_listing_the_paths(
     site: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -294,6 +353,7 @@ def test_a_missing_theme_template_fails_with_exit_4_listing_the_paths(
     code, _, err = build(site, capsys, "--as-of", AS_OF)
     assert code == 4
     assert f"searched: {theme / '_missing_part.mjml'}, " in err.replace("\n", "")
+    assert "fix [theme] templates in the config" in " ".join(err.split())  # not eaten as rich markup
 
 
 def test_out_folder_option_and_bad_as_of(
@@ -332,5 +392,7 @@ def test_build_issue_reports_progress_and_failed_sources(site: Path) -> None:
     assert outcome.built is not None
     assert any(m.startswith("fetched BLMK blog (") for m in messages)
     assert any(m.startswith("rendering issue 2025-W19") for m in messages)
-    assert any("source 'BLMK blog' failed" in n for n in outcome.notes)
+    assert any(
+        n.startswith("source 'BLMK blog' failed (not an RSS, Atom or JSON feed") for n in outcome.notes
+    )
     assert "Blog" not in [s.category for s in outcome.built.issue.sections]

@@ -124,3 +124,15 @@ def test_a_config_without_sources_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({}, tmp_path / "config.toml")
     assert any(p.startswith("sources:") for p in caught.value.problems)
+
+
+def test_catch_up_hours_may_be_zero_but_not_negative(tmp_path: Path) -> None:
+    (tmp_path / "a.xml").write_text("<rss/>")
+    base = {"sources": [{"name": "a", "url": "a.xml"}]}
+    assert (
+        parse_config({**base, "schedule": {"catch_up_hours": 0}}, tmp_path / "c.toml").schedule.catch_up_hours
+        == 0
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**base, "schedule": {"catch_up_hours": -1}}, tmp_path / "c.toml")
+    assert caught.value.problems == ("schedule.catch_up_hours: must be at least 0, not -1",)

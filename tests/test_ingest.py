@@ -122,7 +122,8 @@ def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     both = write_config(tmp_path, [{"name": "Good", "url": "good.xml"}, {"name": "Bad", "url": "bad.xml"}])
     assert main(["fetch", "--config", str(both)]) == 0
     assert main(["fetch", "--config", str(both), "--strict"]) == 3
-    capsys.readouterr()
+    table = capsys.readouterr().out
+    assert "│ Bad    │ failed: not an" in table  # the name is in its own column, not repeated in the reason
     only_bad = write_config(tmp_path, [{"name": "Bad", "url": "bad.xml"}])
     assert main(["fetch", "--config", str(only_bad), "--json"]) == 3
     (report,) = json.loads(capsys.readouterr().out)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from digest import render
 from digest.compile import compile_email, inline_css, mjml_to_html
 from digest.compose import ComposeSettings, compose_issue
 from digest.config import load_config
@@ -17,9 +18,11 @@ from digest.errors import RenderError, TemplateNotFoundError
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, Window
 from digest.render import (
     BUILTIN_TEMPLATES,
+    TEMPLATES_ENV,
     RenderOptions,
     RenderSettings,
     TemplateSet,
+    builtin_template_dirs,
     excerpt,
     html_lang,
     intro_html,
@@ -72,6 +75,29 @@ def test_the_theme_folder_is_searched_before_the_built_in_templates(tmp_path: Pa
     parts = render_issue(_issue(_entry()), settings, RenderOptions())
     assert parts.text == "theme text for 2025-W19\n"
     assert "<mjml" in parts.mjml  # the other templates still come from templates/
+
+
+def test_the_built_in_templates_are_found_by_env_then_beside_the_package(tmp_path: Path) -> None:
+    assert builtin_template_dirs({}) == (BUILTIN_TEMPLATES,)  # this checkout
+    (tmp_path / "email.mjml").write_text("<mjml></mjml>")
+    assert builtin_template_dirs({TEMPLATES_ENV: str(tmp_path)}) == (tmp_path,)
+    # An explicit DIGEST_TEMPLATES is used as given: a wrong folder fails naming it, never passed over.
+    assert builtin_template_dirs({TEMPLATES_ENV: str(tmp_path / "nowhere")}) == (tmp_path / "nowhere",)
+    assert template_search_path(tmp_path / "theme", {}) == (tmp_path / "theme", BUILTIN_TEMPLATES)
+
+
+def test_without_built_in_templates_the_error_lists_every_place_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(render, "BUILTIN_TEMPLATES", tmp_path / "checkout" / "templates")
+    monkeypatch.setattr(render, "INSTALLED_TEMPLATES", tmp_path / "share" / "digest" / "templates")
+    dirs = builtin_template_dirs({})
+    assert dirs == (tmp_path / "checkout" / "templates", tmp_path / "share" / "digest" / "templates")
+    with pytest.raises(TemplateNotFoundError) as caught:
+        TemplateSet(dirs).render("email.mjml", {})
+    for folder in dirs:
+        assert str(folder / "email.mjml") in str(caught.value)
+    assert TEMPLATES_ENV in (caught.value.hint or "")
 
 
 def test_a_missing_template_names_every_path_searched(tmp_path: Path) -> None:

@@ -127,3 +127,23 @@ def test_digest_check_email_exits_4_and_lists_each_problem(
     assert "1 email failed the checks" in err
     assert main(["check", "--config", config, "--email", str(tmp_path / "absent.html")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_check_email_works_without_a_config_file_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIGEST_CONFIG", raising=False)
+    good = tmp_path / "good.html"
+    good.write_text(page(GOOD_BODY))
+    bad = tmp_path / "bad.html"
+    bad.write_text(page(GOOD_BODY).replace('lang="en-GB"', 'lang="fr"'))
+    assert main(["check", "--email", str(good)]) == 0
+    captured = capsys.readouterr()
+    assert f"{good}: ok" in captured.out
+    assert "checking the emails only, lang against en_GB" in captured.err
+    assert main(["check", "--email", str(bad)]) == 4
+    assert "lang" in capsys.readouterr().err
+    # An explicit --config that is missing is still an error (exit 2), as is a bad config.
+    assert main(["check", "--config", "absent.toml", "--email", str(good)]) == 2
+    assert "absent.toml: config file not found" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import sys
 import traceback
 
 import click
+from rich.markup import escape
 
 from digest import __version__
 from digest.cli import build, check, ingest, run, send, web
@@ -52,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     except DigestError as e:
         if _options["verbose"]:
             traceback.print_exc()
-        stderr.print(f"[bold red]error:[/] {e.message}", markup=True, highlight=False)
+        stderr.print(f"[bold red]error:[/] {escape(e.message)}", markup=True, highlight=False)
         if isinstance(e, ConfigError):
             for problem in e.problems:
                 stderr.print(f"  {problem}", markup=False)
         if e.hint:
-            stderr.print(f"[bold]hint:[/] {e.hint}", markup=True, highlight=False)
+            stderr.print(f"[bold]hint:[/] {escape(e.hint)}", markup=True, highlight=False)
         return e.exit_code
     except KeyboardInterrupt:
         stderr.print("interrupted")

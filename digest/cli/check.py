@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from digest.cli.common import config_option, read_config, stderr, stdout
+from digest.config import DigestSettings
 from digest.emailcheck import check_email
 from digest.errors import EmailCheckError, UsageError
 
@@ -23,14 +25,28 @@ from digest.errors import EmailCheckError, UsageError
     "no scripts or external CSS (repeatable). Exit code 4 when one fails.",
 )
 def check(config_path: Path, emails: tuple[Path, ...]) -> int:
-    """Validate the configuration file and report every problem at once."""
-    config = read_config(config_path)
-    enabled = len(config.enabled_sources)
-    stdout.print(
-        f"{config.path}: ok ({enabled} source{'s' if enabled != 1 else ''} enabled, "
-        f"{len(config.priorities)} priorities)",
-        markup=False,
-    )
+    """Validate the configuration file and report every problem at once.
+
+    With --email and no config file at the default place, only the emails are checked (their
+    `<html lang>` against the default locale, en_GB); pass --config to use its [digest] locale.
+    """
+    source = click.get_current_context().get_parameter_source("config_path")
+    locale = DigestSettings().locale
+    if emails and source is ParameterSource.DEFAULT and not config_path.exists():
+        stderr.print(
+            f"note: no {config_path} here: checking the emails only, lang against {locale}"
+            " (pass --config to use its [digest] locale)",
+            markup=False,
+        )
+    else:
+        config = read_config(config_path)
+        locale = config.digest.locale
+        enabled = len(config.enabled_sources)
+        stdout.print(
+            f"{config.path}: ok ({enabled} source{'s' if enabled != 1 else ''} enabled, "
+            f"{len(config.priorities)} priorities)",
+            markup=False,
+        )
     failed = []
     if emails:
         from digest.render import html_lang  # noqa: PLC0415 - jinja2 and babel only when checking an email
@@ -43,7 +59,7 @@ def check(config_path: Path, emails: tuple[Path, ...]) -> int:
             ) from None
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"{path}: cannot read it as UTF-8 text: {e}") from e
-        problems = check_email(html, lang=html_lang(config.digest.locale))
+        problems = check_email(html, lang=html_lang(locale))
         if not problems:
             stdout.print(f"{path}: ok ({len(html.encode('utf-8')) / 1024:.1f} KB)", markup=False)
             continue

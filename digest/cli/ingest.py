@@ -41,7 +41,9 @@ def report_json(report: SourceReport) -> dict[str, Any]:
 def status_text(report: SourceReport) -> str:
     """A source's status in words: ok, not modified, failed: reason, gone, with any redirect."""
     if report.status is SourceStatus.FAILED:
-        text = f"failed: {report.error or 'unknown error'}"
+        # The stored error names the source so it reads on its own; here it sits beside the name.
+        reason = (report.error or "unknown error").removeprefix(f"{report.name}: ")
+        text = f"failed: {reason}"
     elif report.status is SourceStatus.GONE:
         text = "gone (HTTP 410): remove the source or change its url"
     elif report.status is SourceStatus.NOT_MODIFIED:

@@ -15,6 +15,7 @@ import html
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable
@@ -41,6 +42,7 @@ from digest.errors import RenderError, StateError
 from digest.models import (
     NAME_PLACEHOLDER,
     UNSUBSCRIBE_URL_PLACEHOLDER,
+    Draft,
     Entry,
     Issue,
     IssueEntry,
@@ -347,12 +349,57 @@ def free_issue_id(base: str, frozen: Iterable[str]) -> str:
     return candidate
 
 
+def _is_issue_folder(folder: Path, issue_id: str) -> bool:
+    """A folder `digest build` wrote for this issue (so it is safe to remove)."""
+    return folder.name == issue_id and folder.is_dir() and (folder / "issue.json").is_file()
+
+
+def retire_stale_issue(db: sqlite3.Connection, issue_id: str, out: Path) -> tuple[str, ...]:
+    """Remove an unsent issue that a rebuild found empty: its state record first, then its folder.
+
+    Once the record is gone nothing can send the stale copy (`digest send` finds issues through state);
+    the folder goes too, so no stale email.html is left for a person to mistake for the issue. The draft
+    is kept: it holds the comms team's edits. Returns notes for the user.
+    """
+    record = state_issues.discard_unsent_issue(db, issue_id)
+    folders = {out / issue_id} | ({record.out_dir} if record else set())
+    removed = [f for f in sorted(folders) if _is_issue_folder(f, issue_id)]
+    if record is None and not removed:
+        return ()
+    notes = []
+    for folder in removed:
+        try:
+            shutil.rmtree(folder)
+        except OSError as e:
+            notes.append(f"could not remove the stale folder {folder}: {e.strerror}; delete it by hand")
+    where = f" and its folder {', '.join(str(f) for f in removed)}" if removed else ""
+    notes.insert(0, f"issue {issue_id} now holds nothing: the earlier unsent build{where} was removed")
+    return tuple(notes)
+
+
 def _unsubscribe_sample(config: Config, db: sqlite3.Connection) -> str:
     secret = os.environ.get(config.web.secret_env) or generated_secret(db, "unsubscribe_secret")
     return unsubscribe_url(config.web.base_url, unsubscribe_token(secret, SAMPLE_ADDRESS))
 
 
 # ---------------------------------------------------------------------------------------------- build
+
+
+def _check_retag(draft: Draft, config: Config, path: Path) -> None:
+    """Every priority a draft re-tags an entry with is configured.
+
+    Raises:
+        RenderError: naming the draft file, the entry and the unknown priority.
+    """
+    known = {p.name.casefold() for p in config.priorities}
+    for entry_id, names in draft.retag:
+        for name in names:
+            if name.casefold() not in known:
+                raise RenderError(
+                    f"{path}: retag.{entry_id!r} names the priority {name!r}, which is not in the config",
+                    hint="use one of: "
+                    + (", ".join(p.name for p in config.priorities) or "(no [[priorities]] configured)"),
+                )
 
 
 def build_from_entries(
@@ -388,6 +435,7 @@ def build_from_entries(
     issue_id = free_issue_id(base_issue_id(window, config.digest.timezone), frozen)
     draft_file = draft_path(out, issue_id)
     draft = load_draft(draft_file)
+    _check_retag(draft, config, draft_file)
     notes = list(draft_notes(draft, entries, window, exclude_ids=exclude))
     progress(f"composing issue {issue_id}")
     issue = compose_issue(
@@ -401,6 +449,7 @@ def build_from_entries(
         sources=reports,
     )
     if issue.empty and not config.digest.send_when_empty:
+        notes += retire_stale_issue(db, issue_id, out)
         return BuildOutcome(built=None, nothing_new_since=window.start, notes=tuple(notes))
     progress(f"rendering issue {issue_id}")
     rendered = render_within_budget(
@@ -460,7 +509,8 @@ def build_issue(
 
     result = ingest_sources(config, db, now=now, offline=offline, on_progress=fetched)
     notes = tuple(
-        f"source {r.name!r} failed ({r.error or r.status.value}); its last good entries were used"
+        f"source {r.name!r} failed ({(r.error or r.status.value).removeprefix(f'{r.name}: ')});"
+        " its last good entries were used"
         for r in result.failed
     )
     outcome = build_from_entries(

@@ -102,6 +102,24 @@ def record_built_issue(
         )
 
 
+def discard_unsent_issue(db: sqlite3.Connection, issue_id: str) -> IssueRecord | None:
+    """Forget a built issue whose sending never started: its row, its entry list and any approval of it.
+
+    For a rebuild that finds the issue now holds nothing, so no stale copy can be sent. Returns the record
+    removed, or None when there was none or its sending has started (a started issue is never forgotten).
+    """
+    with transaction(db):
+        row = db.execute(
+            "SELECT * FROM issues WHERE id = ? AND send_started_at IS NULL", (issue_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        db.execute("DELETE FROM issue_entries WHERE issue_id = ?", (issue_id,))
+        db.execute("DELETE FROM approvals WHERE issue_id = ?", (issue_id,))
+        db.execute("DELETE FROM issues WHERE id = ?", (issue_id,))
+    return _record(row)
+
+
 def get_issue(db: sqlite3.Connection, issue_id: str) -> IssueRecord | None:
     row = db.execute("SELECT * FROM issues WHERE id = ?", (issue_id,)).fetchone()
     return _record(row) if row else None

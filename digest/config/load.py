@@ -1,0 +1,180 @@
+"""Loading: `config.toml` -> validated, frozen `Config`, with every problem reported at once.
+
+Every path in the file is relative to the folder of the config file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from digest.config.schema import (
+    ApprovalSettings,
+    Config,
+    DigestSettings,
+    GroupBy,
+    HighlightSettings,
+    PreviewSettings,
+    ScheduleSettings,
+    StatusSettings,
+    WebSettings,
+)
+from digest.config.sections import (
+    read_delivery,
+    read_fetch,
+    read_priority,
+    read_smtp,
+    read_source,
+    read_theme,
+)
+from digest.config.table import (
+    Table,
+    checked,
+    date_format_problem,
+    http_url,
+    locale_problem,
+    time_problem,
+    timezone_problem,
+)
+from digest.errors import ConfigError
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    """Validate an already-loaded TOML document. Raises ConfigError listing every problem."""
+    root = path.parent.resolve()
+    problems: list[str] = []
+    top = Table(data, "", problems)
+
+    state = top.table("state")
+    state_path = root / state.text("path", ".digest/state.db")
+    lock_path = root / state.text("lock", ".digest/run.lock")
+    state.finish()
+
+    fetch = read_fetch(top.table("fetch"))
+
+    sources = [read_source(t, root, fetch) for t in top.tables("sources")]
+    if "sources" not in data:
+        problems.append("sources: at least one [[sources]] table is needed")
+    names = [s.name for s in sources if s]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(
+            f"sources: the name {name!r} is used more than once (names identify sources in state)"
+        )
+
+    g = top.table("digest")
+    gd = DigestSettings()
+    digest = DigestSettings(
+        title=g.text("title", gd.title),
+        timezone=checked(g, "timezone", g.text("timezone", gd.timezone), timezone_problem),
+        locale=checked(g, "locale", g.text("locale", gd.locale), locale_problem),
+        lookback_days=g.integer("lookback_days", gd.lookback_days, minimum=1),
+        group_by=cast(GroupBy, g.choice("group_by", ("day", "week", "none"), gd.group_by)),
+        categories=g.strings("categories"),
+        send_when_empty=g.boolean("send_when_empty", gd.send_when_empty),
+        section_cap=g.integer("section_cap", gd.section_cap, minimum=1),
+        excerpt_chars=g.integer("excerpt_chars", gd.excerpt_chars, minimum=40),
+        date_format=checked(g, "date_format", g.text("date_format", gd.date_format), date_format_problem),
+    )
+    g.finish()
+
+    h = top.table("highlights")
+    highlights = HighlightSettings(max=h.integer("max", HighlightSettings().max, minimum=0))
+    h.finish()
+
+    priorities = [read_priority(t) for t in top.tables("priorities")]
+
+    theme = read_theme(top.table("theme"), root)
+
+    w = top.table("web")
+    wd = WebSettings()
+    base_url = w.text("base_url", wd.base_url)
+    http_url(w, "base_url", base_url)
+    archive = w.text("archive_dir", str(wd.archive_dir))
+    web = WebSettings(
+        base_url=base_url.rstrip("/") if isinstance(base_url, str) else wd.base_url,
+        archive_dir=root / archive if isinstance(archive, str) else root / wd.archive_dir,
+        secret_env=w.text("secret_env", wd.secret_env),
+    )
+    w.finish()
+
+    delivery = read_delivery(top.table("delivery"), root)
+    smtp = read_smtp(top.table("smtp"), root)
+
+    s = top.table("schedule")
+    sd = ScheduleSettings()
+    schedule = ScheduleSettings(
+        day=s.choice("day", WEEKDAYS, sd.day),
+        time=checked(s, "time", s.text("time", sd.time), time_problem),
+        timezone=checked(s, "timezone", s.text("timezone", sd.timezone), timezone_problem),
+        catch_up_hours=s.number("catch_up_hours", sd.catch_up_hours, minimum=0.0),
+        retry_minutes=s.integer("retry_minutes", sd.retry_minutes, minimum=1),
+    )
+    s.finish()
+
+    a = top.table("approval")
+    approval = ApprovalSettings(required=a.boolean("required", False))
+    a.finish()
+
+    st = top.table("status")
+    status = StatusSettings(failing_after=st.integer("failing_after", 3, minimum=1))
+    st.finish()
+
+    p = top.table("preview")
+    preview = PreviewSettings(access_token_env=p.text("access_token_env", PreviewSettings().access_token_env))
+    p.finish()
+
+    top.finish()
+    if problems:
+        raise ConfigError(
+            f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''} in the configuration",
+            hint="fix each key listed above; the shipped config.toml documents every setting",
+            problems=tuple(problems),
+        )
+    return Config(
+        path=path,
+        root=root,
+        state_path=state_path,
+        lock_path=lock_path,
+        fetch=fetch,
+        sources=tuple(s for s in sources if s),
+        digest=digest,
+        highlights=highlights,
+        priorities=tuple(p for p in priorities if p),
+        theme=theme,
+        web=web,
+        delivery=delivery,
+        smtp=smtp,
+        schedule=schedule,
+        approval=approval,
+        status=status,
+        preview=preview,
+    )
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a config file.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or has invalid settings (all listed at once).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found",
+            hint="pass --config PATH, or run from the folder holding config.toml",
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file: {e.strerror}") from e
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text at byte {e.start}", hint="save the file as UTF-8") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}", hint="check the line and column given") from e
+    return parse_config(data, path)

@@ -1,0 +1,183 @@
+"""The configuration's shape: one frozen dataclass per table of `config.toml`, with the defaults.
+
+Nothing here reads a file; `digest.config.load` fills these from a validated TOML document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time as time_of_day
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_CONFIG = "config.toml"
+USER_AGENT = "digest/0.1 (+https://github.com/digest-newsletter/digest; newsletter builder)"
+
+SourceKind = Literal["http", "file", "glob"]
+GroupBy = Literal["day", "week", "none"]
+Transport = Literal["outbox", "smtp"]
+Security = Literal["none", "starttls", "tls"]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One `[[sources]]` table. `location` is the URL, or the absolute path / glob for local files."""
+
+    name: str
+    url: str
+    kind: SourceKind
+    location: str
+    category: str
+    timeout: float
+    max_entries: int | None
+    user_agent: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    concurrency: int = 8
+    timeout: float = 20.0
+    retries: int = 2
+    max_bytes: int = 10_000_000
+    user_agent: str = USER_AGENT
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSettings:
+    title: str = "Weekly digest"
+    timezone: str = "Europe/London"
+    locale: str = "en_GB"
+    lookback_days: int = 7
+    group_by: GroupBy = "day"
+    categories: tuple[str, ...] = ()
+    send_when_empty: bool = False
+    section_cap: int = 10
+    excerpt_chars: int = 240
+    date_format: str = "EEEE d MMMM y"
+
+
+@dataclass(frozen=True, slots=True)
+class HighlightSettings:
+    max: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Priority:
+    """A strategic priority entries are matched to by whole-word/phrase keywords."""
+
+    name: str
+    summary: str
+    link: str | None
+    keywords: tuple[str, ...]
+    categories: tuple[str, ...] = ()
+    colour: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThemeSettings:
+    templates: Path | None = None
+    organisation: str = ""
+    organisation_line: str = ""
+    logo_url: str | None = None
+    logo_alt: str = ""
+    why_line: str = "You receive this email because you subscribed to our news digest."
+    primary_colour: str = "#005EB8"
+    text_colour: str = "#212B32"
+    background_colour: str = "#F0F4F5"
+    card_colour: str = "#FFFFFF"
+    secondary_text_colour: str = "#4C6272"
+    dark_link_colour: str = "#8CC8FF"
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    base_url: str = "http://127.0.0.1:8080"
+    archive_dir: Path = Path(".digest/site")
+    secret_env: str = "DIGEST_SECRET"  # noqa: S105 - the name of a variable, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    transport: Transport = "outbox"
+    from_address: str = "digest@localhost"
+    from_name: str = ""
+    reply_to: str | None = None
+    list_id: str = "digest.localhost"
+    unsubscribe_mailto: str | None = None
+    outbox: Path = Path(".digest/outbox")
+    dkim_key: Path | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    fallback_name: str = "there"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    security: Security = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    pool_size: int = 4
+    rate_per_second: float = 10.0
+    timeout: float = 30.0
+    retries: int = 3
+    retry_delay: float = 1.0
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSettings:
+    day: str = "friday"
+    time: str = "08:00"
+    timezone: str = "Europe/London"
+    catch_up_hours: float = 12.0
+    retry_minutes: int = 15
+
+    @property
+    def at(self) -> time_of_day:
+        hours, minutes = self.time.split(":")
+        return time_of_day(int(hours), int(minutes))
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalSettings:
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSettings:
+    failing_after: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewSettings:
+    access_token_env: str = "DIGEST_PREVIEW_TOKEN"  # noqa: S105 - a variable name
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration. `root` is the folder of the config file."""
+
+    path: Path
+    root: Path
+    state_path: Path
+    lock_path: Path
+    fetch: FetchSettings
+    sources: tuple[Source, ...]
+    digest: DigestSettings
+    highlights: HighlightSettings
+    priorities: tuple[Priority, ...]
+    theme: ThemeSettings
+    web: WebSettings
+    delivery: DeliverySettings
+    smtp: SmtpSettings
+    schedule: ScheduleSettings
+    approval: ApprovalSettings
+    status: StatusSettings
+    preview: PreviewSettings
+
+    @property
+    def enabled_sources(self) -> tuple[Source, ...]:
+        return tuple(s for s in self.sources if s.enabled)

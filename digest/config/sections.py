@@ -1,0 +1,194 @@
+"""Readers of the larger tables of `config.toml`: sources, priorities, theme, delivery, smtp, fetch."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
+
+from digest.config.schema import (
+    DeliverySettings,
+    FetchSettings,
+    Priority,
+    Security,
+    SmtpSettings,
+    Source,
+    SourceKind,
+    ThemeSettings,
+    Transport,
+)
+from digest.config.table import COLOUR, Table, http_url, local_path
+
+GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def read_source(table: Table, root: Path, fetch: FetchSettings) -> Source | None:
+    name = table.text("name")
+    url = table.text("url")
+    category = table.text("category", "News")
+    timeout = table.number("timeout", fetch.timeout)
+    max_entries = table.integer("max_entries", None, minimum=1)
+    user_agent = table.text("user_agent", fetch.user_agent)
+    enabled = table.boolean("enabled", True)
+    table.finish()
+    if not isinstance(url, str) or not url.strip():
+        return None
+    kind: SourceKind
+    scheme = urlsplit(url).scheme
+    if scheme in ("http", "https"):
+        if not http_url(table, "url", url):
+            return None
+        kind, location = "http", url
+    elif scheme and len(scheme) > 1:
+        table.problem("url", f"{url!r}: only http(s) URLs and local paths are supported, not {scheme}:")
+        return None
+    elif GLOB_CHARS.search(url):
+        fixed = Path(url.split("*")[0].split("?")[0].split("[")[0])
+        base = fixed if url.endswith(("/", "\\")) or not fixed.name else fixed.parent
+        if local_path(table, "url", str(base) or ".", root, must_exist=True) is None:
+            return None
+        if ".." in Path(url).parts:
+            table.problem("url", f"{url!r}: a glob may not contain '..'")
+            return None
+        kind, location = "glob", str(root.resolve() / url)
+    else:
+        path = local_path(table, "url", url, root, must_exist=True)
+        if path is None:
+            return None
+        kind, location = "file", str(path)
+    if not isinstance(name, str) or not isinstance(category, str):
+        return None
+    return Source(
+        name=name,
+        url=url,
+        kind=kind,
+        location=location,
+        category=category,
+        timeout=timeout,
+        max_entries=max_entries,
+        user_agent=user_agent,
+        enabled=enabled,
+    )
+
+
+def read_priority(table: Table) -> Priority | None:
+    name = table.text("name")
+    summary = table.text("summary", "")
+    link = table.text("link", None)
+    if link is not None:
+        http_url(table, "link", link)
+    keywords = table.strings("keywords")
+    if "keywords" in table.data and not keywords:
+        table.problem("keywords", "needs at least one word or phrase")
+    categories = table.strings("categories")
+    colour = table.text("colour", None)
+    if isinstance(colour, str) and not COLOUR.match(colour):
+        table.problem("colour", f"{colour!r} is not a #RRGGBB colour")
+    table.finish()
+    if not isinstance(name, str):
+        return None
+    return Priority(name, summary, link, keywords, categories, colour)
+
+
+def read_theme(t: Table, root: Path) -> ThemeSettings:
+    d = ThemeSettings()
+    templates = t.text("templates", None)
+    template_path = None
+    if isinstance(templates, str):
+        template_path = local_path(t, "templates", templates, root, must_exist=True)
+    colours = {}
+    for key in (
+        "primary_colour",
+        "text_colour",
+        "background_colour",
+        "card_colour",
+        "secondary_text_colour",
+        "dark_link_colour",
+    ):
+        value = t.text(key, getattr(d, key))
+        if isinstance(value, str) and not COLOUR.match(value):
+            t.problem(key, f"{value!r} is not a #RRGGBB colour")
+            value = getattr(d, key)
+        colours[key] = value
+    logo_url = t.text("logo_url", None)
+    if logo_url is not None:
+        http_url(t, "logo_url", logo_url)
+    theme = ThemeSettings(
+        templates=template_path,
+        organisation=t.text("organisation", d.organisation),
+        organisation_line=t.text("organisation_line", d.organisation_line),
+        logo_url=logo_url,
+        logo_alt=t.text("logo_alt", d.logo_alt),
+        why_line=t.text("why_line", d.why_line),
+        **colours,
+    )
+    t.finish()
+    return theme
+
+
+def read_delivery(t: Table, root: Path) -> DeliverySettings:
+    d = DeliverySettings()
+    transport = cast(Transport, t.choice("transport", ("outbox", "smtp"), d.transport))
+    outbox = t.text("outbox", str(d.outbox))
+    dkim_key = t.text("dkim_key", None)
+    dkim_path = None
+    if isinstance(dkim_key, str):
+        dkim_path = local_path(t, "dkim_key", dkim_key, root, must_exist=True)
+    selector = t.text("dkim_selector", None)
+    domain = t.text("dkim_domain", None)
+    if (dkim_key is None) != (selector is None):
+        t.problem("dkim_selector", "dkim_key and dkim_selector must be set together")
+    delivery = DeliverySettings(
+        transport=transport,
+        from_address=t.text("from_address", d.from_address),
+        from_name=t.text("from_name", d.from_name),
+        reply_to=t.text("reply_to", None),
+        list_id=t.text("list_id", d.list_id),
+        unsubscribe_mailto=t.text("unsubscribe_mailto", None),
+        outbox=(root / outbox) if isinstance(outbox, str) else root / d.outbox,
+        dkim_key=dkim_path,
+        dkim_selector=selector,
+        dkim_domain=domain,
+        fallback_name=t.text("fallback_name", d.fallback_name),
+    )
+    t.finish()
+    return delivery
+
+
+def read_smtp(t: Table, root: Path) -> SmtpSettings:
+    d = SmtpSettings()
+    ca_file = t.text("ca_file", None)
+    ca_path = None
+    if isinstance(ca_file, str):
+        ca_path = local_path(t, "ca_file", ca_file, root, must_exist=True)
+    smtp = SmtpSettings(
+        host=t.text("host", d.host),
+        port=t.integer("port", d.port, minimum=1),
+        security=cast(Security, t.choice("security", ("none", "starttls", "tls"), d.security)),
+        username=t.text("username", None),
+        password_env=t.text("password_env", None),
+        pool_size=t.integer("pool_size", d.pool_size, minimum=1),
+        rate_per_second=t.number("rate_per_second", d.rate_per_second),
+        timeout=t.number("timeout", d.timeout),
+        retries=t.integer("retries", d.retries, minimum=0),
+        retry_delay=t.number("retry_delay", d.retry_delay),
+        ca_file=ca_path,
+    )
+    if smtp.username and not smtp.password_env:
+        t.problem("password_env", "username is set, so name the environment variable holding the password")
+    t.finish()
+    return smtp
+
+
+def read_fetch(f: Table) -> FetchSettings:
+    fd = FetchSettings()
+    fetch = FetchSettings(
+        concurrency=f.integer("concurrency", fd.concurrency, minimum=1),
+        timeout=f.number("timeout", fd.timeout),
+        retries=f.integer("retries", fd.retries, minimum=0),
+        max_bytes=f.integer("max_bytes", fd.max_bytes, minimum=1024),
+        user_agent=f.text("user_agent", fd.user_agent),
+    )
+    f.finish()
+    return fetch
