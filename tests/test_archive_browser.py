@@ -52,3 +52,29 @@ def test_the_archive_index_is_accessible_and_links_every_issue(browser: object, 
         assert page.get_by_role("heading", level=1).inner_text() == "Not Found"
         assert axe_serious(page) == []
         context.close()
+
+
+def test_a_real_published_issue_page_is_accessible(browser: object, tmp_path: Path) -> None:
+    from web_support import AS_OF, PREVIEW_NOW, sample_project
+
+    from digest.config import load_config
+    from digest.pipeline.build import build_issue
+    from digest.state.issues import mark_issue_sent
+
+    config = load_config(sample_project(tmp_path))
+    db = open_state(config.state_path)
+    built = build_issue(config, db, now=PREVIEW_NOW, as_of=AS_OF).built
+    assert built is not None
+    mark_issue_sent(db, built.issue.id, PREVIEW_NOW)
+    publish_issue(config, db, built.issue.id)
+    db.close()
+    with served(create_public_app(config, clock=lambda: PREVIEW_NOW)) as base:
+        context = browser.new_context(bypass_csp=True, viewport={"width": 900, "height": 700})  # type: ignore[attr-defined]
+        page = context.new_page()
+        page.goto(f"{base}/")
+        page.get_by_role("link", name=built.issue.subject).click()
+        page.wait_for_load_state()
+        assert page.url == f"{base}/issues/{built.issue.id}/"
+        assert axe_serious(page) == []
+        assert axe_serious(page, scheme="dark") == []
+        context.close()
