@@ -252,6 +252,28 @@ def test_an_unreachable_server_is_exit_5_and_nothing_is_recorded(
     db.close()
 
 
+def test_a_refused_sender_stops_the_send_at_once_with_one_error_and_nobody_marked_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = Recorder(mail_reply="553 5.7.1 <news@blmk.example>: sender address rejected")
+    with smtp_server(recorder) as server:
+        config, _ = setup(tmp_path, server.port, count=20)
+        assert send(config) == 5
+    # pool_size 2: at most one refused MAIL FROM per connection, not one per subscriber
+    assert 1 <= recorder.mail_attempts <= 2
+    assert recorder.messages == []
+    captured = capsys.readouterr()
+    assert captured.err.count("error:") == 1
+    assert "refused the sender address 'news@blmk.example': 553 5.7.1" in captured.err
+    assert "[delivery] from_address" in captured.err
+    assert "failed 0" in captured.out and "not attempted 20" in captured.out
+    db = open_state(config.state_path)
+    assert list(ledger.iter_ledger(db, ISSUE_ID)) == []
+    assert all(s.status == "active" for s in subscribers.iter_subscribers(db, None))
+    assert ledger.get_claim(db, ISSUE_ID) is None
+    db.close()
+
+
 def test_server_stopped_mid_send_then_restarted_everyone_gets_exactly_one_copy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
