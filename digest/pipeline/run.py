@@ -70,15 +70,6 @@ def _approved(db: sqlite3.Connection, record: IssueRecord) -> bool:
     return approvals.is_approved(db, record.id, record.html_sha256, record.text_sha256)
 
 
-def _interrupted_send(db: sqlite3.Connection) -> IssueRecord | None:
-    """The issue whose sending began but did not finish, if any (resumed before anything is built)."""
-    row = db.execute(
-        "SELECT id FROM issues WHERE send_started_at IS NOT NULL AND sent_at IS NULL"
-        " ORDER BY window_end DESC LIMIT 1"
-    ).fetchone()
-    return issues.get_issue(db, row["id"]) if row else None
-
-
 def _approved_unsent(db: sqlite3.Connection) -> IssueRecord | None:
     latest = issues.latest_issue(db)
     if latest is not None and latest.sent_at is None and _approved(db, latest):
@@ -180,7 +171,7 @@ def _pipeline(
 ) -> RunOutcome:
     """The stages. `recheck`: the slot already built its issue and waits for its approval, so it is
     not rebuilt (a rebuild could change what the comms team is approving in the preview)."""
-    unfinished = _interrupted_send(db)
+    unfinished = issues.interrupted_issue(db)  # resumed before anything is built
     if unfinished is not None:
         log.info("resuming the interrupted send of issue %s", unfinished.id)
         return _send(config, db, unfinished, now=now, stop=stop, on_progress=on_progress)
