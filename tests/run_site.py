@@ -120,7 +120,6 @@ def digest_command(*args: str) -> list[str]:
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("DIGEST_TEST_PAUSE", None)
     env.update(extra)
     return env
 

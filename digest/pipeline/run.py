@@ -16,9 +16,7 @@ Never double-send, never silently skip:
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -37,9 +35,6 @@ log = logging.getLogger(__name__)
 
 NOTHING_DUE = "nothing due"
 STOPPED = run_state.STOPPED
-# A fault-injection hook for the crash tests: with this set to "before-send" a run logs that it reached
-# the point between build and send and waits there (up to 60 s) so a test can kill it at that point.
-PAUSE_ENV = "DIGEST_TEST_PAUSE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +72,6 @@ def _approved_unsent(db: sqlite3.Connection) -> IssueRecord | None:
     return None
 
 
-def _pause_for_tests(issue_id: str, stop: Callable[[], bool]) -> None:
-    if os.environ.get(PAUSE_ENV) != "before-send":
-        return
-    log.warning("built issue %s; pausing before the send (%s=before-send)", issue_id, PAUSE_ENV)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not stop():
-        time.sleep(0.05)
-
-
 def _send(
     config: Config,
     db: sqlite3.Connection,
@@ -95,7 +81,6 @@ def _send(
     stop: Callable[[], bool],
     on_progress: Callable[[int, int], None] | None,
 ) -> RunOutcome:
-    _pause_for_tests(record.id, stop)
     if stop():
         return RunOutcome(STOPPED, issue_id=record.id, detail=f"stopped before sending issue {record.id}")
     log.info("sending issue %s", record.id)
