@@ -15,7 +15,9 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from digest.config import Config, load_config
+from digest.schedule import next_slot, previous_slot
 from digest.state import open_state
+from digest.state import runs as run_state
 from digest.state.subscribers import upsert_subscriber
 
 SUBSCRIBERS = ("ann@example.org", "bob@example.org", "cat@example.org")
@@ -114,13 +116,30 @@ def copies(config: Config) -> Counter[tuple[str, str]]:
     return Counter((str(m["To"]).split("<")[-1].rstrip(">"), str(m["Subject"])) for m in delivered(config))
 
 
+def settle_slots_around_now(config: Config, outcome: str = "sent") -> tuple[datetime, datetime]:
+    """Record the wall clock's latest and next slots as already run, and return them.
+
+    A test that runs `digest schedule` or `digest run --scheduled` as a real process reads the real
+    clock; with both slots done, nothing is due whatever today is, even when the test starts right at a
+    slot or one passes while it runs.
+    """
+    now = datetime.now(UTC)
+    slots = previous_slot(config.schedule, now), next_slot(config.schedule, now)
+    db = open_state(config.state_path)
+    try:
+        for slot in slots:
+            run_state.record_run(db, slot=slot, at=now, outcome=outcome)
+    finally:
+        db.close()
+    return slots
+
+
 def digest_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "digest", *args]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("DIGEST_TEST_PAUSE", None)
     env.update(extra)
     return env
 

@@ -183,6 +183,16 @@ class Recorder:
     hold: threading.Event | None = None  # once `hold_after` messages are in, wait for this before each reply
     hold_after: int = 1
     dropped: bool = False
+    mail_reply: str | None = None  # the reply to every MAIL FROM instead of 250 (a refused sender)
+    mail_attempts: int = 0
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
+        self.mail_attempts += 1
+        if self.mail_reply is not None:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
         replies = self.rcpt_replies.get(address.lower())

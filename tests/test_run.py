@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from paused_digest import PAUSED
 from run_site import SUBSCRIBERS, cli_env, copies, delivered, digest_command, make_site, run_cli
 
 from digest.errors import BusyError
@@ -20,6 +22,7 @@ from digest.state import runs as run_state
 from digest.state.approvals import record_approval
 from digest.state.issues import get_issue, latest_issue
 
+PAUSED_DIGEST = Path(__file__).with_name("paused_digest.py")
 # Week 19 of 2025: the sample's week; the Friday 08:00 BST slot is 07:00Z.
 AS_OF = datetime(2025, 5, 9, 7, tzinfo=UTC)
 NOW = datetime(2025, 5, 9, 7, 0, 5, tzinfo=UTC)
@@ -139,18 +142,18 @@ def test_a_run_fails_busy_while_another_holds_the_lock(tmp_path: Path) -> None:
 
 
 def _start_paused_run(config_path: Path, *args: str) -> subprocess.Popen[str]:
-    """A real `digest run` that stops between build and send (the DIGEST_TEST_PAUSE hook)."""
+    """A real `digest run` held between build and send (by tests/paused_digest.py, not by digest)."""
     child = subprocess.Popen(
-        digest_command("run", "--config", str(config_path), *args),
+        [sys.executable, str(PAUSED_DIGEST), "run", "--config", str(config_path), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(DIGEST_TEST_PAUSE="before-send"),
+        env=cli_env(),
         cwd=config_path.parent,
     )
     assert child.stderr is not None
     for line in child.stderr:
-        if "pausing before the send" in line:
+        if PAUSED in line:
             return child
     child.kill()
     raise AssertionError(f"the run never reached the send: {child.communicate()}")
@@ -207,7 +210,10 @@ def test_a_stop_signal_between_build_and_send_stops_cleanly_and_the_next_run_sen
     child.send_signal(signum)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
-    assert f"{signum.name} received: stopping; a run in progress stops after the message in flight" in err
+    assert (
+        f"{signum.name} received: stopping; a run or send in progress stops after the messages in flight"
+        in err
+    )
     assert out.startswith("stopped: will resume (issue 2025-W19): stopped before sending")
     assert delivered(config) == []
     resumed = run_cli(config, "run", "--as-of", AS_OF.isoformat())

@@ -10,17 +10,26 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from run_site import SUBSCRIBERS, cli_env, copies, delivered, digest_command, make_site, run_cli
+from run_site import (
+    SUBSCRIBERS,
+    cli_env,
+    copies,
+    delivered,
+    digest_command,
+    make_site,
+    run_cli,
+    settle_slots_around_now,
+)
 from schedule_clock import FakeClock
 
 from digest.cli.run import StopFlag, scheduled_job
 from digest.config import Config
 from digest.pipeline.run import run_due
-from digest.schedule import ScheduleLoop
+from digest.schedule import ScheduleLoop, next_slot
 from digest.state import open_state
 from digest.state import runs as run_state
 
@@ -214,8 +223,8 @@ def _start_scheduler(config: Config) -> subprocess.Popen[str]:
 
 
 def test_the_scheduler_process_logs_json_stops_on_sigterm_and_is_alone(tmp_path: Path) -> None:
-    # catch_up_hours = 0: whatever today is, the latest slot is not run late, so nothing is sent.
-    config = make_site(tmp_path, [("Midwives celebrated", utc(2025, 5, 5, 9))], catch_up_hours=0)
+    config = make_site(tmp_path, [("Midwives celebrated", utc(2025, 5, 5, 9))])
+    _, following = settle_slots_around_now(config)  # nothing due whatever the wall clock says
     scheduler = _start_scheduler(config)
     assert scheduler.stderr is not None
     records = []
@@ -226,8 +235,7 @@ def test_the_scheduler_process_logs_json_stops_on_sigterm_and_is_alone(tmp_path:
     try:
         assert records[0]["message"].startswith("schedule: every friday at 08:00 Europe/London")
         upcoming = datetime.fromisoformat(records[-1]["next_run"])
-        assert upcoming > datetime.now(UTC)
-        assert upcoming.astimezone(UTC).weekday() == 4
+        assert upcoming in (following, next_slot(config.schedule, following))  # the latter if one passed
 
         second = run_cli(config, "schedule")
         assert second.returncode == 7
@@ -235,7 +243,7 @@ def test_the_scheduler_process_logs_json_stops_on_sigterm_and_is_alone(tmp_path:
 
         status = json.loads(run_cli(config, "status", "--json").stdout)
         assert status["scheduler"]["pid"] == scheduler.pid
-        assert status["next_run"] == upcoming.isoformat()
+        assert datetime.fromisoformat(status["next_run"]) in (upcoming, next_slot(config.schedule, upcoming))
     finally:
         scheduler.send_signal(signal.SIGTERM)
         _out, err = scheduler.communicate(timeout=30)
@@ -248,22 +256,30 @@ def test_the_scheduler_process_logs_json_stops_on_sigterm_and_is_alone(tmp_path:
 
 
 def test_digest_run_scheduled_from_a_timer_runs_each_slot_once_or_says_why_not(tmp_path: Path) -> None:
-    # catch_up_hours = 0: whatever today is, the latest slot is past and is not run late.
+    # What `digest run --scheduled` does, on a fixed clock: 10:00Z on Friday 9 May 2025, 3 h after the slot.
     config = make_site(tmp_path, [("Midwives celebrated", utc(2025, 5, 5, 9))], catch_up_hours=0)
-    first = run_cli(config, "run", "--scheduled")
-    assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("nothing due: first start: the slot of "), first.stdout
-    assert "; next run " in first.stdout
+    now = utc(2025, 5, 9, 10)
+    first = run_due(config, now=now)
+    assert first.outcome == "nothing due"
+    assert first.detail.startswith("first start: the slot of Friday 9 May 2025 08:00 BST")
+    assert "; next run Friday 16 May 2025 08:00 BST" in first.detail
     assert _slot_runs(config) == []
 
-    db = open_state(config.state_path)  # now say the job ran long ago: the latest slot was missed
+    db = open_state(config.state_path)  # now say the job ran the week before: this slot was missed
     run_state.record_run(db, slot=utc(2025, 5, 2, 7), at=utc(2025, 5, 2, 7), outcome="sent")
     db.close()
-    second = run_cli(config, "run", "--scheduled")
-    assert second.returncode == 0, second.stderr
-    assert second.stdout.startswith("skipped: missed: the run of "), second.stdout
-    assert "more than catch_up_hours = 0" in second.stdout
-    third = run_cli(config, "run", "--scheduled")
-    assert "is done: skipped: missed; next run" in third.stdout
+    second = run_due(config, now=now)
+    assert second.outcome == "skipped: missed"
+    assert "missed by 3.0 h, more than catch_up_hours = 0" in second.detail
+    third = run_due(config, now=now + timedelta(minutes=5))
+    assert "is done: skipped: missed; next run" in third.detail
     assert [outcome for _, outcome, _ in _slot_runs(config)] == ["sent", "skipped: missed"]
+    assert delivered(config) == []
+
+    # The command line a timer starts, on the real clock: its slots are settled, so nothing is due.
+    settle_slots_around_now(config, outcome="skipped: missed")
+    result = run_cli(config, "run", "--scheduled")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("nothing due: the run of "), result.stdout
+    assert "is done: skipped: missed; next run " in result.stdout
     assert delivered(config) == []

@@ -55,7 +55,7 @@ def test_send_reaches_every_active_subscriber_once_and_marks_the_issue_sent(
 ) -> None:
     assert run_send(config) == 0
     out = capsys.readouterr().out
-    assert f"Issue {ISSUE_ID}: sent 5, already sent 0, failed 0" in out
+    assert f"Issue {ISSUE_ID} (the latest built issue): sent 5, already sent 0, failed 0" in out
     assert "The issue is marked sent." in out
     assert recipients_of(config) == [f"reader{i}@example.org" for i in range(5)]
     assert not list((config.delivery.outbox / "tmp").iterdir())
@@ -102,6 +102,32 @@ def test_a_resumed_send_skips_everyone_in_the_ledger(
     assert run_send(config) == 0
     assert "sent 3, already sent 2, failed 0" in capsys.readouterr().out
     assert recipients_of(config) == ["reader0@example.org", "reader2@example.org", "reader4@example.org"]
+
+
+def test_send_resumes_an_interrupted_issue_before_a_newer_one_and_says_which_and_why(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = open_state(config.state_path)  # the send of ISSUE_ID stopped after one recipient
+    ledger.record_sent(db, ISSUE_ID, "reader0@example.org", message_id="<x@y>", at=NOW)
+    issues.mark_send_started(db, ISSUE_ID, NOW)
+    db.close()
+    make_built_issue(config, issue_id="2025-W20", subject="Week 20", built_at=NOW + timedelta(days=7))
+
+    assert run_send(config, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert f"issue {ISSUE_ID} ({SUBJECT!r}; its send was interrupted and is resumed first;" in out
+    assert "issue 2025-W20 is sent after it)" in out
+    assert run_send(config) == 0
+    out = capsys.readouterr().out
+    assert f"Issue {ISSUE_ID} (its send was interrupted and is resumed first;" in out
+    assert "sent 4, already sent 1, failed 0" in out
+    assert run_send(config) == 0
+    assert "Issue 2025-W20 (the latest built issue): sent 5, already sent 0" in capsys.readouterr().out
+    assert run_send(config) == 0
+    assert "2025-W20 (the latest built issue; it was sent already, so only new subscribers get it)" in (
+        capsys.readouterr().out
+    )
+    assert len(outbox_messages(config)) == 4 + 5
 
 
 def test_test_send_goes_only_to_the_given_addresses_and_records_nothing(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -252,6 +253,28 @@ def test_an_unreachable_server_is_exit_5_and_nothing_is_recorded(
     db.close()
 
 
+def test_a_refused_sender_stops_the_send_at_once_with_one_error_and_nobody_marked_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = Recorder(mail_reply="553 5.7.1 <news@blmk.example>: sender address rejected")
+    with smtp_server(recorder) as server:
+        config, _ = setup(tmp_path, server.port, count=20)
+        assert send(config) == 5
+    # pool_size 2: at most one refused MAIL FROM per connection, not one per subscriber
+    assert 1 <= recorder.mail_attempts <= 2
+    assert recorder.messages == []
+    captured = capsys.readouterr()
+    assert captured.err.count("error:") == 1
+    assert "refused the sender address 'news@blmk.example': 553 5.7.1" in captured.err
+    assert "[delivery] from_address" in captured.err
+    assert "failed 0" in captured.out and "not attempted 20" in captured.out
+    db = open_state(config.state_path)
+    assert list(ledger.iter_ledger(db, ISSUE_ID)) == []
+    assert all(s.status == "active" for s in subscribers.iter_subscribers(db, None))
+    assert ledger.get_claim(db, ISSUE_ID) is None
+    db.close()
+
+
 def test_server_stopped_mid_send_then_restarted_everyone_gets_exactly_one_copy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -322,6 +345,49 @@ def test_a_second_concurrent_sender_sends_nothing_twice(tmp_path: Path) -> None:
             p.communicate()
     assert codes in ([0, 0], [0, 7])
     assert Counter(recorder2.recipients()) == dict.fromkeys(emails, 1)
+
+
+def test_ctrl_c_mid_send_finishes_and_records_the_messages_in_flight_then_the_rest_resumes(
+    tmp_path: Path,
+) -> None:
+    # The server holds its replies after two messages until the sender has handled the signal.
+    release = threading.Event()
+    recorder = Recorder(hold=release, hold_after=2)
+    with smtp_server(recorder) as server:
+        config, emails = setup(tmp_path, server.port, count=12, timeout=60)
+        env = {**os.environ, "DIGEST_SECRET": "smtp-test-secret"}
+        command = [sys.executable, "-m", "digest", "send", "--config", str(config.path)]
+        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(2000):  # bounded: until two messages are in and the rest are held
+                if len(recorder.recipients()) >= 2 or child.poll() is not None:
+                    break
+                threading.Event().wait(0.01)
+            assert len(recorder.recipients()) == 2, "the sender never got going"
+            child.send_signal(signal.SIGINT)
+            assert child.stderr is not None
+            before = []
+            for line in child.stderr:  # up to the line that says the signal was handled
+                before.append(line)
+                if "SIGINT received" in line:
+                    break
+            release.set()
+            out, err = child.communicate(timeout=60)
+            err = "".join(before) + err
+        finally:
+            release.set()
+            if child.poll() is None:
+                child.kill()
+        assert child.returncode == 130, out + err
+        assert "Stopped on request" in out and "Run digest send again" in out
+        first = recorder.recipients()
+        assert 2 <= len(first) < len(emails)  # at most the pool's queue more than the two in
+        db = open_state(config.state_path)
+        assert sorted(r.email for r in ledger.iter_ledger(db, ISSUE_ID, "sent")) == sorted(first)
+        assert ledger.get_claim(db, ISSUE_ID) is None
+        db.close()
+        assert send(config) == 0
+    assert Counter(recorder.recipients()) == dict.fromkeys(emails, 1)
 
 
 def test_a_dropped_connection_is_reconnected_and_retried(

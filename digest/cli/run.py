@@ -6,7 +6,8 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -47,6 +48,17 @@ class StopFlag:
             signal.signal(signum, self._handle)
         return self
 
+    @contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        """Install the handlers for a block, then put back the ones there were before."""
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        self.install()
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.event.is_set():
@@ -54,8 +66,8 @@ class StopFlag:
             raise KeyboardInterrupt
         self.event.set()
         log.warning(
-            "%s received: stopping; a run in progress stops after the message in flight and leaves the"
-            " rest for the next run (send the signal again to stop at once)",
+            "%s received: stopping; a run or send in progress stops after the messages in flight and"
+            " leaves the rest for the next run (send the signal again to stop at once)",
             name,
         )
 

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from digest.cli.common import config_option, read_config, stderr, stdout
+from digest.cli.run import StopFlag
 from digest.config import Config
 from digest.deliver import audience
 from digest.errors import UsageError
@@ -54,7 +55,8 @@ def _print_summary(config: Config, report: SendReport) -> None:
         what = "test send" if report.test else "send"
         already = "" if report.test else f"; {report.already_sent} already have it"
         stdout.print(
-            f"Dry run: the {what} of issue {report.issue_id} ({report.subject!r}) would go to"
+            f"Dry run: the {what} of issue {report.issue_id} ({report.subject!r}; {report.chosen_because})"
+            " would go to"
             f" {report.planned} recipient(s) through {_where(config)}{already}:",
             markup=False,
         )
@@ -69,7 +71,8 @@ def _print_summary(config: Config, report: SendReport) -> None:
     if unsent > 0:
         parts.append(f"not attempted {unsent}")
     style = "green" if report.ok else "red"
-    stdout.print(f"[bold {style}]Issue {escape(report.issue_id)}:[/] " + ", ".join(parts))
+    why = f" ({report.chosen_because})" if report.chosen_because else ""
+    stdout.print(f"[bold {style}]Issue {escape(report.issue_id)}{escape(why)}:[/] " + ", ".join(parts))
     for failure in report.failed[:_SHOW_FAILURES]:
         tag = "bounced, marked so" if failure.bounced else ("permanent" if failure.permanent else "temporary")
         stdout.print(f"  failed {failure.email}: {failure.reason} ({tag})", markup=False)
@@ -103,6 +106,8 @@ def _print_summary(config: Config, report: SendReport) -> None:
 def send_command(config_path: Path, issue_id: str | None, to: tuple[str, ...], dry_run: bool) -> int:
     """Send the latest built issue to every active subscriber who has not had it yet.
 
+    An issue whose send was interrupted is resumed first (the summary says which issue and why).
+    Ctrl-C or SIGTERM stops after the messages in flight, which are recorded (exit 130).
     Resumes an interrupted send without sending anyone a second copy. Exit code 5 when a message failed
     permanently or the mail server could not be reached.
     """
@@ -111,19 +116,23 @@ def send_command(config_path: Path, issue_id: str | None, to: tuple[str, ...], d
     addresses = _split_addresses(to)
     if to and not addresses:
         raise UsageError("--to: give at least one address")
+    stop = StopFlag()
     try:
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=stderr,
-            transient=False,
-            disable=dry_run,
-        ) as progress:
+        with (
+            stop.installed(),
+            Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=stderr,
+                transient=False,
+                disable=dry_run,
+            ) as progress,
+        ):
             task = progress.add_task("sending", total=None)
 
             def on_progress(done: int, total: int) -> None:
@@ -137,10 +146,18 @@ def send_command(config_path: Path, issue_id: str | None, to: tuple[str, ...], d
                 to=addresses,
                 dry_run=dry_run,
                 on_progress=on_progress,
+                should_stop=stop.is_set,
             )
     finally:
         db.close()
     _print_summary(config, report)
+    if stop.is_set() and not report.completed and report.error is None:
+        stdout.print(
+            f"Stopped on request: {report.not_sent - len(report.failed)} recipient(s) left; every message"
+            " the server accepted is recorded. Run digest send again to send the rest.",
+            markup=False,
+        )
+        return 130
     return 0 if report.ok else 5
 
 

@@ -42,13 +42,32 @@ class PreparedIssue:
     secret: str
 
 
-def issue_record(db: sqlite3.Connection, issue_id: str | None) -> IssueRecord:
-    record = issues.get_issue(db, issue_id) if issue_id else issues.latest_issue(db)
-    if record is None:
-        if issue_id:
+def choose_issue(db: sqlite3.Connection, issue_id: str | None) -> tuple[IssueRecord, str]:
+    """The issue to send and why it was chosen.
+
+    Without an id: an issue whose send was interrupted comes first (its remaining recipients are
+    waiting for it), else the latest built issue (a newer build supersedes older unsent ones: its
+    window starts where the last sent issue ended, so it holds their entries).
+
+    Raises:
+        UsageError: no such issue, or none built yet.
+    """
+    if issue_id:
+        record = issues.get_issue(db, issue_id)
+        if record is None:
             raise UsageError(f"no built issue {issue_id!r}", hint="digest status lists the built issues")
+        return record, "chosen with --issue"
+    interrupted = issues.interrupted_issue(db)
+    if interrupted is not None:
+        latest = issues.latest_issue(db)
+        newer = f"; issue {latest.id} is sent after it" if latest and latest.id != interrupted.id else ""
+        return interrupted, f"its send was interrupted and is resumed first{newer}"
+    record = issues.latest_issue(db)
+    if record is None:
         raise UsageError("no issue has been built yet", hint="run digest build first")
-    return record
+    if record.sent_at is not None:
+        return record, "the latest built issue; it was sent already, so only new subscribers get it"
+    return record, "the latest built issue"
 
 
 def issue_files(record: IssueRecord) -> tuple[str, str]:

@@ -4,8 +4,9 @@
 when a username is set) and take jobs from a queue. A shared limiter spaces messages to
 `rate_per_second`. A 4xx reply or a dropped connection is retried up to `retries` times, waiting
 `retry_delay` seconds and twice as long each further time; a 5xx reply is a permanent failure of that
-recipient (a hard bounce when the address itself is refused). When the server cannot be reached (or
-the login is refused) the transport stops: what was settled is yielded, then DeliveryError is raised.
+recipient (a hard bounce when the address itself is refused). When the server cannot be reached, the
+login is refused or the sender address is refused (5xx to MAIL FROM: every message would fail the same
+way) the transport stops: what was settled is yielded, then DeliveryError is raised.
 """
 
 from __future__ import annotations
@@ -197,6 +198,17 @@ class SmtpTransport:
                 self._limiter.wait(stop)
                 conn.sendmail(self.envelope_from, [rcpt], job.message)
                 return Delivery(job=job, accepted=True, detail="250 accepted"), conn
+            except smtplib.SMTPSenderRefused as e:
+                if e.smtp_code < 500:
+                    failed = _failure(e, rcpt)
+                else:
+                    _close(conn)
+                    reply = describe_reply(e.smtp_code, e.smtp_error)
+                    raise DeliveryError(
+                        f"smtp {self.where} refused the sender address {self.envelope_from!r}: {reply}",
+                        hint="check [delivery] from_address is allowed to send through this server"
+                        " (and [smtp] username); then run digest send again: nobody was marked failed",
+                    ) from e
             except (_ConnectionProblemError, OSError) as e:  # smtplib's exceptions are OSErrors
                 failed = _failure(e, rcpt)
             if failed.drop:

@@ -16,9 +16,7 @@ Never double-send, never silently skip:
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -37,9 +35,6 @@ log = logging.getLogger(__name__)
 
 NOTHING_DUE = "nothing due"
 STOPPED = run_state.STOPPED
-# A fault-injection hook for the crash tests: with this set to "before-send" a run logs that it reached
-# the point between build and send and waits there (up to 60 s) so a test can kill it at that point.
-PAUSE_ENV = "DIGEST_TEST_PAUSE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,29 +65,11 @@ def _approved(db: sqlite3.Connection, record: IssueRecord) -> bool:
     return approvals.is_approved(db, record.id, record.html_sha256, record.text_sha256)
 
 
-def _interrupted_send(db: sqlite3.Connection) -> IssueRecord | None:
-    """The issue whose sending began but did not finish, if any (resumed before anything is built)."""
-    row = db.execute(
-        "SELECT id FROM issues WHERE send_started_at IS NOT NULL AND sent_at IS NULL"
-        " ORDER BY window_end DESC LIMIT 1"
-    ).fetchone()
-    return issues.get_issue(db, row["id"]) if row else None
-
-
 def _approved_unsent(db: sqlite3.Connection) -> IssueRecord | None:
     latest = issues.latest_issue(db)
     if latest is not None and latest.sent_at is None and _approved(db, latest):
         return latest
     return None
-
-
-def _pause_for_tests(issue_id: str, stop: Callable[[], bool]) -> None:
-    if os.environ.get(PAUSE_ENV) != "before-send":
-        return
-    log.warning("built issue %s; pausing before the send (%s=before-send)", issue_id, PAUSE_ENV)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not stop():
-        time.sleep(0.05)
 
 
 def _send(
@@ -104,7 +81,6 @@ def _send(
     stop: Callable[[], bool],
     on_progress: Callable[[int, int], None] | None,
 ) -> RunOutcome:
-    _pause_for_tests(record.id, stop)
     if stop():
         return RunOutcome(STOPPED, issue_id=record.id, detail=f"stopped before sending issue {record.id}")
     log.info("sending issue %s", record.id)
@@ -180,7 +156,7 @@ def _pipeline(
 ) -> RunOutcome:
     """The stages. `recheck`: the slot already built its issue and waits for its approval, so it is
     not rebuilt (a rebuild could change what the comms team is approving in the preview)."""
-    unfinished = _interrupted_send(db)
+    unfinished = issues.interrupted_issue(db)  # resumed before anything is built
     if unfinished is not None:
         log.info("resuming the interrupted send of issue %s", unfinished.id)
         return _send(config, db, unfinished, now=now, stop=stop, on_progress=on_progress)

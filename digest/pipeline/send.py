@@ -26,7 +26,7 @@ from digest.deliver.issue import (
     TEST_PREFIX,
     Heartbeat,
     PreparedIssue,
-    issue_record,
+    choose_issue,
     make_job,
     make_transport,
     prepare_issue,
@@ -67,6 +67,7 @@ class SendReport:
     completed: bool = False
     took_over_from: str | None = None
     notes: tuple[str, ...] = field(default=())
+    chosen_because: str = ""  # why this issue (the latest built, an interrupted send resumed, --issue)
 
     @property
     def not_sent(self) -> int:
@@ -107,13 +108,15 @@ def send_issue(
         ApprovalError: `[approval] required` and the issue (as built now) is not approved.
     """
     clock = clock or _elapsed_clock(now)
-    record = issue_record(db, issue_id)
+    record, why = choose_issue(db, issue_id)
+    log.info("issue %s: %s", record.id, why)
     prepared = prepare_issue(config, db, record, test=bool(to))
     if to:
         recipients = _test_recipients(db, to)
-        return _test_send(
+        report = _test_send(
             config, db, prepared, recipients=recipients, dry_run=dry_run, on_progress=on_progress, clock=clock
         )
+        return replace(report, chosen_because=why)
     if dry_run:
         pending = tuple(email for email, _ in ledger.pending_recipients(db, record.id))
         return SendReport(
@@ -124,6 +127,7 @@ def send_issue(
             planned=len(pending),
             already_sent=ledger.sent_count(db, record.id),
             recipients=pending,
+            chosen_because=why,
         )
     if config.approval.required and not approvals.is_approved(
         db, record.id, record.html_sha256, record.text_sha256
@@ -132,7 +136,8 @@ def send_issue(
             f"issue {record.id} has not been approved since it was last built",
             hint="approve it in digest preview ([approval] required = true); --to sends a test meanwhile",
         )
-    return _real_send(config, db, prepared, on_progress, clock, should_stop=should_stop)
+    report = _real_send(config, db, prepared, on_progress, clock, should_stop=should_stop)
+    return replace(report, chosen_because=why)
 
 
 def _elapsed_clock(now: datetime) -> Callable[[], datetime]:

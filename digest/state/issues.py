@@ -131,6 +131,15 @@ def latest_issue(db: sqlite3.Connection) -> IssueRecord | None:
     return _record(row) if row else None
 
 
+def interrupted_issue(db: sqlite3.Connection) -> IssueRecord | None:
+    """The issue whose sending began but did not finish (the latest, should there be several), if any."""
+    row = db.execute(
+        "SELECT * FROM issues WHERE send_started_at IS NOT NULL AND sent_at IS NULL"
+        " ORDER BY window_end DESC, built_at DESC LIMIT 1"
+    ).fetchone()
+    return _record(row) if row else None
+
+
 def last_sent_issue(db: sqlite3.Connection) -> IssueRecord | None:
     """The sent issue with the latest window end: the next window starts where it ended."""
     row = db.execute(
