@@ -395,3 +395,34 @@ def test_the_heartbeat_keeps_the_claim_fresh_and_notices_a_take_over(config: Con
             threading.Event().wait(0.01)
         assert beat.lost
     db.close()
+
+
+def test_a_sender_whose_claim_is_taken_over_stops_before_its_next_message(config: Config) -> None:
+    """The claim is checked before every hand-over, not only at the next heartbeat."""
+    other = open_state(config.state_path)
+
+    def take_over_after_two(done: int, planned: int) -> None:
+        if done == 2:  # another process decides our claim is stale and takes the issue over
+            ledger.claim_send(other, ISSUE_ID, "other-host:1:x", at=NOW + timedelta(hours=1))
+
+    db = open_state(config.state_path)
+    report = send_issue(config, db, now=NOW, on_progress=take_over_after_two)
+    assert report.sent == 2
+    assert report.error is not None
+    assert "another process took over" in report.error
+    assert len(recipients_of(config)) == 2
+    assert ledger.get_claim(db, ISSUE_ID) is not None  # the new holder's claim is left alone
+
+
+def test_a_recipient_served_by_another_sender_meanwhile_is_skipped(config: Config) -> None:
+    other = open_state(config.state_path)
+
+    def serve_reader4_elsewhere(done: int, planned: int) -> None:
+        if done == 1:  # after our page of pending recipients was read
+            ledger.record_sent(other, ISSUE_ID, "reader4@example.org", message_id="<elsewhere@x>", at=NOW)
+
+    db = open_state(config.state_path)
+    report = send_issue(config, db, now=NOW, on_progress=serve_reader4_elsewhere)
+    assert report.error is None
+    assert recipients_of(config) == [f"reader{i}@example.org" for i in range(4)]
+    assert ledger.ledger_entry(db, ISSUE_ID, "reader4@example.org").message_id == "<elsewhere@x>"

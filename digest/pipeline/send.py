@@ -281,6 +281,16 @@ def _deliver_pending(
         for email, name in ledger.pending_recipients(db, issue_id):
             if heartbeat.lost or (should_stop is not None and should_stop()):
                 return
+            # Checked just before each hand-over, not only at the heartbeat: a sender whose claim was
+            # taken over stops at once, and a recipient served by another sender since our page of
+            # pending ones was read is skipped.
+            claim = ledger.get_claim(db, issue_id)
+            if claim is None or claim.holder != holder:
+                heartbeat.lost = True
+                return
+            served = ledger.ledger_entry(db, issue_id, email)
+            if served is not None and served.status == "sent":
+                continue
             recipient = Recipient(email, name)
             try:
                 job = make_job(p, config.web.base_url, recipient, clock())
