@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -13,6 +18,7 @@ from rich.console import Console
 from digest.config import DEFAULT_CONFIG, Config, load_config
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("digest.cli")
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -33,3 +39,45 @@ def config_option(func: F) -> F:
 def read_config(config_path: Path) -> Config:
     """Load and validate the config file (raises ConfigError listing every problem)."""
     return load_config(config_path)
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask the job to stop: the run in progress finishes the message in flight and
+    leaves the rest for the next run; a second signal stops at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> StopFlag:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+        return self
+
+    @contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        """Install the handlers for a block, then put back the ones there were before."""
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        self.install()
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.event.is_set():
+            log.warning("%s again: stopping now", name)
+            raise KeyboardInterrupt
+        self.event.set()
+        log.warning(
+            "%s received: stopping; a run or send in progress stops after the messages in flight and"
+            " leaves the rest for the next run (send the signal again to stop at once)",
+            name,
+        )
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +14,7 @@ import click
 from rich.table import Table
 
 from digest.cli.build import parse_as_of
-from digest.cli.common import config_option, read_config, stdout
+from digest.cli.common import StopFlag, config_option, read_config, stdout
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
 from digest.lock import RunLock
@@ -34,48 +30,6 @@ log = logging.getLogger("digest.cli.run")
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-class StopFlag:
-    """SIGINT/SIGTERM ask the job to stop: the run in progress finishes the message in flight and
-    leaves the rest for the next run; a second signal stops at once (KeyboardInterrupt)."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def install(self) -> StopFlag:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handle)
-        return self
-
-    @contextmanager
-    def installed(self) -> Iterator[StopFlag]:
-        """Install the handlers for a block, then put back the ones there were before."""
-        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-        self.install()
-        try:
-            yield self
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.event.is_set():
-            log.warning("%s again: stopping now", name)
-            raise KeyboardInterrupt
-        self.event.set()
-        log.warning(
-            "%s received: stopping; a run or send in progress stops after the messages in flight and"
-            " leaves the rest for the next run (send the signal again to stop at once)",
-            name,
-        )
-
-    def is_set(self) -> bool:
-        return self.event.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        return self.event.wait(seconds)
 
 
 def _summary(outcome: RunOutcome) -> str:

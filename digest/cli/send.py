@@ -20,8 +20,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from digest.cli.common import config_option, read_config, stderr, stdout
-from digest.cli.run import StopFlag
+from digest.cli.common import StopFlag, config_option, read_config, stderr, stdout
 from digest.config import Config
 from digest.deliver import audience
 from digest.errors import UsageError
