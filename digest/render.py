@@ -508,10 +508,34 @@ class TemplateSet:
             ) from e
 
 
+def template_layout(search_path: Sequence[Path]) -> tuple[tuple[str, ...], ...]:
+    """Which template files each folder of the search path holds (relative paths, sorted).
+
+    An added or removed file changes which folder a name resolves to, which Jinja2's own reload check
+    (the mtime of the file it loaded) cannot notice; an edited file it does notice.
+    """
+    layout = []
+    for folder in search_path:
+        try:
+            names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        except OSError:
+            names = []
+        layout.append(tuple(names))
+    return tuple(layout)
+
+
 @lru_cache(maxsize=8)
-def templates_for(search_path: tuple[Path, ...]) -> TemplateSet:
-    """The template set of a search path, made once per process (Jinja2 reloads a file that changed)."""
+def _template_set(search_path: tuple[Path, ...], layout: tuple[tuple[str, ...], ...]) -> TemplateSet:
     return TemplateSet(search_path)
+
+
+def templates_for(search_path: tuple[Path, ...]) -> TemplateSet:
+    """The template set of a search path, reused while its folders hold the same files.
+
+    A long-running process (`digest schedule`, `digest preview`) picks up a new or removed override
+    template (a fresh set is made) and an edited one (Jinja2 reloads a file whose mtime changed).
+    """
+    return _template_set(search_path, template_layout(search_path))
 
 
 def render_issue(

@@ -295,3 +295,23 @@ def test_premailer_does_no_network_access(monkeypatch: pytest.MonkeyPatch) -> No
     assert "p { color: #212B32 }" in inlined
     compile_email(render_issue(_issue(_entry()), SETTINGS, RenderOptions()).mjml)
     assert calls == []
+
+
+def test_a_long_running_process_sees_new_edited_and_removed_override_templates(tmp_path: Path) -> None:
+    import os
+
+    theme, builtin = tmp_path / "theme", tmp_path / "builtin"
+    theme.mkdir()
+    builtin.mkdir()
+    (builtin / "part.txt").write_text("built-in")
+    path = (theme, builtin)
+    assert render.templates_for(path).render("part.txt", {}) == "built-in"
+    override = theme / "part.txt"
+    override.write_text("override")
+    assert render.templates_for(path).render("part.txt", {}) == "override"
+    override.write_text("edited override")
+    later = override.stat().st_mtime + 5
+    os.utime(override, (later, later))
+    assert render.templates_for(path).render("part.txt", {}) == "edited override"
+    override.unlink()
+    assert render.templates_for(path).render("part.txt", {}) == "built-in"

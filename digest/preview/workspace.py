@@ -28,7 +28,7 @@ from digest.models import Issue
 from digest.pipeline import web
 from digest.pipeline.build import build_issue
 from digest.pipeline.send import send_issue
-from digest.render import html_lang, template_search_path, templates_for
+from digest.render import html_lang, template_search_path
 from digest.state import open_state
 
 log = logging.getLogger(__name__)
@@ -290,10 +290,6 @@ class Workspace:
                 changed = await asyncio.to_thread(self.changed_kinds)
                 if changed:
                     log.info("preview: %s changed, rebuilding", ", ".join(sorted(changed)))
-                    if changed & {"templates", "config"}:
-                        # Jinja2 notices an edited template, not a new override that now comes first
-                        # in the search path: start from a fresh template set.
-                        templates_for.cache_clear()
                     await asyncio.to_thread(self.rebuild, fetch=bool(changed & {"feeds", "config"}))
                     await self.check_links()
             except Exception:  # the watcher must outlive any one failure; the page shows build errors
