@@ -273,8 +273,28 @@ class PreviewApp:
         self.check_links_soon()
         if snapshot.error:
             return self.redirect("error", f"The rebuild failed: {snapshot.error}", "top")
+        if snapshot.held:
+            count = len(snapshot.new_since_approval)
+            fetched = "Fetched the feeds" if snapshot.fetched else "Checked the stored entries (offline)"
+            return self.redirect(
+                "ok",
+                f"{fetched}: {count} new {'entry' if count == 1 else 'entries'} since approval."
+                " The approved issue is kept as it is.",
+                "approval",
+            )
         done = "Fetched the feeds and rebuilt" if snapshot.fetched else "Rebuilt (offline: nothing fetched)"
         return self.redirect("ok", f"{done} the preview.", "top")
+
+    async def rebuild_approved(self, request: Request) -> Response:
+        """The explicit rebuild of an approved issue with what changed since (it voids the approval)."""
+        await self.form_of(request)
+        snapshot = await run_in_threadpool(self.workspace.rebuild, force=True)
+        self.check_links_soon()
+        if snapshot.error:
+            return self.redirect("error", f"The rebuild failed: {snapshot.error}", "top")
+        return self.redirect(
+            "ok", "Rebuilt with the new entries: review the issue and approve it again.", "approval"
+        )
 
     async def approve(self, request: Request) -> Response:
         form = await self.form_of(request)
@@ -341,6 +361,7 @@ class PreviewApp:
             Route("/login", self.login, methods=["GET", "POST"]),
             Route("/refresh", self.refresh, methods=post),
             Route("/approve", self.approve, methods=post),
+            Route("/rebuild", self.rebuild_approved, methods=post),
             Route("/test-send", self.test_send, methods=post),
             *(
                 Route(f"/draft/{name}", self.draft_endpoint(action), methods=post)
