@@ -214,7 +214,12 @@ class PreviewApp:
     async def email_html(self, request: Request) -> Response:
         text = self.issue_file("email.html").read_text(encoding="utf-8")
         text = personalised(text, self.workspace.config.web.base_url, escape=True)
-        text = _HEAD.sub(lambda m: m.group(0) + '<base target="_blank">', text, count=1)
+        head = '<base target="_blank">'
+        if request.query_params.get("frame") == "1":
+            # In the 600 / 375 px frames, a desktop scroll bar would take ~15 px of the width the email
+            # is shown at; phones overlay theirs, so hide it (the frame still scrolls).
+            head += "<style>html { scrollbar-width: none; }</style>"
+        text = _HEAD.sub(lambda m: m.group(0) + head, text, count=1)
         return HTMLResponse(text, headers=EMAIL_HEADERS)
 
     async def web_html(self, request: Request) -> Response:
