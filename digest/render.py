@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -508,10 +508,72 @@ class TemplateSet:
             ) from e
 
 
+def template_layout(search_path: Sequence[Path]) -> tuple[tuple[str, ...], ...]:
+    """Which template files each folder of the search path holds (relative paths, sorted).
+
+    An added or removed file changes which folder a name resolves to, which Jinja2's own reload check
+    (the mtime of the file it loaded) cannot notice; an edited file it does notice.
+    """
+    layout = []
+    for folder in search_path:
+        try:
+            names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        except OSError:
+            names = []
+        layout.append(tuple(names))
+    return tuple(layout)
+
+
 @lru_cache(maxsize=8)
-def templates_for(search_path: tuple[Path, ...]) -> TemplateSet:
-    """The template set of a search path, made once per process (Jinja2 reloads a file that changed)."""
+def _template_set(search_path: tuple[Path, ...], layout: tuple[tuple[str, ...], ...]) -> TemplateSet:
     return TemplateSet(search_path)
+
+
+def templates_for(search_path: tuple[Path, ...]) -> TemplateSet:
+    """The template set of a search path, reused while its folders hold the same files.
+
+    A long-running process (`digest schedule`, `digest preview`) picks up a new or removed override
+    template (a fresh set is made) and an edited one (Jinja2 reloads a file whose mtime changed).
+    """
+    return _template_set(search_path, template_layout(search_path))
+
+
+class PageSet:
+    """HTML page templates of one folder (the web area's preview, unsubscribe and archive pages).
+
+    Every template is autoescaped whatever its name, and undefined names are errors, so feed content
+    reaches a page only as escaped text. Jinja2 reloads a template whose file changed.
+    """
+
+    def __init__(self, folder: Path, *, filters: Mapping[str, Callable[..., Any]] | None = None) -> None:
+        self.folder = folder
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(folder)),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(filters or {})
+
+    def render(self, name: str, **context: Any) -> str:
+        """Render one page template with `context` (every value escaped unless marked safe).
+
+        Raises:
+            TemplateNotFoundError: there is no such template in the folder.
+            RenderError: the template has a syntax error or uses an undefined name.
+        """
+        try:
+            return self.env.get_template(name).render(**context)
+        except jinja2.TemplateNotFound as e:
+            raise TemplateNotFoundError(
+                f"page template {name!r} not found in {self.folder}",
+                hint="reinstall digest: its page templates are part of the package",
+            ) from e
+        except jinja2.TemplateSyntaxError as e:
+            raise RenderError(f"{e.filename or name}:{e.lineno}: template syntax error: {e.message}") from e
+        except jinja2.UndefinedError as e:
+            raise RenderError(f"page template {name!r}: {e.message}") from e
 
 
 def render_issue(

@@ -178,3 +178,12 @@ def test_the_page_reloads_itself_and_runs_no_feed_script(browser: Any, tmp_path:
         assert dialogs == []
         assert "A hostile item." in email_text(page)
         context.close()
+
+
+def test_the_frames_show_the_email_at_exactly_600_and_375_pixels(preview_page: tuple[Any, Workspace]) -> None:
+    page, _ = preview_page
+    for frame_id, width in (("#frame-desktop", 600), ("#frame-mobile", 375)):
+        frame = page.frame_locator(frame_id)
+        frame.locator("body").wait_for()
+        shown = frame.locator("html").evaluate("e => [e.clientWidth, e.scrollWidth]")
+        assert shown == [width, width], frame_id

@@ -93,3 +93,40 @@ def test_a_move_swaps_exactly_two_neighbours(
     else:
         listed = [e for e in expected if ranks is None or e not in draft.pinned]
         assert list(moved.order) == [*listed, "z"]
+
+
+def shown_as(order: tuple[str, ...], listed: list[str]) -> list[str]:
+    """A list as compose shows it when `order` names every entry in it."""
+    return sorted(listed, key=order.index)
+
+
+def test_moving_within_a_day_leaves_the_highlights_and_other_days_alone() -> None:
+    # The quirk: the moved day went to the front of the one `order`, so its entries jumped ahead of
+    # the highlights (and a matched entry below the cut could climb into them).
+    highlights = ["h1", "h2", "h3"]
+    days = [["a", "h1"], ["h2", "b", "h3"], ["c", "d", "e"]]
+    moved = edits.move(Draft(), days[2], "e", -1, highlights=highlights, days=days)
+    order = moved.order
+    assert shown_as(order, ["c", "d", "e"]) == ["c", "e", "d"]
+    assert shown_as(order, highlights) == highlights
+    assert shown_as(order, days[0]) == days[0]
+    assert shown_as(order, days[1]) == days[1]
+    # Entries outside the highlights come after them wherever their day allows ("a" leads its day,
+    # "b" sits above h3 in its day), so the moved day cannot climb into the highlights.
+    assert all(order.index(x) > order.index("h3") for x in ("c", "d", "e"))
+
+
+def test_moving_in_the_highlights_leaves_every_day_alone() -> None:
+    highlights = ["h1", "h2", "h3"]
+    days = [["h3", "x"], ["h2", "y", "h1"]]
+    moved = edits.move(Draft(), highlights, "h3", -1, ranks=dict.fromkeys(highlights, 2), days=days)
+    assert shown_as(moved.order, highlights) == ["h1", "h3", "h2"]
+    assert shown_as(moved.order, days[0]) == days[0]
+    assert shown_as(moved.order, ["h2", "y"]) == ["h2", "y"]
+
+
+def test_two_entries_in_one_day_and_the_highlights_swap_in_both() -> None:
+    highlights = ["h1", "h2"]
+    days = [["h1", "h2"]]
+    moved = edits.move(Draft(), days[0], "h2", -1, highlights=highlights, days=days)
+    assert shown_as(moved.order, highlights) == ["h2", "h1"]  # one order for both lists

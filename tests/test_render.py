@@ -295,3 +295,41 @@ def test_premailer_does_no_network_access(monkeypatch: pytest.MonkeyPatch) -> No
     assert "p { color: #212B32 }" in inlined
     compile_email(render_issue(_issue(_entry()), SETTINGS, RenderOptions()).mjml)
     assert calls == []
+
+
+def test_a_long_running_process_sees_new_edited_and_removed_override_templates(tmp_path: Path) -> None:
+    import os
+
+    theme, builtin = tmp_path / "theme", tmp_path / "builtin"
+    theme.mkdir()
+    builtin.mkdir()
+    (builtin / "part.txt").write_text("built-in")
+    path = (theme, builtin)
+    assert render.templates_for(path).render("part.txt", {}) == "built-in"
+    override = theme / "part.txt"
+    override.write_text("override")
+    assert render.templates_for(path).render("part.txt", {}) == "override"
+    override.write_text("edited override")
+    later = override.stat().st_mtime + 5
+    os.utime(override, (later, later))
+    assert render.templates_for(path).render("part.txt", {}) == "edited override"
+    override.unlink()
+    assert render.templates_for(path).render("part.txt", {}) == "built-in"
+
+
+def test_render_is_the_only_importer_of_jinja2() -> None:
+    package = Path(render.__file__).parent
+    importers = sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if re.search(r"^\s*(import jinja2|from jinja2 import)", p.read_text(encoding="utf-8"), re.MULTILINE)
+    )
+    assert importers == ["render.py"]
+
+
+def test_page_templates_escape_feed_content_whatever_the_file_name(tmp_path: Path) -> None:
+    (tmp_path / "page.txt").write_text("{{ title }}")
+    pages = render.PageSet(tmp_path)
+    assert pages.render("page.txt", title="<script>x</script>") == "&lt;script&gt;x&lt;/script&gt;"
+    with pytest.raises(RenderError, match="undefined"):
+        pages.render("page.txt")

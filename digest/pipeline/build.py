@@ -402,6 +402,59 @@ def _check_retag(draft: Draft, config: Config, path: Path) -> None:
                 )
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedIssue:
+    """The next issue as composed from the given entries, before anything is rendered or written."""
+
+    issue: Issue
+    draft: Path
+    notes: tuple[str, ...]
+
+
+def plan_issue(
+    config: Config,
+    db: sqlite3.Connection,
+    entries: Iterable[Entry],
+    reports: tuple[SourceReport, ...],
+    *,
+    now: datetime,
+    as_of: datetime | None = None,
+    out_dir: Path | None = None,
+) -> PlannedIssue:
+    """Compose the next issue (its id, window, draft applied) without rendering, writing or recording it.
+
+    Raises:
+        RenderError: the draft is broken or re-tags with an unknown priority.
+        StateError: the state database cannot be read.
+    """
+    entries = tuple(entries)
+    out = out_dir or config.root / "out"
+    last_sent = state_issues.last_sent_issue(db)
+    window = issue_window(
+        as_of=as_of or now,
+        last_sent_end=last_sent.window_end if last_sent else None,
+        lookback_days=config.digest.lookback_days,
+    )
+    frozen = _frozen_issue_ids(db)
+    exclude = state_issues.sent_entry_ids(db).union(*frozen.values())
+    issue_id = free_issue_id(base_issue_id(window, config.digest.timezone), frozen)
+    draft_file = draft_path(out, issue_id)
+    draft = load_draft(draft_file)
+    _check_retag(draft, config, draft_file)
+    issue = compose_issue(
+        entries,
+        window=window,
+        issue_id=issue_id,
+        edition=state_issues.sent_issue_count(db) + 1,
+        settings=ComposeSettings.from_config(config),
+        draft=draft,
+        exclude_ids=exclude,
+        sources=reports,
+    )
+    notes = tuple(draft_notes(draft, entries, window, exclude_ids=exclude))
+    return PlannedIssue(issue=issue, draft=draft_file, notes=notes)
+
+
 def build_from_entries(
     config: Config,
     db: sqlite3.Connection,
@@ -420,34 +473,11 @@ def build_from_entries(
         StateError: the issue cannot be recorded in state.
     """
     progress = on_progress or (lambda _message: None)
-    entries = tuple(entries)
-    as_of = as_of or now
     out = out_dir or config.root / "out"
-    last_sent = state_issues.last_sent_issue(db)
-    window = issue_window(
-        as_of=as_of,
-        last_sent_end=last_sent.window_end if last_sent else None,
-        lookback_days=config.digest.lookback_days,
-    )
-    frozen = _frozen_issue_ids(db)
-    exclude = state_issues.sent_entry_ids(db).union(*frozen.values())
-    settings = ComposeSettings.from_config(config)
-    issue_id = free_issue_id(base_issue_id(window, config.digest.timezone), frozen)
-    draft_file = draft_path(out, issue_id)
-    draft = load_draft(draft_file)
-    _check_retag(draft, config, draft_file)
-    notes = list(draft_notes(draft, entries, window, exclude_ids=exclude))
+    planned = plan_issue(config, db, entries, reports, now=now, as_of=as_of, out_dir=out)
+    issue, issue_id, window, draft_file = planned.issue, planned.issue.id, planned.issue.window, planned.draft
+    notes = list(planned.notes)
     progress(f"composing issue {issue_id}")
-    issue = compose_issue(
-        entries,
-        window=window,
-        issue_id=issue_id,
-        edition=state_issues.sent_issue_count(db) + 1,
-        settings=settings,
-        draft=draft,
-        exclude_ids=exclude,
-        sources=reports,
-    )
     if issue.empty and not config.digest.send_when_empty:
         notes += retire_stale_issue(db, issue_id, out)
         return BuildOutcome(built=None, nothing_new_since=window.start, notes=tuple(notes))

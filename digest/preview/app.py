@@ -131,10 +131,13 @@ class DraftEdits:
         in_highlights = _text(form, "list") == "highlights"
         issue = self.workspace.snapshot.issue
         source_pinned = [i.entry.id for i in issue.entries if i.entry.pinned] if issue else []
+        highlights = [h.item.entry.id for h in issue.highlights] if issue else []
+        days = [[i.entry.id for i in g.entries] for s in issue.sections for g in s.groups] if issue else []
 
         def change(draft: Draft) -> Draft:
             ranks = edits.highlight_ranks(draft, source_pinned, shown) if in_highlights else None
-            return edits.move(draft, shown, entry_id, step, ranks=ranks)
+            ranked = [e for e in highlights if e not in draft.pinned]
+            return edits.move(draft, shown, entry_id, step, ranks=ranks, highlights=ranked, days=days)
 
         return change, f"Moved {self.title(entry_id)} {'up' if step < 0 else 'down'}."
 
@@ -211,7 +214,12 @@ class PreviewApp:
     async def email_html(self, request: Request) -> Response:
         text = self.issue_file("email.html").read_text(encoding="utf-8")
         text = personalised(text, self.workspace.config.web.base_url, escape=True)
-        text = _HEAD.sub(lambda m: m.group(0) + '<base target="_blank">', text, count=1)
+        head = '<base target="_blank">'
+        if request.query_params.get("frame") == "1":
+            # In the 600 / 375 px frames, a desktop scroll bar would take ~15 px of the width the email
+            # is shown at; phones overlay theirs, so hide it (the frame still scrolls).
+            head += "<style>html { scrollbar-width: none; }</style>"
+        text = _HEAD.sub(lambda m: m.group(0) + head, text, count=1)
         return HTMLResponse(text, headers=EMAIL_HEADERS)
 
     async def web_html(self, request: Request) -> Response:
@@ -273,8 +281,28 @@ class PreviewApp:
         self.check_links_soon()
         if snapshot.error:
             return self.redirect("error", f"The rebuild failed: {snapshot.error}", "top")
+        if snapshot.held:
+            count = len(snapshot.new_since_approval)
+            fetched = "Fetched the feeds" if snapshot.fetched else "Checked the stored entries (offline)"
+            return self.redirect(
+                "ok",
+                f"{fetched}: {count} new {'entry' if count == 1 else 'entries'} since approval."
+                " The approved issue is kept as it is.",
+                "approval",
+            )
         done = "Fetched the feeds and rebuilt" if snapshot.fetched else "Rebuilt (offline: nothing fetched)"
         return self.redirect("ok", f"{done} the preview.", "top")
+
+    async def rebuild_approved(self, request: Request) -> Response:
+        """The explicit rebuild of an approved issue with what changed since (it voids the approval)."""
+        await self.form_of(request)
+        snapshot = await run_in_threadpool(self.workspace.rebuild, force=True)
+        self.check_links_soon()
+        if snapshot.error:
+            return self.redirect("error", f"The rebuild failed: {snapshot.error}", "top")
+        return self.redirect(
+            "ok", "Rebuilt with the new entries: review the issue and approve it again.", "approval"
+        )
 
     async def approve(self, request: Request) -> Response:
         form = await self.form_of(request)
@@ -341,6 +369,7 @@ class PreviewApp:
             Route("/login", self.login, methods=["GET", "POST"]),
             Route("/refresh", self.refresh, methods=post),
             Route("/approve", self.approve, methods=post),
+            Route("/rebuild", self.rebuild_approved, methods=post),
             Route("/test-send", self.test_send, methods=post),
             *(
                 Route(f"/draft/{name}", self.draft_endpoint(action), methods=post)

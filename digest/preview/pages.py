@@ -1,7 +1,7 @@
 """HTML pages of the web area (preview, unsubscribe, archive index, errors) from Jinja2 templates.
 
-The web area's only importer of jinja2 (the email's templates belong to `digest.render`). Autoescape is on
-for every template and undefined names raise, so feed content reaches a page only as escaped text.
+Rendered through `digest.render.PageSet` (render.py stays the only importer of jinja2): autoescape is on
+for every page template and undefined names raise, so feed content reaches a page only as escaped text.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from digest.archive import ArchivedIssue, Site
+from digest.render import PageSet
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -35,24 +35,12 @@ class PageFormat:
         return str(format_datetime(value.astimezone(self.tz), "EEEE d MMMM y, HH:mm zzz", locale=self.locale))
 
 
-def _environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["kb"] = lambda size: f"{size / 1024:.1f} KB"
-    return env
-
-
-_ENV = _environment()
+_PAGES = PageSet(TEMPLATES, filters={"kb": lambda size: f"{size / 1024:.1f} KB"})
 
 
 def render_page(name: str, **context: Any) -> str:
     """Render one page template with `context` (every value escaped unless marked safe)."""
-    return _ENV.get_template(name).render(**context)
+    return _PAGES.render(name, **context)
 
 
 def render_message(

@@ -10,6 +10,7 @@ thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import glob
 import logging
 import sqlite3
@@ -26,10 +27,12 @@ from digest.errors import ConfigError, DigestError, UsageError
 from digest.linkcheck import LinkChecker, LinkStatus, extract_links
 from digest.models import Issue
 from digest.pipeline import web
-from digest.pipeline.build import build_issue
+from digest.pipeline.build import build_issue, plan_issue
+from digest.pipeline.ingest import IngestResult, ingest_sources
 from digest.pipeline.send import send_issue
-from digest.render import html_lang, template_search_path, templates_for
+from digest.render import html_lang, template_search_path
 from digest.state import open_state
+from digest.state.issues import get_issue, issue_entry_ids
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,12 @@ class Snapshot:
     error: str | None = None
     hint: str | None = None
     fetched: bool = False
+    # The issue is approved and still matches its approval, so the preview shows it as approved rather
+    # than rebuilding it by itself (a rebuild with new entries would void the approval).
+    held: bool = False
+    new_since_approval: tuple[str, ...] = ()  # titles of entries a rebuild would add
+    gone_since_approval: int = 0  # entries a rebuild would leave out
+    changed_since_approval: tuple[str, ...] = ()  # inputs changed since ("templates", "config", ...)
 
     @property
     def ready(self) -> bool:
@@ -99,16 +108,33 @@ class Workspace:
 
     # --- building ----------------------------------------------------------------------------------
 
-    def rebuild(self, *, fetch: bool = False) -> Snapshot:
-        """Build the next issue now (fetching the sources first when `fetch` and not offline)."""
+    def rebuild(
+        self, *, fetch: bool = False, force: bool = False, changed: frozenset[str] = frozenset()
+    ) -> Snapshot:
+        """Build the next issue now (fetching the sources first when `fetch` and not offline).
+
+        An issue that is approved, and whose files still match the approval, is not rebuilt unless
+        `force`: the snapshot shows it as approved, with what a rebuild would change (`changed`: the
+        kinds of input the watcher saw change). Only an explicit request voids an approval.
+        """
         with self._lock:
             self.building = True
             previous = self.snapshot
             try:
                 self._seen = self.fingerprint()
-                snapshot = self._build(fetch=fetch and not self.offline)
+                snapshot = self._build(fetch=fetch and not self.offline, force=force)
             finally:
                 self.building = False
+            if snapshot.held:
+                kinds = set(changed - {"feeds"})
+                if (
+                    previous.held
+                    and previous.issue
+                    and snapshot.issue
+                    and previous.issue.id == snapshot.issue.id
+                ):
+                    kinds |= set(previous.changed_since_approval)
+                snapshot = replace(snapshot, changed_since_approval=tuple(sorted(kinds)))
             self.snapshot = snapshot
             if snapshot.draft_file != previous.draft_file:
                 # The first build names the draft file: watch it from now on without rebuilding for it.
@@ -121,7 +147,7 @@ class Workspace:
         self._version += 1
         return self._version
 
-    def _build(self, *, fetch: bool) -> Snapshot:
+    def _build(self, *, fetch: bool, force: bool = False) -> Snapshot:
         now = self.clock()
         try:
             self.config = load_config(self.config_path)
@@ -133,6 +159,12 @@ class Workspace:
         try:
             db = open_state(config.state_path)
             try:
+                if not force:
+                    result = ingest_sources(config, db, now=now, offline=not fetch)
+                    held = self._held(config, db, result, now=now, fetch=fetch)
+                    if held is not None:
+                        return held
+                    fetch = False  # fetched just now: the build reads what state holds
                 outcome = build_issue(config, db, now=now, as_of=self.as_of, offline=not fetch)
                 built = outcome.built
                 if built is None:
@@ -169,6 +201,54 @@ class Workspace:
             log.exception("the preview build failed")
             return replace(self.snapshot, version=self._next_version(), made_at=now, error=str(e), hint=None)
 
+    def _held(
+        self, config: Config, db: sqlite3.Connection, result: IngestResult, *, now: datetime, fetch: bool
+    ) -> Snapshot | None:
+        """The approved next issue as it was approved, or None when it is not (validly) approved.
+
+        Compares what a rebuild would hold with what was approved, so the page can say what is new.
+        """
+        planned = plan_issue(config, db, result.entries, result.reports, now=now, as_of=self.as_of)
+        record = get_issue(db, planned.issue.id)
+        if record is None or record.send_started_at is not None:
+            return None
+        if not web.approval_status(db, record.id).valid:
+            return None
+        try:
+            folder = web.issue_folder(record)
+            html = (folder / "email.html").read_text(encoding="utf-8")
+        except (UsageError, OSError):
+            return None
+        if web.file_sha256(folder / "email.html") != record.html_sha256:
+            return None
+        approved_ids = issue_entry_ids(db, record.id)
+        approved = plan_issue(
+            config,
+            db,
+            [e for e in result.entries if e.id in approved_ids],
+            result.reports,
+            now=now,
+            as_of=self.as_of,
+        )
+        would_hold = {i.entry.id: i.entry.title for i in planned.issue.entries}
+        return Snapshot(
+            version=self._next_version(),
+            made_at=now,
+            issue=approved.issue,
+            folder=folder,
+            draft=load_draft(planned.draft),
+            draft_file=planned.draft,
+            html_sha256=record.html_sha256,
+            text_sha256=record.text_sha256,
+            size=len(html.encode("utf-8")),
+            problems=check_email(html, lang=html_lang(config.digest.locale)),
+            links=self._checkable(extract_links(html)),
+            fetched=fetch,
+            held=True,
+            new_since_approval=tuple(t for e, t in would_hold.items() if e not in approved_ids),
+            gone_since_approval=len(approved_ids - would_hold.keys()),
+        )
+
     def _checkable(self, links: tuple[str, ...]) -> tuple[str, ...]:
         """Links worth checking now: not this digest's own site (the issue page exists once it is sent)."""
         own = self.config.web.base_url.rstrip("/") + "/"
@@ -186,7 +266,7 @@ class Workspace:
             if draft_file is None:
                 raise ValueError("there is no issue to edit yet")
             save_draft(draft_file, change(load_draft(draft_file)))
-            return self.rebuild(fetch=False)
+            return self.rebuild(fetch=False, force=True)
 
     def open_state(self) -> sqlite3.Connection:
         return open_state(self.config.state_path)
@@ -290,11 +370,10 @@ class Workspace:
                 changed = await asyncio.to_thread(self.changed_kinds)
                 if changed:
                     log.info("preview: %s changed, rebuilding", ", ".join(sorted(changed)))
-                    if changed & {"templates", "config"}:
-                        # Jinja2 notices an edited template, not a new override that now comes first
-                        # in the search path: start from a fresh template set.
-                        templates_for.cache_clear()
-                    await asyncio.to_thread(self.rebuild, fetch=bool(changed & {"feeds", "config"}))
+                    rebuild = functools.partial(
+                        self.rebuild, fetch=bool(changed & {"feeds", "config"}), changed=changed
+                    )
+                    await asyncio.to_thread(rebuild)
                     await self.check_links()
             except Exception:  # the watcher must outlive any one failure; the page shows build errors
                 log.exception("preview: watching for changes failed")
