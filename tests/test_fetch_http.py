@@ -121,6 +121,64 @@ def test_304_returns_the_stored_entries_without_parsing_again(server: FeedServer
     assert [e.title for e in result.entries] == ["From state"]  # type: ignore[attr-defined]
 
 
+def test_an_identical_body_without_validators_is_not_modified_and_not_parsed_again(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    bodies = [rss("Original"), rss("Original"), rss("Changed")]
+    server.routes["/feed"] = lambda request: Reply(
+        200, bodies.pop(0), {"Content-Type": "application/rss+xml"}
+    )
+    path = write_config(tmp_path, [{"name": "F", "url": server.url + "/feed"}])
+    db = open_state(tmp_path / "state.db")
+    assert _ingest(path, db)["reports"]["F"].status is SourceStatus.OK  # type: ignore[index]
+    # Change what state holds: if the same bytes were parsed again, the original title would come back.
+    db.execute("UPDATE entries SET data = replace(data, '\"Original\"', '\"From state\"')")
+    again = _ingest(path, db, NOW + timedelta(hours=1))
+    report = again["reports"]["F"]  # type: ignore[index]
+    assert report.status is SourceStatus.NOT_MODIFIED
+    assert report.http_status == 200  # the body came, but it is the one parsed last time
+    assert report.entries == 1 and report.error is None
+    assert [e.title for e in again["result"].entries] == ["From state"]  # type: ignore[attr-defined]
+    changed = _ingest(path, db, NOW + timedelta(hours=2))
+    assert changed["reports"]["F"].status is SourceStatus.OK  # type: ignore[index]
+    assert [e.title for e in changed["result"].entries] == ["Changed"]  # type: ignore[attr-defined]
+    assert len(server.hits("/feed")) == 3
+    assert all("if-none-match" not in r.headers for r in server.hits("/feed"))
+
+
+def test_a_body_that_failed_to_parse_is_not_remembered_and_validators_are_kept(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    plain = {"Content-Type": "application/rss+xml"}
+    server.routes["/feed"] = sequence(
+        Reply(200, rss("Good"), plain),
+        Reply(200, b"<!DOCTYPE html><html><body>Maintenance</body></html>", plain),
+        Reply(200, rss("Good"), {**plain, "ETag": '"new"'}),  # the same bytes, now with an ETag
+        Reply(304, b"", {"ETag": '"new"'}),
+    )
+    path = write_config(tmp_path, [{"name": "F", "url": server.url + "/feed"}], retries=0)
+    db = open_state(tmp_path / "state.db")
+    statuses = [_ingest(path, db)["reports"]["F"].status for _ in range(4)]  # type: ignore[index]
+    assert statuses == [
+        SourceStatus.OK,
+        SourceStatus.FAILED,
+        SourceStatus.NOT_MODIFIED,  # the last body that parsed: its entries stand
+        SourceStatus.NOT_MODIFIED,
+    ]
+    # The ETag that came with the unchanged body is used from then on.
+    assert server.hits("/feed")[3].headers["if-none-match"] == '"new"'
+    assert [e.title for e in _ingest(path, db)["result"].entries] == ["Good"]  # type: ignore[attr-defined]
+
+
+def test_a_new_url_is_parsed_even_when_its_body_is_the_same(server: FeedServer, tmp_path: Path) -> None:
+    server.routes["/a"] = lambda request: Reply(200, rss("Same"))
+    server.routes["/b"] = lambda request: Reply(200, rss("Same"))
+    db = open_state(tmp_path / "state.db")
+    _ingest(write_config(tmp_path, [{"name": "F", "url": server.url + "/a"}]), db)
+    moved = _ingest(write_config(tmp_path, [{"name": "F", "url": server.url + "/b"}]), db)
+    assert moved["reports"]["F"].status is SourceStatus.OK  # type: ignore[index]
+
+
 def test_404_fails_with_the_status_and_a_hint(server: FeedServer) -> None:
     with pytest.raises(fetch.HTTPStatusFetchError) as caught:
         _get(server, "/missing")
@@ -357,7 +415,7 @@ def test_digest_fetch_shows_a_permanent_move_and_the_status(
     assert main(["fetch", "--config", str(path), "--json", "--strict"]) == 3
     moved, gone = json.loads(capsys.readouterr().out)
     assert (moved["status"], moved["redirected_to"], moved["permanent_redirect"]) == (
-        "ok",
+        "not_modified",  # the same body again (the test feed sends no validators)
         server.url + "/new",
         True,
     )

@@ -1,14 +1,16 @@
 """Ingest: fetch every enabled source concurrently, parse what changed, keep entries in state, de-duplicate.
 
 `ingest_sources` is what every later stage calls. A source that fails keeps its last good entries (from state)
-and reports why; it never stops the others. An unchanged feed (HTTP 304, or a local file with the same
-content) and an offline run read the entries kept in state and never parse again.
+and reports why; it never stops the others. An unchanged feed (HTTP 304, a body byte-identical to the last
+one parsed, or a local file with the same content) and an offline run read the entries kept in state and
+never parse again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import logging
 import sqlite3
 from collections.abc import Callable, Coroutine
@@ -145,7 +147,9 @@ async def _ingest_one(
             retries=config.fetch.retries,
             backoff=backoff,
         )
-        return _store(config, db, source, url, fetched, now=now)
+        return _store(
+            config, db, source, url, fetched, now=now, last_body_sha256=record.body_sha256 if record else None
+        )
     except DigestError as e:
         log.warning("%s: %s", source.name, e)
         status = e.status if isinstance(e, fetch.HTTPStatusFetchError) else None
@@ -167,8 +171,23 @@ def _failed(
     return _report_from_state(db, source)
 
 
+def _body_sha256(documents: tuple[fetch.Document, ...]) -> str:
+    """One hash of every fetched document's location and bytes (what parsing depends on, besides config)."""
+    digest = hashlib.sha256()
+    for document in documents:
+        digest.update(document.location.encode() + b"\0" + hashlib.sha256(document.body).digest())
+    return digest.hexdigest()
+
+
 def _store(
-    config: Config, db: sqlite3.Connection, source: Source, url: str, fetched: fetch.Fetched, *, now: datetime
+    config: Config,
+    db: sqlite3.Connection,
+    source: Source,
+    url: str,
+    fetched: fetch.Fetched,
+    *,
+    now: datetime,
+    last_body_sha256: str | None,
 ) -> SourceReport:
     status = SourceStatus(fetched.status)
     permanent_url = fetched.redirected_to if fetched.permanent else None
@@ -182,6 +201,17 @@ def _store(
     }
     if status is not SourceStatus.OK:  # not modified or gone: the stored entries (and their counts) stand
         feed_state.record_fetch(db, status=status, **common)
+        return _report_from_state(db, source)
+    body_sha256 = _body_sha256(fetched.documents)
+    if body_sha256 == last_body_sha256:  # a server without validators sent the same bytes: like a 304
+        feed_state.record_fetch(
+            db,
+            status=SourceStatus.NOT_MODIFIED,
+            **common,
+            etag=fetched.validators.etag,
+            last_modified=fetched.validators.last_modified,
+            body_sha256=body_sha256,
+        )
         return _report_from_state(db, source)
     ctx = ParseContext(
         source=source.name,
@@ -213,6 +243,7 @@ def _store(
         **common,
         etag=fetched.validators.etag,
         last_modified=fetched.validators.last_modified,
+        body_sha256=body_sha256,
         entry_count=len(stored),
         newest_entry_at=_newest(stored),
     )

@@ -22,6 +22,7 @@ class FeedRecord:
     url: str
     etag: str | None
     last_modified: str | None
+    body_sha256: str | None
     permanent_url: str | None
     gone: bool
     status: SourceStatus | None
@@ -41,6 +42,7 @@ def _record(row: sqlite3.Row) -> FeedRecord:
         url=row["url"],
         etag=row["etag"],
         last_modified=row["last_modified"],
+        body_sha256=row["body_sha256"],
         permanent_url=row["permanent_url"],
         gone=bool(row["gone"]),
         status=SourceStatus(row["status"]) if row["status"] else None,
@@ -74,6 +76,7 @@ def _ensure(db: sqlite3.Connection, source: str, url: str) -> None:
            ON CONFLICT (source) DO UPDATE SET
                etag = CASE WHEN feeds.url = excluded.url THEN feeds.etag END,
                last_modified = CASE WHEN feeds.url = excluded.url THEN feeds.last_modified END,
+               body_sha256 = CASE WHEN feeds.url = excluded.url THEN feeds.body_sha256 END,
                permanent_url = CASE WHEN feeds.url = excluded.url THEN feeds.permanent_url END,
                gone = CASE WHEN feeds.url = excluded.url THEN feeds.gone ELSE 0 END,
                consecutive_failures = CASE WHEN feeds.url = excluded.url
@@ -96,13 +99,16 @@ def record_fetch(
     permanent_url: str | None = None,
     etag: str | None = None,
     last_modified: str | None = None,
+    body_sha256: str | None = None,
     entry_count: int | None = None,
     newest_entry_at: datetime | None = None,
 ) -> FeedRecord:
     """Record the outcome of one fetch of `source` and return the updated record.
 
-    A failure counts one more consecutive failure and keeps the validators; a success resets the count and
-    (for "ok") stores the new validators. "gone" is sticky until the configured URL changes.
+    A failure counts one more consecutive failure and keeps the validators; a success resets the count.
+    When a body was received ("ok", or "not_modified" with `body_sha256` given: the same bytes as the last
+    parsed body), the new validators and the body's sha256 are stored. "gone" is sticky until the configured
+    URL changes.
     """
     with transaction(db):
         _ensure(db, source, url)
@@ -120,9 +126,10 @@ def record_fetch(
                        gone = ?, permanent_url = coalesce(?, permanent_url) WHERE source = ?""",
                 (*common[:5], to_iso(at), int(status is SourceStatus.GONE), permanent_url, source),
             )
-        if status is SourceStatus.OK:
+        if status is SourceStatus.OK or body_sha256 is not None:
             db.execute(
-                "UPDATE feeds SET etag = ?, last_modified = ? WHERE source = ?", (etag, last_modified, source)
+                "UPDATE feeds SET etag = ?, last_modified = ?, body_sha256 = ? WHERE source = ?",
+                (etag, last_modified, body_sha256, source),
             )
         if entry_count is not None:
             db.execute(

@@ -99,4 +99,9 @@ CREATE TABLE runs (
 );
 CREATE UNIQUE INDEX runs_slot ON runs (slot) WHERE slot IS NOT NULL
 """,
+    """
+-- The sha256 of the last body that parsed, so a server without ETag/Last-Modified that sends the same
+-- bytes again is "not modified" and not parsed again.
+ALTER TABLE feeds ADD COLUMN body_sha256 TEXT
+""",
 )
