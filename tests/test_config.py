@@ -120,6 +120,22 @@ def test_paths_resolve_relative_to_the_config_file(tmp_path: Path) -> None:
     assert config.sources[0].location == str(tmp_path.resolve() / "feeds" / "*.md")
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(0, "state.keep_days: must be at least 1, not 0"), ("90", "state.keep_days: must be an integer")],
+)
+def test_state_keep_days_defaults_to_90_and_is_validated(tmp_path: Path, value: object, problem: str) -> None:
+    (tmp_path / "a.xml").write_text("<rss/>")
+    sources = [{"name": "a", "url": "a.xml"}]
+    assert parse_config({"sources": sources}, tmp_path / "config.toml").keep_days == 90
+    assert load_config(REPO / "config.toml").keep_days == 90
+    config = parse_config({"sources": sources, "state": {"keep_days": 30}}, tmp_path / "config.toml")
+    assert config.keep_days == 30
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"sources": sources, "state": {"keep_days": value}}, tmp_path / "config.toml")
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
 def test_a_config_without_sources_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({}, tmp_path / "config.toml")

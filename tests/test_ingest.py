@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,7 +20,7 @@ from digest.config import load_config
 from digest.models import SourceStatus
 from digest.pipeline.ingest import ingest_sources, source_reports
 from digest.state import open_state
-from digest.state.issues import mark_issue_sent, record_built_issue
+from digest.state.issues import mark_issue_sent, record_built_issue, sent_entry_ids
 
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
 
@@ -340,3 +342,64 @@ def test_a_bad_file_in_a_glob_is_named(tmp_path: Path) -> None:
     assert (report.error or "").startswith(
         "Items: items/notes.txt: not an RSS, Atom or JSON feed (line 2 column 0"
     )
+
+
+def _issue(db: sqlite3.Connection, issue_id: str, entry_ids: list[str], *, sent: bool) -> None:
+    record_built_issue(
+        db,
+        issue_id=issue_id,
+        edition=1,
+        window_start=NOW - timedelta(days=7),
+        window_end=NOW,
+        subject="s",
+        built_at=NOW,
+        out_dir=Path("out"),
+        html_sha256="h",
+        text_sha256="t",
+        entry_ids=entry_ids,
+        empty=False,
+    )
+    if sent:
+        mark_issue_sent(db, issue_id, NOW)
+
+
+def _stored_titles(db: sqlite3.Connection) -> set[str]:
+    return {json.loads(r["data"])["title"] for r in db.execute("SELECT data FROM entries")}
+
+
+def test_old_entries_that_left_their_feed_are_pruned_but_unsent_issues_and_sent_records_stay(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.xml").write_bytes(rss("Held", "Sent", "Dropped", "Current"))
+    (tmp_path / "gone.xml").write_bytes(rss("From a removed source", link_base="https://example.org/x/"))
+    both = [{"name": "A", "url": "a.xml"}, {"name": "Old", "url": "gone.xml"}]
+    (tmp_path / "keep.toml").write_text(
+        write_config(tmp_path, both).read_text().replace("[fetch]", "[state]\nkeep_days = 30\n\n[fetch]")
+    )
+    config = load_config(tmp_path / "keep.toml")
+    db = open_state(config.state_path)
+    ids = {e.title: e.id for e in ingest_sources(config, db, now=NOW).entries}
+    _issue(db, "2025-W19", [ids["Held"]], sent=False)  # built, waiting to be sent
+    _issue(db, "2025-W18", [ids["Sent"]], sent=True)
+    # Only "Current" stays in the feed, and the source "Old" leaves the config.
+    (tmp_path / "a.xml").write_bytes(rss("Current").replace(b"/0<", b"/3<"))
+    config = replace(config, sources=config.sources[:1])
+
+    soon = ingest_sources(config, db, now=NOW + timedelta(days=29))  # inside keep_days: nothing goes
+    assert soon.pruned == 0 and len(_stored_titles(db)) == 5
+    later = ingest_sources(config, db, now=NOW + timedelta(days=31))
+    assert later.pruned == 3
+    assert _stored_titles(db) == {"Held", "Current"}
+    assert [e.title for e in later.entries] == ["Current"]
+    assert ids["Sent"] in sent_entry_ids(db)  # what was sent is still known, so it is never sent again
+    offline = ingest_sources(config, db, now=NOW + timedelta(days=400), offline=True)
+    assert offline.pruned == 0 and _stored_titles(db) == {"Held", "Current"}
+
+
+def test_an_entry_still_in_its_feed_is_never_pruned_however_old(tmp_path: Path) -> None:
+    (tmp_path / "a.xml").write_bytes(rss("Evergreen"))
+    config = load_config(write_config(tmp_path, [{"name": "A", "url": "a.xml"}]))
+    db = open_state(config.state_path)
+    ingest_sources(config, db, now=NOW)
+    result = ingest_sources(config, db, now=NOW + timedelta(days=1000))
+    assert result.pruned == 0 and [e.title for e in result.entries] == ["Evergreen"]

@@ -52,6 +52,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     state = top.table("state")
     state_path = root / state.text("path", ".digest/state.db")
     lock_path = root / state.text("lock", ".digest/run.lock")
+    keep_days = state.integer("keep_days", 90, minimum=1)
     state.finish()
 
     fetch = read_fetch(top.table("fetch"))
@@ -139,6 +140,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         root=root,
         state_path=state_path,
         lock_path=lock_path,
+        keep_days=keep_days,
         fetch=fetch,
         sources=tuple(s for s in sources if s),
         digest=digest,

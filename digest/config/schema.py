@@ -158,12 +158,16 @@ class PreviewSettings:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole validated configuration. `root` is the folder of the config file."""
+    """The whole validated configuration. `root` is the folder of the config file.
+
+    `keep_days` is `[state] keep_days`: how long entries that left their feed are kept in state.
+    """
 
     path: Path
     root: Path
     state_path: Path
     lock_path: Path
+    keep_days: int
     fetch: FetchSettings
     sources: tuple[Source, ...]
     digest: DigestSettings

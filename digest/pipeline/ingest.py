@@ -15,7 +15,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -40,10 +40,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """The current, de-duplicated entries of all enabled sources, and one report per enabled source."""
+    """The current, de-duplicated entries of all enabled sources, and one report per enabled source.
+
+    `pruned` counts the old entries removed from state at the end of the run (`[state] keep_days`).
+    """
 
     entries: tuple[Entry, ...]
     reports: tuple[SourceReport, ...]
+    pruned: int = 0
 
     @property
     def failed(self) -> tuple[SourceReport, ...]:
@@ -61,6 +65,9 @@ def ingest_sources(
 ) -> IngestResult:
     """Fetch (unless `offline`), parse and store every enabled source; return entries and reports.
 
+    A run that fetched then prunes state: entries that left their feed more than `[state] keep_days` ago
+    (by date and first sighting) go, unless an unsent built issue holds them. An offline run changes nothing.
+
     Raises:
         StateError: the state database cannot be written. Source problems never raise: they are reported.
     """
@@ -75,7 +82,15 @@ def ingest_sources(
     else:
         reports = _run(_fetch_all(config, db, now=now, on_progress=on_progress, backoff=backoff))
     entries = [e for source in sources for e in entry_state.current_entries(db, source.name)]
-    return IngestResult(entries=dedupe(entries, sent_ids=sent_entry_ids(db)), reports=tuple(reports))
+    pruned = 0
+    if not offline:
+        before = now - timedelta(days=config.keep_days)
+        pruned = entry_state.prune_entries(db, before=before, sources=(s.name for s in config.sources))
+        if pruned:
+            log.info("removed %d entries older than %d days that left their feeds", pruned, config.keep_days)
+    return IngestResult(
+        entries=dedupe(entries, sent_ids=sent_entry_ids(db)), reports=tuple(reports), pruned=pruned
+    )
 
 
 def source_reports(config: Config, db: sqlite3.Connection) -> tuple[SourceReport, ...]:

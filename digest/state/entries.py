@@ -1,8 +1,8 @@
 """Entries in state, stored as JSON so an unchanged (304) feed or an offline run never parses again.
 
 Each source's latest successful fetch marks its entries current; entries that dropped out of the feed stay
-(not current) so their first-seen time survives if they come back. An entry without a date is dated by the
-time it was first seen here, which never changes afterwards.
+(not current) so their first-seen time survives if they come back, until `prune_entries` removes old ones.
+An entry without a date is dated by the time it was first seen here, which never changes afterwards.
 """
 
 from __future__ import annotations
@@ -106,3 +106,27 @@ def first_seen(db: sqlite3.Connection, source: str, entry_id: str) -> datetime |
         "SELECT first_seen_at FROM entries WHERE source = ? AND id = ?", (source, entry_id)
     ).fetchone()
     return from_iso(row["first_seen_at"]) if row else None
+
+
+def prune_entries(db: sqlite3.Connection, *, before: datetime, sources: Iterable[str]) -> int:
+    """Delete entries that left their feed and are older than `before`; return how many were deleted.
+
+    An entry goes when it is not current (not in its source's latest successful fetch, or its source is no
+    longer one of `sources`, the configured names), and both its date and its first sighting are before
+    `before`. Entries of a built issue that has not been sent yet always stay (send and preview still need
+    them); `sent_entries`, which keeps a sent entry from being sent again, is never touched.
+    """
+    names = sorted(set(sources))
+    placeholders = ", ".join("?" * len(names))
+    cutoff = to_iso(before)
+    with transaction(db):
+        cursor = db.execute(
+            f"""DELETE FROM entries
+                WHERE (current = 0 OR source NOT IN ({placeholders}))
+                  AND published_at < ? AND first_seen_at < ?
+                  AND id NOT IN (SELECT issue_entries.entry_id FROM issue_entries
+                                 JOIN issues ON issues.id = issue_entries.issue_id
+                                 WHERE issues.sent_at IS NULL)""",
+            (*names, cutoff, cutoff),
+        )
+    return cursor.rowcount
