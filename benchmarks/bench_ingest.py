@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -17,7 +18,7 @@ import feedparser
 
 from digest.config import load_config
 from digest.parse import ParseContext, parse_document
-from digest.pipeline.ingest import ingest_sources
+from digest.pipeline.ingest import ingest_sources, parse_workers
 from digest.state import open_state
 
 FEEDS = 50
@@ -115,18 +116,23 @@ def write_config(folder: Path, base: str, concurrency: int) -> Path:
     return path
 
 
-def timed_ingest(folder: Path, base: str, concurrency: int) -> tuple[float, float, int]:
-    """Wall time of a first fetch+parse of every feed, then of a second run (all 304), and the entry count."""
+def timed_ingest(
+    folder: Path, base: str, concurrency: int, parse_processes: int | None = None
+) -> tuple[float, float, int]:
+    """Wall time of a first fetch+parse of every feed, then of a second run (all 304), and the entry count.
+
+    `parse_processes` as in `ingest_sources` (None: worker processes, one per core; 0: in the event loop).
+    """
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     config = load_config(write_config(folder, base, concurrency))
     db = open_state(config.state_path)
     start = time.perf_counter()
-    result = ingest_sources(config, db, now=NOW)
+    result = ingest_sources(config, db, now=NOW, parse_processes=parse_processes)
     first = time.perf_counter() - start
     assert all(r.status.value == "ok" for r in result.reports), result.reports
     start = time.perf_counter()
-    again = ingest_sources(config, db, now=NOW)
+    again = ingest_sources(config, db, now=NOW, parse_processes=parse_processes)
     second = time.perf_counter() - start
     assert all(r.status.value == "not_modified" for r in again.reports)
     db.close()
@@ -148,13 +154,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, slow_server(bodies) as base:
         concurrent, concurrent_304, count = timed_ingest(Path(tmp) / "concurrent", base, concurrency=8)
         serial, serial_304, _ = timed_ingest(Path(tmp) / "serial", base, concurrency=1)
+        inline, _, _ = timed_ingest(Path(tmp) / "inline", base, concurrency=8, parse_processes=0)
+        serial_inline, _, _ = timed_ingest(
+            Path(tmp) / "serial-inline", base, concurrency=1, parse_processes=0
+        )
     assert count == total_entries, count
+    workers = parse_workers(None, sources=FEEDS, cores=os.cpu_count() or 1)
     print(f"{FEEDS} feeds x {ENTRIES} entries, {LATENCY * 1000:.0f} ms added per response, retries off")
+    print(f"parsing in {workers} worker processes (the default for {FEEDS} sources on this machine):")
     print(
         f"  concurrent fetch+parse (concurrency 8): {concurrent:6.2f} s  (again, 304: {concurrent_304:.2f} s)"
     )
     print(f"  serial fetch+parse     (concurrency 1): {serial:6.2f} s  (again, 304: {serial_304:.2f} s)")
     print(f"  serial / concurrent: {serial / concurrent:.1f}x faster concurrently")
+    print("parsing in the event loop (parse_processes=0), for comparison:")
+    print(f"  concurrent fetch+parse (concurrency 8): {inline:6.2f} s")
+    print(f"  serial fetch+parse     (concurrency 1): {serial_inline:6.2f} s")
+    print(
+        f"  serial in-loop / concurrent with workers: {serial_inline / concurrent:.1f}x;"
+        f" worker processes vs in-loop, both concurrent: {inline / concurrent:.2f}x"
+    )
 
     documents = list(bodies.values())
     ctx = ParseContext(source="Bench", category="News", url="https://feed.example.org/", seen_at=NOW)

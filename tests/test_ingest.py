@@ -18,7 +18,7 @@ from feed_server import Reply, feed, rss, running_server, write_config
 from digest.cli import main
 from digest.config import load_config
 from digest.models import SourceStatus
-from digest.pipeline.ingest import ingest_sources, source_reports
+from digest.pipeline.ingest import ingest_sources, parse_workers, source_reports
 from digest.state import open_state
 from digest.state.issues import mark_issue_sent, record_built_issue, sent_entry_ids
 
@@ -403,3 +403,45 @@ def test_an_entry_still_in_its_feed_is_never_pruned_however_old(tmp_path: Path) 
     ingest_sources(config, db, now=NOW)
     result = ingest_sources(config, db, now=NOW + timedelta(days=1000))
     assert result.pruned == 0 and [e.title for e in result.entries] == ["Evergreen"]
+
+
+@pytest.mark.parametrize(
+    ("requested", "sources", "cores", "workers"),
+    [
+        (None, 3, 2, 0),  # the shipped sample: parsed in-process, no worker start-up
+        (None, 50, 2, 2),
+        (None, 50, 16, 16),
+        (None, 5, 16, 5),
+        (None, 50, 1, 0),  # one core: nothing to gain
+        (0, 50, 8, 0),
+        (2, 3, 1, 2),
+    ],
+)
+def test_parse_worker_processes_only_for_several_sources_on_several_cores(
+    requested: int | None, sources: int, cores: int, workers: int
+) -> None:
+    assert parse_workers(requested, sources=sources, cores=cores) == workers
+
+
+def test_parsing_in_worker_processes_gives_the_same_entries_and_per_source_errors(tmp_path: Path) -> None:
+    sources: list[dict[str, object]] = []
+    for n in range(4):
+        (tmp_path / f"f{n}.xml").write_bytes(
+            rss(f"Story {n}", "Shared story", link_base=f"https://example.org/{n}/")
+        )
+        sources.append({"name": f"F{n}", "url": f"f{n}.xml"})
+    (tmp_path / "page.xml").write_bytes(b"<!DOCTYPE html><html><body>Not a feed</body></html>")
+    _item(tmp_path, "bad.md", "---\ntitle: Bad\ndate: someday\n---\n")
+    sources += [{"name": "Page", "url": "page.xml"}, {"name": "Items", "url": "items/*.md"}]
+    config = load_config(write_config(tmp_path, sources))
+    results = {}
+    for workers in (0, 2):
+        db = open_state(tmp_path / f"state-{workers}.db")
+        results[workers] = ingest_sources(config, db, now=NOW, parse_processes=workers)
+    inline, pooled = results[0], results[2]
+    assert pooled.entries == inline.entries and len(pooled.entries) == 5
+    assert pooled.reports == inline.reports
+    failed = {r.name: r.error or "" for r in pooled.failed}
+    assert set(failed) == {"Page", "Items"}
+    assert "web page" in failed["Page"]
+    assert "items/bad.md" in failed["Items"] and "date" in failed["Items"]

@@ -4,6 +4,10 @@
 and reports why; it never stops the others. An unchanged feed (HTTP 304, a body byte-identical to the last
 one parsed, or a local file with the same content) and an offline run read the entries kept in state and
 never parse again.
+
+Parsing (feedparser is pure Python, so CPU-bound under the GIL) runs in a pool of worker processes, one per
+core, when a run has several sources; then the event loop keeps fetching while feeds are parsed, and feeds
+parse on every core. A small run parses in this process and never pays for starting workers.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
+import multiprocessing
+import os
 import sqlite3
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -36,6 +44,9 @@ ProgressCallback = Callable[[SourceReport, int, int], None]
 """Called once per source as it finishes: (its report, sources done so far, sources in total)."""
 
 T = TypeVar("T")
+
+PARALLEL_PARSE_MIN_SOURCES = 4
+"""A run with fewer enabled sources parses in-process (starting worker processes would cost more)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +73,12 @@ def ingest_sources(
     offline: bool = False,
     on_progress: ProgressCallback | None = None,
     backoff: float = fetch.BACKOFF_SECONDS,
+    parse_processes: int | None = None,
 ) -> IngestResult:
     """Fetch (unless `offline`), parse and store every enabled source; return entries and reports.
+
+    `parse_processes`: worker processes for parsing; None picks one per core when there are at least
+    PARALLEL_PARSE_MIN_SOURCES sources (else none), 0 parses in this process.
 
     A run that fetched then prunes state: entries that left their feed more than `[state] keep_days` ago
     (by date and first sighting) go, unless an unsent built issue holds them. An offline run changes nothing.
@@ -80,7 +95,10 @@ def ingest_sources(
             if on_progress:
                 on_progress(report, done, len(sources))
     else:
-        reports = _run(_fetch_all(config, db, now=now, on_progress=on_progress, backoff=backoff))
+        workers = parse_workers(parse_processes, sources=len(sources), cores=_cores())
+        reports = _run(
+            _fetch_all(config, db, now=now, on_progress=on_progress, backoff=backoff, workers=workers)
+        )
     entries = [e for source in sources for e in entry_state.current_entries(db, source.name)]
     pruned = 0
     if not offline:
@@ -96,6 +114,40 @@ def ingest_sources(
 def source_reports(config: Config, db: sqlite3.Connection) -> tuple[SourceReport, ...]:
     """The last recorded health of each configured source (enabled or not), without fetching."""
     return tuple(_report_from_state(db, s) for s in config.sources)
+
+
+def parse_workers(requested: int | None, *, sources: int, cores: int) -> int:
+    """How many parse worker processes a run uses (0: parse in this process)."""
+    if requested is not None:
+        return max(0, requested)
+    if cores < 2 or sources < PARALLEL_PARSE_MIN_SOURCES:  # one core: nothing to gain
+        return 0
+    return min(cores, sources)
+
+
+def _cores() -> int:
+    """The cores this process may run on (the affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextmanager
+def _parse_pool(workers: int) -> Iterator[concurrent.futures.ProcessPoolExecutor | None]:
+    """A process pool for parsing (None for 0 workers). Processes start on the first parse, not before."""
+    if workers == 0:
+        yield None
+        return
+    # Not "fork": the parent runs threads (an event loop maybe in a worker thread, SQLite, the HTTP client).
+    context: multiprocessing.context.BaseContext
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        forkserver = multiprocessing.get_context("forkserver")
+        forkserver.set_forkserver_preload(["digest.parse", "digest.parse.feeds"])
+        context = forkserver
+    else:
+        context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield pool
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -115,6 +167,7 @@ async def _fetch_all(
     now: datetime,
     on_progress: ProgressCallback | None,
     backoff: float,
+    workers: int,
 ) -> list[SourceReport]:
     sources = config.enabled_sources
     limit = asyncio.Semaphore(config.fetch.concurrency)
@@ -123,14 +176,15 @@ async def _fetch_all(
     async def one(source: Source) -> SourceReport:
         nonlocal done
         async with limit:
-            report = await _ingest_one(config, db, source, client, now=now, backoff=backoff)
+            report = await _ingest_one(config, db, source, client, pool, now=now, backoff=backoff)
         done += 1
         if on_progress:
             on_progress(report, done, len(sources))
         return report
 
-    async with fetch.new_client(concurrency=config.fetch.concurrency) as client:
-        return list(await asyncio.gather(*(one(s) for s in sources)))
+    with _parse_pool(workers) as pool:
+        async with fetch.new_client(concurrency=config.fetch.concurrency) as client:
+            return list(await asyncio.gather(*(one(s) for s in sources)))
 
 
 def _configured_url(source: Source) -> str:
@@ -142,6 +196,7 @@ async def _ingest_one(
     db: sqlite3.Connection,
     source: Source,
     client: httpx.AsyncClient,
+    pool: concurrent.futures.ProcessPoolExecutor | None,
     *,
     now: datetime,
     backoff: float,
@@ -162,8 +217,15 @@ async def _ingest_one(
             retries=config.fetch.retries,
             backoff=backoff,
         )
-        return _store(
-            config, db, source, url, fetched, now=now, last_body_sha256=record.body_sha256 if record else None
+        return await _store(
+            config,
+            db,
+            source,
+            url,
+            fetched,
+            pool=pool,
+            now=now,
+            last_body_sha256=record.body_sha256 if record else None,
         )
     except DigestError as e:
         log.warning("%s: %s", source.name, e)
@@ -194,13 +256,50 @@ def _body_sha256(documents: tuple[fetch.Document, ...]) -> str:
     return digest.hexdigest()
 
 
-def _store(
+def parse_documents(documents: tuple[fetch.Document, ...], ctx: ParseContext, kind: str) -> tuple[Entry, ...]:
+    """Parse every document of one source (`kind` as in Source.kind); runs in a worker process or inline.
+
+    Raises:
+        ParseError: a document is not a feed digest can read (for a glob, the message names the file).
+    """
+    parsed: list[Entry] = []
+    for document in documents:
+        label = document.location if kind != "http" else None
+        doc_ctx = ctx if kind == "http" else replace(ctx, url=document.location)
+        try:
+            result = parse_document(document.body, doc_ctx, content_type=document.content_type, label=label)
+        except ParseError as e:
+            prefix = f"{ctx.source}: "
+            if kind == "glob" and label and label not in e.message and e.message.startswith(prefix):
+                raise ParseError(f"{prefix}{label}: {e.message.removeprefix(prefix)}", hint=e.hint) from e
+            raise
+        parsed.extend(result.entries)
+    return tuple(parsed)
+
+
+async def _parse(
+    pool: concurrent.futures.ProcessPoolExecutor | None,
+    documents: tuple[fetch.Document, ...],
+    ctx: ParseContext,
+    kind: str,
+) -> tuple[Entry, ...]:
+    if pool is None:
+        return parse_documents(documents, ctx, kind)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, parse_documents, documents, ctx, kind)
+    except BrokenProcessPool:
+        log.warning("%s: the parse worker processes stopped; parsing in this process", ctx.source)
+        return parse_documents(documents, ctx, kind)
+
+
+async def _store(
     config: Config,
     db: sqlite3.Connection,
     source: Source,
     url: str,
     fetched: fetch.Fetched,
     *,
+    pool: concurrent.futures.ProcessPoolExecutor | None,
     now: datetime,
     last_body_sha256: str | None,
 ) -> SourceReport:
@@ -237,18 +336,7 @@ def _store(
         timezone=config.digest.timezone,
         priorities=tuple(p.name for p in config.priorities),
     )
-    parsed: list[Entry] = []
-    for document in fetched.documents:
-        label = document.location if source.kind != "http" else None
-        doc_ctx = ctx if source.kind == "http" else replace(ctx, url=document.location)
-        try:
-            result = parse_document(document.body, doc_ctx, content_type=document.content_type, label=label)
-        except ParseError as e:
-            prefix = f"{source.name}: "
-            if source.kind == "glob" and label and label not in e.message and e.message.startswith(prefix):
-                raise ParseError(f"{prefix}{label}: {e.message.removeprefix(prefix)}", hint=e.hint) from e
-            raise
-        parsed.extend(result.entries)
+    parsed = await _parse(pool, fetched.documents, ctx, source.kind)
     if source.max_entries is not None:
         parsed = parsed[: source.max_entries]
     stored = entry_state.store_entries(db, source.name, parsed, now=now)
