@@ -445,3 +445,22 @@ def test_parsing_in_worker_processes_gives_the_same_entries_and_per_source_error
     assert set(failed) == {"Page", "Items"}
     assert "web page" in failed["Page"]
     assert "items/bad.md" in failed["Items"] and "date" in failed["Items"]
+
+
+def test_a_failed_report_counts_the_entries_kept_and_used(tmp_path: Path) -> None:
+    # What a caller needs to say whether a failed source's last good entries were used: `entries`.
+    (tmp_path / "a.xml").write_bytes(rss("Kept one", "Kept two"))
+    (tmp_path / "b.xml").write_bytes(b"<!DOCTYPE html><html><body>Not a feed</body></html>")
+    db = open_state(tmp_path / "state.db")
+    never = ingest_sources(load_config(write_config(tmp_path, [{"name": "A", "url": "b.xml"}])), db, now=NOW)
+    assert never.reports[0].status is SourceStatus.FAILED and never.reports[0].entries == 0
+    assert never.entries == ()
+    ingest_sources(load_config(write_config(tmp_path, [{"name": "A", "url": "a.xml"}])), db, now=NOW)
+    # The url changes: before the new one is fetched, the old entries are still the source's (and used).
+    moved = load_config(write_config(tmp_path, [{"name": "A", "url": "b.xml"}]))
+    offline = ingest_sources(moved, db, now=NOW, offline=True)
+    assert (offline.reports[0].status, offline.reports[0].entries) == (SourceStatus.FAILED, 2)
+    assert len(offline.entries) == 2
+    failed = ingest_sources(moved, db, now=NOW)  # b.xml is a web page
+    assert (failed.reports[0].status, failed.reports[0].entries) == (SourceStatus.FAILED, 2)
+    assert len(failed.entries) == 2
