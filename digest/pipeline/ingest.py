@@ -366,7 +366,7 @@ def _report_from_state(db: sqlite3.Connection, source: Source) -> SourceReport:
             url=source.url,
             category=source.category,
             status=SourceStatus.FAILED,
-            # Not fetched at this url; entries kept from an earlier url of the source still count (and are used).
+            # Not fetched at this url: entries kept from an earlier url of the source are still used
             entries=len(entry_state.current_entries(db, source.name)),
             error="never fetched (run digest fetch)",
         )
