@@ -464,3 +464,23 @@ def test_a_failed_report_counts_the_entries_kept_and_used(tmp_path: Path) -> Non
     failed = ingest_sources(moved, db, now=NOW)  # b.xml is a web page
     assert (failed.reports[0].status, failed.reports[0].entries) == (SourceStatus.FAILED, 2)
     assert len(failed.entries) == 2
+
+
+def test_a_changed_parse_setting_parses_an_unchanged_feed_again(sample: Path) -> None:
+    """Stored entries carry the settings they were parsed with; changing one re-reads the feed."""
+    config = load_config(sample)
+    db = open_state(config.state_path)
+    ingest_sources(config, db, now=NOW)
+    again = ingest_sources(config, db, now=NOW + timedelta(hours=1))
+    assert [r.status for r in again.reports] == [SourceStatus.NOT_MODIFIED] * 3
+    text = sample.read_text().replace('category = "Blog"', 'category = "Staff blog"')
+    text = text.replace("excerpt_chars = 240", "excerpt_chars = 80")
+    sample.write_text(text)
+    changed = load_config(sample)
+    result = ingest_sources(changed, db, now=NOW + timedelta(hours=2))
+    assert [r.status for r in result.reports] == [SourceStatus.OK] * 3
+    blog = [e for e in result.entries if e.source == "BLMK blog"]
+    assert blog and all(e.category == "Staff blog" for e in blog)
+    assert all(len(e.summary_text) <= 80 for e in result.entries)
+    settled = ingest_sources(changed, db, now=NOW + timedelta(hours=3))
+    assert [r.status for r in settled.reports] == [SourceStatus.NOT_MODIFIED] * 3

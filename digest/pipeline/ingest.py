@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -205,6 +206,10 @@ async def _ingest_one(
     record = feed_state.get_feed(db, source.name, url)
     if record is not None and record.gone:
         return _report_from_state(db, source)
+    settings = _parse_settings(config, source)
+    if record is not None and record.parse_settings != settings:
+        # Parsing depends on settings that changed (category, excerpt length, ...): fetch and parse anew.
+        record = replace(record, etag=None, last_modified=None, body_sha256=None)
     validators = fetch.Validators(record.etag, record.last_modified) if record else fetch.Validators()
     try:
         fetched = await fetch.fetch_source(
@@ -226,6 +231,7 @@ async def _ingest_one(
             pool=pool,
             now=now,
             last_body_sha256=record.body_sha256 if record else None,
+            parse_settings=settings,
         )
     except DigestError as e:
         log.warning("%s: %s", source.name, e)
@@ -246,6 +252,18 @@ def _failed(
         db, source=source.name, url=url, status=SourceStatus.FAILED, at=now, http_status=status, error=error
     )
     return _report_from_state(db, source)
+
+
+def _parse_settings(config: Config, source: Source) -> str:
+    """A fingerprint of every setting the stored entries of `source` were parsed with."""
+    settings = [
+        source.category,
+        source.max_entries,
+        config.digest.excerpt_chars,
+        config.digest.timezone,
+        sorted(p.name for p in config.priorities),
+    ]
+    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
 
 
 def _body_sha256(documents: tuple[fetch.Document, ...]) -> str:
@@ -302,6 +320,7 @@ async def _store(
     pool: concurrent.futures.ProcessPoolExecutor | None,
     now: datetime,
     last_body_sha256: str | None,
+    parse_settings: str,
 ) -> SourceReport:
     status = SourceStatus(fetched.status)
     permanent_url = fetched.redirected_to if fetched.permanent else None
@@ -325,6 +344,7 @@ async def _store(
             etag=fetched.validators.etag,
             last_modified=fetched.validators.last_modified,
             body_sha256=body_sha256,
+            parse_settings=parse_settings,
         )
         return _report_from_state(db, source)
     ctx = ParseContext(
@@ -347,6 +367,7 @@ async def _store(
         etag=fetched.validators.etag,
         last_modified=fetched.validators.last_modified,
         body_sha256=body_sha256,
+        parse_settings=parse_settings,
         entry_count=len(stored),
         newest_entry_at=_newest(stored),
     )

@@ -23,6 +23,7 @@ class FeedRecord:
     etag: str | None
     last_modified: str | None
     body_sha256: str | None
+    parse_settings: str | None
     permanent_url: str | None
     gone: bool
     status: SourceStatus | None
@@ -43,6 +44,7 @@ def _record(row: sqlite3.Row) -> FeedRecord:
         etag=row["etag"],
         last_modified=row["last_modified"],
         body_sha256=row["body_sha256"],
+        parse_settings=row["parse_settings"],
         permanent_url=row["permanent_url"],
         gone=bool(row["gone"]),
         status=SourceStatus(row["status"]) if row["status"] else None,
@@ -77,6 +79,7 @@ def _ensure(db: sqlite3.Connection, source: str, url: str) -> None:
                etag = CASE WHEN feeds.url = excluded.url THEN feeds.etag END,
                last_modified = CASE WHEN feeds.url = excluded.url THEN feeds.last_modified END,
                body_sha256 = CASE WHEN feeds.url = excluded.url THEN feeds.body_sha256 END,
+               parse_settings = CASE WHEN feeds.url = excluded.url THEN feeds.parse_settings END,
                permanent_url = CASE WHEN feeds.url = excluded.url THEN feeds.permanent_url END,
                gone = CASE WHEN feeds.url = excluded.url THEN feeds.gone ELSE 0 END,
                consecutive_failures = CASE WHEN feeds.url = excluded.url
@@ -100,6 +103,7 @@ def record_fetch(
     etag: str | None = None,
     last_modified: str | None = None,
     body_sha256: str | None = None,
+    parse_settings: str | None = None,
     entry_count: int | None = None,
     newest_entry_at: datetime | None = None,
 ) -> FeedRecord:
@@ -107,8 +111,8 @@ def record_fetch(
 
     A failure counts one more consecutive failure and keeps the validators; a success resets the count.
     When a body was received ("ok", or "not_modified" with `body_sha256` given: the same bytes as the last
-    parsed body), the new validators and the body's sha256 are stored. "gone" is sticky until the configured
-    URL changes.
+    parsed body), the new validators, the body's sha256 and the parse settings' fingerprint are stored.
+    "gone" is sticky until the configured URL changes.
     """
     with transaction(db):
         _ensure(db, source, url)
@@ -128,8 +132,9 @@ def record_fetch(
             )
         if status is SourceStatus.OK or body_sha256 is not None:
             db.execute(
-                "UPDATE feeds SET etag = ?, last_modified = ?, body_sha256 = ? WHERE source = ?",
-                (etag, last_modified, body_sha256, source),
+                "UPDATE feeds SET etag = ?, last_modified = ?, body_sha256 = ?, parse_settings = ?"
+                " WHERE source = ?",
+                (etag, last_modified, body_sha256, parse_settings, source),
             )
         if entry_count is not None:
             db.execute(

@@ -104,4 +104,9 @@ CREATE UNIQUE INDEX runs_slot ON runs (slot) WHERE slot IS NOT NULL
 -- bytes again is "not modified" and not parsed again.
 ALTER TABLE feeds ADD COLUMN body_sha256 TEXT
 """,
+    """
+-- A fingerprint of the settings parsing depends on (category, excerpt length, time zone, priorities,
+-- max_entries): when it changes, the next fetch is unconditional and the feed is parsed again.
+ALTER TABLE feeds ADD COLUMN parse_settings TEXT
+""",
 )
