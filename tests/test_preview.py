@@ -148,10 +148,16 @@ def test_reorder_within_the_highlights(preview: tuple[httpx.Client, Workspace]) 
     last = shown[-1]
     assert not issue.highlights[-1].item.entry.pinned
     assert not issue.highlights[-2].item.entry.pinned
+    days = [[i.entry.id for i in g.entries] for s in issue.sections for g in s.groups]
     post(client, "/draft/move", {"entry": last, "direction": "up", "shown": shown, "list": "highlights"})
     issue = workspace.snapshot.issue
     assert issue is not None
     assert [h.item.entry.id for h in issue.highlights] == [*shown[:-2], last, shown[-2]]
+    # The highlights have their own order in the draft; every day keeps its order.
+    draft = workspace.snapshot.draft
+    assert draft.highlight_order[-2:] == (last, shown[-2])
+    assert draft.order == ()
+    assert [[i.entry.id for i in g.entries] for s in issue.sections for g in s.groups] == days
     email = client.get("/email.html").text
     titles = [h.item.entry.title[:30] for h in issue.highlights[-2:]]
     assert highlights_of(email).index(titles[0]) < highlights_of(email).index(titles[1])
@@ -211,7 +217,8 @@ def test_the_page_rebuilds_when_a_feed_template_or_the_draft_changes(
     builtin = Path(__file__).resolve().parent.parent / "templates" / "email.txt"
     (override / "email.txt").write_text(builtin.read_text() + "\nA theme footer line.\n")
     wait_for(lambda: "A theme footer line." in client.get("/email.txt").text, what="a template change")
-    assert workspace.snapshot.version > version
+    # The build writes its files before it publishes the new snapshot: wait for both.
+    wait_for(lambda: workspace.snapshot.version > version, what="the snapshot of the template change")
 
 
 def test_a_build_error_is_shown_on_the_page_and_recovers(
