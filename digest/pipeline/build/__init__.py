@@ -37,6 +37,7 @@ from digest.pipeline.build.files import (
 from digest.pipeline.build.plan import PlannedIssue, free_issue_id, plan_issue, retire_stale_issue
 from digest.pipeline.ingest import ingest_sources
 from digest.render import RenderSettings
+from digest.state import feeds as feed_state
 from digest.state import issues as state_issues
 from digest.state.settings import generated_secret
 from digest.tokens import unsubscribe_token, unsubscribe_url
@@ -53,6 +54,7 @@ __all__ = [
     "build_from_entries",
     "build_issue",
     "entry_document",
+    "failure_note",
     "free_issue_id",
     "issue_document",
     "plan_issue",
@@ -75,6 +77,21 @@ class BuildOutcome:
     built: BuiltIssue | None
     nothing_new_since: datetime | None
     notes: tuple[str, ...] = ()
+
+
+def failure_note(db: sqlite3.Connection, report: SourceReport, entries: Iterable[Entry]) -> str:
+    """What a failed source meant for the build: its kept entries were used, or it has none yet."""
+    why = (report.error or report.status.value).removeprefix(f"{report.name}: ")
+    kept = sum(1 for e in entries if e.source == report.name or report.name in e.also_from)
+    if kept:
+        used = f"its last good entries were used ({kept} kept from earlier fetches)"
+    else:
+        record = feed_state.get_feed(db, report.name)
+        if record is None or record.last_success_at is None:
+            used = "no entries from it yet: it has never been fetched successfully"
+        else:
+            used = "no entries from it: its last good fetch had none"
+    return f"source {report.name!r} failed ({why}); {used}"
 
 
 def _unsubscribe_sample(config: Config, db: sqlite3.Connection) -> str:
@@ -165,11 +182,7 @@ def build_issue(
         progress(f"fetched {report.name} ({done}/{total}): {report.status.value}")
 
     result = ingest_sources(config, db, now=now, offline=offline, on_progress=fetched)
-    notes = tuple(
-        f"source {r.name!r} failed ({(r.error or r.status.value).removeprefix(f'{r.name}: ')});"
-        " its last good entries were used"
-        for r in result.failed
-    )
+    notes = tuple(failure_note(db, r, result.entries) for r in result.failed)
     outcome = build_from_entries(
         config,
         db,
