@@ -87,7 +87,9 @@ def failure_note(db: sqlite3.Connection, report: SourceReport, entries: Iterable
         used = f"its last good entries were used ({kept} kept from earlier fetches)"
     else:
         record = feed_state.get_feed(db, report.name)
-        if record is None or record.last_success_at is None:
+        if record is None or record.status is None:  # never tried: the error says so
+            used = "no entries from it yet"
+        elif record.last_success_at is None:
             used = "no entries from it yet: it has never been fetched successfully"
         else:
             used = "no entries from it: its last good fetch had none"
