@@ -423,6 +423,62 @@ def test_the_report_compares_with_the_last_sent_issue(project: Path) -> None:
     assert re.search(r"Email size: [\d.]+ KB, [+-][\d.]+ KB on the last sent issue", page)
 
 
+def in_page_links_resolve(page: str) -> list[str]:
+    """The page's `#fragment` links whose target id is not on the page."""
+    ids = set(re.findall(r'\bid="([^"]+)"', page))
+    return [f for f in re.findall(r'href="#([^"]*)"', page) if f not in ids]
+
+
+def test_with_nothing_new_the_page_says_why_and_suggests_an_as_of(project: Path) -> None:
+    from datetime import datetime
+
+    late = datetime.fromisoformat("2026-01-09T17:00:00+00:00")  # weeks after the newest sample entry
+    with preview_served(project, as_of=late) as (base, workspace):
+        assert isinstance(workspace, Workspace)
+        assert workspace.snapshot.issue is None
+        page = httpx.get(f"{base}/").text
+    assert in_page_links_resolve(page) == []
+    assert 'href="#approval"' not in page
+    assert "No draft to preview: nothing new since Friday 2 January 2026" in page
+    found = re.search(r"<code>digest preview --as-of ([^<]+)</code>", page)
+    assert found, "no --as-of suggestion on the page"
+    # The suggestion works: a preview with that window end has an issue to show.
+    suggested = datetime.fromisoformat(found.group(1))
+    with preview_served(project, as_of=suggested) as (base, workspace):
+        assert isinstance(workspace, Workspace)
+        assert workspace.snapshot.issue is not None
+        page = httpx.get(f"{base}/").text
+    assert 'href="#approval"' in page
+    assert in_page_links_resolve(page) == []
+
+
+def test_with_nothing_new_since_the_last_sent_issue_the_page_names_it(
+    preview: tuple[httpx.Client, Workspace],
+) -> None:
+    from datetime import datetime
+
+    from digest.state import open_state
+    from digest.state.issues import mark_issue_sent, mark_send_started
+
+    client, workspace = preview
+    issue = workspace.snapshot.issue
+    assert issue is not None
+    db = open_state(workspace.config.state_path)
+    sent_at = datetime.fromisoformat("2025-05-09T17:10:00+01:00")
+    mark_send_started(db, issue.id, sent_at)
+    mark_issue_sent(db, issue.id, sent_at)
+    db.close()
+    version = workspace.snapshot.version
+    post(client, "/refresh", {})
+    wait_for(lambda: workspace.snapshot.version > version, what="the rebuild after the send")
+    assert workspace.snapshot.issue is None
+    page = client.get("/").text
+    assert in_page_links_resolve(page) == []
+    assert "No draft to preview: nothing new since Friday 9 May 2025" in page
+    assert f"The last issue (issue {issue.id}, sent Friday 9 May 2025) covered everything up to" in page
+    assert "--as-of" not in page
+
+
 def test_the_commands_refuse_a_busy_port_and_a_bad_as_of(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
