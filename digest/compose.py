@@ -304,11 +304,11 @@ def rank_highlights(
     """Up to `highlights_max` matched entries, strongest match then newest first; pinned entries lead.
 
     Entries pinned in the draft come first in the draft's order, then entries pinned by their source,
-    then the rest; the draft's `order` moves the entries it names ahead of the ranking. Pinned entries
-    are always shown, even past the maximum.
+    then the rest; the draft's `highlight_order` moves the entries it names ahead of the ranking (its
+    day `order` does not touch the highlights). Pinned entries are always shown, even past the maximum.
     """
     pins = {entry_id: i for i, entry_id in enumerate(draft.pinned)}
-    order = {entry_id: i for i, entry_id in enumerate(draft.order)}
+    order = {entry_id: i for i, entry_id in enumerate(draft.highlight_order)}
 
     def pinned_rank(item: IssueEntry) -> float:
         if item.entry.id in pins:

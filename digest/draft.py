@@ -11,7 +11,8 @@ A **short** editor's note, in Markdown.
 '''
 pinned = ["entry-id", ...]     # always in the highlights, first, in this order
 dropped = ["entry-id", ...]    # left out of the issue
-order = ["entry-id", ...]      # shown first (highlights and within their day), in this order
+order = ["entry-id", ...]      # shown first within their day (or week), in this order
+highlight_order = ["entry-id", ...]  # highlights after the pinned ones, ahead of the ranking, in this order
 
 [retag]                        # these priorities replace the entry's keyword matches ([] = none)
 "entry-id" = ["Start Well"]
@@ -31,7 +32,7 @@ from digest.models import Draft
 
 __all__ = ["Draft", "draft_path", "dump_draft", "load_draft", "save_draft"]
 
-_KEYS = ("intro", "pinned", "dropped", "order", "retag")
+_KEYS = ("intro", "pinned", "dropped", "order", "highlight_order", "retag")
 _HINT = "fix the key named above, or delete the draft file to build the issue without edits"
 
 
@@ -79,6 +80,7 @@ def parse_draft(path: Path, data: dict[str, Any]) -> Draft:
         dropped=_ids(path, data, "dropped"),
         order=_ids(path, data, "order"),
         retag=tuple(retag),
+        highlight_order=_ids(path, data, "highlight_order"),
     )
 
 
@@ -134,12 +136,14 @@ def dump_draft(draft: Draft) -> str:
     """The TOML text of a draft (what `save_draft` writes); `load_draft` reads it back unchanged."""
     lines = [
         "# Edits to this issue, applied by `digest build`. Entries are named by their id (see issue.json).",
-        "# pinned: always highlighted, first; dropped: left out; order: shown first, in this order;",
+        "# pinned: always highlighted, first; dropped: left out; order: shown first in their day;",
+        "# highlight_order: highlights after the pinned ones, ahead of the ranking, in this order;",
         "# [retag]: entry id = [priority names] replacing the entry's keyword matches; intro: Markdown.",
         f"intro = {_toml_string(draft.intro)}",
         f"pinned = {_toml_list(draft.pinned)}",
         f"dropped = {_toml_list(draft.dropped)}",
         f"order = {_toml_list(draft.order)}",
+        f"highlight_order = {_toml_list(draft.highlight_order)}",
         "",
         "[retag]",
     ]

@@ -177,6 +177,8 @@ class Draft:
     """The comms team's edits to one issue; its TOML file is read and written only by `digest.draft`.
 
     Entry ids name entries; `retag` maps an entry id to the priority names that replace its matches.
+    `order` places entries within their day (or week) group; `highlight_order` places the highlights
+    that are not pinned in the draft, so a move in one list never reorders the other.
     """
 
     intro: str = ""
@@ -184,6 +186,7 @@ class Draft:
     dropped: tuple[str, ...] = ()
     order: tuple[str, ...] = ()
     retag: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    highlight_order: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -196,4 +199,12 @@ class Draft:
     @property
     def entry_ids(self) -> frozenset[str]:
         """Every entry id the draft names."""
-        return frozenset((*self.pinned, *self.dropped, *self.order, *(i for i, _ in self.retag)))
+        return frozenset(
+            (
+                *self.pinned,
+                *self.dropped,
+                *self.order,
+                *self.highlight_order,
+                *(i for i, _ in self.retag),
+            )
+        )

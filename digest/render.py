@@ -5,38 +5,80 @@ the built-in templates, so a theme overrides one file by having a file of the sa
 templates are the repository's `templates/` folder, found (see `builtin_template_dirs`) through the
 DIGEST_TEMPLATES environment variable when set, else next to the `digest` package (a checkout or an
 editable install), else under `<prefix>/share/digest/templates` (where a wheel install puts them).
-Templates get the Issue's content as small view objects and the edition's settings (`RenderSettings`),
-never the raw config. Autoescaping is on for every template except `*.txt`; undefined names are errors.
+Templates get the Issue's content as small view objects (made in `digest.render_context`) and the
+edition's settings (`RenderSettings`), never the raw config. Autoescaping is on for every template
+except `*.txt`; undefined names are errors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import html
 import os
-import re
 import sys
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import jinja2
-import nh3
 from babel import Locale
-from babel.dates import format_date
-from markdown_it import MarkdownIt
-from markupsafe import Markup
 
 from digest.colour import contrast_ratio
 from digest.config import Config
 from digest.errors import RenderError, TemplateNotFoundError
-from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, IssueEntry
-from digest.tokens import issue_url
+from digest.models import Issue
+from digest.render_context import (
+    TEXT_WIDTH,
+    Card,
+    GroupView,
+    HighlightView,
+    SectionView,
+    defuse,
+    defuse_url,
+    excerpt,
+    intro_html,
+    issue_context,
+    underline,
+    wrap_markdown,
+    wrap_text,
+)
+
+__all__ = [
+    "BUILTIN_TEMPLATES",
+    "EMAIL_TEMPLATE",
+    "INSTALLED_TEMPLATES",
+    "TEMPLATES_ENV",
+    "TEXT_TEMPLATE",
+    "TEXT_WIDTH",
+    "WEB_TEMPLATE",
+    "Card",
+    "Colours",
+    "GroupView",
+    "HighlightView",
+    "PageSet",
+    "PriorityStyle",
+    "RenderOptions",
+    "RenderSettings",
+    "RenderedParts",
+    "SectionView",
+    "TemplateSet",
+    "builtin_template_dirs",
+    "defuse",
+    "defuse_url",
+    "excerpt",
+    "html_lang",
+    "intro_html",
+    "issue_context",
+    "make_environment",
+    "priority_style",
+    "render_issue",
+    "template_layout",
+    "template_search_path",
+    "templates_for",
+    "underline",
+    "wrap_markdown",
+    "wrap_text",
+]
 
 TEMPLATES_ENV = "DIGEST_TEMPLATES"
 # The repository's templates/ folder, beside the package in a checkout or an editable install.
@@ -46,10 +88,7 @@ INSTALLED_TEMPLATES = Path(sys.prefix) / "share" / "digest" / "templates"
 EMAIL_TEMPLATE = "email.mjml"
 TEXT_TEMPLATE = "email.txt"
 WEB_TEMPLATE = "web.html"
-TEXT_WIDTH = 78
 _WHITE = "#FFFFFF"
-_LINK_WITH_HREF = re.compile(r"<a (?=[^>]*\bhref=)")
-_WEB_TAGS = {"p", "br", "a", "strong", "b", "em", "i", "ul", "ol", "li", "blockquote", "code"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,270 +224,6 @@ def template_search_path(
 ) -> tuple[Path, ...]:
     """The theme folder (if any) first, then the built-in templates."""
     return ((theme_dir,) if theme_dir else ()) + builtin_template_dirs(environ)
-
-
-# ---------------------------------------------------------------------------------------------- views
-
-
-@dataclass(frozen=True, slots=True)
-class Card:
-    """One entry as the templates show it."""
-
-    id: str
-    anchor: str
-    title: str
-    link: str | None
-    excerpt: str
-    summary_html: Markup
-    source: str
-    category: str
-    date_label: str
-    date_estimated: bool
-    priorities: tuple[PriorityStyle, ...]
-    reasons: tuple[str, ...]
-    image: Image | None
-    highlighted: bool
-    author: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class HighlightView:
-    priority: PriorityStyle
-    reason: str
-    card: Card
-
-
-@dataclass(frozen=True, slots=True)
-class GroupView:
-    label: str
-    cards: tuple[Card, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SectionView:
-    """A section; `groups` hold what the email shows, `all_groups` everything (for the web version)."""
-
-    category: str
-    anchor: str
-    groups: tuple[GroupView, ...]
-    all_groups: tuple[GroupView, ...]
-    more: int
-    more_url: str
-
-
-_PLACEHOLDER_PREFIX = "%%DIGEST_"
-
-
-def defuse(text: str) -> str:
-    """Feed text that happens to contain a personalisation marker, made inert (a word joiner inside it).
-
-    Deliver replaces `%%DIGEST_...%%` markers in the rendered email; a feed title carrying one must not
-    turn into someone's unsubscribe link.
-    """
-    return text.replace(_PLACEHOLDER_PREFIX, "%%\u2060DIGEST_")
-
-
-def defuse_url(url: str) -> str:
-    """A URL with any personalisation marker percent-encoded (`%%` -> `%25%25`), so it stays literal."""
-    return url.replace(_PLACEHOLDER_PREFIX, "%25%25DIGEST_")
-
-
-def excerpt(entry: Entry, limit: int) -> str:
-    """A plain-text excerpt of at most `limit` characters, cut at a word boundary."""
-    text = entry.summary_text or html.unescape(nh3.clean(entry.summary_html, tags=set()))
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:.-\u2026")
-    return cut + "\u2026"
-
-
-def _slug(text: str) -> str:
-    return "section-" + (re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "other")
-
-
-def _date_label(value: datetime, settings: RenderSettings) -> str:
-    local = value.astimezone(ZoneInfo(settings.timezone)).date()
-    return format_date(local, settings.date_format, locale=settings.locale)
-
-
-def _card(
-    item: IssueEntry, settings: RenderSettings, options: RenderOptions, highlighted: frozenset[str]
-) -> Card:
-    entry = item.entry
-    summary = nh3.clean(entry.summary_html, tags=_WEB_TAGS, link_rel=None)
-    summary = _LINK_WITH_HREF.sub('<a rel="noopener noreferrer" ', summary)
-    if not summary.strip() and entry.summary_text:
-        summary = f"<p>{html.escape(entry.summary_text)}</p>"
-    image = entry.image if options.images and not options.headlines_only else None
-    return Card(
-        id=entry.id,
-        anchor="entry-" + hashlib.sha256(entry.id.encode("utf-8")).hexdigest()[:12],
-        title=defuse(" ".join(entry.title.split()) or "(untitled)"),
-        link=defuse_url(entry.link) if entry.link else None,
-        excerpt="" if options.headlines_only else defuse(excerpt(entry, options.excerpt_chars)),
-        summary_html=Markup(defuse(summary)),  # noqa: S704 - sanitised by nh3 just above
-        source=defuse(entry.source),
-        category=defuse(entry.category),
-        date_label="" if entry.date_estimated else _date_label(entry.published, settings),
-        date_estimated=entry.date_estimated,
-        priorities=tuple(settings.style_for(m.priority) for m in item.matches),
-        reasons=tuple(defuse(f"{m.priority}: {m.reason}") for m in item.matches),
-        image=Image(defuse_url(image.url), defuse(image.alt)) if image else None,
-        highlighted=entry.id in highlighted,
-        author=defuse(entry.author) if entry.author else None,
-    )
-
-
-def _shown(groups: tuple[GroupView, ...], limit: int) -> tuple[GroupView, ...]:
-    """The first `limit` cards across the groups, keeping the grouping."""
-    out = []
-    for group in groups:
-        if limit <= 0:
-            break
-        out.append(GroupView(group.label, group.cards[:limit]))
-        limit -= len(group.cards)
-    return tuple(out)
-
-
-def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions) -> dict[str, Any]:
-    """The names every template gets."""
-    highlighted = frozenset(h.item.entry.id for h in issue.highlights)
-    web_url = issue_url(settings.base_url, issue.id)
-    sections = []
-    for section in issue.sections:
-        all_groups = tuple(
-            GroupView(g.label, tuple(_card(i, settings, options, highlighted) for i in g.entries))
-            for g in section.groups
-        )
-        total = sum(len(g.cards) for g in all_groups)
-        anchor = _slug(section.category)
-        sections.append(
-            SectionView(
-                category=defuse(section.category),
-                anchor=anchor,
-                groups=_shown(all_groups, total - section.more),
-                all_groups=all_groups,
-                more=section.more,
-                more_url=f"{web_url}#{anchor}",
-            )
-        )
-    zone = ZoneInfo(settings.timezone)
-    last_day = issue.window.end.astimezone(zone) - timedelta(microseconds=1)
-    return {
-        "issue": issue,
-        "settings": settings,
-        "colours": settings.colours,
-        "options": options,
-        "subject": defuse(issue.subject),
-        "preheader": defuse(issue.preheader),
-        "date_label": format_date(last_day.date(), settings.date_format, locale=settings.locale),
-        "since_label": _date_label(issue.window.start, settings),
-        "intro_html": intro_html(defuse(issue.intro_markdown)),
-        "intro_markdown": defuse(issue.intro_markdown),
-        "highlights": tuple(
-            HighlightView(
-                settings.style_for(h.priority), h.reason, _card(h.item, settings, options, frozenset())
-            )
-            for h in issue.highlights
-        ),
-        "sections": tuple(sections),
-        "entry_count": len(issue.entries),
-        "web_url": web_url,
-        "archive_url": settings.base_url + "/",
-        "name_placeholder": NAME_PLACEHOLDER,
-        "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
-    }
-
-
-# ---------------------------------------------------------------------------------------------- markdown
-
-_markdown = MarkdownIt("commonmark", {"html": False, "typographer": False})
-_HEADING = re.compile(r"<(/?)h([1-6])>")
-
-
-def intro_html(markdown: str) -> Markup:
-    """The editor's intro as HTML: raw HTML in it is escaped, headings start at h2 and skip no level."""
-    if not markdown.strip():
-        return Markup("")
-    rendered = _markdown.render(markdown)
-    levels = sorted({int(m.group(2)) for m in _HEADING.finditer(rendered)})
-    mapping = {level: min(2 + i, 6) for i, level in enumerate(levels)}
-    rendered = _HEADING.sub(lambda m: f"<{m.group(1)}h{mapping[int(m.group(2))]}>", rendered)
-    rendered = nh3.clean(
-        rendered,
-        tags={
-            "p",
-            "br",
-            "a",
-            "strong",
-            "em",
-            "ul",
-            "ol",
-            "li",
-            "blockquote",
-            "code",
-            "h2",
-            "h3",
-            "h4",
-            "h5",
-            "h6",
-            "img",
-            "hr",
-        },
-        attributes={"a": {"href", "title"}, "img": {"src", "alt", "title"}},
-        url_schemes={"http", "https", "mailto"},
-        link_rel=None,
-    )
-    return Markup(rendered)  # noqa: S704 - markdown with raw HTML off, then cleaned by nh3
-
-
-# ---------------------------------------------------------------------------------------------- text
-
-
-def wrap_text(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
-    """Wrap each paragraph (blank-line separated) at `width`; URLs and long words are never broken."""
-    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-    out = []
-    for i, paragraph in enumerate(paragraphs):
-        initial = first if first is not None and i == 0 else indent
-        out.append(
-            textwrap.fill(
-                " ".join(paragraph.split()),
-                width=width,
-                initial_indent=initial,
-                subsequent_indent=indent,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
-    return "\n\n".join(out)
-
-
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-
-
-def wrap_markdown(text: str, width: int = TEXT_WIDTH) -> str:
-    """Wrap Markdown for the plain-text part: paragraphs wrapped, list items and headings kept per line."""
-    out = []
-    for paragraph in re.split(r"\n\s*\n", text.strip()):
-        lines = paragraph.splitlines()
-        if any(_LIST_ITEM.match(line) or line.lstrip().startswith("#") for line in lines):
-            wrapped = []
-            for line in lines:
-                marker = _LIST_ITEM.match(line)
-                hang = " " * len(marker.group(0)) if marker else ""
-                wrapped.append(
-                    wrap_text(line, width, indent=hang, first=line[: len(line) - len(line.lstrip())])
-                )
-            out.append("\n".join(wrapped))
-        elif paragraph.strip():
-            out.append(wrap_text(paragraph, width))
-    return "\n\n".join(out)
-
-
-def underline(text: str, char: str = "=") -> str:
-    return char * min(len(text), TEXT_WIDTH)
 
 
 # ---------------------------------------------------------------------------------------------- environment

@@ -6,6 +6,7 @@ import email
 import email.policy
 import hashlib
 import json
+import re
 import shutil
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -392,7 +393,25 @@ def test_build_issue_reports_progress_and_failed_sources(site: Path) -> None:
     assert outcome.built is not None
     assert any(m.startswith("fetched BLMK blog (") for m in messages)
     assert any(m.startswith("rendering issue 2025-W19") for m in messages)
-    assert any(
-        n.startswith("source 'BLMK blog' failed (not an RSS, Atom or JSON feed") for n in outcome.notes
-    )
+    (note,) = (n for n in outcome.notes if n.startswith("source 'BLMK blog' failed"))
+    assert note.startswith("source 'BLMK blog' failed (not an RSS, Atom or JSON feed")
+    # Never fetched before: nothing was kept, and the note says so rather than "last good entries".
+    assert note.endswith("; no entries from it yet: it has never been fetched successfully")
     assert "Blog" not in [s.category for s in outcome.built.issue.sections]
+
+
+def test_a_source_failing_after_a_good_fetch_says_its_kept_entries_were_used(site: Path) -> None:
+    config = load_config(site / "config.toml")
+    db = open_state(config.state_path)
+    now = datetime(2025, 5, 9, 16, tzinfo=UTC)
+    try:
+        first = build_issue(config, db, now=now, out_dir=site / "out")
+        assert not any("failed" in n for n in first.notes)
+        (site / "feeds" / "blog.atom").write_text("this is not a feed")
+        outcome = build_issue(config, db, now=now, out_dir=site / "out")
+    finally:
+        db.close()
+    (note,) = (n for n in outcome.notes if n.startswith("source 'BLMK blog' failed"))
+    assert re.search(r"; its last good entries were used \(\d+ kept from earlier fetches\)$", note)
+    assert outcome.built is not None
+    assert "Blog" in [s.category for s in outcome.built.issue.sections]

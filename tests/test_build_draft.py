@@ -18,6 +18,7 @@ drafts = st.builds(
     pinned=st.lists(ids, max_size=4, unique=True).map(tuple),
     dropped=st.lists(ids, max_size=4, unique=True).map(tuple),
     order=st.lists(ids, max_size=4, unique=True).map(tuple),
+    highlight_order=st.lists(ids, max_size=4, unique=True).map(tuple),
     retag=st.dictionaries(ids, st.lists(ids, max_size=3, unique=True).map(tuple), max_size=3).map(
         lambda d: tuple(sorted(d.items()))
     ),
@@ -55,6 +56,7 @@ def test_save_replaces_atomically_and_leaves_no_temporary_file(tmp_path: Path) -
         ('pinned = "a"', "pinned must be a list of entry ids"),
         ("dropped = [1]", "dropped must be a list of entry ids"),
         ('order = [""]', "order must be a list of entry ids"),
+        ("highlight_order = 1", "highlight_order must be a list of entry ids"),
         ("intro = 3", "intro must be a string of Markdown"),
         ('retag = "x"', "retag must be a table"),
         ('[retag]\n"id" = "Start Well"', "retag.'id' must be a list of priority names"),
@@ -70,6 +72,14 @@ def test_a_bad_draft_is_a_render_error_naming_the_key(tmp_path: Path, text: str,
     assert message in str(caught.value)
     assert str(path) in str(caught.value)
     assert caught.value.exit_code == 4
+
+
+def test_a_draft_from_before_highlight_order_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "2025-W19.draft.toml"
+    path.write_text('intro = "Hi"\npinned = ["p"]\ndropped = []\norder = ["a", "b"]\n\n[retag]\n')
+    assert load_draft(path) == Draft(intro="Hi", pinned=("p",), order=("a", "b"))
+    save_draft(path, load_draft(path))
+    assert "highlight_order = []" in path.read_text()
 
 
 def test_save_into_an_unwritable_place_is_a_render_error(tmp_path: Path) -> None:

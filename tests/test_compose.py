@@ -218,7 +218,7 @@ def test_the_draft_drops_reorders_retags_and_adds_the_intro() -> None:
     draft = Draft(
         intro="Hello **all**",
         dropped=("gone",),
-        order=("b",),
+        highlight_order=("b",),
         retag=(("a", ("growth",)), ("c", ("Start Well",))),
     )
     issue = compose(entries, draft=draft)
@@ -236,6 +236,41 @@ def test_order_puts_named_entries_first_within_their_group() -> None:
     entries = [entry("new", at(8, 12)), entry("old", at(8, 8))]
     issue = compose(entries, draft=Draft(order=("old",)))
     assert [i.entry.id for i in issue.sections[0].groups[0].entries] == ["old", "new"]
+
+
+def test_the_day_order_leaves_the_highlights_alone() -> None:
+    # Both in the highlights and in one day: swapping them in their day keeps the highlights' order.
+    both = [
+        entry("strong", at(8, 12), title="Midwives and net zero"),
+        entry("weak", at(8, 8), title="Midwives"),
+    ]
+    issue = compose(both, draft=Draft(order=("weak", "strong")))
+    assert [i.entry.id for i in issue.sections[0].groups[0].entries] == ["weak", "strong"]
+    assert [h.item.entry.id for h in issue.highlights] == ["strong", "weak"]
+    # A crowded issue: an entry placed first in its day does not climb into the highlights.
+    crowded = [entry(f"m{i}", at(7, 9 + i), title="Midwives") for i in range(3)]
+    crowded.append(entry("below", at(8), summary_text="A word about midwives"))
+    issue = compose(crowded, draft=Draft(order=("below",)))
+    assert "below" not in {h.item.entry.id for h in issue.highlights}
+    assert issue.sections[0].groups[0].entries[0].entry.id == "below"
+
+
+def test_highlight_order_follows_the_pins_and_leads_the_ranking() -> None:
+    entries = [
+        entry("pin", at(5), title="Plain"),
+        entry("source", at(6), title="Plain too", pinned=True),
+        entry("top", at(8), title="Midwives and net zero"),
+        entry("mid", at(7), title="Midwives"),
+        entry("low", at(6, 10), summary_text="midwives"),
+    ]
+    settings = replace(SETTINGS, highlights_max=4)
+    draft = Draft(pinned=("pin",), highlight_order=("low", "source", "mid"))
+    issue = compose(entries, settings, draft)
+    # Pinned in the draft, then pinned by the source, then the named ones, then the ranking (cut at 4).
+    assert [h.item.entry.id for h in issue.highlights] == ["pin", "source", "low", "mid"]
+    # highlight_order does not touch the day groups.
+    day6 = next(g for g in issue.sections[0].groups if g.date == date(2025, 5, 6))
+    assert [i.entry.id for i in day6.entries] == ["low", "source"]
 
 
 def test_retag_with_an_unknown_priority_is_an_error_naming_it() -> None:

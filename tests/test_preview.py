@@ -148,10 +148,16 @@ def test_reorder_within_the_highlights(preview: tuple[httpx.Client, Workspace]) 
     last = shown[-1]
     assert not issue.highlights[-1].item.entry.pinned
     assert not issue.highlights[-2].item.entry.pinned
+    days = [[i.entry.id for i in g.entries] for s in issue.sections for g in s.groups]
     post(client, "/draft/move", {"entry": last, "direction": "up", "shown": shown, "list": "highlights"})
     issue = workspace.snapshot.issue
     assert issue is not None
     assert [h.item.entry.id for h in issue.highlights] == [*shown[:-2], last, shown[-2]]
+    # The highlights have their own order in the draft; every day keeps its order.
+    draft = workspace.snapshot.draft
+    assert draft.highlight_order[-2:] == (last, shown[-2])
+    assert draft.order == ()
+    assert [[i.entry.id for i in g.entries] for s in issue.sections for g in s.groups] == days
     email = client.get("/email.html").text
     titles = [h.item.entry.title[:30] for h in issue.highlights[-2:]]
     assert highlights_of(email).index(titles[0]) < highlights_of(email).index(titles[1])
@@ -211,7 +217,8 @@ def test_the_page_rebuilds_when_a_feed_template_or_the_draft_changes(
     builtin = Path(__file__).resolve().parent.parent / "templates" / "email.txt"
     (override / "email.txt").write_text(builtin.read_text() + "\nA theme footer line.\n")
     wait_for(lambda: "A theme footer line." in client.get("/email.txt").text, what="a template change")
-    assert workspace.snapshot.version > version
+    # The build writes its files before it publishes the new snapshot: wait for both.
+    wait_for(lambda: workspace.snapshot.version > version, what="the snapshot of the template change")
 
 
 def test_a_build_error_is_shown_on_the_page_and_recovers(
@@ -414,6 +421,62 @@ def test_the_report_compares_with_the_last_sent_issue(project: Path) -> None:
     assert f"Last sent issue: {last.built.issue.id}, sent Friday 2 May 2025." in page
     assert re.search(r"Entries: \d+ now, \d+ in the last sent issue\.", page)
     assert re.search(r"Email size: [\d.]+ KB, [+-][\d.]+ KB on the last sent issue", page)
+
+
+def in_page_links_resolve(page: str) -> list[str]:
+    """The page's `#fragment` links whose target id is not on the page."""
+    ids = set(re.findall(r'\bid="([^"]+)"', page))
+    return [f for f in re.findall(r'href="#([^"]*)"', page) if f not in ids]
+
+
+def test_with_nothing_new_the_page_says_why_and_suggests_an_as_of(project: Path) -> None:
+    from datetime import datetime
+
+    late = datetime.fromisoformat("2026-01-09T17:00:00+00:00")  # weeks after the newest sample entry
+    with preview_served(project, as_of=late) as (base, workspace):
+        assert isinstance(workspace, Workspace)
+        assert workspace.snapshot.issue is None
+        page = httpx.get(f"{base}/").text
+    assert in_page_links_resolve(page) == []
+    assert 'href="#approval"' not in page
+    assert "No draft to preview: nothing new since Friday 2 January 2026" in page
+    found = re.search(r"<code>digest preview --as-of ([^<]+)</code>", page)
+    assert found, "no --as-of suggestion on the page"
+    # The suggestion works: a preview with that window end has an issue to show.
+    suggested = datetime.fromisoformat(found.group(1))
+    with preview_served(project, as_of=suggested) as (base, workspace):
+        assert isinstance(workspace, Workspace)
+        assert workspace.snapshot.issue is not None
+        page = httpx.get(f"{base}/").text
+    assert 'href="#approval"' in page
+    assert in_page_links_resolve(page) == []
+
+
+def test_with_nothing_new_since_the_last_sent_issue_the_page_names_it(
+    preview: tuple[httpx.Client, Workspace],
+) -> None:
+    from datetime import datetime
+
+    from digest.state import open_state
+    from digest.state.issues import mark_issue_sent, mark_send_started
+
+    client, workspace = preview
+    issue = workspace.snapshot.issue
+    assert issue is not None
+    db = open_state(workspace.config.state_path)
+    sent_at = datetime.fromisoformat("2025-05-09T17:10:00+01:00")
+    mark_send_started(db, issue.id, sent_at)
+    mark_issue_sent(db, issue.id, sent_at)
+    db.close()
+    version = workspace.snapshot.version
+    post(client, "/refresh", {})
+    wait_for(lambda: workspace.snapshot.version > version, what="the rebuild after the send")
+    assert workspace.snapshot.issue is None
+    page = client.get("/").text
+    assert in_page_links_resolve(page) == []
+    assert "No draft to preview: nothing new since Friday 9 May 2025" in page
+    assert f"The last issue (issue {issue.id}, sent Friday 9 May 2025) covered everything up to" in page
+    assert "--as-of" not in page
 
 
 def test_the_commands_refuse_a_busy_port_and_a_bad_as_of(

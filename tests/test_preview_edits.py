@@ -11,9 +11,9 @@ from digest.preview import edits
 
 
 def test_pin_and_drop_exclude_each_other() -> None:
-    draft = edits.drop(Draft(order=("a", "b")), "a")
+    draft = edits.drop(Draft(order=("a", "b"), highlight_order=("b", "a")), "a")
     assert draft.dropped == ("a",)
-    assert draft.order == ("b",)
+    assert (draft.order, draft.highlight_order) == (("b",), ("b",))
     draft = edits.pin(draft, "a")
     assert (draft.pinned, draft.dropped) == (("a",), ())
     draft = edits.pin(edits.pin(draft, "b"), "a")
@@ -25,10 +25,10 @@ def test_pin_and_drop_exclude_each_other() -> None:
 
 
 def test_moving_within_a_day_writes_the_list_order_first() -> None:
-    draft = Draft(pinned=("a",), order=("x", "c"))
+    draft = Draft(pinned=("a",), order=("x", "c"), highlight_order=("c", "b"))
     moved = edits.move(draft, ["a", "b", "c"], "c", -1)
     assert moved.order == ("a", "c", "b", "x")
-    assert moved.pinned == ("a",)
+    assert (moved.pinned, moved.highlight_order) == (("a",), ("c", "b"))
     assert edits.move(moved, ["a", "c", "b"], "a", -1) == moved  # already first
 
 
@@ -38,7 +38,7 @@ def test_moving_pinned_highlights_reorders_the_pins() -> None:
     ranks = edits.highlight_ranks(draft, [], shown)
     moved = edits.move(draft, shown, "q", -1, ranks=ranks)
     assert moved.pinned == ("q", "p", "elsewhere")
-    assert moved.order == ()
+    assert (moved.order, moved.highlight_order) == ((), ())
 
 
 def test_highlights_of_different_classes_cannot_swap() -> None:
@@ -49,7 +49,8 @@ def test_highlights_of_different_classes_cannot_swap() -> None:
     assert not edits.can_move(draft, shown, "s", -1, ranks=ranks)
     assert not edits.can_move(draft, shown, "a", -1, ranks=ranks)
     assert edits.move(draft, shown, "a", -1, ranks=ranks) == draft
-    assert edits.move(draft, shown, "b", -1, ranks=ranks).order == ("s", "b", "a")
+    moved = edits.move(draft, shown, "b", -1, ranks=ranks)
+    assert (moved.highlight_order, moved.order) == (("s", "b", "a"), ())
     assert not edits.can_move(draft, shown, "missing", 1)
     assert not edits.can_move(draft, shown, "a", 2)
 
@@ -75,7 +76,7 @@ some = st.lists(st.sampled_from("abcdefgh"), max_size=4, unique=True)
 def test_a_move_swaps_exactly_two_neighbours(
     shown: list[str], pinned: list[str], by_source: list[str], highlights: bool, data: st.DataObject
 ) -> None:
-    draft = Draft(pinned=tuple(pinned), order=("z",))
+    draft = Draft(pinned=tuple(pinned), order=("z",), highlight_order=("y",))
     ranks = edits.highlight_ranks(draft, by_source, shown) if highlights else None
     entry = data.draw(st.sampled_from(shown))
     step = data.draw(st.sampled_from([-1, 1]))
@@ -90,43 +91,21 @@ def test_a_move_swaps_exactly_two_neighbours(
     expected[i], expected[i + step] = expected[i + step], expected[i]
     if ranks is not None and entry in draft.pinned:
         assert [p for p in moved.pinned if p in shown] == [e for e in expected if e in draft.pinned]
+        assert (moved.order, moved.highlight_order) == (draft.order, draft.highlight_order)
+    elif ranks is not None:
+        assert list(moved.highlight_order) == [e for e in expected if e not in draft.pinned]
+        assert moved.order == draft.order
     else:
-        listed = [e for e in expected if ranks is None or e not in draft.pinned]
-        assert list(moved.order) == [*listed, "z"]
+        assert list(moved.order) == [*expected, "z"]
+        assert moved.highlight_order == draft.highlight_order
 
 
-def shown_as(order: tuple[str, ...], listed: list[str]) -> list[str]:
-    """A list as compose shows it when `order` names every entry in it."""
-    return sorted(listed, key=order.index)
-
-
-def test_moving_within_a_day_leaves_the_highlights_and_other_days_alone() -> None:
-    # The quirk: the moved day went to the front of the one `order`, so its entries jumped ahead of
-    # the highlights (and a matched entry below the cut could climb into them).
-    highlights = ["h1", "h2", "h3"]
-    days = [["a", "h1"], ["h2", "b", "h3"], ["c", "d", "e"]]
-    moved = edits.move(Draft(), days[2], "e", -1, highlights=highlights, days=days)
-    order = moved.order
-    assert shown_as(order, ["c", "d", "e"]) == ["c", "e", "d"]
-    assert shown_as(order, highlights) == highlights
-    assert shown_as(order, days[0]) == days[0]
-    assert shown_as(order, days[1]) == days[1]
-    # Entries outside the highlights come after them wherever their day allows ("a" leads its day,
-    # "b" sits above h3 in its day), so the moved day cannot climb into the highlights.
-    assert all(order.index(x) > order.index("h3") for x in ("c", "d", "e"))
-
-
-def test_moving_in_the_highlights_leaves_every_day_alone() -> None:
-    highlights = ["h1", "h2", "h3"]
-    days = [["h3", "x"], ["h2", "y", "h1"]]
-    moved = edits.move(Draft(), highlights, "h3", -1, ranks=dict.fromkeys(highlights, 2), days=days)
-    assert shown_as(moved.order, highlights) == ["h1", "h3", "h2"]
-    assert shown_as(moved.order, days[0]) == days[0]
-    assert shown_as(moved.order, ["h2", "y"]) == ["h2", "y"]
-
-
-def test_two_entries_in_one_day_and_the_highlights_swap_in_both() -> None:
-    highlights = ["h1", "h2"]
-    days = [["h1", "h2"]]
-    moved = edits.move(Draft(), days[0], "h2", -1, highlights=highlights, days=days)
-    assert shown_as(moved.order, highlights) == ["h2", "h1"]  # one order for both lists
+def test_two_entries_in_the_highlights_and_one_day_swap_in_that_list_only() -> None:
+    draft = Draft()
+    ranks = dict.fromkeys(["h1", "h2"], 2)
+    in_day = edits.move(draft, ["h1", "h2"], "h2", -1)
+    assert (in_day.order, in_day.highlight_order) == (("h2", "h1"), ())
+    in_highlights = edits.move(in_day, ["h1", "h2"], "h2", -1, ranks=ranks)
+    assert (in_highlights.order, in_highlights.highlight_order) == (("h2", "h1"), ("h2", "h1"))
+    back = edits.move(in_highlights, ["h2", "h1"], "h2", 1, ranks=ranks)
+    assert (back.order, back.highlight_order) == (("h2", "h1"), ("h1", "h2"))

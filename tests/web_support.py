@@ -144,6 +144,7 @@ def preview_served(
     check_links: bool = False,
     access_token: str | None = None,
     offline: bool = False,
+    as_of: datetime = AS_OF,
 ) -> Iterator[tuple[str, object]]:
     """The preview app of `config_path` on 127.0.0.1, after its first build; yields (base URL, workspace)."""
     import httpx
@@ -152,7 +153,7 @@ def preview_served(
     from digest.preview.workspace import Workspace
 
     workspace = Workspace(
-        config_path, clock=lambda: PREVIEW_NOW, as_of=AS_OF, offline=offline, check_links=check_links
+        config_path, clock=lambda: PREVIEW_NOW, as_of=as_of, offline=offline, check_links=check_links
     )
     app = create_preview_app(workspace, access_token=access_token, watch_interval=0.1)
     with served(app) as base:

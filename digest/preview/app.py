@@ -131,13 +131,10 @@ class DraftEdits:
         in_highlights = _text(form, "list") == "highlights"
         issue = self.workspace.snapshot.issue
         source_pinned = [i.entry.id for i in issue.entries if i.entry.pinned] if issue else []
-        highlights = [h.item.entry.id for h in issue.highlights] if issue else []
-        days = [[i.entry.id for i in g.entries] for s in issue.sections for g in s.groups] if issue else []
 
         def change(draft: Draft) -> Draft:
             ranks = edits.highlight_ranks(draft, source_pinned, shown) if in_highlights else None
-            ranked = [e for e in highlights if e not in draft.pinned]
-            return edits.move(draft, shown, entry_id, step, ranks=ranks, highlights=ranked, days=days)
+            return edits.move(draft, shown, entry_id, step, ranks=ranks)
 
         return change, f"Moved {self.title(entry_id)} {'up' if step < 0 else 'down'}."
 

@@ -2,15 +2,12 @@
 
 Each function takes a `Draft` and returns a new one; the preview loads the draft, applies one change,
 saves it through `digest.draft` and rebuilds. Semantics are the render stage's (see `digest.draft`):
-pinned entries lead the highlights in the draft's order; `order` moves the entries it names ahead of the
-ranking, in highlights and within their day; `retag` replaces an entry's keyword matches.
+pinned entries lead the highlights in the draft's order; `highlight_order` moves the entries it names
+ahead of the ranking in the highlights, `order` within their day; `retag` replaces an entry's matches.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
@@ -40,13 +37,14 @@ def unpin(draft: Draft, entry_id: str) -> Draft:
 
 
 def drop(draft: Draft, entry_id: str) -> Draft:
-    """Leave the entry out of the issue (and forget its pin and place)."""
+    """Leave the entry out of the issue (and forget its pin and places)."""
     dropped = draft.dropped if entry_id in draft.dropped else (*draft.dropped, entry_id)
     return replace(
         draft,
         dropped=dropped,
         pinned=_without(draft.pinned, entry_id),
         order=_without(draft.order, entry_id),
+        highlight_order=_without(draft.highlight_order, entry_id),
     )
 
 
@@ -79,94 +77,29 @@ def move(
     step: int,
     *,
     ranks: Mapping[str, int] | None = None,
-    highlights: Sequence[str] = (),
-    days: Sequence[Sequence[str]] = (),
 ) -> Draft:
     """Swap `entry_id` with its neighbour (`step` -1: up, +1: down) in a list as currently shown.
 
-    In the highlights (`ranks` given), two entries pinned in the draft swap places in `pinned`.
-    Otherwise `order` is rewritten (see `merged_order`) so that this list shows the swap and the other
-    lists as shown (`highlights` without the draft's pins, and the `days`) stay as they are where the
-    single `order` allows:
-    a move never pulls an entry ahead elsewhere or into the highlights. A move that cannot be made
-    returns the draft unchanged.
+    In the highlights (`ranks` given), two entries pinned in the draft swap places in `pinned`; any
+    other two rewrite `highlight_order` to the highlights as shown after the swap (without the draft's
+    pins), so exactly these entries stay highlighted, in this order. In a day's list, `order` gets the
+    day as shown after the swap at its front (the other days' entries keep their places: each entry is
+    in one day). The two orders are separate, so a move in one list never reorders the other. A move
+    that cannot be made returns the draft unchanged.
     """
     if not can_move(draft, shown, entry_id, step, ranks=ranks):
         return draft
     new = list(shown)
     i = new.index(entry_id)
     new[i], new[i + step] = new[i + step], new[i]
-    if ranks is not None and entry_id in draft.pinned:
+    if ranks is None:
+        return replace(draft, order=(*new, *(e for e in draft.order if e not in new)))
+    if entry_id in draft.pinned:
         in_list = [e for e in new if e in draft.pinned]
         others = iter(in_list)
         pinned = tuple(next(others) if e in in_list else e for e in draft.pinned)
         return replace(draft, pinned=pinned)
-    moved = [e for e in new if ranks is None or e not in draft.pinned]
-    return replace(draft, order=merged_order(moved, highlights, days, draft.order))
-
-
-def merged_order(
-    first: Sequence[str],
-    highlights: Sequence[str],
-    days: Sequence[Sequence[str]],
-    previous: Sequence[str],
-) -> tuple[str, ...]:
-    """One `order` for the draft in which `first` reads as given and the other lists keep their order.
-
-    The draft has a single `order` for the whole issue, and the entries it names go ahead of the
-    ranking both in the highlights (which also decides which matched entries make the cut) and within
-    their day. Naming only the moved list would pull its entries ahead in every other list they are in;
-    so every list as shown is written down: `first` (the list moved in), then the `highlights` (ranked
-    ones, without the draft's pins), then each of the `days`, and last every other entry after the
-    highlights (so none climbs into them). Where two lists disagree about the same two entries, the
-    earlier one wins. Ids of `previous` that no list shows keep their relative order at the end.
-    """
-    after: dict[str, set[str]] = {}
-    seen: dict[str, int] = {}
-
-    def reaches(start: str, goal: str) -> bool:
-        stack, visited = [start], {start}
-        while stack:
-            for nxt in after.get(stack.pop(), ()):
-                if nxt == goal:
-                    return True
-                if nxt not in visited:
-                    visited.add(nxt)
-                    stack.append(nxt)
-        return False
-
-    def add(a: str, b: str) -> None:
-        if a != b and not reaches(b, a):
-            after.setdefault(a, set()).add(b)
-
-    for sequence in (first, highlights, *days):
-        for entry_id in sequence:
-            seen.setdefault(entry_id, len(seen))
-        for a, b in itertools.pairwise(sequence):
-            add(a, b)
-    if highlights:
-        for entry_id in [e for e in seen if e not in highlights]:
-            add(highlights[-1], entry_id)
-    before = dict.fromkeys(seen, 0)
-    for targets in after.values():
-        for b in targets:
-            before[b] += 1
-    rank = {e: i for i, e in enumerate(previous)}
-
-    def key(entry_id: str) -> tuple[float, int, str]:
-        return (rank.get(entry_id, math.inf), seen[entry_id], entry_id)
-
-    ready = [key(e) for e, n in before.items() if n == 0]
-    heapq.heapify(ready)
-    out: list[str] = []
-    while ready:
-        entry_id = heapq.heappop(ready)[2]
-        out.append(entry_id)
-        for b in after.get(entry_id, ()):
-            before[b] -= 1
-            if before[b] == 0:
-                heapq.heappush(ready, key(b))
-    return (*out, *(e for e in previous if e not in seen))
+    return replace(draft, highlight_order=tuple(e for e in new if e not in draft.pinned))
 
 
 def retag(draft: Draft, entry_id: str, priorities: Sequence[str] | None) -> Draft:

@@ -7,6 +7,7 @@ import html
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from digest.emailcheck import SIZE_LIMIT, SIZE_TARGET
@@ -18,6 +19,7 @@ from digest.preview.edits import can_move, highlight_ranks
 from digest.preview.pages import PageFormat
 from digest.preview.report import SizeReport, changes_since, source_rows
 from digest.preview.workspace import Snapshot, Workspace
+from digest.state import from_iso, to_iso
 from digest.state.entries import entry_from_json
 from digest.state.issues import last_sent_issue
 from digest.tokens import unsubscribe_url
@@ -156,6 +158,40 @@ def _changes(db: sqlite3.Connection, snapshot: Snapshot, fmt: PageFormat) -> tup
     )
 
 
+@dataclass(frozen=True, slots=True)
+class EmptyWindow:
+    """Why there is no draft to preview (nothing new in the window), and what the comms team can do."""
+
+    since: datetime
+    until: datetime
+    last_sent: str | None  # "issue 2025-W18, sent Friday 2 May 2025"
+    newest: datetime | None  # the newest stored entry before the window (when nothing was sent yet)
+    suggested_as_of: str | None  # an --as-of whose window holds that entry
+
+
+def _empty_window(
+    db: sqlite3.Connection, workspace: Workspace, snapshot: Snapshot, fmt: PageFormat
+) -> EmptyWindow | None:
+    since = snapshot.nothing_new_since
+    if snapshot.issue is not None or since is None:
+        return None
+    until = workspace.as_of or snapshot.made_at
+    last = last_sent_issue(db)
+    if last is not None:
+        when = f", sent {fmt.date(last.sent_at)}" if last.sent_at else ""
+        return EmptyWindow(since, until, f"issue {last.id}{when}", None, None)
+    row = db.execute(
+        "SELECT MAX(published_at) FROM entries WHERE published_at < ?", (to_iso(since),)
+    ).fetchone()
+    newest = from_iso(row[0]) if row and row[0] else None
+    suggested = None
+    if newest is not None:
+        # The start of the day after the newest entry, in the edition's time zone: its window holds it.
+        day = newest.astimezone(fmt.tz).date() + timedelta(days=1)
+        suggested = datetime.combine(day, time(), tzinfo=fmt.tz).isoformat()
+    return EmptyWindow(since, until, None, newest, suggested)
+
+
 def personalised(text: str, base_url: str, *, escape: bool) -> str:
     """A built email part with the personal placeholders filled with sample values (HTML-escaped or not)."""
     name = html.escape(SAMPLE_NAME) if escape else SAMPLE_NAME
@@ -187,6 +223,7 @@ def page_context(workspace: Workspace) -> dict[str, Any]:
         approval = web.approval_status(db, snapshot.issue.id) if snapshot.issue else None
         dropped = _dropped(db, snapshot)
         changes = _changes(db, snapshot, fmt)
+        empty = _empty_window(db, workspace, snapshot, fmt)
         sources = (
             snapshot.issue.sources
             if snapshot.issue and snapshot.issue.sources
@@ -203,6 +240,8 @@ def page_context(workspace: Workspace) -> dict[str, Any]:
         "offline": workspace.offline,
         "as_of": workspace.as_of,
         "highlights": highlights,
+        "empty": empty,
+        "send_when_empty": config.digest.send_when_empty,
         "sections": sections,
         "dropped": dropped,
         "priorities": config.priorities,

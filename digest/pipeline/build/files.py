@@ -1,0 +1,216 @@
+"""The files of a built issue: `issue.json`, a sample `email.eml`, and writing the five files atomically."""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import html
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from typing import Any
+
+from digest.config import Config
+from digest.errors import RenderError
+from digest.models import (
+    NAME_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Issue,
+    IssueEntry,
+    RenderedIssue,
+    SourceReport,
+)
+from digest.state import to_iso
+
+SAMPLE_NAME = "Sam Sample"
+SAMPLE_ADDRESS = "sam.sample@example.org"
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltIssue:
+    """A built issue and where its files are."""
+
+    issue: Issue
+    folder: Path
+    email_html: Path
+    email_text: Path
+    email_eml: Path
+    web_html: Path
+    issue_json: Path
+    draft: Path
+    html_sha256: str
+    text_sha256: str
+    size: int
+
+
+def entry_document(item: IssueEntry) -> dict[str, Any]:
+    e = item.entry
+    return {
+        "id": e.id,
+        "title": e.title,
+        "link": e.link,
+        "published": to_iso(e.published),
+        "date_estimated": e.date_estimated,
+        "updated": to_iso(e.updated) if e.updated else None,
+        "source": e.source,
+        "also_from": list(e.also_from),
+        "category": e.category,
+        "priorities": list(item.priorities),
+        "matches": [
+            {"priority": m.priority, "reason": m.reason, "strength": m.strength} for m in item.matches
+        ],
+        "summary": e.summary_text,
+        "summary_html": e.summary_html,
+        "author": e.author,
+        "tags": list(e.tags),
+        "image": {"url": e.image.url, "alt": e.image.alt} if e.image else None,
+        "pinned": e.pinned,
+    }
+
+
+def source_document(report: SourceReport) -> dict[str, Any]:
+    """A source's health, the same fields as `digest fetch --json`."""
+    return {
+        "name": report.name,
+        "url": report.url,
+        "category": report.category,
+        "status": str(report.status),
+        "entries": report.entries,
+        "http_status": report.http_status,
+        "error": report.error,
+        "redirected_to": report.redirected_to,
+        "permanent_redirect": report.permanent_redirect,
+        "newest_entry": to_iso(report.newest_entry) if report.newest_entry else None,
+        "consecutive_failures": report.consecutive_failures,
+        "fetched_at": to_iso(report.fetched_at) if report.fetched_at else None,
+    }
+
+
+def issue_document(issue: Issue, *, timezone: str) -> dict[str, Any]:
+    """The composed issue as `issue.json` (documented in the README)."""
+    return {
+        "id": issue.id,
+        "edition": issue.edition,
+        "title": issue.title,
+        "window": {
+            "start": to_iso(issue.window.start),
+            "end": to_iso(issue.window.end),
+            "timezone": timezone,
+        },
+        "subject": issue.subject,
+        "preheader": issue.preheader,
+        "intro": issue.intro_markdown,
+        "empty": issue.empty,
+        "highlights": [
+            {"priority": h.priority, "reason": h.reason, "entry": entry_document(h.item)}
+            for h in issue.highlights
+        ],
+        "sections": [
+            {
+                "category": s.category,
+                "more": s.more,
+                "groups": [
+                    {
+                        "label": g.label,
+                        "date": g.date.isoformat() if g.date else None,
+                        "entries": [entry_document(i) for i in g.entries],
+                    }
+                    for g in s.groups
+                ],
+            }
+            for s in issue.sections
+        ],
+        "sources": [source_document(r) for r in issue.sources],
+    }
+
+
+def sample_message(rendered: RenderedIssue, config: Config, *, unsubscribe: str) -> bytes:
+    """A complete multipart/alternative message of the issue, personalised for a sample reader."""
+    issue = rendered.issue
+    text = rendered.email_text.replace(NAME_PLACEHOLDER, SAMPLE_NAME).replace(
+        UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe
+    )
+    body = rendered.email_html.replace(NAME_PLACEHOLDER, html.escape(SAMPLE_NAME)).replace(
+        UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(unsubscribe)
+    )
+    d = config.delivery
+    message = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
+    message["From"] = formataddr((d.from_name, d.from_address)) if d.from_name else d.from_address
+    message["To"] = formataddr((SAMPLE_NAME, SAMPLE_ADDRESS))
+    if d.reply_to:
+        message["Reply-To"] = d.reply_to
+    message["Subject"] = issue.subject
+    message["Date"] = format_datetime(issue.window.end)
+    message["Message-ID"] = f"<{issue.id}.sample@{d.list_id}>"
+    message["List-Id"] = f"{config.digest.title} <{d.list_id}>"
+    targets = [f"<{unsubscribe}>"] + (
+        [f"<mailto:{d.unsubscribe_mailto}?subject=unsubscribe>"] if d.unsubscribe_mailto else []
+    )
+    message["List-Unsubscribe"] = ", ".join(targets)
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message["X-Digest-Issue"] = issue.id
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(body, subtype="html", cte="quoted-printable")
+    digest_of = hashlib.sha256(text.encode() + body.encode()).hexdigest()[:24]
+    message.set_boundary(f"=_digest_{digest_of}")
+    return message.as_bytes()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp).chmod(0o644)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_issue(
+    rendered: RenderedIssue, folder: Path, *, timezone: str, eml: bytes, draft: Path
+) -> BuiltIssue:
+    """Write the issue's five files into `folder` (each atomically).
+
+    Raises:
+        RenderError: the folder cannot be created or written.
+    """
+    html_bytes = rendered.email_html.encode("utf-8")
+    text_bytes = rendered.email_text.encode("utf-8")
+    document = (
+        json.dumps(issue_document(rendered.issue, timezone=timezone), indent=2, ensure_ascii=False) + "\n"
+    )
+    files = {
+        "email.html": html_bytes,
+        "email.txt": text_bytes,
+        "email.eml": eml,
+        "web.html": rendered.web_html.encode("utf-8"),
+        "issue.json": document.encode("utf-8"),
+    }
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            _write_atomic(folder / name, data)
+    except OSError as e:
+        raise RenderError(
+            f"{folder}: cannot write the issue: {e.strerror}",
+            hint="check the --out folder exists and is writable",
+        ) from e
+    return BuiltIssue(
+        issue=rendered.issue,
+        folder=folder,
+        email_html=folder / "email.html",
+        email_text=folder / "email.txt",
+        email_eml=folder / "email.eml",
+        web_html=folder / "web.html",
+        issue_json=folder / "issue.json",
+        draft=draft,
+        html_sha256=hashlib.sha256(html_bytes).hexdigest(),
+        text_sha256=hashlib.sha256(text_bytes).hexdigest(),
+        size=len(html_bytes),
+    )

@@ -1,0 +1,138 @@
+"""Planning the next issue: its id, window and draft, composed from entries; and retiring a stale one.
+
+Nothing here renders or writes the issue's files: `plan_issue` is what the preview compares against an
+approved issue, and what `build_from_entries` renders.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from digest.compose import ComposeSettings, base_issue_id, compose_issue, draft_notes, issue_window
+from digest.config import Config
+from digest.draft import draft_path, load_draft
+from digest.errors import RenderError
+from digest.models import Draft, Entry, Issue, SourceReport
+from digest.state import issues as state_issues
+
+
+def _frozen_issue_ids(db: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    """Issues whose sending started (they can no longer be rebuilt), with their entry ids."""
+    return {
+        r.id: state_issues.issue_entry_ids(db, r.id)
+        for r in state_issues.recent_issues(db, limit=1_000_000)
+        if r.send_started_at is not None
+    }
+
+
+def free_issue_id(base: str, frozen: Iterable[str]) -> str:
+    """`base`, or `base-2`, `base-3`... when an issue of that id was already (being) sent."""
+    taken = set(frozen)
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def _is_issue_folder(folder: Path, issue_id: str) -> bool:
+    """A folder `digest build` wrote for this issue (so it is safe to remove)."""
+    return folder.name == issue_id and folder.is_dir() and (folder / "issue.json").is_file()
+
+
+def retire_stale_issue(db: sqlite3.Connection, issue_id: str, out: Path) -> tuple[str, ...]:
+    """Remove an unsent issue that a rebuild found empty: its state record first, then its folder.
+
+    Once the record is gone nothing can send the stale copy (`digest send` finds issues through state);
+    the folder goes too, so no stale email.html is left for a person to mistake for the issue. The draft
+    is kept: it holds the comms team's edits. Returns notes for the user.
+    """
+    record = state_issues.discard_unsent_issue(db, issue_id)
+    folders = {out / issue_id} | ({record.out_dir} if record else set())
+    removed = [f for f in sorted(folders) if _is_issue_folder(f, issue_id)]
+    if record is None and not removed:
+        return ()
+    notes = []
+    for folder in removed:
+        try:
+            shutil.rmtree(folder)
+        except OSError as e:
+            notes.append(f"could not remove the stale folder {folder}: {e.strerror}; delete it by hand")
+    where = f" and its folder {', '.join(str(f) for f in removed)}" if removed else ""
+    notes.insert(0, f"issue {issue_id} now holds nothing: the earlier unsent build{where} was removed")
+    return tuple(notes)
+
+
+def _check_retag(draft: Draft, config: Config, path: Path) -> None:
+    """Every priority a draft re-tags an entry with is configured.
+
+    Raises:
+        RenderError: naming the draft file, the entry and the unknown priority.
+    """
+    known = {p.name.casefold() for p in config.priorities}
+    for entry_id, names in draft.retag:
+        for name in names:
+            if name.casefold() not in known:
+                raise RenderError(
+                    f"{path}: retag.{entry_id!r} names the priority {name!r}, which is not in the config",
+                    hint="use one of: "
+                    + (", ".join(p.name for p in config.priorities) or "(no [[priorities]] configured)"),
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedIssue:
+    """The next issue as composed from the given entries, before anything is rendered or written."""
+
+    issue: Issue
+    draft: Path
+    notes: tuple[str, ...]
+
+
+def plan_issue(
+    config: Config,
+    db: sqlite3.Connection,
+    entries: Iterable[Entry],
+    reports: tuple[SourceReport, ...],
+    *,
+    now: datetime,
+    as_of: datetime | None = None,
+    out_dir: Path | None = None,
+) -> PlannedIssue:
+    """Compose the next issue (its id, window, draft applied) without rendering, writing or recording it.
+
+    Raises:
+        RenderError: the draft is broken or re-tags with an unknown priority.
+        StateError: the state database cannot be read.
+    """
+    entries = tuple(entries)
+    out = out_dir or config.root / "out"
+    last_sent = state_issues.last_sent_issue(db)
+    window = issue_window(
+        as_of=as_of or now,
+        last_sent_end=last_sent.window_end if last_sent else None,
+        lookback_days=config.digest.lookback_days,
+    )
+    frozen = _frozen_issue_ids(db)
+    exclude = state_issues.sent_entry_ids(db).union(*frozen.values())
+    issue_id = free_issue_id(base_issue_id(window, config.digest.timezone), frozen)
+    draft_file = draft_path(out, issue_id)
+    draft = load_draft(draft_file)
+    _check_retag(draft, config, draft_file)
+    issue = compose_issue(
+        entries,
+        window=window,
+        issue_id=issue_id,
+        edition=state_issues.sent_issue_count(db) + 1,
+        settings=ComposeSettings.from_config(config),
+        draft=draft,
+        exclude_ids=exclude,
+        sources=reports,
+    )
+    notes = tuple(draft_notes(draft, entries, window, exclude_ids=exclude))
+    return PlannedIssue(issue=issue, draft=draft_file, notes=notes)
