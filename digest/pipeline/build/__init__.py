@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.config import Config
-from digest.errors import StateError
+from digest.errors import SourceError, StateError
 from digest.models import Entry, SourceReport
 from digest.pipeline.build.budget import FALLBACK_CAPS, SHORT_EXCERPT, render_within_budget
 from digest.pipeline.build.files import (
@@ -115,6 +115,7 @@ def build_from_entries(
     """Compose, render and write one issue from the given entries (the part of `build_issue` after ingest).
 
     Raises:
+        SourceError: every source failed (not with `offline`): nothing is built, nothing looks quiet.
         RenderError: the draft, a template or the MJML is broken, or the output cannot be written.
         StateError: the issue cannot be recorded in state.
     """
@@ -184,6 +185,13 @@ def build_issue(
         progress(f"fetched {report.name} ({done}/{total}): {report.status.value}")
 
     result = ingest_sources(config, db, now=now, offline=offline, on_progress=fetched)
+    if not offline and result.reports and len(result.failed) == len(result.reports):
+        # Every source failed: building from what state still holds would look like a quiet week.
+        reasons = "; ".join(f"{r.name}: {r.error or r.status.value}" for r in result.failed)
+        raise SourceError(
+            f"every source failed, so no issue was built: {reasons}",
+            hint="check each source with digest fetch; use --offline to build from the entries kept in state",
+        )
     notes = tuple(failure_note(db, r, result.entries) for r in result.failed)
     outcome = build_from_entries(
         config,
