@@ -34,7 +34,7 @@ SAMPLE_TITLES = (
     "Local NHS bodies commit to sustainable methods in drive to improve health",
     "The apple tree and conversations on dying",
     "Fighting for Life and improved care at the end of life",
-    "International Day of the Midwife: inspiring the next generation of midwives",
+    "International Day of the Midwife, Monday 5 May",
 )
 
 
