@@ -51,7 +51,7 @@ def test_digest_fetch_on_the_shipped_sample(sample: Path, capsys: pytest.Capture
         "BLMK blog",
         "Partnership",
         "not modified",
-        "Failures in a row",
+        "Failures",
         "entries after",
     ):
         assert words in out
