@@ -51,7 +51,6 @@ class Card:
     date_label: str
     date_estimated: bool
     priorities: tuple[PriorityStyle, ...]
-    reasons: tuple[str, ...]
     image: Image | None
     highlighted: bool
     author: str | None
@@ -59,8 +58,9 @@ class Card:
 
 @dataclass(frozen=True, slots=True)
 class HighlightView:
+    """A highlight as readers see it: the priority label only (the tagging reason is for the comms team)."""
+
     priority: PriorityStyle
-    reason: str
     card: Card
 
 
@@ -139,7 +139,6 @@ def _card(
         date_label="" if entry.date_estimated else _date_label(entry.published, settings),
         date_estimated=entry.date_estimated,
         priorities=tuple(settings.style_for(m.priority) for m in item.matches),
-        reasons=tuple(defuse(f"{m.priority}: {m.reason}") for m in item.matches),
         image=Image(defuse_url(image.url), defuse(image.alt)) if image else None,
         highlighted=entry.id in highlighted,
         author=defuse(entry.author) if entry.author else None,
@@ -193,9 +192,7 @@ def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions
         "intro_html": intro_html(defuse(issue.intro_markdown)),
         "intro_markdown": defuse(issue.intro_markdown),
         "highlights": tuple(
-            HighlightView(
-                settings.style_for(h.priority), h.reason, _card(h.item, settings, options, frozenset())
-            )
+            HighlightView(settings.style_for(h.priority), _card(h.item, settings, options, frozenset()))
             for h in issue.highlights
         ),
         "sections": tuple(sections),

@@ -333,3 +333,15 @@ def test_page_templates_escape_feed_content_whatever_the_file_name(tmp_path: Pat
     assert pages.render("page.txt", title="<script>x</script>") == "&lt;script&gt;x&lt;/script&gt;"
     with pytest.raises(RenderError, match="undefined"):
         pages.render("page.txt")
+
+
+def test_readers_see_the_priority_label_but_never_the_tagging_reason() -> None:
+    issue = _issue(_entry(title="Dying matters: support after a death", summary_text="Grief support."))
+    reasons = [h.reason for h in issue.highlights] + [m.reason for e in issue.entries for m in e.matches]
+    assert reasons and all(reasons)
+    parts = render_issue(issue, SETTINGS, RenderOptions())
+    for page in (parts.web_html, parts.text, parts.mjml):
+        assert "Age Well" in page
+        for reason in reasons:
+            assert reason not in page
+        assert "matched" not in page
