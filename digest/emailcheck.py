@@ -69,6 +69,22 @@ class Node:
         return " ".join(" ".join(parts).split())
 
 
+def _check_doctype(doctype: str | None) -> list[EmailProblem]:
+    """The page needs an upper-case `<!DOCTYPE html>` (EMAIL-NOTES: premailer drops a lower-case one)."""
+    words = (doctype or "").split()
+    if [w.lower() for w in words] != ["doctype", "html"]:
+        return [EmailProblem("doctype", "no <!DOCTYPE html> first: browsers render in quirks mode")]
+    if words[0] != "DOCTYPE":
+        return [
+            EmailProblem(
+                "doctype",
+                f"<!{doctype}> is not upper-case: premailer drops it and browsers then render in quirks mode;"
+                " write <!DOCTYPE html>",
+            )
+        ]
+    return []
+
+
 class _TreeBuilder(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -300,8 +316,7 @@ def check_email(html: str, *, lang: str | None = None) -> tuple[EmailProblem, ..
     if "<mj-" in html:
         problems.append(EmailProblem("mjml", "unconverted MJML tag in the output (a misspelt mj- element?)"))
     doc = parse_html(html)
-    if not doc.doctype or doc.doctype.strip().lower() != "doctype html":
-        problems.append(EmailProblem("doctype", "no <!DOCTYPE html> first: browsers render in quirks mode"))
+    problems += _check_doctype(doc.doctype)
     nodes = list(doc.root.walk())
     problems += _check_document(nodes, lang)
     problems += _check_elements(nodes)

@@ -70,6 +70,7 @@ def test_contrast_ratio_matches_wcag() -> None:
             "color-scheme",
         ),
         (page(GOOD_BODY, head=GOOD_HEAD.replace("<!DOCTYPE html>", "")), "doctype"),
+        (page(GOOD_BODY, head=GOOD_HEAD.replace("<!DOCTYPE html>", "<!doctype html>")), "doctype"),
         (page(GOOD_BODY, head=GOOD_HEAD.replace('lang="en-GB"', 'lang="und"')), "lang"),
         (page(GOOD_BODY, head=GOOD_HEAD.replace("<title>News</title>", "<title></title>")), "title"),
         (page(GOOD_BODY + "<mj-secton></mj-secton>"), "mjml"),
