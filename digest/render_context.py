@@ -22,6 +22,7 @@ from babel.dates import format_date
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from digest.markdown_text import markdown_to_text
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, IssueEntry
 from digest.tokens import issue_url
 
@@ -268,26 +269,9 @@ def wrap_text(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str |
     return "\n\n".join(out)
 
 
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-
-
 def wrap_markdown(text: str, width: int = TEXT_WIDTH) -> str:
-    """Wrap Markdown for the plain-text part: paragraphs wrapped, list items and headings kept per line."""
-    out = []
-    for paragraph in re.split(r"\n\s*\n", text.strip()):
-        lines = paragraph.splitlines()
-        if any(_LIST_ITEM.match(line) or line.lstrip().startswith("#") for line in lines):
-            wrapped = []
-            for line in lines:
-                marker = _LIST_ITEM.match(line)
-                hang = " " * len(marker.group(0)) if marker else ""
-                wrapped.append(
-                    wrap_text(line, width, indent=hang, first=line[: len(line) - len(line.lstrip())])
-                )
-            out.append("\n".join(wrapped))
-        elif paragraph.strip():
-            out.append(wrap_text(paragraph, width))
-    return "\n\n".join(out)
+    """The editor's Markdown for the plain-text part: markup removed, links as "text (url)", wrapped."""
+    return markdown_to_text(text, width)
 
 
 def underline(text: str, char: str = "=") -> str:

@@ -206,7 +206,7 @@ def test_plain_text_has_title_intro_highlights_sections_dates_excerpts_and_urls(
     expected_in_order = [
         "BLMK Health and Care Partnership weekly news",
         "Issue 3, Friday 9 May 2025",
-        "Welcome **all**.",
+        "Welcome all.",
         "Our priorities in the news\n==========================",
         "* [Start Well] Midwives celebrated",
         "  Midwife summary.",
@@ -345,3 +345,28 @@ def test_readers_see_the_priority_label_but_never_the_tagging_reason() -> None:
         for reason in reasons:
             assert reason not in page
         assert "matched" not in page
+
+
+def test_plain_text_shows_the_intro_markdown_as_readable_text() -> None:
+    intro = (
+        "Welcome to **this week's** news, with _thanks_ to [our midwives](https://example.org/midwives).\n\n"
+        "## Coming up\n\n"
+        "- Dying Matters week: see https://example.org/dm\n"
+        "- A *long* item " + "that goes on " * 8 + "to wrap\n"
+        "  - a nested item\n\n"
+        "1. first\n2. second\n"
+    )
+    text = render_issue(_issue(_entry(), intro=intro), SETTINGS, RenderOptions()).text
+    expected = (
+        "Welcome to this week's news, with thanks to our midwives\n"
+        "(https://example.org/midwives).\n\n"
+        "Coming up\n---------\n\n"
+        "* Dying Matters week: see https://example.org/dm\n"
+        "* A long item that goes on that goes on that goes on that goes on that goes on\n"
+        "  that goes on that goes on that goes on to wrap\n"
+        "  * a nested item\n\n"
+        "1. first\n2. second\n"
+    )
+    assert expected in text
+    assert "**" not in text
+    assert "](" not in text
