@@ -33,7 +33,7 @@ from digest.models import Draft
 __all__ = ["Draft", "draft_path", "dump_draft", "load_draft", "save_draft"]
 
 _KEYS = ("intro", "pinned", "dropped", "order", "highlight_order", "retag")
-_HINT = "fix the key named above, or delete the draft file to build the issue without edits"
+_HINT = "fix the keys named above, or delete the draft file to build the issue without edits"
 
 
 def draft_path(out_dir: Path, issue_id: str) -> Path:
@@ -41,47 +41,49 @@ def draft_path(out_dir: Path, issue_id: str) -> Path:
     return out_dir / f"{issue_id}.draft.toml"
 
 
-def _ids(path: Path, data: dict[str, Any], key: str) -> tuple[str, ...]:
+def _ids(data: dict[str, Any], key: str, problems: list[str]) -> tuple[str, ...]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise RenderError(f"{path}: {key} must be a list of entry ids (strings)", hint=_HINT)
+        problems.append(f"{key} must be a list of entry ids (strings)")
+        return ()
     seen: dict[str, None] = dict.fromkeys(value)
     return tuple(seen)
 
 
 def parse_draft(path: Path, data: dict[str, Any]) -> Draft:
-    """Validate an already-parsed draft document.
+    """Validate an already-parsed draft document, reporting every bad key at once.
 
     Raises:
-        RenderError: a key is unknown or has the wrong type (the message names the key).
+        RenderError: a key is unknown or has the wrong type (the message names each such key).
     """
-    unknown = sorted(set(data) - set(_KEYS))
-    if unknown:
-        raise RenderError(
-            f"{path}: unknown key {unknown[0]!r} (a draft has {', '.join(_KEYS)})",
-            hint=_HINT,
-        )
+    problems = [
+        f"unknown key {key!r} (a draft has {', '.join(_KEYS)})" for key in sorted(set(data) - set(_KEYS))
+    ]
     intro = data.get("intro", "")
     if not isinstance(intro, str):
-        raise RenderError(f"{path}: intro must be a string of Markdown", hint=_HINT)
+        problems.append("intro must be a string of Markdown")
+        intro = ""
     retag_table = data.get("retag", {})
     if not isinstance(retag_table, dict):
-        raise RenderError(f"{path}: retag must be a table of entry id = [priority names]", hint=_HINT)
+        problems.append("retag must be a table of entry id = [priority names]")
+        retag_table = {}
     retag = []
     for entry_id, names in sorted(retag_table.items()):
         if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-            raise RenderError(
-                f"{path}: retag.{entry_id!r} must be a list of priority names (strings)", hint=_HINT
-            )
+            problems.append(f"retag.{entry_id!r} must be a list of priority names (strings)")
+            continue
         retag.append((entry_id, tuple(dict.fromkeys(names))))
-    return Draft(
+    draft = Draft(
         intro=intro.strip("\n"),
-        pinned=_ids(path, data, "pinned"),
-        dropped=_ids(path, data, "dropped"),
-        order=_ids(path, data, "order"),
+        pinned=_ids(data, "pinned", problems),
+        dropped=_ids(data, "dropped", problems),
+        order=_ids(data, "order", problems),
         retag=tuple(retag),
-        highlight_order=_ids(path, data, "highlight_order"),
+        highlight_order=_ids(data, "highlight_order", problems),
     )
+    if problems:
+        raise RenderError(f"{path}: {'; '.join(problems)}", hint=_HINT)
+    return draft
 
 
 def load_draft(path: Path) -> Draft:
@@ -101,7 +103,10 @@ def load_draft(path: Path) -> Draft:
     except UnicodeDecodeError as e:
         raise RenderError(f"{path}: the draft is not UTF-8 text", hint="save the file as UTF-8") from e
     except tomllib.TOMLDecodeError as e:
-        raise RenderError(f"{path}: the draft is not valid TOML: {e}", hint=_HINT) from e
+        raise RenderError(
+            f"{path}: the draft is not valid TOML: {e}",
+            hint="fix the TOML at the line and column given, or delete the draft file to build without edits",
+        ) from e
     return parse_draft(path, data)
 
 

@@ -62,6 +62,7 @@ def test_save_replaces_atomically_and_leaves_no_temporary_file(tmp_path: Path) -
         ('[retag]\n"id" = "Start Well"', "retag.'id' must be a list of priority names"),
         ("pined = []", "unknown key 'pined'"),
         ("pinned = [", "the draft is not valid TOML"),
+        ('intro = "unclosed\npinned = []', "(at line 1, column"),
     ],
 )
 def test_a_bad_draft_is_a_render_error_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -72,6 +73,25 @@ def test_a_bad_draft_is_a_render_error_naming_the_key(tmp_path: Path, text: str,
     assert message in str(caught.value)
     assert str(path) in str(caught.value)
     assert caught.value.exit_code == 4
+
+
+def test_a_draft_with_several_bad_keys_reports_them_all(tmp_path: Path) -> None:
+    path = tmp_path / "2025-W19.draft.toml"
+    path.write_text('pined = []\ndropped = [1]\nintro = 3\n[retag]\n"id" = "Start Well"\n')
+    with pytest.raises(RenderError) as caught:
+        load_draft(path)
+    for message in ("unknown key 'pined'", "dropped must be", "intro must be", "retag.'id' must be"):
+        assert message in str(caught.value)
+
+
+def test_an_unclosed_string_points_at_the_toml_line_not_at_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "2025-W19.draft.toml"
+    path.write_text('pinned = []\nintro = "unclosed\norder = []\n')
+    with pytest.raises(RenderError) as caught:
+        load_draft(path)
+    assert "line 2, column" in str(caught.value)
+    assert "line and column" in (caught.value.hint or "")
+    assert "key" not in (caught.value.hint or "")
 
 
 def test_a_draft_from_before_highlight_order_still_loads(tmp_path: Path) -> None:
