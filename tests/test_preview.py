@@ -479,6 +479,50 @@ def test_with_nothing_new_since_the_last_sent_issue_the_page_names_it(
     assert "--as-of" not in page
 
 
+def test_when_a_part_sent_issue_holds_the_window_the_page_names_it_not_an_as_of(
+    preview: tuple[httpx.Client, Workspace],
+) -> None:
+    from datetime import datetime
+
+    from digest.state import open_state
+    from digest.state.issues import mark_issue_sent, mark_send_started
+
+    client, workspace = preview
+    issue = workspace.snapshot.issue
+    assert issue is not None
+    db = open_state(workspace.config.state_path)
+    mark_send_started(db, issue.id, datetime.fromisoformat("2025-05-09T17:10:00+01:00"))
+    db.close()
+    version = workspace.snapshot.version
+    post(client, "/refresh", {})
+    wait_for(lambda: workspace.snapshot.version > version, what="the rebuild after the send started")
+    assert workspace.snapshot.issue is None
+    page = client.get("/").text
+    assert in_page_links_resolve(page) == []
+    count = len(issue.entries)
+    assert f"No draft to preview: this window's entries are in issue {issue.id}" in page
+    assert f"The {count} entries of the window" in page
+    assert f"in issue {issue.id}, which is part-sent: finish it with <code>digest send</code>" in page
+    assert "No entry was published" not in page
+    assert "--as-of" not in page
+
+    db = open_state(workspace.config.state_path)
+    mark_issue_sent(db, issue.id, datetime.fromisoformat("2025-05-09T17:20:00+01:00"))
+    db.close()
+    # Asked about that window again, the page's reasoning names the issue and when it went out.
+    from digest.preview.pages import PageFormat
+    from digest.preview.view import _held_by
+
+    fmt = PageFormat(locale=workspace.config.digest.locale, timezone=workspace.config.digest.timezone)
+    db = open_state(workspace.config.state_path)
+    try:
+        empty = _held_by(db, issue.window.start, issue.window.end, fmt)
+    finally:
+        db.close()
+    assert empty is not None
+    assert (empty.held_by, empty.held_sent_on, empty.held_count) == (issue.id, "Friday 9 May 2025", count)
+
+
 def test_the_commands_refuse_a_busy_port_and_a_bad_as_of(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

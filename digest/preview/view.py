@@ -21,7 +21,7 @@ from digest.preview.report import SizeReport, changes_since, source_rows
 from digest.preview.workspace import Snapshot, Workspace
 from digest.state import from_iso, to_iso
 from digest.state.entries import entry_from_json
-from digest.state.issues import last_sent_issue
+from digest.state.issues import issue_entry_ids, last_sent_issue, recent_issues
 from digest.tokens import unsubscribe_url
 
 SAMPLE_NAME = "Sam Sample"
@@ -167,6 +167,22 @@ class EmptyWindow:
     last_sent: str | None  # "issue 2025-W18, sent Friday 2 May 2025"
     newest: datetime | None  # the newest stored entry before the window (when nothing was sent yet)
     suggested_as_of: str | None  # an --as-of whose window holds that entry
+    held_by: str | None = None  # "2025-W19": the window's entries are in this issue, whose sending started
+    held_sent_on: str | None = None  # when that issue was sent ("Friday 9 May 2025"); None = part-sent
+    held_count: int = 0
+
+
+def _held_by(db: sqlite3.Connection, since: datetime, until: datetime, fmt: PageFormat) -> EmptyWindow | None:
+    """The window's entries are already in an issue whose sending started: name it and say what to do."""
+    for record in recent_issues(db, limit=1_000_000):
+        if record.send_started_at is None or not (record.window_start < until and since < record.window_end):
+            continue
+        count = len(issue_entry_ids(db, record.id))
+        if not count:
+            continue
+        sent_on = fmt.date(record.sent_at) if record.sent_at else None
+        return EmptyWindow(since, until, None, None, None, record.id, sent_on, count)
+    return None
 
 
 def _empty_window(
@@ -176,6 +192,9 @@ def _empty_window(
     if snapshot.issue is not None or since is None:
         return None
     until = workspace.as_of or snapshot.made_at
+    held = _held_by(db, since, until, fmt)
+    if held is not None:
+        return held
     last = last_sent_issue(db)
     if last is not None:
         when = f", sent {fmt.date(last.sent_at)}" if last.sent_at else ""
