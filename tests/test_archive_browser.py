@@ -41,7 +41,6 @@ def test_the_archive_index_is_accessible_and_links_every_issue(browser: object, 
         links = page.get_by_role("link", name="BLMK weekly news")
         assert links.count() == 2
         assert links.first.inner_text() == "BLMK weekly news: 9 May 2025"
-        page.screenshot(path=str(screenshot_dir(tmp_path) / "archive.png"), full_page=True)
         assert axe_serious(page) == []
         assert axe_serious(page, scheme="dark") == []
         links.first.click()
@@ -54,24 +53,29 @@ def test_the_archive_index_is_accessible_and_links_every_issue(browser: object, 
         context.close()
 
 
-def test_a_real_published_issue_page_is_accessible(browser: object, tmp_path: Path) -> None:
+def test_the_shipped_sample_sent_to_the_outbox_is_published_and_accessible(
+    browser: object, tmp_path: Path
+) -> None:
     from web_support import AS_OF, PREVIEW_NOW, sample_project
 
     from digest.config import load_config
     from digest.pipeline.build import build_issue
-    from digest.state.issues import mark_issue_sent
+    from digest.pipeline.send import send_issue
+    from digest.state.subscribers import upsert_subscriber
 
     config = load_config(sample_project(tmp_path))
     db = open_state(config.state_path)
     built = build_issue(config, db, now=PREVIEW_NOW, as_of=AS_OF).built
     assert built is not None
-    mark_issue_sent(db, built.issue.id, PREVIEW_NOW)
-    publish_issue(config, db, built.issue.id)
+    upsert_subscriber(db, "ann@example.org", name="Ann", at=PREVIEW_NOW)
+    send_issue(config, db, now=PREVIEW_NOW)  # the outbox transport; publishing is part of the send
     db.close()
     with served(create_public_app(config, clock=lambda: PREVIEW_NOW)) as base:
         context = browser.new_context(bypass_csp=True, viewport={"width": 900, "height": 700})  # type: ignore[attr-defined]
         page = context.new_page()
         page.goto(f"{base}/")
+        assert page.get_by_role("link", name=built.issue.subject).count() == 1
+        page.screenshot(path=str(screenshot_dir(tmp_path) / "archive.png"), full_page=True)
         page.get_by_role("link", name=built.issue.subject).click()
         page.wait_for_load_state()
         assert page.url == f"{base}/issues/{built.issue.id}/"

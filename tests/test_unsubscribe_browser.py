@@ -32,8 +32,12 @@ def status(db_path: Path, email: str) -> str:
 def test_unsubscribe_through_the_page(
     browser: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from web_support import sample_project
+
+    from digest.config import load_config
+
     monkeypatch.delenv("DIGEST_SECRET", raising=False)
-    config = make_config(tmp_path / "site")
+    config = load_config(sample_project(tmp_path))  # the shipped sample, as the README screenshots show it
     db = open_state(config.state_path)
     upsert_subscriber(db, "ann@example.org", name="Ann", at=NOW)
     token = unsubscribe_token(unsubscribe_secret(config, db), "ann@example.org")
