@@ -88,6 +88,7 @@ def test_the_units_run_the_right_commands_and_stop_gracefully() -> None:
     oneshot = _unit("digest-run.service")["Service"]
     assert oneshot["Type"] == "oneshot"
     assert oneshot["ExecStart"].endswith("digest --log-format json run --scheduled")
+    assert set(oneshot["SuccessExitStatus"].split()) == {"7", "130"}  # busy, or stopped by systemctl stop
     timer = _unit("digest-run.timer")["Timer"]
     assert timer["Unit"] == "digest-run.service"
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 NOTHING_DUE = "nothing due"
 STOPPED = run_state.STOPPED
+INTERRUPTED_EXIT = 130  # the exit code of a command stopped on request (SIGINT/SIGTERM), as for Ctrl-C
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class RunOutcome:
 
     `outcome` is what the runs table and `digest status` show: "sent", "skipped: nothing new",
     "waiting for approval", "already sent", "nothing due", "skipped: missed", "stopped: will resume"
-    or "failed: ...". `exit_code` is the CLI's (0, 5 delivery, 8 approval, ...); `retry` asks the
+    or "failed: ...". `exit_code` is the CLI's (0, 5 delivery, 8 approval, 130 stopped, ...); `retry` asks the
     scheduler to try the slot again later (waiting for approval, mail server down).
     """
 
@@ -82,14 +83,19 @@ def _send(
     on_progress: Callable[[int, int], None] | None,
 ) -> RunOutcome:
     if stop():
-        return RunOutcome(STOPPED, issue_id=record.id, detail=f"stopped before sending issue {record.id}")
+        return RunOutcome(
+            STOPPED,
+            issue_id=record.id,
+            detail=f"stopped before sending issue {record.id}",
+            exit_code=INTERRUPTED_EXIT,
+        )
     log.info("sending issue %s", record.id)
     report = send_issue(config, db, now=now, issue_id=record.id, on_progress=on_progress, should_stop=stop)
     if not report.completed and report.error is None and stop():
         return replace(
             _from_report(report),
             outcome=STOPPED,
-            exit_code=0,
+            exit_code=INTERRUPTED_EXIT,
             hint=None,
             detail=f"stopped during the send: {report.sent} sent now, {report.not_sent} left for later",
         )

@@ -114,7 +114,14 @@ def send_issue(
     if to:
         recipients = _test_recipients(db, to)
         report = _test_send(
-            config, db, prepared, recipients=recipients, dry_run=dry_run, on_progress=on_progress, clock=clock
+            config,
+            db,
+            prepared,
+            recipients=recipients,
+            dry_run=dry_run,
+            on_progress=on_progress,
+            clock=clock,
+            should_stop=should_stop,
         )
         return replace(report, chosen_because=why)
     if dry_run:
@@ -166,6 +173,7 @@ def _test_send(
     dry_run: bool,
     on_progress: Progress | None,
     clock: Callable[[], datetime],
+    should_stop: Callable[[], bool] | None = None,
 ) -> SendReport:
     report = SendReport(
         issue_id=p.record.id,
@@ -184,7 +192,7 @@ def _test_send(
         on_progress(0, len(recipients))
     try:
         jobs = (make_job(p, config.web.base_url, r, clock()) for r in recipients)
-        for done, delivery in enumerate(transport.send(jobs), start=1):
+        for done, delivery in enumerate(transport.send(jobs, should_stop=should_stop), start=1):
             if delivery.accepted:
                 sent += 1
             else:
@@ -306,7 +314,7 @@ def _deliver_pending(
 
     with Heartbeat(db, issue_id, holder, clock) as heartbeat:
         try:
-            for delivery in transport.send(jobs(heartbeat)):
+            for delivery in transport.send(jobs(heartbeat), should_stop=should_stop):
                 email = delivery.job.recipient.email
                 if delivery.accepted:
                     ledger.record_sent(db, issue_id, email, message_id=delivery.job.message_id, at=clock())
