@@ -65,9 +65,13 @@ timeout = 1
     assert status["scheduler"] is None
     assert status["failing_after"] == 3
 
-    table = run_cli(config, "status")
+    table = run_cli(config, "status", COLUMNS="250")
     assert table.returncode == 0, table.stderr
     out = table.stdout
+    # Times people read are in [digest] timezone and locale, as digest build shows them; JSON keeps ISO.
+    assert "Friday 9 May 2025, 08:00 BST" in out  # built at
+    assert "nothing new since Friday 9 May 2025, 08:00 BST" in out  # a run's detail
+    assert "+00:00" not in out and "2025-05-09T" not in out
     assert "next scheduled run: Friday" in out
     assert "2025-W19" in out
     assert "gone@example.org failed: 550 no such user" in out

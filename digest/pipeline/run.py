@@ -26,7 +26,7 @@ from digest.errors import ApprovalError, DeliveryError, DigestError, StateError
 from digest.lock import RunLock
 from digest.pipeline.build import build_issue
 from digest.pipeline.send import SendReport, send_issue
-from digest.schedule import Action, decide, describe_time, next_slot, previous_slot
+from digest.schedule import Action, decide, describe_time, friendly_time, next_slot, previous_slot
 from digest.state import approvals, issues, open_state
 from digest.state import runs as run_state
 from digest.state.issues import IssueRecord
@@ -180,7 +180,8 @@ def _pipeline(
         log.info("build: %s", note)
     if outcome.built is None:
         since = outcome.nothing_new_since
-        detail = f"nothing new since {since.isoformat()}" if since else "nothing new"
+        when = friendly_time(since, config.digest.timezone, config.digest.locale) if since else ""
+        detail = f"nothing new since {when}" if since else "nothing new"
         log.info("%s: no issue is sent (set [digest] send_when_empty = true to send one anyway)", detail)
         return RunOutcome(run_state.NOTHING_NEW, detail=detail)
     issue_id = outcome.built.issue.id
@@ -196,7 +197,7 @@ def _pipeline(
     return _send(config, db, record, now=now, stop=stop, on_progress=on_progress)
 
 
-def _slot_done(db: sqlite3.Connection, slot: datetime) -> RunOutcome | None:
+def _slot_done(config: Config, db: sqlite3.Connection, slot: datetime) -> RunOutcome | None:
     """The outcome of a slot that already ran for good (never run again), else None."""
     record = run_state.run_for_slot(db, slot)
     if record is None or record.outcome not in run_state.FINAL:
@@ -206,7 +207,7 @@ def _slot_done(db: sqlite3.Connection, slot: datetime) -> RunOutcome | None:
         run_id=record.id,
         slot=slot,
         issue_id=record.issue_id,
-        detail=f"the run of {slot.isoformat()} already ended: {record.outcome}",
+        detail=f"the run of {describe_time(slot, config.schedule.timezone)} already ended: {record.outcome}",
     )
 
 
@@ -243,7 +244,7 @@ def _run_locked(
     on_progress: Callable[[int, int], None] | None,
 ) -> RunOutcome:
     if slot is not None:
-        done = _slot_done(db, slot)
+        done = _slot_done(config, db, slot)
         if done is not None:
             log.info("%s", done.detail)
             return done
