@@ -4,6 +4,7 @@ every subscriber has exactly one copy."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 from collections import Counter
@@ -24,7 +25,7 @@ PEOPLE = tuple(f"reader{i:02d}@example.org" for i in range(24))
 
 @pytest.mark.smtp
 def test_a_stop_mid_send_finishes_the_messages_in_flight_and_the_next_run_sends_the_rest(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     handler = Recorder(delay=0.02)
     with smtp_server(handler) as server:
@@ -53,7 +54,12 @@ def test_a_stop_mid_send_finishes_the_messages_in_flight_and_the_next_run_sends_
         db.close()
         assert recorded == len(received)  # nothing accepted by the server is missing from the ledger
 
-        resumed = run_once(config, now=AS_OF, as_of=AS_OF)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="digest.pipeline.send"):
+            resumed = run_once(config, now=AS_OF, as_of=AS_OF)
+        assert "issue 2025-W19: its send was interrupted and is resumed before anything is built" in (
+            caplog.messages
+        )
         assert (resumed.outcome, resumed.issue_id) == ("sent", "2025-W19")
         assert resumed.sent == len(PEOPLE) - len(received)
         assert resumed.already_sent == len(received)

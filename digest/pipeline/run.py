@@ -81,6 +81,7 @@ def _send(
     now: datetime,
     stop: Callable[[], bool],
     on_progress: Callable[[int, int], None] | None,
+    why: str,
 ) -> RunOutcome:
     if stop():
         return RunOutcome(
@@ -90,7 +91,9 @@ def _send(
             exit_code=INTERRUPTED_EXIT,
         )
     log.info("sending issue %s", record.id)
-    report = send_issue(config, db, now=now, issue_id=record.id, on_progress=on_progress, should_stop=stop)
+    report = send_issue(
+        config, db, now=now, issue_id=record.id, on_progress=on_progress, should_stop=stop, why=why
+    )
     if not report.completed and report.error is None and stop():
         return replace(
             _from_report(report),
@@ -165,12 +168,28 @@ def _pipeline(
     unfinished = issues.interrupted_issue(db)  # resumed before anything is built
     if unfinished is not None:
         log.info("resuming the interrupted send of issue %s", unfinished.id)
-        return _send(config, db, unfinished, now=now, stop=stop, on_progress=on_progress)
+        return _send(
+            config,
+            db,
+            unfinished,
+            now=now,
+            stop=stop,
+            on_progress=on_progress,
+            why="its send was interrupted and is resumed before anything is built",
+        )
     if config.approval.required:
         approved = _approved_unsent(db)
         if approved is not None:
             log.info("issue %s is approved: sending it as approved, without rebuilding", approved.id)
-            return _send(config, db, approved, now=now, stop=stop, on_progress=on_progress)
+            return _send(
+                config,
+                db,
+                approved,
+                now=now,
+                stop=stop,
+                on_progress=on_progress,
+                why="approved, so sent as approved without rebuilding",
+            )
         pending = issues.latest_issue(db)
         if recheck and pending is not None and pending.sent_at is None:
             return _waiting(db, pending)
@@ -194,7 +213,7 @@ def _pipeline(
         )
     if config.approval.required and not _approved(db, record):
         return _waiting(db, record)
-    return _send(config, db, record, now=now, stop=stop, on_progress=on_progress)
+    return _send(config, db, record, now=now, stop=stop, on_progress=on_progress, why="built by this run")
 
 
 def _slot_done(config: Config, db: sqlite3.Connection, slot: datetime) -> RunOutcome | None:

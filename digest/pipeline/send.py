@@ -90,6 +90,7 @@ def send_issue(
     on_progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    why: str | None = None,
 ) -> SendReport:
     """Send an issue (default: the latest built) to every active subscriber who does not have it yet.
 
@@ -98,7 +99,8 @@ def send_issue(
     `now` moved on by the time elapsed). Failures of single messages and an unreachable server are in
     the report (`ok` False), not raised. Once `should_stop()` is true no new message is started: those in
     flight are finished and recorded, and the rest is left for the next send (the report is not
-    `completed`).
+    `completed`). `why` says why the caller chose `issue_id` (for the log and the report; default
+    "chosen with --issue").
 
     Raises:
         UsageError: no built issue, an unknown issue id, or a bad `to` address.
@@ -108,7 +110,7 @@ def send_issue(
         ApprovalError: `[approval] required` and the issue (as built now) is not approved.
     """
     clock = clock or _elapsed_clock(now)
-    record, why = choose_issue(db, issue_id)
+    record, why = choose_issue(db, issue_id, test=bool(to), why=why)
     log.info("issue %s: %s", record.id, why)
     prepared = prepare_issue(config, db, record, test=bool(to))
     if to:
