@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from digest.cli.build import parse_as_of
 from digest.cli.common import StopFlag, config_option, read_config, stdout
+from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
 from digest.lock import RunLock
@@ -231,21 +233,22 @@ def _print_runs(status: Status) -> None:
             r.issue_id or "-",
             (r.detail or "")[:120],
         )
+    if not status.runs:
+        runs.add_row("none yet", "", "", "", "")
     stdout.print(runs)
 
 
 def _print_sources(status: Status) -> None:
     sources = Table(title=f"Sources (flagged after {status.failing_after} failed runs in a row)")
-    for column in ("source", "status", "failures in a row", "last fetched", "error"):
-        sources.add_column(column, no_wrap=column in ("source", "status"))
+    for column in ("source", "status", "failures in a row", "last fetched"):
+        sources.add_column(column, no_wrap=column == "source")
     for s in status.sources:
-        name = f"[bold red]! {s.report.name}[/]" if s.flagged else s.report.name
+        name = f"[bold red]! {escape(s.report.name)}[/]" if s.flagged else escape(s.report.name)
         sources.add_row(
             name,
-            str(s.report.status),
+            escape(status_text(s.report)),  # the words digest fetch uses ("not modified", "failed: ...")
             str(s.report.consecutive_failures),
             _local(s.report.fetched_at, status),
-            s.report.error or "",
         )
     stdout.print(sources)
     for s in status.flagged_sources:
