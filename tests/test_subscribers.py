@@ -104,6 +104,34 @@ def test_import_without_an_email_column_is_a_usage_error(
     assert state(config_path) == {}
 
 
+@pytest.mark.parametrize(
+    "case",
+    [
+        (("import", "missing.csv"), "missing.csv: file not found", "check the path"),
+        (("import", "latin1.csv"), "not UTF-8", "save the CSV as UTF-8"),
+        (("import", "noemail.csv"), "'email' column", "for example: email,name"),
+        (("add", "not an address"), "is not a valid email address", "name@example.org"),
+        (("remove", "nobody@example.org"), "is not a subscriber", "digest subscribers list"),
+    ],
+)
+def test_every_subscriber_error_says_what_to_do(
+    config_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: tuple[tuple[str, ...], str, str],
+) -> None:
+    args, message, hint = case
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "latin1.csv").write_bytes("email,name\nz@example.org,Zo\xeb\n".encode("latin-1"))
+    (tmp_path / "noemail.csv").write_text("address,name\na@example.org,A\n", encoding="utf-8")
+    assert main(["subscribers", *args, "--config", str(config_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    hints = [line for line in err.splitlines() if line.startswith("hint: ")]
+    assert len(hints) == 1 and hint in hints[0], err
+
+
 def test_add_remove_list_and_status_filter(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     c = ["--config", str(config_path)]
     assert main(["subscribers", "add", "Jane@Example.org", "--name", "Jane", *c]) == 0
