@@ -249,13 +249,20 @@ def list_command(config_path: Path, status: str | None) -> int:
     db = open_state(config.state_path)
     try:
         chosen = next((s for s in STATUSES if s == status), None)
-        table = Table("email", "name", "status", "reason", "since", box=None, pad_edge=False)
-        for s in subscribers.iter_subscribers(db, chosen):
-            cells = (s.email, s.name or "", s.status, s.reason or "", f"{s.updated_at:%Y-%m-%d}")
-            table.add_row(*(Text(cell) for cell in cells))
+        listed = list(subscribers.iter_subscribers(db, chosen))
         count = subscribers.count_subscribers(db, chosen)
     finally:
         db.close()
+    # Addresses are never cut short (they are copied from here): the email column is as wide as the
+    # longest one, the other columns wrap, and only an address wider than the terminal is folded.
+    widest = max((len(s.email) for s in listed), default=5)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("email", min_width=min(widest, max(stdout.width - 20, 20)), overflow="fold")
+    for column in ("name", "status", "reason", "since"):
+        table.add_column(column, overflow="fold")
+    for s in listed:
+        cells = (s.email, s.name or "", s.status, s.reason or "", f"{s.updated_at:%Y-%m-%d}")
+        table.add_row(*(Text(cell) for cell in cells))
     stdout.print(table)
     stdout.print(f"{count} subscriber(s)" + (f" {status}" if status else ""), markup=False)
     return 0
