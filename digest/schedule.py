@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import schedule as schedule_lib
+from babel.dates import format_datetime
 
 from digest.config import ScheduleSettings
 from digest.state import runs as run_state
@@ -73,6 +74,13 @@ def describe_time(moment: datetime, timezone: str) -> str:
     local = moment.astimezone(ZoneInfo(timezone))
     utc = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{local:%A} {local.day} {local:%B %Y %H:%M %Z} ({utc})"
+
+
+def friendly_time(moment: datetime, timezone: str, locale: str) -> str:
+    """ "Monday 23 November 2026, 19:12 GMT": a time as `digest build`, `digest run` and `digest status`
+    show it to people ([digest] timezone and locale); JSON output keeps ISO 8601."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    return str(format_datetime(local, "EEEE d MMMM y, HH:mm zzz", locale=locale))
 
 
 class Action(enum.StrEnum):

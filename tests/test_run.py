@@ -61,7 +61,7 @@ def test_a_quiet_week_sends_nothing_and_status_says_skipped_nothing_new(tmp_path
     next_week = AS_OF + timedelta(days=7)
     result = run_cli(config, "run", "--as-of", next_week.isoformat())
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("skipped: nothing new: nothing new since 2025-05-09T07:00:00+00:00")
+    assert result.stdout.startswith("skipped: nothing new: nothing new since Friday 9 May 2025, 08:00 BST")
     assert "no issue is sent" in result.stderr
     assert len(delivered(config)) == 3
     status = json.loads(run_cli(config, "status", "--json").stdout)
@@ -194,6 +194,7 @@ def test_a_run_killed_between_build_and_send_is_resumed_and_everyone_gets_one_co
     resumed = run_cli(config, "run", "--as-of", AS_OF.isoformat())
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.startswith("sent (issue 2025-W19): 3 sent now")
+    assert "issue 2025-W19: built by this run" in resumed.stderr  # never sent: rebuilt, not resumed
     assert copies(config) and all(n == 1 for n in copies(config).values())
     assert sorted(a for a, _ in copies(config)) == sorted(SUBSCRIBERS)
     again = run_cli(config, "run", "--as-of", AS_OF.isoformat())
@@ -209,7 +210,7 @@ def test_a_stop_signal_between_build_and_send_stops_cleanly_and_the_next_run_sen
     child = _start_paused_run(config.path, "--as-of", AS_OF.isoformat())
     child.send_signal(signum)
     out, err = child.communicate(timeout=60)
-    assert child.returncode == 0, err
+    assert child.returncode == 130, err
     assert (
         f"{signum.name} received: stopping; a run or send in progress stops after the messages in flight"
         in err
@@ -237,6 +238,8 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
     records = [json.loads(line) for line in result.stderr.splitlines()]
     assert {"time", "level", "logger", "message"} <= set(records[0])
     assert any(r["message"] == "sending issue 2025-W19" for r in records)
+    assert any(r["message"] == "issue 2025-W19: built by this run" for r in records)
+    assert not any("--issue" in r["message"] for r in records)  # no --issue was given
     finished = [r for r in records if r["message"].startswith("run finished")]
     assert [(r["outcome"], r["issue_id"], r["slot"]) for r in finished] == [("sent", "2025-W19", None)]
 

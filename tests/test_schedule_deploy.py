@@ -88,6 +88,7 @@ def test_the_units_run_the_right_commands_and_stop_gracefully() -> None:
     oneshot = _unit("digest-run.service")["Service"]
     assert oneshot["Type"] == "oneshot"
     assert oneshot["ExecStart"].endswith("digest --log-format json run --scheduled")
+    assert set(oneshot["SuccessExitStatus"].split()) == {"7", "130"}  # busy, or stopped by systemctl stop
     timer = _unit("digest-run.timer")["Timer"]
     assert timer["Unit"] == "digest-run.service"
 
@@ -158,3 +159,59 @@ def test_the_deployed_command_lines_run(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("nothing due: the run of "), result.stdout
     assert "is done: sent; next run " in result.stdout
+
+
+def _run_cron_command(
+    tmp_path: Path, environment: str | None
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """The cron line's command run by /bin/sh as cron would, with /opt/digest and /etc/digest/environment
+    moved under tmp_path and digest replaced by a script that writes out the environment it got."""
+    _, _, command = _cron_line()
+    (tmp_path / ".digest").mkdir()
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    seen = tmp_path / "seen.txt"
+    fake = tmp_path / ".venv" / "bin" / "digest"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s|%s|%s|%s\\n" "$DIGEST_SMTP_PASSWORD" "$DIGEST_SECRET" "$DIGEST_CONFIG" "$*" > {seen}\n'
+    )
+    fake.chmod(0o755)
+    env_file = tmp_path / "etc-digest-environment"
+    if environment is not None:
+        env_file.write_text(environment)
+    command = command.replace("/etc/digest/environment", str(env_file)).replace("/opt/digest", str(tmp_path))
+    result = subprocess.run(
+        ["/bin/sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},  # cron's sparse environment
+    )
+    return result, seen.read_text() if seen.exists() else ""
+
+
+def test_the_cron_line_loads_the_secrets_file_the_systemd_units_read(tmp_path: Path) -> None:
+    for name in ("digest-run.service", "digest-schedule.service"):
+        assert _unit(name)["Service"]["EnvironmentFile"] == "-/etc/digest/environment"
+    result, seen = _run_cron_command(
+        tmp_path, "DIGEST_SMTP_PASSWORD='pass word#1'\nDIGEST_SECRET=unsubscribe-secret\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        seen == f"pass word#1|unsubscribe-secret|{tmp_path}/config.toml|--log-format json run --scheduled\n"
+    )
+
+
+def test_the_cron_line_runs_without_a_secrets_file_and_stops_on_a_broken_one(tmp_path: Path) -> None:
+    (tmp_path / "none").mkdir()
+    result, seen = _run_cron_command(tmp_path / "none", None)
+    assert result.returncode == 0, result.stderr
+    assert seen == f"||{tmp_path}/none/config.toml|--log-format json run --scheduled\n"
+    # A file the shell cannot load (unreadable, or broken) stops the job with the error in run.log
+    # rather than running it without its secrets.
+    (tmp_path / "bad").mkdir()
+    result, seen = _run_cron_command(tmp_path / "bad", "DIGEST_SECRET='no closing quote\n")
+    assert result.returncode != 0
+    assert seen == ""
+    assert "etc-digest-environment" in (tmp_path / "bad" / ".digest" / "run.log").read_text()

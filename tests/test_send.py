@@ -130,6 +130,47 @@ def test_send_resumes_an_interrupted_issue_before_a_newer_one_and_says_which_and
     assert len(outbox_messages(config)) == 4 + 5
 
 
+def test_a_test_send_does_not_claim_to_resume_anything(
+    config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = open_state(config.state_path)  # the send of ISSUE_ID stopped after one recipient
+    ledger.record_sent(db, ISSUE_ID, "reader0@example.org", message_id="<x@y>", at=NOW)
+    issues.mark_send_started(db, ISSUE_ID, NOW)
+    db.close()
+    assert run_send(config, "--to", "editor@example.org") == 0
+    out = capsys.readouterr().out
+    assert "is resumed first" not in out
+    assert f"Issue {ISSUE_ID} (the issue digest send sends next; its interrupted send is not resumed" in out
+    assert "sent 1, failed 0" in out
+    db = open_state(config.state_path)
+    assert ledger.sent_count(db, ISSUE_ID) == 1  # still only the one from before
+    db.close()
+    assert run_send(config) == 0
+    capsys.readouterr()
+    assert run_send(config, "--to", "editor@example.org") == 0
+    out = capsys.readouterr().out
+    assert f"Issue {ISSUE_ID} (the latest built issue, sent already): sent 1, failed 0" in out
+    assert "only new subscribers" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--to", "bad@@x"), "--to: 'bad@@x' is not a valid address"),
+        (("--issue", "2099-W01"), "no built issue '2099-W01'"),
+    ],
+)
+def test_an_error_found_before_sending_shows_no_progress_bar(
+    config: Config, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
+    assert run_send(config, *args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "sending" not in err and "0/?" not in err
+    assert run_send(config, "--to", "editor@example.org") == 0
+    assert "sending" in capsys.readouterr().err  # the bar is there once something is sent
+
+
 def test_test_send_goes_only_to_the_given_addresses_and_records_nothing(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:

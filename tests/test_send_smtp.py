@@ -447,3 +447,55 @@ def test_the_issue_digest_build_makes_is_sent_personalised(
     assert record is not None and record.sent_at is not None
     assert issues.sent_entry_ids(db)  # the issue's entries now count as sent
     db.close()
+
+
+def _wait_for_line(stream: Any, text: str) -> list[str]:
+    """The lines of `stream` up to and including the first one containing `text` (all of them at EOF)."""
+    lines = []
+    for line in stream:
+        lines.append(line)
+        if text in line:
+            break
+    return lines
+
+
+def test_sigterm_while_waiting_to_retry_an_unreachable_server_stops_at_once_with_exit_130(
+    tmp_path: Path,
+) -> None:
+    # Nothing listens on the port; the backoff would wait 60 s and more before giving up with exit 5.
+    config = write_config(
+        tmp_path,
+        transport="smtp",
+        smtp=f'host = "127.0.0.1"\nport = {free_port()}\nsecurity = "none"\npool_size = 1\n'
+        "timeout = 5\nretries = 3\nretry_delay = 60\n",
+    )
+    make_built_issue(config)
+    db = open_state(config.state_path)
+    subscribers.upsert_subscriber(db, "a@example.org", name="Ann", at=NOW)
+    db.close()
+    env = {**os.environ, "DIGEST_SECRET": "smtp-test-secret"}
+    command = [sys.executable, "-m", "digest", "send", "--config", str(config.path)]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stderr is not None
+        before = _wait_for_line(child.stderr, "retrying a@example.org in 60.00 s")
+        assert "retrying" in before[-1], "".join(before)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)  # without waking on the signal: 60 s, then 120 s
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    err = "".join(before) + err
+    assert child.returncode == 130, out + err
+    assert "Stopped on request: 1 recipient(s) left" in out
+    assert "cannot be reached" not in err
+    assert "retrying a@example.org in 120.00 s" not in err
+    db = open_state(config.state_path)
+    assert list(ledger.iter_ledger(db, ISSUE_ID)) == []  # not recorded as failed: it was never tried out
+    assert ledger.get_claim(db, ISSUE_ID) is None
+    record = issues.get_issue(db, ISSUE_ID)
+    assert record is not None and record.sent_at is None
+    subscriber = subscribers.get_subscriber(db, "a@example.org")
+    assert subscriber is not None and subscriber.status == "active"
+    db.close()

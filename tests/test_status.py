@@ -55,6 +55,7 @@ timeout = 1
     assert (partner["status"], partner["consecutive_failures"], partner["flagged"]) == ("failed", 3, True)
     assert partner["error"]
     assert (local["consecutive_failures"], local["flagged"]) == (0, False)
+    assert local["status"] == "not_modified"  # JSON keeps the machine value
     issue = status["issues"][0]
     assert (issue["id"], issue["recipients"], issue["failures"]) == ("2025-W19", 3, 1)
     assert issue["failed"] == [{"email": "gone@example.org", "detail": "550 no such user"}]
@@ -65,15 +66,22 @@ timeout = 1
     assert status["scheduler"] is None
     assert status["failing_after"] == 3
 
-    table = run_cli(config, "status")
+    table = run_cli(config, "status", COLUMNS="250")
     assert table.returncode == 0, table.stderr
     out = table.stdout
+    # Times people read are in [digest] timezone and locale, as digest build shows them; JSON keeps ISO.
+    assert "Friday 9 May 2025, 08:00 BST" in out  # built at
+    assert "nothing new since Friday 9 May 2025, 08:00 BST" in out  # a run's detail
+    assert "+00:00" not in out and "2025-05-09T" not in out
     assert "next scheduled run: Friday" in out
     assert "2025-W19" in out
     assert "gone@example.org failed: 550 no such user" in out
     assert "skipped: nothing new" in out
     assert "attention: source 'Partner feed' has failed 3 runs in a row" in out
     assert "Local news" in out
+    # The table uses digest fetch's words for a source's status.
+    local_row = next(line for line in out.splitlines() if "Local news" in line)
+    assert "not modified" in local_row and "not_modified" not in out
 
 
 def test_status_of_a_fresh_installation(tmp_path: Path) -> None:
@@ -82,9 +90,21 @@ def test_status_of_a_fresh_installation(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "none built yet" in result.stdout
     assert "scheduler: not running" in result.stdout
+    runs_table = result.stdout.split("Recent runs", 1)[1].split("Sources", 1)[0]
+    assert "none yet" in runs_table
     data = json.loads(run_cli(config, "status", "--json").stdout)
     assert data["issues"] == []
     assert data["runs"] == []
+
+
+def test_every_status_json_key_is_documented(tmp_path: Path) -> None:
+    config = make_site(tmp_path, [("Midwives celebrated", datetime(2025, 5, 5, 9, tzinfo=UTC))])
+    run_once(config, now=AS_OF, as_of=AS_OF)
+    data = json.loads(run_cli(config, "status", "--json").stdout)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Run and schedule", 1)[1].split("\n### ", 1)[0]
+    keys = set(data) | set(data["issues"][0]) | set(data["runs"][0]) | set(data["sources"][0])
+    assert {k for k in keys if f"`{k}`" not in section} == set()
 
 
 def test_run_schedule_and_status_have_help_and_are_documented() -> None:

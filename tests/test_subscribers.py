@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -104,6 +107,34 @@ def test_import_without_an_email_column_is_a_usage_error(
     assert state(config_path) == {}
 
 
+@pytest.mark.parametrize(
+    "case",
+    [
+        (("import", "missing.csv"), "missing.csv: file not found", "check the path"),
+        (("import", "latin1.csv"), "not UTF-8", "save the CSV as UTF-8"),
+        (("import", "noemail.csv"), "'email' column", "for example: email,name"),
+        (("add", "not an address"), "is not a valid email address", "name@example.org"),
+        (("remove", "nobody@example.org"), "is not a subscriber", "digest subscribers list"),
+    ],
+)
+def test_every_subscriber_error_says_what_to_do(
+    config_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: tuple[tuple[str, ...], str, str],
+) -> None:
+    args, message, hint = case
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "latin1.csv").write_bytes("email,name\nz@example.org,Zo\xeb\n".encode("latin-1"))
+    (tmp_path / "noemail.csv").write_text("address,name\na@example.org,A\n", encoding="utf-8")
+    assert main(["subscribers", *args, "--config", str(config_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    hints = [line for line in err.splitlines() if line.startswith("hint: ")]
+    assert len(hints) == 1 and hint in hints[0], err
+
+
 def test_add_remove_list_and_status_filter(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     c = ["--config", str(config_path)]
     assert main(["subscribers", "add", "Jane@Example.org", "--name", "Jane", *c]) == 0
@@ -139,3 +170,34 @@ def test_list_shows_names_literally(config_path: Path, capsys: pytest.CaptureFix
     capsys.readouterr()
     assert main(["subscribers", "list", *c]) == 0
     assert "[bold]Ann[/bold]" in capsys.readouterr().out
+
+
+def test_list_never_cuts_an_address_short_on_a_narrow_terminal(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    c = ["--config", str(config_path)]
+    assert main(["subscribers", "add", "ann@bücher.example.org", "--name", "Ann Example-Longname", *c]) == 0
+    assert "ann@xn--bcher-kva.example.org: added" in capsys.readouterr().out  # stored as SMTP sends it
+    long_one = "communications.and.engagement.team@bedfordshire-luton-milton-keynes.nhs.example"
+    assert main(["subscribers", "add", long_one, *c]) == 0
+    db = open_state(config_path.parent / ".digest" / "state.db")
+    subscribers.set_status(db, long_one, "bounced", at=datetime.now(UTC), reason="550 5.1.1 no such user")
+    db.close()
+    for width in ("60", "120"):
+        result = subprocess.run(
+            [sys.executable, "-m", "digest", "subscribers", "list", *c],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "COLUMNS": width},
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert "…" not in result.stdout
+        assert any("ann@xn--bcher-kva.example.org" in line for line in lines), result.stdout
+        # Wider than 60 columns, it folds rather than losing characters; at 120 it is on one line.
+        email_width = lines[0].index("name")
+        assert long_one in "".join(line[:email_width].strip() for line in lines[1:]), result.stdout
+        if width == "120":
+            assert any(long_one in line for line in lines), result.stdout

@@ -8,18 +8,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from digest.cli.build import parse_as_of
 from digest.cli.common import StopFlag, config_option, read_config, stdout
+from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
 from digest.lock import RunLock
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
-from digest.schedule import JobResult, ScheduleLoop, describe_time
+from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time
 from digest.state import open_state
 
 if TYPE_CHECKING:
@@ -182,10 +183,10 @@ def status_json(status: Status) -> dict[str, Any]:
     }
 
 
-def _local(value: datetime | None, timezone: str) -> str:
+def _local(value: datetime | None, status: Status) -> str:
     if value is None:
         return "-"
-    return value.astimezone(ZoneInfo(timezone)).strftime("%a %d %b %Y %H:%M %Z")
+    return friendly_time(value, status.display_timezone, status.locale)
 
 
 def _print_status(status: Status) -> None:
@@ -203,14 +204,15 @@ def _print_status(status: Status) -> None:
 
 
 def _print_issues(status: Status) -> None:
-    tz = status.timezone
     table = Table(title="Recent issues", title_justify="left")
     for column in ("issue", "built at", "sent at", "recipients", "failures", "approval"):
         table.add_column(column, no_wrap=column == "issue")
     for i in status.issues:
-        sent = _local(i.sent_at, tz) if i.sent_at else ("sending" if i.send_started_at else "not sent")
+        sent = _local(i.sent_at, status) if i.sent_at else ("sending" if i.send_started_at else "not sent")
         approval = (i.approved_by or "") + ("" if i.approval_current or not i.approved_by else " (voided)")
-        table.add_row(i.id, _local(i.built_at, tz), sent, str(i.recipients), str(i.failures), approval or "-")
+        table.add_row(
+            i.id, _local(i.built_at, status), sent, str(i.recipients), str(i.failures), approval or "-"
+        )
     if not status.issues:
         table.add_row("none built yet", "", "", "", "", "")
     stdout.print(table)
@@ -220,34 +222,33 @@ def _print_issues(status: Status) -> None:
 
 
 def _print_runs(status: Status) -> None:
-    tz = status.timezone
     runs = Table(title="Recent runs", title_justify="left")
     for column in ("started", "slot", "outcome", "issue", "detail"):
         runs.add_column(column, no_wrap=column in ("outcome", "issue"))
     for r in status.runs:
         runs.add_row(
-            _local(r.started_at, tz),
-            _local(r.slot, tz) if r.slot else "manual",
+            _local(r.started_at, status),
+            _local(r.slot, status) if r.slot else "manual",
             r.outcome or ("running" if status.run_in_progress else "interrupted (resumed by the next run)"),
             r.issue_id or "-",
             (r.detail or "")[:120],
         )
+    if not status.runs:
+        runs.add_row("none yet", "", "", "", "")
     stdout.print(runs)
 
 
 def _print_sources(status: Status) -> None:
-    tz = status.timezone
     sources = Table(title=f"Sources (flagged after {status.failing_after} failed runs in a row)")
-    for column in ("source", "status", "failures in a row", "last fetched", "error"):
-        sources.add_column(column, no_wrap=column in ("source", "status"))
+    for column in ("source", "status", "failures in a row", "last fetched"):
+        sources.add_column(column, no_wrap=column == "source")
     for s in status.sources:
-        name = f"[bold red]! {s.report.name}[/]" if s.flagged else s.report.name
+        name = f"[bold red]! {escape(s.report.name)}[/]" if s.flagged else escape(s.report.name)
         sources.add_row(
             name,
-            str(s.report.status),
+            escape(status_text(s.report)),  # the words digest fetch uses ("not modified", "failed: ...")
             str(s.report.consecutive_failures),
-            _local(s.report.fetched_at, tz),
-            s.report.error or "",
+            _local(s.report.fetched_at, status),
         )
     stdout.print(sources)
     for s in status.flagged_sources:

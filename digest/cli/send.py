@@ -13,6 +13,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -116,27 +117,30 @@ def send_command(config_path: Path, issue_id: str | None, to: tuple[str, ...], d
     if to and not addresses:
         raise UsageError("--to: give at least one address")
     stop = StopFlag()
+    # The bar appears with the first progress report, which comes once the issue, the addresses and
+    # the transport have been checked: an error before that is shown without a bar.
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+        disable=dry_run,
+    )
+    tasks: list[TaskID] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if not tasks:
+            progress.start()
+            tasks.append(progress.add_task("sending", total=total))
+        progress.update(tasks[0], completed=done, total=total)
+
     try:
-        with (
-            stop.installed(),
-            Progress(
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                RateColumn(),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=stderr,
-                transient=False,
-                disable=dry_run,
-            ) as progress,
-        ):
-            task = progress.add_task("sending", total=None)
-
-            def on_progress(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
+        with stop.installed():
             report = send_issue(
                 config,
                 db,
@@ -148,14 +152,20 @@ def send_command(config_path: Path, issue_id: str | None, to: tuple[str, ...], d
                 should_stop=stop.is_set,
             )
     finally:
+        if tasks:
+            progress.stop()
         db.close()
     _print_summary(config, report)
     if stop.is_set() and not report.completed and report.error is None:
-        stdout.print(
-            f"Stopped on request: {report.not_sent - len(report.failed)} recipient(s) left; every message"
-            " the server accepted is recorded. Run digest send again to send the rest.",
-            markup=False,
-        )
+        left = report.not_sent - len(report.failed)
+        if report.test:
+            stdout.print(f"Stopped on request: the test send did not reach {left} address(es).", markup=False)
+        else:
+            stdout.print(
+                f"Stopped on request: {left} recipient(s) left; every message the server accepted is"
+                " recorded. Run digest send again to send the rest.",
+                markup=False,
+            )
         return 130
     return 0 if report.ok else 5
 
@@ -239,13 +249,20 @@ def list_command(config_path: Path, status: str | None) -> int:
     db = open_state(config.state_path)
     try:
         chosen = next((s for s in STATUSES if s == status), None)
-        table = Table("email", "name", "status", "reason", "since", box=None, pad_edge=False)
-        for s in subscribers.iter_subscribers(db, chosen):
-            cells = (s.email, s.name or "", s.status, s.reason or "", f"{s.updated_at:%Y-%m-%d}")
-            table.add_row(*(Text(cell) for cell in cells))
+        listed = list(subscribers.iter_subscribers(db, chosen))
         count = subscribers.count_subscribers(db, chosen)
     finally:
         db.close()
+    # Addresses are never cut short (they are copied from here): the email column is as wide as the
+    # longest one, the other columns wrap, and only an address wider than the terminal is folded.
+    widest = max((len(s.email) for s in listed), default=5)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("email", min_width=min(widest, max(stdout.width - 20, 20)), overflow="fold")
+    for column in ("name", "status", "reason", "since"):
+        table.add_column(column, overflow="fold")
+    for s in listed:
+        cells = (s.email, s.name or "", s.status, s.reason or "", f"{s.updated_at:%Y-%m-%d}")
+        table.add_row(*(Text(cell) for cell in cells))
     stdout.print(table)
     stdout.print(f"{count} subscriber(s)" + (f" {status}" if status else ""), markup=False)
     return 0

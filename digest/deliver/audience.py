@@ -76,7 +76,10 @@ def add_subscriber(
     try:
         address = normalise_address(email)
     except ValueError as e:
-        raise UsageError(f"{email!r} is not a valid email address: {e}") from e
+        raise UsageError(
+            f"{email!r} is not a valid email address: {e}",
+            hint="write one address like name@example.org (a name goes in --name)",
+        ) from e
     with transaction(db):
         outcome = subscribers.upsert_subscriber(db, address, name=clean_name(name), at=at, reactivate=True)
     return address, outcome
@@ -86,13 +89,20 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise UsageError(f"{path}: file not found") from None
+        raise UsageError(
+            f"{path}: file not found",
+            hint="check the path (relative to the current folder, not to the config file);"
+            " the file is a CSV with an 'email' column and optionally 'name'",
+        ) from None
     except UnicodeDecodeError as e:
         raise UsageError(
             f"{path}: not UTF-8 text (byte {e.start})", hint="save the CSV as UTF-8 (Excel: CSV UTF-8)"
         ) from e
     except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from e
+        raise UsageError(
+            f"{path}: cannot read: {e.strerror}",
+            hint="give the path of a CSV file that the user running digest can read",
+        ) from e
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     columns = [c.strip().lower() for c in header or []]

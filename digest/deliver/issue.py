@@ -42,12 +42,16 @@ class PreparedIssue:
     secret: str
 
 
-def choose_issue(db: sqlite3.Connection, issue_id: str | None) -> tuple[IssueRecord, str]:
-    """The issue to send and why it was chosen.
+def choose_issue(
+    db: sqlite3.Connection, issue_id: str | None, *, test: bool = False, why: str | None = None
+) -> tuple[IssueRecord, str]:
+    """The issue to send and why it was chosen (in words for the summary and the log).
 
     Without an id: an issue whose send was interrupted comes first (its remaining recipients are
     waiting for it), else the latest built issue (a newer build supersedes older unsent ones: its
-    window starts where the last sent issue ended, so it holds their entries).
+    window starts where the last sent issue ended, so it holds their entries). A test send (`test`)
+    takes the same issue, but resumes nothing and reaches no subscriber, and says so. `why` is the
+    caller's reason for an `issue_id` it chose itself (default: "chosen with --issue").
 
     Raises:
         UsageError: no such issue, or none built yet.
@@ -56,9 +60,14 @@ def choose_issue(db: sqlite3.Connection, issue_id: str | None) -> tuple[IssueRec
         record = issues.get_issue(db, issue_id)
         if record is None:
             raise UsageError(f"no built issue {issue_id!r}", hint="digest status lists the built issues")
-        return record, "chosen with --issue"
+        return record, why or "chosen with --issue"
     interrupted = issues.interrupted_issue(db)
     if interrupted is not None:
+        if test:
+            return (
+                interrupted,
+                "the issue digest send sends next; its interrupted send is not resumed by a test",
+            )
         latest = issues.latest_issue(db)
         newer = f"; issue {latest.id} is sent after it" if latest and latest.id != interrupted.id else ""
         return interrupted, f"its send was interrupted and is resumed first{newer}"
@@ -66,6 +75,8 @@ def choose_issue(db: sqlite3.Connection, issue_id: str | None) -> tuple[IssueRec
     if record is None:
         raise UsageError("no issue has been built yet", hint="run digest build first")
     if record.sent_at is not None:
+        if test:
+            return record, "the latest built issue, sent already"
         return record, "the latest built issue; it was sent already, so only new subscribers get it"
     return record, "the latest built issue"
 

@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from digest.deliver.transport import Delivery, Job
@@ -68,8 +68,11 @@ class OutboxTransport:
         tmp.rename(final)
         return final
 
-    def send(self, jobs: Iterable[Job]) -> Iterator[Delivery]:
-        """Write each job's file; stops with DeliveryError when the folder cannot be written.
+    def send(
+        self, jobs: Iterable[Job], *, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[Delivery]:
+        """Write each job's file (none once `should_stop()` is true); DeliveryError when the folder
+        cannot be written.
 
         Raises:
             DeliveryError: the Maildir cannot be created or written (disk full, permissions).
@@ -77,6 +80,8 @@ class OutboxTransport:
         ensure_maildir(self.root)
         try:
             for job in jobs:
+                if should_stop is not None and should_stop():
+                    return
                 try:
                     path = self.write(job)
                 except OSError as e:

@@ -26,6 +26,7 @@ from digest.errors import DeliveryError
 
 log = logging.getLogger(__name__)
 _MAX_DELAY = 60.0
+_POLL = 0.05  # how often the sending thread looks at the caller's stop flag while it waits
 
 
 class RateLimiter:
@@ -262,11 +263,15 @@ class SmtpTransport:
                 except (OSError, smtplib.SMTPException):
                     _close(conn)
 
-    def send(self, jobs: Iterable[Job]) -> Iterator[Delivery]:  # noqa: PLR0912 - one loop: feed, drain, stop
+    def send(  # noqa: PLR0912 - one loop: feed, drain, stop
+        self, jobs: Iterable[Job], *, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[Delivery]:
         """Send every job through the pool, yielding each Delivery as it is settled.
 
         On Ctrl-C the jobs in flight are finished and yielded before KeyboardInterrupt goes on, so
-        nothing accepted is left unrecorded.
+        nothing accepted is left unrecorded. Once `should_stop()` is true (looked at every few
+        hundredths of a second) no job is started and no retry is made: a worker waiting to retry or
+        to reconnect wakes at once and gives its job back unsettled, so the send ends promptly.
 
         Raises:
             DeliveryError: the server cannot be reached or refused TLS/login.
@@ -298,7 +303,7 @@ class SmtpTransport:
                 if in_flight == 0:
                     break
                 try:
-                    item = results.get()
+                    item = self._next_result(results, stop, should_stop)
                 except KeyboardInterrupt as e:
                     interrupted = interrupted or e
                     stop.set()
@@ -319,6 +324,24 @@ class SmtpTransport:
             raise interrupted
         if error is not None:
             raise error
+
+    @staticmethod
+    def _next_result(
+        results: queue.Queue[Delivery | _Abandoned],
+        stop: threading.Event,
+        should_stop: Callable[[], bool] | None,
+    ) -> Delivery | _Abandoned:
+        """The next settled job; meanwhile a true `should_stop()` sets `stop`, which wakes the workers."""
+        if should_stop is None:
+            return results.get()
+        while True:
+            if not stop.is_set() and should_stop():
+                log.info("stopping: no new message or retry is started")
+                stop.set()
+            try:
+                return results.get(timeout=_POLL)
+            except queue.Empty:
+                continue
 
 
 def _close(conn: smtplib.SMTP | None) -> None:

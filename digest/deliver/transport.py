@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,12 +41,16 @@ class Transport(Protocol):
     """Sends jobs; yields one Delivery per job as it is settled (not necessarily in order).
 
     Jobs are pulled lazily, so the caller can stream them. A transport that cannot go on (the server
-    is unreachable, the login is refused) raises DeliveryError after yielding what was settled.
+    is unreachable, the login is refused) raises DeliveryError after yielding what was settled. Once
+    `should_stop()` is true, no new job is started and no wait (retry, backoff) goes on: the jobs not
+    settled are simply not yielded.
     """
 
     name: str
 
-    def send(self, jobs: Iterable[Job]) -> Iterator[Delivery]: ...
+    def send(
+        self, jobs: Iterable[Job], *, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[Delivery]: ...
 
 
 def describe_reply(code: int, message: bytes | str) -> str:

@@ -26,7 +26,7 @@ from digest.errors import ApprovalError, DeliveryError, DigestError, StateError
 from digest.lock import RunLock
 from digest.pipeline.build import build_issue
 from digest.pipeline.send import SendReport, send_issue
-from digest.schedule import Action, decide, describe_time, next_slot, previous_slot
+from digest.schedule import Action, decide, describe_time, friendly_time, next_slot, previous_slot
 from digest.state import approvals, issues, open_state
 from digest.state import runs as run_state
 from digest.state.issues import IssueRecord
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 NOTHING_DUE = "nothing due"
 STOPPED = run_state.STOPPED
+INTERRUPTED_EXIT = 130  # the exit code of a command stopped on request (SIGINT/SIGTERM), as for Ctrl-C
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class RunOutcome:
 
     `outcome` is what the runs table and `digest status` show: "sent", "skipped: nothing new",
     "waiting for approval", "already sent", "nothing due", "skipped: missed", "stopped: will resume"
-    or "failed: ...". `exit_code` is the CLI's (0, 5 delivery, 8 approval, ...); `retry` asks the
+    or "failed: ...". `exit_code` is the CLI's (0, 5 delivery, 8 approval, 130 stopped, ...); `retry` asks the
     scheduler to try the slot again later (waiting for approval, mail server down).
     """
 
@@ -80,16 +81,24 @@ def _send(
     now: datetime,
     stop: Callable[[], bool],
     on_progress: Callable[[int, int], None] | None,
+    why: str,
 ) -> RunOutcome:
     if stop():
-        return RunOutcome(STOPPED, issue_id=record.id, detail=f"stopped before sending issue {record.id}")
+        return RunOutcome(
+            STOPPED,
+            issue_id=record.id,
+            detail=f"stopped before sending issue {record.id}",
+            exit_code=INTERRUPTED_EXIT,
+        )
     log.info("sending issue %s", record.id)
-    report = send_issue(config, db, now=now, issue_id=record.id, on_progress=on_progress, should_stop=stop)
+    report = send_issue(
+        config, db, now=now, issue_id=record.id, on_progress=on_progress, should_stop=stop, why=why
+    )
     if not report.completed and report.error is None and stop():
         return replace(
             _from_report(report),
             outcome=STOPPED,
-            exit_code=0,
+            exit_code=INTERRUPTED_EXIT,
             hint=None,
             detail=f"stopped during the send: {report.sent} sent now, {report.not_sent} left for later",
         )
@@ -159,12 +168,28 @@ def _pipeline(
     unfinished = issues.interrupted_issue(db)  # resumed before anything is built
     if unfinished is not None:
         log.info("resuming the interrupted send of issue %s", unfinished.id)
-        return _send(config, db, unfinished, now=now, stop=stop, on_progress=on_progress)
+        return _send(
+            config,
+            db,
+            unfinished,
+            now=now,
+            stop=stop,
+            on_progress=on_progress,
+            why="its send was interrupted and is resumed before anything is built",
+        )
     if config.approval.required:
         approved = _approved_unsent(db)
         if approved is not None:
             log.info("issue %s is approved: sending it as approved, without rebuilding", approved.id)
-            return _send(config, db, approved, now=now, stop=stop, on_progress=on_progress)
+            return _send(
+                config,
+                db,
+                approved,
+                now=now,
+                stop=stop,
+                on_progress=on_progress,
+                why="approved, so sent as approved without rebuilding",
+            )
         pending = issues.latest_issue(db)
         if recheck and pending is not None and pending.sent_at is None:
             return _waiting(db, pending)
@@ -174,7 +199,8 @@ def _pipeline(
         log.info("build: %s", note)
     if outcome.built is None:
         since = outcome.nothing_new_since
-        detail = f"nothing new since {since.isoformat()}" if since else "nothing new"
+        when = friendly_time(since, config.digest.timezone, config.digest.locale) if since else ""
+        detail = f"nothing new since {when}" if since else "nothing new"
         log.info("%s: no issue is sent (set [digest] send_when_empty = true to send one anyway)", detail)
         return RunOutcome(run_state.NOTHING_NEW, detail=detail)
     issue_id = outcome.built.issue.id
@@ -187,10 +213,10 @@ def _pipeline(
         )
     if config.approval.required and not _approved(db, record):
         return _waiting(db, record)
-    return _send(config, db, record, now=now, stop=stop, on_progress=on_progress)
+    return _send(config, db, record, now=now, stop=stop, on_progress=on_progress, why="built by this run")
 
 
-def _slot_done(db: sqlite3.Connection, slot: datetime) -> RunOutcome | None:
+def _slot_done(config: Config, db: sqlite3.Connection, slot: datetime) -> RunOutcome | None:
     """The outcome of a slot that already ran for good (never run again), else None."""
     record = run_state.run_for_slot(db, slot)
     if record is None or record.outcome not in run_state.FINAL:
@@ -200,7 +226,7 @@ def _slot_done(db: sqlite3.Connection, slot: datetime) -> RunOutcome | None:
         run_id=record.id,
         slot=slot,
         issue_id=record.issue_id,
-        detail=f"the run of {slot.isoformat()} already ended: {record.outcome}",
+        detail=f"the run of {describe_time(slot, config.schedule.timezone)} already ended: {record.outcome}",
     )
 
 
@@ -237,7 +263,7 @@ def _run_locked(
     on_progress: Callable[[int, int], None] | None,
 ) -> RunOutcome:
     if slot is not None:
-        done = _slot_done(db, slot)
+        done = _slot_done(config, db, slot)
         if done is not None:
             log.info("%s", done.detail)
             return done

@@ -90,6 +90,7 @@ def send_issue(
     on_progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    why: str | None = None,
 ) -> SendReport:
     """Send an issue (default: the latest built) to every active subscriber who does not have it yet.
 
@@ -98,7 +99,8 @@ def send_issue(
     `now` moved on by the time elapsed). Failures of single messages and an unreachable server are in
     the report (`ok` False), not raised. Once `should_stop()` is true no new message is started: those in
     flight are finished and recorded, and the rest is left for the next send (the report is not
-    `completed`).
+    `completed`). `why` says why the caller chose `issue_id` (for the log and the report; default
+    "chosen with --issue").
 
     Raises:
         UsageError: no built issue, an unknown issue id, or a bad `to` address.
@@ -108,13 +110,20 @@ def send_issue(
         ApprovalError: `[approval] required` and the issue (as built now) is not approved.
     """
     clock = clock or _elapsed_clock(now)
-    record, why = choose_issue(db, issue_id)
+    record, why = choose_issue(db, issue_id, test=bool(to), why=why)
     log.info("issue %s: %s", record.id, why)
     prepared = prepare_issue(config, db, record, test=bool(to))
     if to:
         recipients = _test_recipients(db, to)
         report = _test_send(
-            config, db, prepared, recipients=recipients, dry_run=dry_run, on_progress=on_progress, clock=clock
+            config,
+            db,
+            prepared,
+            recipients=recipients,
+            dry_run=dry_run,
+            on_progress=on_progress,
+            clock=clock,
+            should_stop=should_stop,
         )
         return replace(report, chosen_because=why)
     if dry_run:
@@ -166,6 +175,7 @@ def _test_send(
     dry_run: bool,
     on_progress: Progress | None,
     clock: Callable[[], datetime],
+    should_stop: Callable[[], bool] | None = None,
 ) -> SendReport:
     report = SendReport(
         issue_id=p.record.id,
@@ -184,7 +194,7 @@ def _test_send(
         on_progress(0, len(recipients))
     try:
         jobs = (make_job(p, config.web.base_url, r, clock()) for r in recipients)
-        for done, delivery in enumerate(transport.send(jobs), start=1):
+        for done, delivery in enumerate(transport.send(jobs, should_stop=should_stop), start=1):
             if delivery.accepted:
                 sent += 1
             else:
@@ -306,7 +316,7 @@ def _deliver_pending(
 
     with Heartbeat(db, issue_id, holder, clock) as heartbeat:
         try:
-            for delivery in transport.send(jobs(heartbeat)):
+            for delivery in transport.send(jobs(heartbeat), should_stop=should_stop):
                 email = delivery.job.recipient.email
                 if delivery.accepted:
                     ledger.record_sent(db, issue_id, email, message_id=delivery.job.message_id, at=clock())

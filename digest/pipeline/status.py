@@ -62,6 +62,8 @@ class Status:
     sources: tuple[SourceHealth, ...]
     failing_after: int
     approval_required: bool
+    display_timezone: str = "Europe/London"  # [digest] timezone and locale: how times are shown to people
+    locale: str = "en_GB"
 
     @property
     def flagged_sources(self) -> tuple[SourceHealth, ...]:
@@ -125,4 +127,6 @@ def gather_status(config: Config, db: sqlite3.Connection, *, now: datetime, limi
         ),
         failing_after=threshold,
         approval_required=config.approval.required,
+        display_timezone=config.digest.timezone,
+        locale=config.digest.locale,
     )
