@@ -201,3 +201,14 @@ def test_list_never_cuts_an_address_short_on_a_narrow_terminal(
         assert long_one in "".join(line[:email_width].strip() for line in lines[1:]), result.stdout
         if width == "120":
             assert any(long_one in line for line in lines), result.stdout
+
+
+def test_remove_accepts_an_address_as_typed_with_a_unicode_domain(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    c = ["--config", str(config_path)]
+    assert main(["subscribers", "add", "ann@bücher.example.org", *c]) == 0
+    assert main(["subscribers", "remove", " Ann@Bücher.example.org ", *c]) == 0
+    assert "removed" in capsys.readouterr().out
+    db = open_state(config_path.parent / ".digest" / "state.db")
+    assert subscribers.count_subscribers(db) == 0

@@ -229,7 +229,11 @@ def remove_command(config_path: Path, email: str) -> int:
     config = read_config(config_path)
     db = open_state(config.state_path)
     try:
-        removed = subscribers.remove_subscriber(db, email.strip())
+        address = audience.normalise_address(email)
+    except ValueError:
+        address = email.strip()  # not a valid address now: it may still be on an old list as written
+    try:
+        removed = subscribers.remove_subscriber(db, address)
     finally:
         db.close()
     if not removed:
