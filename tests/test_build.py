@@ -283,6 +283,8 @@ def test_an_issue_being_sent_is_never_rebuilt(site: Path, capsys: pytest.Capture
     code, out, err = build(site, capsys, "--as-of", AS_OF)
     assert (code, out) == (0, "")  # its entries belong to the issue being sent: nothing new
     assert "nothing new" in err
+    assert "issue 2025-W19 holds this period's entries and its send is not finished" in err
+    assert "run digest send to finish it" in err
     db = open_state(config.state_path)
     assert state_issues.get_issue(db, "2025-W19") == before
     db.close()

@@ -127,6 +127,7 @@ def build_from_entries(
     progress(f"composing issue {issue_id}")
     if issue.empty and not config.digest.send_when_empty:
         notes += retire_stale_issue(db, issue_id, out)
+        notes += _part_sent_notes(db)
         return BuildOutcome(built=None, nothing_new_since=window.start, notes=tuple(notes))
     progress(f"rendering issue {issue_id}")
     rendered = render_within_budget(
@@ -157,6 +158,16 @@ def build_from_entries(
         ) from e
     logger.debug("built issue %s: %d entries, %d bytes", issue_id, len(rendered.issue.entries), built.size)
     return BuildOutcome(built=built, nothing_new_since=None, notes=tuple(notes))
+
+
+def _part_sent_notes(db: sqlite3.Connection) -> list[str]:
+    """Why a window can look empty although entries are in it: they are held by an issue being sent."""
+    return [
+        f"issue {record.id} holds this period's entries and its send is not finished:"
+        " run digest send to finish it"
+        for record in state_issues.recent_issues(db)
+        if record.send_started_at is not None and record.sent_at is None
+    ]
 
 
 def build_issue(
