@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
+
+from digest.config import Config
+from digest.state.settings import generated_secret
 
 _SALT = "digest.unsubscribe.v1"
 
 
 class BadTokenError(ValueError):
     """The token was not signed with this digest's secret, or was altered."""
+
+
+def unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str:
+    """The secret unsubscribe tokens are signed with: `$<[web] secret_env>`, else one generated in state."""
+    return os.environ.get(config.web.secret_env) or generated_secret(db, "unsubscribe_secret")
 
 
 def unsubscribe_token(secret: str, email: str) -> str:

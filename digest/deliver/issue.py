@@ -25,8 +25,9 @@ from digest.deliver.signing import DkimSigner
 from digest.deliver.smtp import SmtpTransport
 from digest.deliver.transport import Job, Transport
 from digest.errors import ConfigError, DeliveryError, DigestError, UsageError
-from digest.state import issues, ledger, open_state, settings
+from digest.state import issues, ledger, open_state
 from digest.state.issues import IssueRecord
+from digest.tokens import unsubscribe_secret
 
 log = logging.getLogger(__name__)
 TEST_PREFIX = "[TEST] "
@@ -104,10 +105,6 @@ def issue_files(record: IssueRecord) -> tuple[str, str]:
             )
         bodies.append(data.decode("utf-8"))
     return bodies[0], bodies[1]
-
-
-def unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str:
-    return os.environ.get(config.web.secret_env) or settings.generated_secret(db, "unsubscribe_secret")
 
 
 def prepare_issue(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sqlite3
 import unicodedata
 from dataclasses import dataclass
@@ -23,8 +22,7 @@ from digest.preview.pages import PageFormat, render_archive_index
 from digest.state import approvals, issues, subscribers
 from digest.state.approvals import Approval
 from digest.state.issues import IssueRecord
-from digest.state.settings import generated_secret
-from digest.tokens import BadTokenError, read_unsubscribe_token
+from digest.tokens import BadTokenError, read_unsubscribe_token, unsubscribe_secret
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +103,6 @@ def rebuild_archive(config: Config) -> tuple[ArchivedIssue, ...]:
 
 
 # --- unsubscribe ---------------------------------------------------------------------------------------
-
-
-def unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str:
-    """The secret unsubscribe tokens are signed with: `$<[web] secret_env>`, else one generated in state."""
-    from_env = os.environ.get(config.web.secret_env, "")
-    return from_env or generated_secret(db, "unsubscribe_secret")
 
 
 @dataclass(frozen=True, slots=True)

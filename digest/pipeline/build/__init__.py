@@ -13,7 +13,6 @@ size budget), `files` (issue.json, the sample message, writing the files); this 
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -39,8 +38,7 @@ from digest.pipeline.ingest import ingest_sources
 from digest.render import RenderSettings
 from digest.state import feeds as feed_state
 from digest.state import issues as state_issues
-from digest.state.settings import generated_secret
-from digest.tokens import unsubscribe_token, unsubscribe_url
+from digest.tokens import unsubscribe_secret, unsubscribe_token, unsubscribe_url
 
 __all__ = [
     "FALLBACK_CAPS",
@@ -97,7 +95,7 @@ def failure_note(db: sqlite3.Connection, report: SourceReport, entries: Iterable
 
 
 def _unsubscribe_sample(config: Config, db: sqlite3.Connection) -> str:
-    secret = os.environ.get(config.web.secret_env) or generated_secret(db, "unsubscribe_secret")
+    secret = unsubscribe_secret(config, db)
     return unsubscribe_url(config.web.base_url, unsubscribe_token(secret, SAMPLE_ADDRESS))
 
 
