@@ -32,9 +32,8 @@ from email.utils import format_datetime, formataddr, make_msgid
 from pathlib import Path
 from typing import Any
 
-from digest import tokens
 from digest.config import SmtpSettings
-from digest.deliver import Job, MessageTemplate, Recipient, Sender, SmtpTransport
+from digest.deliver import Job, MessageTemplate, Recipient, Sender, SmtpTransport, tokens
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from pathlib import Path
 import feedparser
 
 from digest.config import load_config
-from digest.parse import ParseContext, parse_document
+from digest.ingest.parse import ParseContext, parse_document
 from digest.pipeline.ingest import ingest_sources, parse_workers
 from digest.state import open_state
 

@@ -174,7 +174,7 @@ UNSUBSCRIBE_URL_PLACEHOLDER = "%%DIGEST_UNSUBSCRIBE_URL%%"
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """The comms team's edits to one issue; its TOML file is read and written only by `digest.draft`.
+    """The comms team's edits to one issue; its TOML file is read and written only by `digest.compose.draft`.
 
     Entry ids name entries; `retag` maps an entry id to the priority names that replace its matches.
     `order` places entries within their day (or week) group; `highlight_order` places the highlights

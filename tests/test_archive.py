@@ -11,14 +11,14 @@ import httpx
 import pytest
 from web_support import record_sent, served, write_built_issue
 
-from digest.archive import check_issue_id, load_manifest
 from digest.cli import main
 from digest.config import Config, load_config
+from digest.deliver.tokens import issue_url
 from digest.errors import StateError, UsageError
 from digest.pipeline.web import publish_issue, rebuild_archive
-from digest.preview.public import create_public_app
+from digest.publish.archive import check_issue_id, load_manifest
 from digest.state import open_state
-from digest.tokens import issue_url
+from digest.web.public import create_public_app
 
 REPO = Path(__file__).resolve().parent.parent
 SENT = datetime(2025, 5, 9, 7, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ from test_archive import make_config
 from web_support import axe_serious, record_sent, screenshot_dir, served, write_built_issue
 
 from digest.pipeline.web import publish_issue
-from digest.preview.public import create_public_app
 from digest.state import open_state
+from digest.web.public import create_public_app
 
 pytestmark = pytest.mark.browser
 

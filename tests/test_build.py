@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from digest.checks.email import check_email
 from digest.cli import main
 from digest.cli.build import parse_as_of
 from digest.cli.ingest import report_json
+from digest.compose.draft import Draft, save_draft
 from digest.config import load_config
-from digest.draft import Draft, save_draft
-from digest.emailcheck import check_email
 from digest.errors import UsageError
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
 from digest.pipeline.build import build_issue

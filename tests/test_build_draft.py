@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.draft import Draft, draft_path, dump_draft, load_draft, save_draft
+from digest.compose.draft import Draft, draft_path, dump_draft, load_draft, save_draft
 from digest.errors import RenderError
 
 ids = st.text(min_size=1, max_size=20)

@@ -21,8 +21,8 @@ from digest.compose import (
     section_order,
     select_entries,
 )
+from digest.compose.draft import Draft
 from digest.config import Priority, load_config
-from digest.draft import Draft
 from digest.errors import RenderError
 from digest.models import Entry, Issue, Window
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.compose import ComposeSettings, compose_issue, issue_window
+from digest.compose.draft import Draft
 from digest.config import Priority
-from digest.draft import Draft
 from digest.models import Entry
 
 BASE = datetime(2025, 5, 1, tzinfo=UTC)

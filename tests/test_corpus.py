@@ -15,8 +15,8 @@ import pytest
 from conftest import SHARED
 from feed_server import write_config
 
-from digest.clean import clean_title
 from digest.config import load_config
+from digest.ingest.clean import clean_title
 from digest.models import Entry, SourceReport, SourceStatus
 from digest.pipeline.ingest import ingest_sources
 from digest.state import open_state

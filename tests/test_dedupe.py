@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.dedupe import dedupe
+from digest.ingest.dedupe import dedupe
 from digest.models import Entry
 
 T0 = datetime(2025, 5, 9, 9, 0, tzinfo=UTC)

@@ -23,11 +23,11 @@ from feed_server import (
     write_config,
 )
 
-from digest import fetch
 from digest.cli import main
 from digest.cli.ingest import status_text
 from digest.config import USER_AGENT, load_config
 from digest.errors import FetchError
+from digest.ingest import fetch
 from digest.models import SourceStatus
 from digest.pipeline.ingest import ingest_sources, source_reports
 from digest.state import open_state

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digest.clean import canonical_link, excerpt
 from digest.errors import ParseError
+from digest.ingest.clean import canonical_link, excerpt
+from digest.ingest.parse import ParseContext, parse_document
 from digest.models import Entry
-from digest.parse import ParseContext, parse_document
 
 SEEN = datetime(2025, 5, 9, 12, 0, tzinfo=UTC)
 CTX = ParseContext(source="Test", category="News", url="https://example.org/feeds/news.xml", seen_at=SEEN)

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digest.clean import ALLOWED_TAGS, sanitise_html
 from digest.errors import ParseError
-from digest.parse import ParseContext, parse_document
+from digest.ingest.clean import ALLOWED_TAGS, sanitise_html
+from digest.ingest.parse import ParseContext, parse_document
 
 CTX = ParseContext(
     source="Fuzz", category="News", url="https://example.org/feed", seen_at=datetime(2025, 5, 9, tzinfo=UTC)

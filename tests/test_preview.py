@@ -13,10 +13,10 @@ import pytest
 from web_support import csrf_of, preview_served, sample_project, wait_for
 
 from digest.cli import main
-from digest.draft import load_draft
+from digest.compose.draft import load_draft
 from digest.errors import UsageError
-from digest.preview.security import require_access_token
-from digest.preview.workspace import Workspace
+from digest.web.security import require_access_token
+from digest.web.workspace import Workspace
 
 HIGHLIGHTS = "Our priorities in the news"
 
@@ -510,8 +510,8 @@ def test_when_a_part_sent_issue_holds_the_window_the_page_names_it_not_an_as_of(
     mark_issue_sent(db, issue.id, datetime.fromisoformat("2025-05-09T17:20:00+01:00"))
     db.close()
     # Asked about that window again, the page's reasoning names the issue and when it went out.
-    from digest.preview.pages import PageFormat
-    from digest.preview.view import _held_by
+    from digest.web.pages import PageFormat
+    from digest.web.view import _held_by
 
     fmt = PageFormat(locale=workspace.config.digest.locale, timezone=workspace.config.digest.timezone)
     db = open_state(workspace.config.state_path)

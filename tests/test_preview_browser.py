@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from web_support import axe_serious, preview_served, sample_project, screenshot_dir, wait_for
 
-from digest.preview.view import entry_anchor
-from digest.preview.workspace import Workspace
+from digest.web.view import entry_anchor
+from digest.web.workspace import Workspace
 
 pytestmark = pytest.mark.browser
 HIGHLIGHTS = "Our priorities in the news"

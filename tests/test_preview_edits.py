@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest.draft import Draft
-from digest.preview import edits
+from digest.compose.draft import Draft
+from digest.web import edits
 
 
 def test_pin_and_drop_exclude_each_other() -> None:

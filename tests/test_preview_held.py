@@ -9,7 +9,7 @@ import httpx
 from web_support import AS_OF, PREVIEW_NOW, csrf_of, preview_served, sample_project, wait_for
 
 from digest.pipeline.web import approval_status
-from digest.preview.workspace import Workspace
+from digest.web.workspace import Workspace
 
 LATE_ITEM = """---
 title: "Late news: a new community diagnostic centre opens"

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from digest.linkcheck import LinkChecker, extract_links, summarise
+from digest.checks.links import LinkChecker, extract_links, summarise
 
 NOW = datetime(2025, 5, 9, 9, 0, tzinfo=UTC)
 T = TypeVar("T")

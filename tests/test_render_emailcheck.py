@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.checks.email import SIZE_LIMIT, check_email, contrast_ratio
 from digest.cli import main
-from digest.emailcheck import SIZE_LIMIT, check_email, contrast_ratio
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_HEAD = (

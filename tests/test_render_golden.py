@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from golden_cases import CASES, build_case, load_case, scrub_issue_json
 
-from digest.emailcheck import check_email
+from digest.checks.email import check_email
 from digest.render import html_lang
 
 REGENERATE = os.environ.get("DIGEST_REGENERATE_GOLDEN") == "1"

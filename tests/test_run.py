@@ -15,8 +15,8 @@ from paused_digest import PAUSED
 from run_site import SUBSCRIBERS, cli_env, copies, delivered, digest_command, make_site, run_cli
 
 from digest.errors import BusyError
-from digest.lock import RunLock
 from digest.pipeline.run import run_once
+from digest.schedule.lock import RunLock
 from digest.state import open_state
 from digest.state import runs as run_state
 from digest.state.approvals import record_approval

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from digest.errors import BusyError
-from digest.lock import RunLock, is_locked, read_holder, run_lock
+from digest.schedule.lock import RunLock, is_locked, read_holder, run_lock
 
 NOW = datetime(2025, 5, 9, 7, tzinfo=UTC)
 
@@ -23,7 +23,7 @@ HOLDER = textwrap.dedent(
     import sys
     from datetime import UTC, datetime
     from pathlib import Path
-    from digest.lock import RunLock
+    from digest.schedule.lock import RunLock
 
     lock = RunLock(Path(sys.argv[1]), now=datetime(2025, 5, 9, 7, tzinfo=UTC)).acquire()
     print("locked", flush=True)

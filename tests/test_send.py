@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from send_support import ISSUE_ID, NOW, SUBJECT, make_built_issue, parse, parts, write_config
 
-from digest import tokens
 from digest.cli import main
 from digest.config import Config, load_config
+from digest.deliver import tokens
 from digest.errors import BusyError, DeliveryError, UsageError
 from digest.pipeline.send import send_issue
 from digest.state import issues, ledger, open_state, subscribers, to_iso

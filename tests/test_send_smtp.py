@@ -28,9 +28,9 @@ from send_support import (
     write_config,
 )
 
-from digest import tokens
 from digest.cli import main
 from digest.config import Config
+from digest.deliver import tokens
 from digest.pipeline.send import send_issue
 from digest.state import issues, ledger, open_state, subscribers
 

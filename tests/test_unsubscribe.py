@@ -12,10 +12,10 @@ from test_archive import make_config
 from web_support import served
 
 from digest.config import Config
-from digest.preview.public import create_public_app
+from digest.deliver.tokens import unsubscribe_secret, unsubscribe_token, unsubscribe_url
 from digest.state import open_state
 from digest.state.subscribers import get_subscriber, upsert_subscriber
-from digest.tokens import unsubscribe_secret, unsubscribe_token, unsubscribe_url
+from digest.web.public import create_public_app
 
 NOW = datetime(2025, 5, 9, 9, 0, tzinfo=UTC)
 

@@ -149,8 +149,8 @@ def preview_served(
     """The preview app of `config_path` on 127.0.0.1, after its first build; yields (base URL, workspace)."""
     import httpx
 
-    from digest.preview.app import create_preview_app
-    from digest.preview.workspace import Workspace
+    from digest.web.app import create_preview_app
+    from digest.web.workspace import Workspace
 
     workspace = Workspace(
         config_path, clock=lambda: PREVIEW_NOW, as_of=as_of, offline=offline, check_links=check_links

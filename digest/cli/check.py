@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from digest.checks.email import check_email
 from digest.cli.common import config_option, read_config, stderr, stdout
 from digest.config import DigestSettings
-from digest.emailcheck import check_email
 from digest.errors import EmailCheckError, UsageError
 
 

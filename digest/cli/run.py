@@ -18,9 +18,9 @@ from digest.cli.common import StopFlag, config_option, read_config, stdout
 from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
-from digest.lock import RunLock
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
 from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time
+from digest.schedule.lock import RunLock
 from digest.state import open_state
 
 if TYPE_CHECKING:

@@ -15,12 +15,12 @@ from digest.cli.build import parse_as_of
 from digest.cli.common import config_option, read_config, stdout
 from digest.errors import UsageError
 from digest.pipeline import web
-from digest.preview.app import create_preview_app
-from digest.preview.public import create_public_app
-from digest.preview.security import require_access_token
-from digest.preview.workspace import Workspace
 from digest.state import open_state
 from digest.state.issues import get_issue, recent_issues
+from digest.web.app import create_preview_app
+from digest.web.public import create_public_app
+from digest.web.security import require_access_token
+from digest.web.workspace import Workspace
 
 
 def _now() -> datetime:

@@ -16,18 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from digest import tokens
 from digest.config import Config
+from digest.deliver import tokens
 from digest.deliver.headers import HeaderValueError
 from digest.deliver.message import MessageTemplate, Recipient, Sender
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.signing import DkimSigner
 from digest.deliver.smtp import SmtpTransport
+from digest.deliver.tokens import unsubscribe_secret
 from digest.deliver.transport import Job, Transport
 from digest.errors import ConfigError, DeliveryError, DigestError, UsageError
 from digest.state import issues, ledger, open_state
 from digest.state.issues import IssueRecord
-from digest.tokens import unsubscribe_secret
 
 log = logging.getLogger(__name__)
 TEST_PREFIX = "[TEST] "

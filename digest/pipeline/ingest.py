@@ -29,12 +29,12 @@ from typing import Any, TypeVar
 
 import httpx
 
-from digest import fetch
 from digest.config import Config, Source
-from digest.dedupe import dedupe
 from digest.errors import DigestError, ParseError
+from digest.ingest import fetch
+from digest.ingest.dedupe import dedupe
+from digest.ingest.parse import ParseContext, parse_document
 from digest.models import Entry, SourceReport, SourceStatus
-from digest.parse import ParseContext, parse_document
 from digest.state import entries as entry_state
 from digest.state import feeds as feed_state
 from digest.state.issues import sent_entry_ids
@@ -143,7 +143,7 @@ def _parse_pool(workers: int) -> Iterator[concurrent.futures.ProcessPoolExecutor
     context: multiprocessing.context.BaseContext
     if "forkserver" in multiprocessing.get_all_start_methods():
         forkserver = multiprocessing.get_context("forkserver")
-        forkserver.set_forkserver_preload(["digest.parse", "digest.parse.feeds"])
+        forkserver.set_forkserver_preload(["digest.ingest.parse", "digest.ingest.parse.feeds"])
         context = forkserver
     else:
         context = multiprocessing.get_context("spawn")

@@ -23,10 +23,10 @@ from datetime import datetime
 
 from digest.config import Config
 from digest.errors import ApprovalError, DeliveryError, DigestError, StateError
-from digest.lock import RunLock
 from digest.pipeline.build import build_issue
 from digest.pipeline.send import SendReport, send_issue
 from digest.schedule import Action, decide, describe_time, friendly_time, next_slot, previous_slot
+from digest.schedule.lock import RunLock
 from digest.state import approvals, issues, open_state
 from digest.state import runs as run_state
 from digest.state.issues import IssueRecord

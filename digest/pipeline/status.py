@@ -12,10 +12,10 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.config import Config
-from digest.lock import LockHolder, is_locked, read_holder
 from digest.models import SourceReport
 from digest.pipeline.ingest import source_reports
 from digest.schedule import next_slot, previous_slot
+from digest.schedule.lock import LockHolder, is_locked, read_holder
 from digest.state import approvals, issues
 from digest.state import runs as run_state
 from digest.state.runs import RunRecord

@@ -1,7 +1,7 @@
 """The web area's pipeline: publishing sent issues, unsubscribing, approving, and the site's identity.
 
 `publish_issue` is called by the send pipeline once an issue is sent. The Starlette apps in
-`digest.preview` are thin shells over the functions here.
+`digest.web` are thin shells over the functions here.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from digest import archive
-from digest.archive import ArchivedIssue, Site
 from digest.config import Config
+from digest.deliver.tokens import BadTokenError, read_unsubscribe_token, unsubscribe_secret
 from digest.errors import ApprovalError, StateError, UsageError
-from digest.preview.pages import PageFormat, render_archive_index
+from digest.publish import archive
+from digest.publish.archive import ArchivedIssue, Site
 from digest.state import approvals, issues, subscribers
 from digest.state.approvals import Approval
 from digest.state.issues import IssueRecord
-from digest.tokens import BadTokenError, read_unsubscribe_token, unsubscribe_secret
+from digest.web.pages import PageFormat, render_archive_index
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.config import Config
+from digest.deliver.tokens import unsubscribe_secret, unsubscribe_token, unsubscribe_url
 from digest.errors import SourceError, StateError
 from digest.models import Entry, SourceReport
 from digest.pipeline.build.budget import FALLBACK_CAPS, SHORT_EXCERPT, render_within_budget
@@ -38,7 +39,6 @@ from digest.pipeline.ingest import ingest_sources
 from digest.render import RenderSettings
 from digest.state import feeds as feed_state
 from digest.state import issues as state_issues
-from digest.tokens import unsubscribe_secret, unsubscribe_token, unsubscribe_url
 
 __all__ = [
     "FALLBACK_CAPS",

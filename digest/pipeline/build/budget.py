@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from digest import compile as email_compile
+from digest.checks.email import SIZE_LIMIT, SIZE_TARGET
 from digest.compose import cap_sections
-from digest.emailcheck import SIZE_LIMIT, SIZE_TARGET
 from digest.errors import RenderError
 from digest.models import Issue, RenderedIssue
 from digest.render import RenderOptions, RenderSettings, TemplateSet, render_issue, templates_for
+from digest.render import compile as email_compile
 
 SHORT_EXCERPT = 100
 FALLBACK_CAPS = (5, 3, 1)

@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.compose import ComposeSettings, base_issue_id, compose_issue, draft_notes, issue_window
+from digest.compose.draft import draft_path, load_draft
 from digest.config import Config
-from digest.draft import draft_path, load_draft
 from digest.errors import RenderError
 from digest.models import Draft, Entry, Issue, SourceReport
 from digest.state import issues as state_issues

@@ -26,11 +26,11 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from digest.draft import Draft
+from digest.compose.draft import Draft
 from digest.errors import DigestError
-from digest.preview import edits
-from digest.preview.pages import STATIC, render_message, render_page
-from digest.preview.security import (
+from digest.web import edits
+from digest.web.pages import STATIC, render_message, render_page
+from digest.web.security import (
     ACCESS_COOKIE,
     AccessGate,
     AccessMiddleware,
@@ -38,8 +38,8 @@ from digest.preview.security import (
     SecurityHeaders,
     error_handlers,
 )
-from digest.preview.view import entry_anchor, page_context, personalised
-from digest.preview.workspace import Workspace
+from digest.web.view import entry_anchor, page_context, personalised
+from digest.web.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

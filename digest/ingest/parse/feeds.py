@@ -1,7 +1,8 @@
 """RSS 0.9x/1.0/2.0 and Atom 0.3/1.0 through feedparser: the only module that imports it.
 
 feedparser's own sanitiser and relative-URI resolution are turned off: both are done once, afterwards,
-with nh3 and urljoin (`digest.clean`), which is about twice as fast and keeps one allowlist for every format.
+with nh3 and urljoin (`digest.ingest.clean`), which is about twice as fast and keeps one allowlist for
+every format.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 
 import feedparser
 
-from digest import clean
 from digest.errors import ParseError
+from digest.ingest import clean
+from digest.ingest.parse.common import ParseContext, ParsedFeed, build_entry, first_image
 from digest.models import Entry, Image
-from digest.parse.common import ParseContext, ParsedFeed, build_entry, first_image
 
 log = logging.getLogger(__name__)
 

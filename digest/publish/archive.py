@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from digest.deliver.tokens import issue_url
 from digest.errors import StateError, UsageError
-from digest.tokens import issue_url
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 FEED_ENTRIES = 50
 MANIFEST = "archive.json"
 _ISSUE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-SITE_CSS = Path(__file__).with_name("preview") / "static" / "site.css"
+SITE_CSS = Path(__file__).parent.parent / "web" / "static" / "site.css"
 
 
 @dataclass(frozen=True, slots=True)

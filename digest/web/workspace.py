@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from digest.checks.email import EmailProblem, check_email
+from digest.checks.links import LinkChecker, LinkStatus, extract_links
+from digest.compose.draft import Draft, load_draft, save_draft
 from digest.config import Config, load_config
-from digest.draft import Draft, load_draft, save_draft
-from digest.emailcheck import EmailProblem, check_email
 from digest.errors import ConfigError, DigestError, UsageError
-from digest.linkcheck import LinkChecker, LinkStatus, extract_links
 from digest.models import Issue
 from digest.pipeline import web
 from digest.pipeline.build import build_issue, plan_issue

@@ -1,7 +1,8 @@
 """The preview's controls as pure changes to an issue draft: pin, drop, reorder, re-tag, intro.
 
 Each function takes a `Draft` and returns a new one; the preview loads the draft, applies one change,
-saves it through `digest.draft` and rebuilds. Semantics are the render stage's (see `digest.draft`):
+saves it through `digest.compose.draft` and rebuilds. Semantics are the render stage's (see
+`digest.compose.draft`):
 pinned entries lead the highlights in the draft's order; `highlight_order` moves the entries it names
 ahead of the ranking in the highlights, `order` within their day; `retag` replaces an entry's matches.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from digest.draft import Draft
+from digest.compose.draft import Draft
 
 MAX_INTRO = 20_000
 

@@ -5,7 +5,7 @@ the built-in templates, so a theme overrides one file by having a file of the sa
 templates are the repository's `templates/` folder, found (see `builtin_template_dirs`) through the
 DIGEST_TEMPLATES environment variable when set, else next to the `digest` package (a checkout or an
 editable install), else under `<prefix>/share/digest/templates` (where a wheel install puts them).
-Templates get the Issue's content as small view objects (made in `digest.render_context`) and the
+Templates get the Issue's content as small view objects (made in `digest.render.context`) and the
 edition's settings (`RenderSettings`), never the raw config. Autoescaping is on for every template
 except `*.txt`; undefined names are errors.
 """
@@ -23,11 +23,11 @@ from typing import Any
 import jinja2
 from babel import Locale
 
-from digest.colour import contrast_ratio
+from digest.checks.colour import contrast_ratio
 from digest.config import Config
 from digest.errors import RenderError, TemplateNotFoundError
 from digest.models import Issue
-from digest.render_context import (
+from digest.render.context import (
     TEXT_WIDTH,
     Card,
     GroupView,
@@ -82,7 +82,7 @@ __all__ = [
 
 TEMPLATES_ENV = "DIGEST_TEMPLATES"
 # The repository's templates/ folder, beside the package in a checkout or an editable install.
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 # Where a wheel install puts the same folder ([tool.setuptools.data-files] in pyproject.toml).
 INSTALLED_TEMPLATES = Path(sys.prefix) / "share" / "digest" / "templates"
 EMAIL_TEMPLATE = "email.mjml"

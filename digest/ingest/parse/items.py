@@ -27,10 +27,10 @@ from zoneinfo import ZoneInfo
 
 from markdown_it import MarkdownIt
 
-from digest import clean
 from digest.errors import ParseError
+from digest.ingest import clean
+from digest.ingest.parse.common import ParseContext, ParsedFeed, build_entry, entry_id
 from digest.models import Image
-from digest.parse.common import ParseContext, ParsedFeed, build_entry, entry_id
 
 FIELDS = (
     "title",

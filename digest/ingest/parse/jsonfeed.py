@@ -11,10 +11,10 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from digest import clean
 from digest.errors import ParseError
+from digest.ingest import clean
+from digest.ingest.parse.common import ParseContext, ParsedFeed, build_entry
 from digest.models import Entry, Image
-from digest.parse.common import ParseContext, ParsedFeed, build_entry
 
 log = logging.getLogger(__name__)
 _VERSION_PREFIXES = ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
 
-from digest.clean import normalised_title
+from digest.ingest.clean import normalised_title
 from digest.models import Entry
 
 TITLE_WINDOW = timedelta(days=3)

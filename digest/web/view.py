@@ -10,19 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from digest.emailcheck import SIZE_LIMIT, SIZE_TARGET
+from digest.checks.email import SIZE_LIMIT, SIZE_TARGET
+from digest.deliver.tokens import unsubscribe_url
 from digest.errors import UsageError
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, IssueEntry, PriorityMatch
 from digest.pipeline import web
 from digest.pipeline.ingest import source_reports
-from digest.preview.edits import can_move, highlight_ranks
-from digest.preview.pages import PageFormat
-from digest.preview.report import SizeReport, changes_since, source_rows
-from digest.preview.workspace import Snapshot, Workspace
 from digest.state import from_iso, to_iso
 from digest.state.entries import entry_from_json
 from digest.state.issues import issue_entry_ids, last_sent_issue, recent_issues
-from digest.tokens import unsubscribe_url
+from digest.web.edits import can_move, highlight_ranks
+from digest.web.pages import PageFormat
+from digest.web.report import SizeReport, changes_since, source_rows
+from digest.web.workspace import Snapshot, Workspace
 
 SAMPLE_NAME = "Sam Sample"
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 
-from digest.archive import ArchivedIssue, Site
+from digest.publish.archive import ArchivedIssue, Site
 from digest.render import PageSet
 
 TEMPLATES = Path(__file__).with_name("templates")

@@ -22,9 +22,9 @@ from babel.dates import format_date
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from digest.markdown_text import markdown_to_text
+from digest.deliver.tokens import issue_url
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, IssueEntry
-from digest.tokens import issue_url
+from digest.render.markdown_text import markdown_to_text
 
 if TYPE_CHECKING:  # render.py imports this module; these are only annotations here
     from digest.render import PriorityStyle, RenderOptions, RenderSettings

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from digest.colour import RGB, contrast_ratio, parse_colour
+from digest.checks.colour import RGB, contrast_ratio, parse_colour
 
 # Gmail clips an HTML part above about 102 KB (hiding the footer and its unsubscribe link).
 SIZE_LIMIT = 102 * 1024

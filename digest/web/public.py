@@ -23,11 +23,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from digest.config import Config
+from digest.deliver.tokens import BadTokenError
 from digest.pipeline import web
-from digest.preview.pages import STATIC, render_message, render_page
-from digest.preview.security import SecurityHeaders, error_handlers
 from digest.state import open_state
-from digest.tokens import BadTokenError
+from digest.web.pages import STATIC, render_message, render_page
+from digest.web.security import SecurityHeaders, error_handlers
 
 log = logging.getLogger(__name__)
 

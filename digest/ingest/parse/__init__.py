@@ -9,11 +9,11 @@ from __future__ import annotations
 import html
 import re
 
-from digest.clean import absolute_url
 from digest.errors import ParseError
-from digest.parse.common import ParseContext, ParsedFeed, entry_id
-from digest.parse.items import is_markdown_name, parse_item
-from digest.parse.jsonfeed import looks_like_json, parse_json_feed
+from digest.ingest.clean import absolute_url
+from digest.ingest.parse.common import ParseContext, ParsedFeed, entry_id
+from digest.ingest.parse.items import is_markdown_name, parse_item
+from digest.ingest.parse.jsonfeed import looks_like_json, parse_json_feed
 
 __all__ = ["ParseContext", "ParsedFeed", "entry_id", "parse_document"]
 
@@ -47,7 +47,7 @@ def parse_document(
             f"{ctx.source}: got a web page (served as {kind or 'unknown type'}), not a feed",
             hint=_feed_hint(body, ctx.url),
         )
-    from digest.parse.feeds import parse_xml_feed  # noqa: PLC0415 - feedparser is slow to import
+    from digest.ingest.parse.feeds import parse_xml_feed  # noqa: PLC0415 - feedparser is slow to import
 
     return parse_xml_feed(body, ctx, content_type=content_type)
 

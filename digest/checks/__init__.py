@@ -1,0 +1,1 @@
+"""Checks on a built issue: email markup and accessibility, links, colour contrast."""

@@ -1,0 +1,1 @@
+"""Publish: the static web archive of sent issues and its Atom feed."""
