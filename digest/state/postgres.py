@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg.conninfo
+import psycopg.sql
 from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool
 
@@ -82,11 +83,17 @@ class PostgresDatabase:
         self._local = threading.local()
 
     @classmethod
-    def open(cls, url: str, *, password_env: str | None = None, pool_size: int = 4) -> PostgresDatabase:
+    def open(
+        cls, url: str, *, password_env: str | None = None, pool_size: int = 4, require_empty: bool = False
+    ) -> PostgresDatabase:
         """Connect, apply the migrations this database lacks, and open the pool.
 
+        With `require_empty`, a database where any table holds a row is refused before anything is
+        created in it (the target of `digest state migrate`).
+
         Raises:
-            StateError: the server cannot be reached, refuses the login, or holds a newer schema.
+            StateError: the server cannot be reached, refuses the login, holds a newer schema, or
+                (with `require_empty`) is not empty.
         """
         name = redacted(url)
         password: str | None = None
@@ -104,6 +111,8 @@ class PostgresDatabase:
                 extra["connect_timeout"] = CONNECT_TIMEOUT
             conninfo = psycopg.conninfo.make_conninfo(url, **extra)
             with psycopg.connect(conninfo, autocommit=True) as conn:
+                if require_empty:
+                    refuse_rows(conn, name)
                 migrate(conn, name)
             pool: ConnectionPool[Any] = ConnectionPool(
                 conninfo,
@@ -217,6 +226,23 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def refuse_rows(conn: psycopg.Connection[Any], name: str) -> None:
+    """Raise StateError when a table of the database's current schema holds a row."""
+    tables = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        " AND table_type = 'BASE TABLE' ORDER BY table_name"
+    ).fetchall()
+    for (table,) in tables:
+        query = psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))
+        row = conn.execute(query).fetchone()
+        rows = int(row[0]) if row else 0
+        if rows:
+            raise StateError(
+                f"{name}: not an empty database: table {table} holds {rows} row{'s' * (rows != 1)}",
+                hint="migrate into a new, empty database (createdb NAME), never over one in use",
+            )
 
 
 def migrate(conn: psycopg.Connection[Any], name: str) -> int:
