@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,3 +270,17 @@ def test_sqlite_errors_raised_inside_are_mapped(tmp_path: Path) -> None:
         db.execute("SELECT * FROM no_such_table")
     assert isinstance(caught.value.__cause__, sqlite3.Error)
     db.close()
+
+
+def test_psycopg_is_imported_only_for_a_postgresql_state(tmp_path: Path) -> None:
+    code = (
+        "import sys, pathlib\n"
+        "import digest.cli\n"
+        "from digest.state.backend import open_database\n"
+        f"open_database(path=pathlib.Path({str(tmp_path / 'state.db')!r})).close()\n"
+        "assert 'psycopg' not in sys.modules and 'psycopg_pool' not in sys.modules, 'imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
