@@ -42,6 +42,7 @@ def test_the_command_set_is_complete() -> None:
         "digest status",
         "digest preview",
         "digest serve",
+        "digest state migrate",
     ):
         assert expected in names
 

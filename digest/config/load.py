@@ -29,6 +29,7 @@ from digest.config.sections import (
     read_source,
     read_theme,
 )
+from digest.config.state import read_state_url
 from digest.config.table import (
     Table,
     checked,
@@ -53,6 +54,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     state_path = root / state.text("path", ".digest/state.db")
     lock_path = root / state.text("lock", ".digest/run.lock")
     keep_days = state.integer("keep_days", 90, minimum=1)
+    state_url, state_password_env = read_state_url(state)
     state.finish()
 
     fetch = read_fetch(top.table("fetch"))
@@ -154,6 +156,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         approval=approval,
         status=status,
         preview=preview,
+        state_url=state_url,
+        state_password_env=state_password_env,
     )
 
 

@@ -161,6 +161,8 @@ class Config:
     """The whole validated configuration. `root` is the folder of the config file.
 
     `keep_days` is `[state] keep_days`: how long entries that left their feed are kept in state.
+    `state_url` is `[state] url`: when set, the state is in that PostgreSQL database (not at
+    `state_path`), with the password from the environment variable `state_password_env` names.
     """
 
     path: Path
@@ -181,6 +183,8 @@ class Config:
     approval: ApprovalSettings
     status: StatusSettings
     preview: PreviewSettings
+    state_url: str | None = None
+    state_password_env: str | None = None
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:
