@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from digest.config import Config
 from digest.pipeline import web
+from digest.preview.hosts import RelativeRedirects
 from digest.preview.pages import STATIC, render_message, render_page
 from digest.preview.security import SecurityHeaders, error_handlers
 from digest.state import open_state
@@ -139,7 +140,9 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, headers=PUBLIC_HEADERS)],
+        # Redirects (a folder without its slash, /issues/2025-W19 -> ./2025-W19/) are relative: they never
+        # carry the request's Host, and stay right behind a proxy that serves the site under a path.
+        middleware=[Middleware(SecurityHeaders, headers=PUBLIC_HEADERS), Middleware(RelativeRedirects)],
         exception_handlers=error_handlers(error_page),
         max_body_size=MAX_BODY,
     )
