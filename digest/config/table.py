@@ -240,8 +240,12 @@ def split_host(value: str) -> tuple[str, str | None]:
 
 def allowed_hosts(table: Table, key: str) -> tuple[str, ...]:
     """A list of host names (`name` or `name:port`), lower-cased; each bad one is a problem."""
+    table.strings(key)  # reports a value that is not a list of strings
+    raw = table.data.get(key)
     out = []
-    for i, item in enumerate(table.strings(key)):
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(item, str):
+            continue
         value = item.strip().lower()
         message = host_problem(value) if value else "must not be empty"
         if message:

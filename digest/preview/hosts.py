@@ -116,15 +116,13 @@ def relative_location(request_path: str, location: str) -> str:
     target = unquote(parts.path) or "/"
     if not target.startswith("/"):  # already relative to the request's folder
         target = posixpath.join(request_path.rsplit("/", 1)[0] or "/", target)
-    folder = request_path.rsplit("/", 1)[0] + "/"
-    relative = posixpath.relpath(target, folder)
-    if target.endswith("/") and not relative.endswith("/"):
-        relative += "/"
-    if not relative.startswith(".."):
-        relative = "./" + relative.removeprefix("./")
+    folder = request_path.rsplit("/", 1)[0] or "/"
+    directory, _, name = target.rpartition("/")
+    up = posixpath.relpath(directory or "/", folder)
+    relative = name if up == "." else f"{up}/{name}"
+    if not relative.startswith("../"):
+        relative = "./" + relative
     relative = quote(relative, safe="/:@!$&'()*+,;=-._~")
-    if relative in ("./.", "./"):
-        relative = "./"
     return (
         relative
         + (f"?{parts.query}" if parts.query else "")
