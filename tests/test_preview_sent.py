@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -168,3 +169,30 @@ def test_the_workspace_refuses_to_edit_a_sent_draft(preview: tuple[httpx.Client,
     with pytest.raises(UsageError, match="has been sent"):
         workspace.test_send(("someone@example.org",))
     assert draft_bytes(workspace) == before
+
+
+@pytest.mark.browser
+def test_an_open_page_turns_read_only_by_itself_when_the_send_starts(browser: Any, tmp_path: Path) -> None:
+    from web_support import axe_serious, wait_for
+
+    with preview_served(sample_project(tmp_path)) as (base, workspace):
+        assert isinstance(workspace, Workspace)
+        context = browser.new_context(bypass_csp=True, viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        try:
+            page.goto(base)
+            assert page.locator("form[action='/draft/drop']").count() > 0
+            issue_id = mark(workspace, finished=True)
+            # The page polls /api/status every second and reloads itself once the issue is read-only.
+            wait_for(
+                lambda: page.locator("#sent-state").count() == 1,
+                what="the open page to reload as read-only",
+                attempts=200,
+                pause=0.1,
+            )
+            assert page.locator("form[action='/draft/drop']").count() == 0
+            link = page.locator("#archive-link")
+            assert link.get_attribute("href") == issue_url(workspace.config.web.base_url, issue_id)
+            assert axe_serious(page) == []
+        finally:
+            context.close()
