@@ -164,6 +164,9 @@ def test_each_session_gets_its_own_csrf_token_and_only_its_own_works(preview: tu
         assert alice.post("/draft/drop", data={"entry": entry_id, "csrf_token": bob_token}).status_code == 403
         assert bob.post("/draft/drop", data={"entry": entry_id, "csrf_token": alice_token}).status_code == 403
         assert workspace.snapshot.draft.dropped == ()
+        # A token that is not ASCII is refused like any wrong one (no 500).
+        odd = alice.post("/draft/drop", data={"entry": entry_id, "csrf_token": "é" * 64})
+        assert odd.status_code == 403
         # Without any session cookie, even a real token is refused.
         bare = httpx.post(f"{base}/draft/drop", data={"entry": entry_id, "csrf_token": alice_token})
         assert bare.status_code == 403

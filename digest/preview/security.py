@@ -252,7 +252,8 @@ class Csrf:
         self.check_origin(request)
         session = self.session_of(request)
         expected = self.token_for(session) if session is not None else ""
-        if not expected or not isinstance(submitted, str) or not hmac.compare_digest(submitted, expected):
+        given = submitted.encode("utf-8", "replace") if isinstance(submitted, str) else b""
+        if not expected or not hmac.compare_digest(given, expected.encode()):
             log.warning("refused a POST to %s without a valid CSRF token", request.url.path)
             raise HTTPException(
                 403, "This form has expired (the preview was restarted). Reload the page and try again."
