@@ -150,6 +150,8 @@ def test_a_part_sent_issue_is_read_only_too(preview: tuple[httpx.Client, Workspa
     entry_id = workspace.snapshot.issue.entries[0].entry.id  # type: ignore[union-attr]
     notice = notice_of(client, client.post("/draft/drop", data={"csrf_token": token, "entry": entry_id}))
     assert f"Issue {issue_id} is being sent (part-sent" in notice
+    assert f"published at {issue_url(workspace.config.web.base_url, issue_id)}" in notice
+    assert 'id="archive-link"' in page
     assert draft_bytes(workspace) == before
 
 

@@ -94,7 +94,7 @@ class SendState:
             )
         return (
             f"Issue {self.issue_id} is being sent (part-sent: finish it with `digest send`): the preview"
-            " shows it read-only and changed nothing."
+            f" shows it read-only and changed nothing. Once sent, it is published at {self.archive_url}"
         )
 
 
