@@ -18,6 +18,7 @@ from digest.pipeline import web
 from digest.state import open_state
 from digest.state.issues import get_issue, recent_issues
 from digest.web.app import create_preview_app
+from digest.web.hosts import bound_names
 from digest.web.public import create_public_app
 from digest.web.security import require_access_token
 from digest.web.workspace import Workspace
@@ -83,7 +84,9 @@ def serve(config_path: Path, host: str, port: int) -> int:
 
 
 def _address(sock: socket.socket) -> str:
+    """The URL to open on this machine (a wildcard bind, 0.0.0.0 or ::, is reached at loopback)."""
     host, port = sock.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - compared, not bound
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
@@ -120,10 +123,17 @@ def preview(  # click passes every option by keyword
         offline=offline,
         check_links=not no_link_check,
     )
-    app = create_preview_app(workspace, access_token=token)
+    app = create_preview_app(workspace, access_token=token, host=host)
     sock = _listen(host, port)
     protected = f" (access token from ${env_name} required)" if token else ""
     stdout.print(f"preview of the next issue on {_address(sock)}{protected}; Ctrl-C to stop", markup=False)
+    names = ", ".join(f"{n}:{sock.getsockname()[1]}" for n in bound_names(host))
+    extra = ", ".join(config.preview.allowed_hosts)
+    stdout.print(
+        f"answering requests addressed to {names}{' and ' + extra if extra else ''} only"
+        " (add other names to [preview] allowed_hosts)",
+        markup=False,
+    )
     return _run_server(app, sock)
 
 

@@ -32,6 +32,7 @@ from digest.config.sections import (
 from digest.config.state import read_state_url
 from digest.config.table import (
     Table,
+    allowed_hosts,
     checked,
     date_format_problem,
     http_url,
@@ -127,7 +128,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     st.finish()
 
     p = top.table("preview")
-    preview = PreviewSettings(access_token_env=p.text("access_token_env", PreviewSettings().access_token_env))
+    preview = PreviewSettings(
+        access_token_env=p.text("access_token_env", PreviewSettings().access_token_env),
+        allowed_hosts=allowed_hosts(p, "allowed_hosts"),
+    )
     p.finish()
 
     top.finish()

@@ -154,6 +154,8 @@ class StatusSettings:
 @dataclass(frozen=True, slots=True)
 class PreviewSettings:
     access_token_env: str = "DIGEST_PREVIEW_TOKEN"  # noqa: S105 - a variable name
+    # Host names (optionally `name:port`) the preview answers besides 127.0.0.1, localhost and [::1].
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -192,3 +193,63 @@ def time_problem(value: object) -> str | None:
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
         return f"{value!r} is not a time of day as HH:MM"
     return None
+
+
+_HOST_NAME = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
+
+def host_problem(value: str) -> str | None:
+    """Why `value` is not a `host` or `host:port` as a browser sends it in the Host header, or None."""
+    hint = (
+        "use a host name or address as typed in the browser,"
+        " such as 'preview.intranet.example' or '192.0.2.10:8000'"
+    )
+    if "*" in value:
+        return f"{value!r}: wildcards are not allowed (list each name); {hint}"
+    if "/" in value or "@" in value:
+        return f"{value!r} is not a host name (a URL?); {hint}"
+    host, port = split_host(value)
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) <= 65535):
+        return f"{value!r}: the port must be a number from 1 to 65535; {hint}"
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return f"{value!r} is not an IPv6 address in brackets; {hint}"
+        return None
+    if not _HOST_NAME.fullmatch(host) or len(host) > 253:
+        return f"{value!r} is not a host name; {hint}"
+    return None
+
+
+def split_host(value: str) -> tuple[str, str | None]:
+    """`("name", "port")` of `name:port`, `("[::1]", "8000")` of `[::1]:8000`; port None when absent."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return value, None
+        rest = value[end + 1 :]
+        return value[: end + 1], rest[1:] if rest.startswith(":") else (rest or None)
+    name, colon, port = value.rpartition(":")
+    if not colon:
+        return value, None
+    return name, port
+
+
+def allowed_hosts(table: Table, key: str) -> tuple[str, ...]:
+    """A list of host names (`name` or `name:port`), lower-cased; each bad one is a problem."""
+    table.strings(key)  # reports a value that is not a list of strings
+    raw = table.data.get(key)
+    out = []
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(item, str):
+            continue
+        value = item.strip().lower()
+        message = host_problem(value) if value else "must not be empty"
+        if message:
+            table.problems.append(f"{table.where(key)}[{i}]: {message}")
+        else:
+            out.append(value)
+    return tuple(out)

@@ -29,12 +29,14 @@ from starlette.staticfiles import StaticFiles
 from digest.compose.draft import Draft
 from digest.errors import DigestError
 from digest.web import edits
+from digest.web.hosts import AllowedHosts, HostGuard, bound_names
 from digest.web.pages import STATIC, render_message, render_page
 from digest.web.security import (
     ACCESS_COOKIE,
     AccessGate,
     AccessMiddleware,
     Csrf,
+    LoginThrottle,
     SecurityHeaders,
     error_handlers,
 )
@@ -154,9 +156,12 @@ class DraftEdits:
 class PreviewApp:
     """The preview's endpoints, over one workspace; `create_preview_app` turns them into a Starlette app."""
 
-    def __init__(self, workspace: Workspace, *, access_token: str | None, csrf: Csrf) -> None:
+    def __init__(
+        self, workspace: Workspace, *, access_token: str | None, csrf: Csrf, throttle: LoginThrottle
+    ) -> None:
         self.workspace = workspace
         self.csrf = csrf
+        self.throttle = throttle
         self.gate = AccessGate(access_token)
         self.notices = Notices()
         self.edits = DraftEdits(workspace)
@@ -172,6 +177,14 @@ class PreviewApp:
         form = await request.form()
         self.csrf.check(request, form.get(self.csrf.field))
         return form
+
+    async def refused_if_sent(self, anchor: str = "top") -> Response | None:
+        """The answer to a change of an issue whose sending started (read from state now), else None."""
+        state = await run_in_threadpool(self.workspace.send_state)
+        if state is None:
+            return None
+        log.warning("preview: refused a change to issue %s, whose sending has started", state.issue_id)
+        return self.redirect("error", state.refusal(), anchor)
 
     def issue_file(self, name: str) -> Path:
         folder = self.workspace.snapshot.folder
@@ -195,18 +208,21 @@ class PreviewApp:
     async def home(self, request: Request) -> Response:
         notice = self.notices.get(request.query_params.get("notice"))
         context = await run_in_threadpool(page_context, self.workspace)
+        token, new_session = self.csrf.page_token(request)
         body = render_page(
             "preview.html",
             lang=self.lang,
             title=f"Preview: {self.workspace.config.digest.title}",
             css="/static/site.css",
-            csrf_token=self.csrf.token,
+            csrf_token=token,
             notice=notice,
             access_protected=self.gate.token is not None,
             site_name=self.workspace.config.digest.title,
             **context,
         )
-        return HTMLResponse(body)
+        response = HTMLResponse(body)
+        self.csrf.set_session(response, new_session)
+        return response
 
     async def email_html(self, request: Request) -> Response:
         text = self.issue_file("email.html").read_text(encoding="utf-8")
@@ -238,12 +254,14 @@ class PreviewApp:
 
     async def status(self, request: Request) -> Response:
         w = self.workspace
+        send_state = await run_in_threadpool(w.send_state)
         return JSONResponse(
             {
                 "version": w.snapshot.version,
                 "building": w.building,
                 "links_version": w.links_version,
                 "links_checking": w.links_checking,
+                "read_only": send_state is not None,
             },
             headers={"cache-control": "no-store"},
         )
@@ -260,6 +278,9 @@ class PreviewApp:
         async def endpoint(request: Request) -> Response:
             form = await self.form_of(request)
             entry_id = _text(form, "entry")
+            refused = await self.refused_if_sent()
+            if refused is not None:
+                return refused
             try:
                 change, done = describe(form, entry_id)
                 snapshot = await run_in_threadpool(self.workspace.edit_draft, change)
@@ -293,6 +314,9 @@ class PreviewApp:
     async def rebuild_approved(self, request: Request) -> Response:
         """The explicit rebuild of an approved issue with what changed since (it voids the approval)."""
         await self.form_of(request)
+        refused = await self.refused_if_sent("approval")
+        if refused is not None:
+            return refused
         snapshot = await run_in_threadpool(self.workspace.rebuild, force=True)
         self.check_links_soon()
         if snapshot.error:
@@ -303,6 +327,9 @@ class PreviewApp:
 
     async def approve(self, request: Request) -> Response:
         form = await self.form_of(request)
+        refused = await self.refused_if_sent("approval")
+        if refused is not None:
+            return refused
         try:
             text = await run_in_threadpool(
                 self.workspace.approve,
@@ -316,6 +343,9 @@ class PreviewApp:
 
     async def test_send(self, request: Request) -> Response:
         form = await self.form_of(request)
+        refused = await self.refused_if_sent()
+        if refused is not None:
+            return refused
         addresses = tuple(a for a in re.split(r"[\s,;]+", _text(form, "to")) if a)
         if not addresses:
             return self.redirect("error", "Type at least one address to send the test to.", "test-send")
@@ -330,23 +360,30 @@ class PreviewApp:
         return self.redirect(kind, text, "test-send")
 
     async def login(self, request: Request) -> Response:
+        """The access-token form: no CSRF token on it (anyone may see it); wrong tokens are throttled."""
         error = None
         if request.method == "POST":
-            form = await self.form_of(request)
+            self.csrf.check_origin(request)
+            client = self.throttle.client_of(request)
+            wait = self.throttle.retry_after(client)
+            if wait is not None:
+                log.warning("preview: throttled logins from %s (too many wrong access tokens)", client)
+                return self.throttle.refusal(wait)
+            form = await request.form()
             if self.gate.check_token(_text(form, "token")):
                 response = RedirectResponse("/", status_code=303)
                 response.set_cookie(
                     ACCESS_COOKIE, self.gate.cookie_value, httponly=True, samesite="strict", max_age=12 * 3600
                 )
                 return response
-            log.warning("preview: refused a wrong access token from %s", request.client)
+            self.throttle.failed(client)
+            log.warning("preview: refused a wrong access token from %s", client)
             error = "That access token is not right."
         body = render_page(
             "login.html",
             lang=self.lang,
             title="Preview: access token",
             css="/static/site.css",
-            csrf_token=self.csrf.token,
             error=error,
             site_name=self.workspace.config.digest.title,
         )
@@ -390,12 +427,18 @@ def create_preview_app(
     access_token: str | None = None,
     watch_interval: float = 1.0,
     csrf: Csrf | None = None,
+    host: str = "127.0.0.1",
+    login_throttle: LoginThrottle | None = None,
 ) -> Starlette:
     """The preview app: builds at start-up, then watches its inputs every `watch_interval` seconds.
 
-    `access_token`: when set, every request needs it (see `security.AccessGate`).
+    `access_token`: when set, every request needs it (see `security.AccessGate`). `host`: the address
+    it is bound to; only requests addressed to it, the loopback names (with the port) or a name in
+    `[preview] allowed_hosts` are answered (see `hosts.HostGuard`).
     """
-    preview = PreviewApp(workspace, access_token=access_token, csrf=csrf or Csrf())
+    throttle = login_throttle or LoginThrottle()
+    preview = PreviewApp(workspace, access_token=access_token, csrf=csrf or Csrf(), throttle=throttle)
+    hosts = AllowedHosts(bound_names(host), lambda: workspace.config.preview.allowed_hosts)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -417,7 +460,13 @@ def create_preview_app(
         routes=preview.routes(),
         middleware=[
             Middleware(SecurityHeaders, headers=PAGE_HEADERS),
-            Middleware(AccessMiddleware, gate=preview.gate, open_paths=("/login", "/static/site.css")),
+            Middleware(HostGuard, hosts=hosts),
+            Middleware(
+                AccessMiddleware,
+                gate=preview.gate,
+                open_paths=("/login", "/static/site.css"),
+                throttle=throttle,
+            ),
         ],
         exception_handlers=error_handlers(preview.error_page),
         lifespan=lifespan,

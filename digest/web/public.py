@@ -26,6 +26,7 @@ from digest.config import Config
 from digest.deliver.tokens import BadTokenError
 from digest.pipeline import web
 from digest.state import open_state
+from digest.web.hosts import RelativeRedirects
 from digest.web.pages import STATIC, render_message, render_page
 from digest.web.security import SecurityHeaders, error_handlers
 
@@ -139,7 +140,9 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, headers=PUBLIC_HEADERS)],
+        # Redirects (a folder without its slash, /issues/2025-W19 -> ./2025-W19/) are relative: they never
+        # carry the request's Host, and stay right behind a proxy that serves the site under a path.
+        middleware=[Middleware(SecurityHeaders, headers=PUBLIC_HEADERS), Middleware(RelativeRedirects)],
         exception_handlers=error_handlers(error_page),
         max_body_size=MAX_BODY,
     )

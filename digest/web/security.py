@@ -6,7 +6,12 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
+import re
 import secrets
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from urllib.parse import urlsplit
@@ -22,6 +27,9 @@ from digest.errors import UsageError
 log = logging.getLogger(__name__)
 
 ACCESS_COOKIE = "digest_preview_access"
+SESSION_COOKIE = "digest_preview_session"
+SESSION_BYTES = 32
+_SESSION = re.compile(r"[A-Za-z0-9_-]{43}")
 MIN_ACCESS_TOKEN = 16
 
 
@@ -121,13 +129,22 @@ class AccessGate:
         )
 
     def allows(self, request: Request) -> bool:
+        return self.has_cookie(request) or self.has_bearer(request)
+
+    def has_cookie(self, request: Request) -> bool:
         if self.token is None:
             return True
         cookie = request.cookies.get(ACCESS_COOKIE, "")
-        if cookie and hmac.compare_digest(cookie.encode(), self.cookie_value.encode()):
-            return True
-        bearer = request.headers.get("authorization", "")
-        return bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].encode(), self.token.encode())
+        return bool(cookie) and hmac.compare_digest(cookie.encode(), self.cookie_value.encode())
+
+    @staticmethod
+    def bearer_of(request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        return header[7:] if header.startswith("Bearer ") else None
+
+    def has_bearer(self, request: Request) -> bool:
+        bearer = self.bearer_of(request)
+        return bearer is not None and self.check_token(bearer)
 
     def check_token(self, given: str) -> bool:
         return self.token is not None and hmac.compare_digest(given.encode(), self.token.encode())
@@ -136,43 +153,91 @@ class AccessGate:
 class AccessMiddleware:
     """ASGI middleware: with an access token, every request but the login page and its style sheet needs it.
 
-    A page request without it is sent to the login page; anything else gets 401.
+    A page request without it is sent to the login page; anything else gets 401. A wrong bearer token
+    counts as a failed login (`throttle`), and while its address is throttled a bearer gets 429.
     """
 
-    def __init__(self, app: ASGIApp, gate: AccessGate, *, open_paths: tuple[str, ...]) -> None:
+    def __init__(
+        self, app: ASGIApp, gate: AccessGate, *, open_paths: tuple[str, ...], throttle: LoginThrottle
+    ) -> None:
         self.app = app
         self.gate = gate
         self.open_paths = open_paths
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.gate.token is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        if request.url.path in self.open_paths or self.gate.allows(request):
+        if request.url.path in self.open_paths or self.gate.has_cookie(request):
             await self.app(scope, receive, send)
             return
+        response: Response
+        bearer = self.gate.bearer_of(request)
+        if bearer is not None:
+            client = self.throttle.client_of(request)
+            wait = self.throttle.retry_after(client)
+            if wait is not None:
+                await self.throttle.refusal(wait)(scope, receive, send)
+                return
+            if self.gate.check_token(bearer):
+                await self.app(scope, receive, send)
+                return
+            self.throttle.failed(client)
+            log.warning("preview: refused a wrong bearer token from %s", client)
         if request.method in ("GET", "HEAD") and request.url.path == "/":
-            response: Response = RedirectResponse(self.open_paths[0], status_code=303)
+            response = RedirectResponse(self.open_paths[0], status_code=303)
         else:
             response = Response("access token required", status_code=401, media_type="text/plain")
         await response(scope, receive, send)
 
 
 class Csrf:
-    """Synchronizer tokens: one random token per preview process, in every form, checked on every POST.
+    """Synchronizer tokens bound to a browser session, checked on every POST.
 
-    A cross-site page cannot read the token (same-origin policy), so it cannot forge a POST. The Origin
-    header, when the browser sends one, must also be this site.
+    Each browser gets a random session id in an HttpOnly, SameSite=Strict cookie; its token is an HMAC of
+    that id with this process's secret. Two visitors get different tokens, a token works only with its
+    own session's cookie, and a cookie planted by another program on this machine (cookies ignore ports)
+    is useless without the token only this process can compute. A cross-site page cannot read the token
+    (same-origin policy), so it cannot forge a POST. The Origin header, when the browser sends one, must
+    also be this site.
     """
 
     field = "csrf_token"
 
-    def __init__(self, token: str | None = None) -> None:
-        self.token = token or secrets.token_urlsafe(32)
+    def __init__(self, secret: bytes | None = None) -> None:
+        self.secret = secret or secrets.token_bytes(32)
 
-    def check(self, request: Request, submitted: object) -> None:
-        """Raises HTTPException 403 when the token is missing or wrong, or the request is cross-site."""
+    @staticmethod
+    def session_of(request: Request) -> str | None:
+        """The request's session id, when its cookie holds a well-formed one."""
+        value = request.cookies.get(SESSION_COOKIE, "")
+        return value if _SESSION.fullmatch(value) else None
+
+    @staticmethod
+    def new_session() -> str:
+        return secrets.token_urlsafe(SESSION_BYTES)
+
+    def token_for(self, session: str) -> str:
+        return hmac.new(self.secret, b"csrf:" + session.encode(), hashlib.sha256).hexdigest()
+
+    def page_token(self, request: Request) -> tuple[str, str | None]:
+        """(token for the page's forms, new session id to set as a cookie, or None when it has one)."""
+        session = self.session_of(request)
+        if session is not None:
+            return self.token_for(session), None
+        session = self.new_session()
+        return self.token_for(session), session
+
+    @staticmethod
+    def set_session(response: Response, session: str | None) -> None:
+        if session is not None:
+            response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+
+    @staticmethod
+    def check_origin(request: Request) -> None:
+        """Raises HTTPException 403 when the browser says the request comes from another site."""
         origin = request.headers.get("origin")
         if origin and origin != "null":
             parts = urlsplit(origin)
@@ -181,8 +246,75 @@ class Csrf:
                 raise HTTPException(403, "This form was sent from another site and was refused.")
         if request.headers.get("sec-fetch-site") == "cross-site":
             raise HTTPException(403, "This form was sent from another site and was refused.")
-        if not isinstance(submitted, str) or not hmac.compare_digest(submitted.encode(), self.token.encode()):
+
+    def check(self, request: Request, submitted: object) -> None:
+        """Raises HTTPException 403 when the token is missing, wrong, another session's, or cross-site."""
+        self.check_origin(request)
+        session = self.session_of(request)
+        expected = self.token_for(session) if session is not None else ""
+        given = submitted.encode("utf-8", "replace") if isinstance(submitted, str) else b""
+        if not expected or not hmac.compare_digest(given, expected.encode()):
             log.warning("refused a POST to %s without a valid CSRF token", request.url.path)
             raise HTTPException(
                 403, "This form has expired (the preview was restarted). Reload the page and try again."
             )
+
+
+class LoginThrottle:
+    """Failed logins per client: after `limit` failures within `per` seconds, attempts get 429.
+
+    The client is the connecting address (behind a reverse proxy every visitor shares the proxy's). The
+    clock is injected (monotonic seconds); at most `max_clients` addresses are remembered.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        limit: int = 5,
+        per: float = 60.0,
+        max_clients: int = 10_000,
+    ) -> None:
+        self.clock = clock
+        self.limit = limit
+        self.per = per
+        self.max_clients = max_clients
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        failures = self._failures.get(client, deque())
+        while failures and failures[0] <= now - self.per:
+            failures.popleft()
+        return failures
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until `client` may try again, or None when it may try now."""
+        with self._lock:
+            now = self.clock()
+            failures = self._recent(client, now)
+            if len(failures) < self.limit:
+                return None
+            return max(1, math.ceil(failures[0] + self.per - now))
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = self.clock()
+            failures = self._recent(client, now)
+            failures.append(now)
+            self._failures[client] = failures
+            while len(self._failures) > self.max_clients:
+                self._failures.pop(next(iter(self._failures)))
+
+    @staticmethod
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    @staticmethod
+    def refusal(retry_after: int) -> Response:
+        return Response(
+            f"Too many wrong access tokens from this address: try again in {retry_after} s.\n",
+            status_code=429,
+            media_type="text/plain",
+            headers={"retry-after": str(retry_after), "cache-control": "no-store"},
+        )

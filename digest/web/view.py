@@ -22,7 +22,7 @@ from digest.state.issues import issue_entry_ids, last_sent_issue, recent_issues
 from digest.web.edits import can_move, highlight_ranks
 from digest.web.pages import PageFormat
 from digest.web.report import SizeReport, changes_since, source_rows
-from digest.web.workspace import Snapshot, Workspace
+from digest.web.workspace import Snapshot, Workspace, send_state_of
 
 SAMPLE_NAME = "Sam Sample"
 
@@ -240,6 +240,8 @@ def page_context(workspace: Workspace) -> dict[str, Any]:
     db = workspace.open_state()
     try:
         approval = web.approval_status(db, snapshot.issue.id) if snapshot.issue else None
+        # Read from state on every page load: `digest send` may have started since the build.
+        sent = send_state_of(db, snapshot.issue.id, config.web.base_url) if snapshot.issue else None
         dropped = _dropped(db, snapshot)
         changes = _changes(db, snapshot, fmt)
         empty = _empty_window(db, workspace, snapshot, fmt)
@@ -265,6 +267,8 @@ def page_context(workspace: Workspace) -> dict[str, Any]:
         "dropped": dropped,
         "priorities": config.priorities,
         "approval": approval,
+        "sent": sent,
+        "read_only": sent is not None,
         "approval_required": config.approval.required,
         "size": SizeReport(snapshot.size, SIZE_LIMIT, SIZE_TARGET),
         "problems": snapshot.problems,

@@ -24,6 +24,7 @@ from digest.checks.email import EmailProblem, check_email
 from digest.checks.links import LinkChecker, LinkStatus, extract_links
 from digest.compose.draft import Draft, load_draft, save_draft
 from digest.config import Config, load_config
+from digest.deliver.tokens import issue_url
 from digest.errors import ConfigError, DigestError, UsageError
 from digest.models import Issue
 from digest.pipeline import web
@@ -69,6 +70,40 @@ class Snapshot:
     @property
     def ready(self) -> bool:
         return self.issue is not None and self.folder is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SendState:
+    """An issue whose sending has started: the preview shows it read-only and never changes it."""
+
+    issue_id: str
+    started_at: datetime
+    sent_at: datetime | None  # None: part-sent (`digest send` has not finished it)
+    archive_url: str  # its page in the web archive (published once every subscriber has it)
+
+    @property
+    def sent(self) -> bool:
+        return self.sent_at is not None
+
+    def refusal(self) -> str:
+        """What to tell someone whose change was refused."""
+        if self.sent:
+            return (
+                f"Issue {self.issue_id} has been sent: the preview shows it read-only and changed nothing."
+                f" Its archive page: {self.archive_url}"
+            )
+        return (
+            f"Issue {self.issue_id} is being sent (part-sent: finish it with `digest send`): the preview"
+            f" shows it read-only and changed nothing. Once sent, it is published at {self.archive_url}"
+        )
+
+
+def send_state_of(db: sqlite3.Connection, issue_id: str, base_url: str) -> SendState | None:
+    """The send state of `issue_id`, or None when its sending has not started (it can still change)."""
+    record = get_issue(db, issue_id)
+    if record is None or record.send_started_at is None:
+        return None
+    return SendState(record.id, record.send_started_at, record.sent_at, issue_url(base_url, record.id))
 
 
 class Workspace:
@@ -259,17 +294,36 @@ class Workspace:
 
         Raises:
             RenderError: the draft file is unreadable or cannot be written.
+            UsageError: the issue's sending has started (nothing is written).
             ValueError: the change refused its input (the message says why).
         """
         with self._lock:
             draft_file = self.snapshot.draft_file
             if draft_file is None:
                 raise ValueError("there is no issue to edit yet")
+            self.refuse_if_sent()
             save_draft(draft_file, change(load_draft(draft_file)))
             return self.rebuild(fetch=False, force=True)
 
     def open_state(self) -> sqlite3.Connection:
         return open_state(self.config.state_path)
+
+    def send_state(self) -> SendState | None:
+        """Whether the issue shown has started sending (read from state now, not from the snapshot)."""
+        issue = self.snapshot.issue
+        if issue is None:
+            return None
+        db = self.open_state()
+        try:
+            return send_state_of(db, issue.id, self.config.web.base_url)
+        finally:
+            db.close()
+
+    def refuse_if_sent(self) -> None:
+        """Raises UsageError when the issue shown has started sending: the preview never changes it."""
+        state = self.send_state()
+        if state is not None:
+            raise UsageError(state.refusal())
 
     # --- actions -----------------------------------------------------------------------------------
 
@@ -283,6 +337,7 @@ class Workspace:
         issue = self.snapshot.issue
         if issue is None:
             raise UsageError("there is no issue to approve")
+        self.refuse_if_sent()
         db = self.open_state()
         try:
             approval = web.approve_issue(
@@ -305,6 +360,7 @@ class Workspace:
         issue = self.snapshot.issue
         if issue is None:
             raise UsageError("there is no issue to send yet")
+        self.refuse_if_sent()
         db = self.open_state()
         try:
             report = send_issue(self.config, db, now=self.clock(), issue_id=issue.id, to=addresses)

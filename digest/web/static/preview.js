@@ -1,11 +1,13 @@
 // digest preview: reload the page when the preview is rebuilt (unless a form has unsaved edits), and
-// refresh the link report when the background link check finishes. No other script runs on the page.
+// refresh the link report when the background link check finishes, and show an issue read-only as soon
+// as its sending starts (`digest send` in another process). No other script runs on the page.
 (function () {
   "use strict";
   var state = document.getElementById("preview-state");
   if (!state) { return; }
   var version = state.getAttribute("data-version");
   var linksVersion = state.getAttribute("data-links-version");
+  var readOnly = state.getAttribute("data-read-only") === "1";
   var live = document.getElementById("live-status");
   var dirty = false;
   document.addEventListener("input", function (event) {
@@ -31,7 +33,10 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (s) {
         if (!s) { return; }
-        if (String(s.version) !== version) {
+        if (Boolean(s.read_only) !== readOnly) {
+          if (!dirty) { window.location.reload(); return; }
+          say("This issue is being sent or was sent: the preview no longer changes it. Reload the page.");
+        } else if (String(s.version) !== version) {
           if (!dirty) { window.location.reload(); return; }
           say("The preview was rebuilt. Save or discard your edits, then reload the page to see it.");
         } else if (s.building) {
