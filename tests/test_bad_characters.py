@@ -252,3 +252,14 @@ def test_config_strings_lose_bad_characters_and_header_strings_are_refused(name:
             tmp_path / "config.toml",
         )
     assert {p.split(":")[0] for p in caught.value.problems} == {"digest.title", "delivery.from_name"}
+
+
+def test_a_character_reference_feedparser_cannot_decode_loses_one_character_not_the_feed() -> None:
+    ctx = ParseContext("s", "News", "https://example.org/feed", datetime(2025, 5, 9, tzinfo=UTC))
+    body = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        b"<item><title>a &#1114112; &#xD800; &#x110000; b</title></item>"
+        b"<item><title>good &#233;</title></item></channel></rss>"
+    )
+    parsed = parse_document(body, ctx)
+    assert [e.title for e in parsed.entries] == ["a \ufffd \ufffd \ufffd b", "good \u00e9"]
