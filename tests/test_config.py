@@ -151,4 +151,6 @@ def test_catch_up_hours_may_be_zero_but_not_negative(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError) as caught:
         parse_config({**base, "schedule": {"catch_up_hours": -1}}, tmp_path / "c.toml")
-    assert caught.value.problems == ("schedule.catch_up_hours: must be at least 0, not -1",)
+    assert caught.value.problems == (
+        "schedule.catch_up_hours: must be at least 0, not -1 (allowed: at least 0, at most 8760)",
+    )

@@ -10,6 +10,7 @@ from click.core import ParameterSource
 from digest.checks.email import check_email
 from digest.cli.common import config_option, read_config, stderr, stdout
 from digest.config import DigestSettings
+from digest.config.links import insecure_links_error, review_links
 from digest.errors import EmailCheckError, UsageError
 
 
@@ -41,6 +42,11 @@ def check(config_path: Path, emails: tuple[Path, ...]) -> int:
     else:
         config = read_config(config_path)
         locale = config.digest.locale
+        review = review_links(config)
+        for warning in review.warnings:
+            stderr.print(f"warning: {warning}", markup=False)
+        if review.problems:
+            raise insecure_links_error(config, review)
         enabled = len(config.enabled_sources)
         stdout.print(
             f"{config.path}: ok ({enabled} source{'s' if enabled != 1 else ''} enabled, "

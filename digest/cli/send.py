@@ -23,6 +23,7 @@ from rich.text import Text
 
 from digest.cli.common import StopFlag, config_option, read_config, stderr, stdout
 from digest.config import Config
+from digest.config.links import insecure_links_error, review_links
 from digest.deliver import audience
 from digest.errors import UsageError
 from digest.pipeline.send import SendReport, send_issue
@@ -92,6 +93,23 @@ def _print_summary(config: Config, report: SendReport) -> None:
             stderr.print(f"[bold]hint:[/] {escape(report.hint)}")
 
 
+def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> None:
+    """Refuse a send whose links `digest check` fails (a dry run only says so).
+
+    Raises:
+        ConfigError: `[web] base_url` is not https:// or is not reachable, without --allow-insecure-links.
+    """
+    review = review_links(config)
+    if not review.problems:
+        return
+    if allowed or dry_run:
+        for problem in review.problems:
+            what = "sending anyway (--allow-insecure-links)" if allowed else "a real send would be refused"
+            stderr.print(f"warning: {what}: {problem}", markup=False)
+        return
+    raise insecure_links_error(config, review)
+
+
 @click.command("send")
 @config_option
 @click.option("--issue", "issue_id", metavar="ID", help="Issue to send (default: the latest built issue).")
@@ -103,7 +121,19 @@ def _print_summary(config: Config, report: SendReport) -> None:
     help='Test send to these addresses only: subject prefixed "[TEST] ", nothing recorded or marked sent.',
 )
 @click.option("--dry-run", is_flag=True, help="Say what would be sent to whom, and send nothing.")
-def send_command(config_path: Path, issue_id: str | None, to: tuple[str, ...], dry_run: bool) -> int:
+@click.option(
+    "--allow-insecure-links",
+    is_flag=True,
+    help="Send over SMTP although [web] base_url is not https:// or names a loopback or private address"
+    " (the unsubscribe links will not work for readers; `digest check` lists the problems).",
+)
+def send_command(
+    config_path: Path,
+    issue_id: str | None,
+    to: tuple[str, ...],
+    dry_run: bool,
+    allow_insecure_links: bool,
+) -> int:
     """Send the latest built issue to every active subscriber who has not had it yet.
 
     An issue whose send was interrupted is resumed first (the summary says which issue and why).
@@ -112,6 +142,7 @@ def send_command(config_path: Path, issue_id: str | None, to: tuple[str, ...], d
     permanently or the mail server could not be reached.
     """
     config = read_config(config_path)
+    _refuse_insecure_links(config, allowed=allow_insecure_links, dry_run=dry_run)
     db = open_state(config.state_path)
     addresses = _split_addresses(to)
     if to and not addresses:

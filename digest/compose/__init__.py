@@ -91,6 +91,24 @@ def issue_window(*, as_of: datetime, last_sent_end: datetime | None, lookback_da
     return Window(start=min(start, end), end=end)
 
 
+def cap_window(window: Window, max_days: int) -> tuple[Window, Window | None]:
+    """The window cut to its last `max_days` days, and the older part cut off (None when nothing was).
+
+    After a long pause an issue would otherwise cover everything since the last one: months in one email.
+    """
+    earliest = window.end - timedelta(days=max_days)
+    if window.start >= earliest:
+        return window, None
+    return Window(start=earliest, end=window.end), Window(start=window.start, end=earliest)
+
+
+def left_out_entries(
+    entries: Iterable[Entry], cut: Window, *, exclude_ids: frozenset[str] = frozenset()
+) -> tuple[Entry, ...]:
+    """The entries an issue leaves out because its window was capped: those of `cut`, oldest first."""
+    return tuple(reversed(select_entries(entries, cut, exclude_ids=exclude_ids)))
+
+
 def base_issue_id(window: Window, timezone: str) -> str:
     """The ISO week of the window's last moment in the edition's time zone, e.g. `2025-W19`.
 

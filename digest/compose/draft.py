@@ -29,6 +29,7 @@ from typing import Any
 
 from digest.errors import RenderError
 from digest.models import Draft
+from digest.safe_text import scrub_tree
 
 __all__ = ["Draft", "draft_path", "dump_draft", "load_draft", "save_draft"]
 
@@ -56,6 +57,7 @@ def parse_draft(path: Path, data: dict[str, Any]) -> Draft:
     Raises:
         RenderError: a key is unknown or has the wrong type (the message names each such key).
     """
+    data = scrub_tree(data)  # control characters ("\u0001" is valid TOML): out of every value, once
     problems = [
         f"unknown key {key!r} (a draft has {', '.join(_KEYS)})" for key in sorted(set(data) - set(_KEYS))
     ]

@@ -54,7 +54,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     state = top.table("state")
     state_path = root / state.text("path", ".digest/state.db")
     lock_path = root / state.text("lock", ".digest/run.lock")
-    keep_days = state.integer("keep_days", 90, minimum=1)
+    keep_days = state.integer("keep_days", 90, minimum=1, maximum=36_500)
     state_url, state_password_env = read_state_url(state)
     state.finish()
 
@@ -72,21 +72,22 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     g = top.table("digest")
     gd = DigestSettings()
     digest = DigestSettings(
-        title=g.text("title", gd.title),
+        title=g.text("title", gd.title, header=True),
         timezone=checked(g, "timezone", g.text("timezone", gd.timezone), timezone_problem),
         locale=checked(g, "locale", g.text("locale", gd.locale), locale_problem),
-        lookback_days=g.integer("lookback_days", gd.lookback_days, minimum=1),
+        lookback_days=g.integer("lookback_days", gd.lookback_days, minimum=1, maximum=3650),
+        max_window_days=g.integer("max_window_days", gd.max_window_days, minimum=1, maximum=3650),
         group_by=cast(GroupBy, g.choice("group_by", ("day", "week", "none"), gd.group_by)),
         categories=g.strings("categories"),
         send_when_empty=g.boolean("send_when_empty", gd.send_when_empty),
-        section_cap=g.integer("section_cap", gd.section_cap, minimum=1),
-        excerpt_chars=g.integer("excerpt_chars", gd.excerpt_chars, minimum=40),
+        section_cap=g.integer("section_cap", gd.section_cap, minimum=1, maximum=1000),
+        excerpt_chars=g.integer("excerpt_chars", gd.excerpt_chars, minimum=40, maximum=10_000),
         date_format=checked(g, "date_format", g.text("date_format", gd.date_format), date_format_problem),
     )
     g.finish()
 
     h = top.table("highlights")
-    highlights = HighlightSettings(max=h.integer("max", HighlightSettings().max, minimum=0))
+    highlights = HighlightSettings(max=h.integer("max", HighlightSettings().max, minimum=0, maximum=100))
     h.finish()
 
     priorities = [read_priority(t) for t in top.tables("priorities")]
@@ -95,7 +96,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 
     w = top.table("web")
     wd = WebSettings()
-    base_url = w.text("base_url", wd.base_url)
+    base_url = w.text("base_url", wd.base_url, header=True)
     http_url(w, "base_url", base_url)
     archive = w.text("archive_dir", str(wd.archive_dir))
     web = WebSettings(
@@ -114,8 +115,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         day=s.choice("day", WEEKDAYS, sd.day),
         time=checked(s, "time", s.text("time", sd.time), time_problem),
         timezone=checked(s, "timezone", s.text("timezone", sd.timezone), timezone_problem),
-        catch_up_hours=s.number("catch_up_hours", sd.catch_up_hours, minimum=0.0),
-        retry_minutes=s.integer("retry_minutes", sd.retry_minutes, minimum=1),
+        catch_up_hours=s.number("catch_up_hours", sd.catch_up_hours, minimum=0.0, maximum=8760.0),
+        retry_minutes=s.integer("retry_minutes", sd.retry_minutes, minimum=1, maximum=10_080),
     )
     s.finish()
 
@@ -124,7 +125,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     a.finish()
 
     st = top.table("status")
-    status = StatusSettings(failing_after=st.integer("failing_after", 3, minimum=1))
+    status = StatusSettings(failing_after=st.integer("failing_after", 3, minimum=1, maximum=1000))
     st.finish()
 
     p = top.table("preview")

@@ -49,6 +49,7 @@ class DigestSettings:
     timezone: str = "Europe/London"
     locale: str = "en_GB"
     lookback_days: int = 7
+    max_window_days: int = 31
     group_by: GroupBy = "day"
     categories: tuple[str, ...] = ()
     send_when_empty: bool = False

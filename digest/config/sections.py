@@ -21,15 +21,16 @@ from digest.config.schema import (
 from digest.config.table import COLOUR, Table, http_url, local_path
 
 GLOB_CHARS = re.compile(r"[*?\[]")
+MAX_FETCH_TIMEOUT = 600.0  # seconds; one request waiting longer than 10 minutes is a dead server
 
 
 def read_source(table: Table, root: Path, fetch: FetchSettings) -> Source | None:
     name = table.text("name")
     url = table.text("url")
     category = table.text("category", "News")
-    timeout = table.number("timeout", fetch.timeout)
-    max_entries = table.integer("max_entries", None, minimum=1)
-    user_agent = table.text("user_agent", fetch.user_agent)
+    timeout = table.number("timeout", fetch.timeout, maximum=MAX_FETCH_TIMEOUT)
+    max_entries = table.integer("max_entries", None, minimum=1, maximum=100_000)
+    user_agent = table.text("user_agent", fetch.user_agent, header=True)
     enabled = table.boolean("enabled", True)
     table.finish()
     if not isinstance(url, str) or not url.strip():
@@ -135,17 +136,17 @@ def read_delivery(t: Table, root: Path) -> DeliverySettings:
     dkim_path = None
     if isinstance(dkim_key, str):
         dkim_path = local_path(t, "dkim_key", dkim_key, root, must_exist=True)
-    selector = t.text("dkim_selector", None)
-    domain = t.text("dkim_domain", None)
+    selector = t.text("dkim_selector", None, header=True)
+    domain = t.text("dkim_domain", None, header=True)
     if (dkim_key is None) != (selector is None):
         t.problem("dkim_selector", "dkim_key and dkim_selector must be set together")
     delivery = DeliverySettings(
         transport=transport,
-        from_address=t.text("from_address", d.from_address),
-        from_name=t.text("from_name", d.from_name),
-        reply_to=t.text("reply_to", None),
-        list_id=t.text("list_id", d.list_id),
-        unsubscribe_mailto=t.text("unsubscribe_mailto", None),
+        from_address=t.text("from_address", d.from_address, header=True),
+        from_name=t.text("from_name", d.from_name, header=True),
+        reply_to=t.text("reply_to", None, header=True),
+        list_id=t.text("list_id", d.list_id, header=True),
+        unsubscribe_mailto=t.text("unsubscribe_mailto", None, header=True),
         outbox=(root / outbox) if isinstance(outbox, str) else root / d.outbox,
         dkim_key=dkim_path,
         dkim_selector=selector,
@@ -163,16 +164,16 @@ def read_smtp(t: Table, root: Path) -> SmtpSettings:
     if isinstance(ca_file, str):
         ca_path = local_path(t, "ca_file", ca_file, root, must_exist=True)
     smtp = SmtpSettings(
-        host=t.text("host", d.host),
-        port=t.integer("port", d.port, minimum=1),
+        host=t.text("host", d.host, header=True),
+        port=t.integer("port", d.port, minimum=1, maximum=65_535),
         security=cast(Security, t.choice("security", ("none", "starttls", "tls"), d.security)),
-        username=t.text("username", None),
+        username=t.text("username", None, header=True),
         password_env=t.text("password_env", None),
-        pool_size=t.integer("pool_size", d.pool_size, minimum=1),
-        rate_per_second=t.number("rate_per_second", d.rate_per_second),
-        timeout=t.number("timeout", d.timeout),
-        retries=t.integer("retries", d.retries, minimum=0),
-        retry_delay=t.number("retry_delay", d.retry_delay),
+        pool_size=t.integer("pool_size", d.pool_size, minimum=1, maximum=64),
+        rate_per_second=t.number("rate_per_second", d.rate_per_second, minimum=0.01, maximum=10_000.0),
+        timeout=t.number("timeout", d.timeout, minimum=1.0, maximum=3600.0),
+        retries=t.integer("retries", d.retries, minimum=0, maximum=10),
+        retry_delay=t.number("retry_delay", d.retry_delay, maximum=600.0),
         ca_file=ca_path,
     )
     if smtp.username and not smtp.password_env:
@@ -184,11 +185,11 @@ def read_smtp(t: Table, root: Path) -> SmtpSettings:
 def read_fetch(f: Table) -> FetchSettings:
     fd = FetchSettings()
     fetch = FetchSettings(
-        concurrency=f.integer("concurrency", fd.concurrency, minimum=1),
-        timeout=f.number("timeout", fd.timeout),
-        retries=f.integer("retries", fd.retries, minimum=0),
-        max_bytes=f.integer("max_bytes", fd.max_bytes, minimum=1024),
-        user_agent=f.text("user_agent", fd.user_agent),
+        concurrency=f.integer("concurrency", fd.concurrency, minimum=1, maximum=256),
+        timeout=f.number("timeout", fd.timeout, maximum=MAX_FETCH_TIMEOUT),
+        retries=f.integer("retries", fd.retries, minimum=0, maximum=10),
+        max_bytes=f.integer("max_bytes", fd.max_bytes, minimum=1024, maximum=1_000_000_000),
+        user_agent=f.text("user_agent", fd.user_agent, header=True),
     )
     f.finish()
     return fetch

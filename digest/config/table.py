@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digest.safe_text import header_problem, scrub_text
 
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -50,28 +53,58 @@ class Table:
             return default if default is not _MISSING else None
         return value
 
-    def text(self, key: str, default: Any = _MISSING) -> Any:
+    def text(self, key: str, default: Any = _MISSING, *, header: bool = False) -> Any:
+        """A string, with the characters XML cannot carry removed (`scrub_text`).
+
+        `header`: the value goes into a mail or HTTP header, so a control character or line separator
+        in it is a problem (reported), not silently removed.
+        """
         value = self._get(key, str, "a string", default)
-        if isinstance(value, str) and key in self.data and not value.strip() and default is _MISSING:
-            self.problem(key, "must not be empty")
+        if isinstance(value, str) and key in self.data:
+            problem = header_problem(value) if header else None
+            if problem:
+                self.problem(key, problem)
+                return default if default is not _MISSING else None
+            value = scrub_text(value)
+            if not value.strip() and default is _MISSING:
+                self.problem(key, "must not be empty")
         return value
 
-    def integer(self, key: str, default: Any = _MISSING, *, minimum: int | None = None) -> Any:
+    def integer(
+        self, key: str, default: Any = _MISSING, *, minimum: int | None = None, maximum: int | None = None
+    ) -> Any:
+        """An integer, at least `minimum` and at most `maximum` (when given)."""
         value = self._get(key, int, "an integer", default)
-        if isinstance(value, int) and minimum is not None and value < minimum and key in self.data:
-            self.problem(key, f"must be at least {minimum}, not {value}")
+        if not isinstance(value, int) or isinstance(value, bool) or key not in self.data:
+            return value
+        allowed = f" (allowed: {minimum} to {maximum})" if minimum is not None and maximum is not None else ""
+        if minimum is not None and value < minimum:
+            self.problem(key, f"must be at least {minimum}, not {value}{allowed}")
+            return default
+        if maximum is not None and value > maximum:
+            self.problem(key, f"must be at most {maximum}, not {value}{allowed}")
             return default
         return value
 
-    def number(self, key: str, default: Any = _MISSING, *, minimum: float | None = None) -> Any:
-        """A number; greater than 0 unless `minimum` is given (then at least `minimum`)."""
+    def number(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> Any:
+        """A finite number; greater than 0 unless `minimum` is given (then at least `minimum`), and at
+        most `maximum` when given."""
         value = self._get(key, (int, float), "a number", default)
         if isinstance(value, int | float) and key in self.data:
-            if minimum is None and value <= 0:
-                self.problem(key, f"must be greater than 0, not {value}")
+            low = f"at least {minimum:g}" if minimum is not None else "greater than 0"
+            allowed = f" (allowed: {low}, at most {maximum:g})" if maximum is not None else ""
+            if not math.isfinite(value) or (value <= 0 if minimum is None else value < minimum):
+                self.problem(key, f"must be {low}, not {value}{allowed}")
                 return default
-            if minimum is not None and value < minimum:
-                self.problem(key, f"must be at least {minimum:g}, not {value}")
+            if maximum is not None and value > maximum:
+                self.problem(key, f"must be at most {maximum:g}, not {value}{allowed}")
                 return default
         return float(value) if isinstance(value, int | float) else value
 
@@ -85,7 +118,7 @@ class Table:
         bad = [i for i, item in enumerate(value) if not isinstance(item, str)]
         for i in bad:
             self.problems.append(f"{self.where(key)}[{i}]: must be a string")
-        return tuple(item for item in value if isinstance(item, str))
+        return tuple(scrub_text(item) for item in value if isinstance(item, str))
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
         value = self.text(key, default)

@@ -21,6 +21,7 @@ from digest.errors import ParseError
 from digest.ingest import clean
 from digest.ingest.parse.common import ParseContext, ParsedFeed, build_entry, first_image
 from digest.models import Entry, Image
+from digest.safe_text import scrub_tree
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,15 @@ log = logging.getLogger(__name__)
 # still read in full.
 _BENIGN_BOZO = ("CharacterEncodingOverride", "NonXMLContentType")
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
+# A character reference feedparser cannot decode: it raises on a surrogate (&#xD800;) or a code point
+# past U+10FFFF, losing the whole feed for one character. Such references become U+FFFD first.
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,16})|([0-9]{1,20}));")
+_REPLACEMENT_REF = b"&#xFFFD;"
+
+
+def _unreadable_reference(match: re.Match[bytes]) -> bytes:
+    code = int(match[1], 16) if match[1] else int(match[2])
+    return _REPLACEMENT_REF if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF else match[0]
 
 
 def parse_xml_feed(body: bytes, ctx: ParseContext, *, content_type: str | None = None) -> ParsedFeed:
@@ -43,7 +53,7 @@ def parse_xml_feed(body: bytes, ctx: ParseContext, *, content_type: str | None =
         headers["content-type"] = content_type
     try:
         parsed = feedparser.parse(
-            io.BytesIO(body),
+            io.BytesIO(_CHAR_REF.sub(_unreadable_reference, body)),
             response_headers=headers,
             sanitize_html=False,
             resolve_relative_uris=False,
@@ -53,6 +63,7 @@ def parse_xml_feed(body: bytes, ctx: ParseContext, *, content_type: str | None =
             f"{ctx.source}: feedparser could not read the document ({type(e).__name__}: {e})",
             hint="check that the URL serves an RSS or Atom feed",
         ) from e
+    scrub_tree(parsed)  # control characters, lone surrogates: out of every field, here, once
     raw_entries: list[Any] = list(parsed.get("entries") or [])
     version = str(parsed.get("version") or "")
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None

@@ -31,6 +31,7 @@ from digest.errors import ParseError
 from digest.ingest import clean
 from digest.ingest.parse.common import ParseContext, ParsedFeed, build_entry, entry_id
 from digest.models import Image
+from digest.safe_text import scrub_text
 
 FIELDS = (
     "title",
@@ -69,7 +70,7 @@ def _unquote(raw: str, ctx: ParseContext, label: str, key: str) -> str:
             decoded, end = json.JSONDecoder().raw_decode(value)
         except json.JSONDecodeError:
             raise _fail(ctx, label, f"{key}: unterminated or invalid double-quoted string") from None
-        rest = value[end:]
+        decoded, rest = scrub_text(str(decoded)), value[end:]
     elif value.startswith("'"):
         match = re.match(r"'((?:[^']|'')*)'", value)
         if not match:
@@ -152,7 +153,9 @@ def parse_item(body: bytes, ctx: ParseContext, *, label: str) -> ParsedFeed:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise _fail(ctx, label, f"not UTF-8 text (byte {e.start})", hint="save the file as UTF-8") from e
-    fields, markdown = split_front_matter(text, ctx, label)
+    # control characters out of every field, here, once (before lines are split: U+000B/U+000C/U+001C-
+    # U+001E would end a line); escapes such as "\ud800" in double-quoted values are scrubbed by _unquote
+    fields, markdown = split_front_matter(scrub_text(text), ctx, label)
     title = fields.get("title", "").strip()
     if not title:
         raise _fail(ctx, label, "title is required")

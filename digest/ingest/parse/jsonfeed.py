@@ -15,6 +15,7 @@ from digest.errors import ParseError
 from digest.ingest import clean
 from digest.ingest.parse.common import ParseContext, ParsedFeed, build_entry
 from digest.models import Entry, Image
+from digest.safe_text import scrub_tree
 
 log = logging.getLogger(__name__)
 _VERSION_PREFIXES = ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")
@@ -34,7 +35,9 @@ def parse_json_feed(body: bytes, ctx: ParseContext) -> ParsedFeed:
         ParseError: the bytes are not JSON, or the JSON is not a JSON Feed.
     """
     try:
-        data = json.loads(body.decode("utf-8-sig"))
+        # raw control characters are read (strict=False), then they and "\ud800" escapes are removed from
+        # every field, here, once
+        data = scrub_tree(json.loads(body.decode("utf-8-sig"), strict=False))
     except UnicodeDecodeError as e:
         raise ParseError(f"{ctx.source}: JSON feed is not UTF-8 (byte {e.start})") from e
     except json.JSONDecodeError as e:

@@ -181,7 +181,8 @@ def build_issue(
     """Fetch every source (or, `offline`, use what state holds), then compose, render and write one issue.
 
     `as_of` (default `now`) ends the issue's window; it starts where the last sent issue ended, or
-    `[digest] lookback_days` before for the first issue. With nothing new (and `send_when_empty` off)
+    `[digest] lookback_days` before for the first issue, but never more than `[digest] max_window_days`
+    before its end (a note then says what was left out). With nothing new (and `send_when_empty` off)
     nothing is built and the outcome says since when.
 
     Raises:

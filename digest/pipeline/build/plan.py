@@ -10,14 +10,23 @@ import shutil
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from digest.compose import ComposeSettings, base_issue_id, compose_issue, draft_notes, issue_window
+from digest.compose import (
+    ComposeSettings,
+    base_issue_id,
+    cap_window,
+    compose_issue,
+    draft_notes,
+    issue_window,
+    left_out_entries,
+)
 from digest.compose.draft import draft_path, load_draft
 from digest.config import Config
 from digest.errors import RenderError
-from digest.models import Draft, Entry, Issue, SourceReport
+from digest.models import Draft, Entry, Issue, SourceReport, Window
 from digest.state import issues as state_issues
 
 
@@ -113,13 +122,17 @@ def plan_issue(
     entries = tuple(entries)
     out = out_dir or config.root / "out"
     last_sent = state_issues.last_sent_issue(db)
-    window = issue_window(
-        as_of=as_of or now,
-        last_sent_end=last_sent.window_end if last_sent else None,
-        lookback_days=config.digest.lookback_days,
+    window, cut = cap_window(
+        issue_window(
+            as_of=as_of or now,
+            last_sent_end=last_sent.window_end if last_sent else None,
+            lookback_days=config.digest.lookback_days,
+        ),
+        config.digest.max_window_days,
     )
     frozen = _frozen_issue_ids(db)
     exclude = state_issues.sent_entry_ids(db).union(*frozen.values())
+    left_out = left_out_entries(entries, cut, exclude_ids=exclude) if cut else ()
     issue_id = free_issue_id(base_issue_id(window, config.digest.timezone), frozen)
     draft_file = draft_path(out, issue_id)
     draft = load_draft(draft_file)
@@ -135,4 +148,25 @@ def plan_issue(
         sources=reports,
     )
     notes = tuple(draft_notes(draft, entries, window, exclude_ids=exclude))
+    if cut and left_out:
+        notes = (left_out_note(config, left_out, cut, since_last_sent=last_sent is not None), *notes)
     return PlannedIssue(issue=issue, draft=draft_file, notes=notes)
+
+
+def left_out_note(config: Config, left_out: tuple[Entry, ...], cut: Window, *, since_last_sent: bool) -> str:
+    """What a capped window left out (how many entries, from when) and how to include them."""
+    zone = ZoneInfo(config.digest.timezone)
+    days = config.digest.max_window_days
+    first, last = (left_out[0].published.astimezone(zone), left_out[-1].published.astimezone(zone))
+    count = f"{len(left_out)} entr{'y' if len(left_out) == 1 else 'ies'}"
+    span = (
+        f"of {first:%d %b %Y}" if first.date() == last.date() else f"from {first:%d %b %Y} to {last:%d %b %Y}"
+    )
+    began = "the last sent issue ended" if since_last_sent else "[digest] lookback_days starts"
+    earlier = (cut.start + timedelta(days=days)).astimezone(zone).isoformat(timespec="seconds")
+    return (
+        f"{count} {span} left out: [digest] max_window_days = {days} limits an issue to its last {days}"
+        f" days, and {began} on {cut.start.astimezone(zone):%d %b %Y}. To include them, raise"
+        f" max_window_days, or first make an issue of the earlier period with --as-of {earlier}"
+        " (digest build, run or preview) and send it"
+    )
