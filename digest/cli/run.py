@@ -21,7 +21,7 @@ from digest.errors import BusyError, DigestError, UsageError
 from digest.lock import RunLock
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
 from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time
-from digest.state import open_state
+from digest.state import open_state, writable
 
 if TYPE_CHECKING:
     from digest.pipeline.run import RunOutcome
@@ -74,9 +74,15 @@ def run_command(config_path: Path, as_of: str | None, scheduled: bool) -> int:
         )
     stop = StopFlag().install()
     if scheduled:
-        return _report(run_due(config, now=_now(), stop=stop.is_set))
+        return _report(run_due(config, now=_now(), stop=stop.is_set, clock=_now))
     return _report(
-        run_once(config, now=_now(), as_of=parse_as_of(as_of, config.digest.timezone), stop=stop.is_set)
+        run_once(
+            config,
+            now=_now(),
+            as_of=parse_as_of(as_of, config.digest.timezone),
+            stop=stop.is_set,
+            clock=_now,
+        )
     )
 
 
@@ -86,7 +92,7 @@ def scheduled_job(config: Config, stop: StopFlag) -> Callable[[datetime], JobRes
 
     def job(now: datetime) -> JobResult:
         try:
-            outcome = run_due(config, now=now, stop=stop.is_set)
+            outcome = run_due(config, now=now, stop=stop.is_set, clock=_now)
         except BusyError as e:
             log.warning("%s", e.message)
             return JobResult(f"busy: {e.message}", retry=True)
@@ -265,7 +271,8 @@ def _print_sources(status: Status) -> None:
 def status_command(config_path: Path, as_json: bool) -> int:
     """Show recent issues, runs, the next scheduled run and source health."""
     config = read_config(config_path)
-    db = open_state(config.state_path)
+    # Reading needs no write access: a read-only state folder is opened read-only, without migrating.
+    db = open_state(config.state_path, read_only=not writable(config.state_path))
     try:
         status = gather_status(config, db, now=_now())
     finally:
