@@ -3,6 +3,10 @@
 One database file (`[state] path`). `open_state` creates it and applies migrations. Each part of the
 store has its own module (`state.feeds`, `state.issues`, ...) of plain functions over a
 `sqlite3.Connection`; datetimes are stored as ISO 8601 UTC strings.
+
+The connection `open_state` returns is a `StateConnection` (`state.connection`): every SQLite error
+raised through it, also while rows are fetched and also for SQL that still runs outside this package,
+leaves as a `StateError` (exit 6) naming the file and what to do.
 """
 
 from __future__ import annotations
