@@ -86,13 +86,18 @@ def run_command(config_path: Path, as_of: str | None, scheduled: bool) -> int:
     )
 
 
-def scheduled_job(config: Config, stop: StopFlag) -> Callable[[datetime], JobResult]:
-    """What `digest schedule` does at each firing: `run_due`, with errors logged and retried, never fatal."""
+def scheduled_job(
+    config: Config, stop: StopFlag, clock: Callable[[], datetime] = _now
+) -> Callable[[datetime], JobResult]:
+    """What `digest schedule` does at each firing: `run_due`, with errors logged and retried, never fatal.
+
+    `clock` is the loop's clock: it also gives the time each run finished.
+    """
     from digest.pipeline.run import run_due  # noqa: PLC0415 - rendering is loaded only by commands that run
 
     def job(now: datetime) -> JobResult:
         try:
-            outcome = run_due(config, now=now, stop=stop.is_set, clock=_now)
+            outcome = run_due(config, now=now, stop=stop.is_set, clock=clock)
         except BusyError as e:
             log.warning("%s", e.message)
             return JobResult(f"busy: {e.message}", retry=True)
@@ -116,7 +121,7 @@ def schedule_command(config_path: Path) -> int:
     with RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"):
         ScheduleLoop(
             config.schedule,
-            scheduled_job(config, stop),
+            scheduled_job(config, stop, _now),
             now=_now,
             wait=stop.wait,
             retry_minutes=config.schedule.retry_minutes,
