@@ -14,7 +14,7 @@ import pytest
 from paused_digest import PAUSED
 from run_site import SUBSCRIBERS, cli_env, copies, delivered, digest_command, make_site, run_cli
 
-from digest.errors import BusyError
+from digest.errors import BusyError, DigestError
 from digest.pipeline.run import run_once
 from digest.schedule.lock import RunLock
 from digest.state import open_state
@@ -251,3 +251,33 @@ def test_bad_as_of_is_a_usage_error(tmp_path: Path) -> None:
     assert "--as-of 'next friday' is not an ISO 8601 date-time" in result.stderr
     both = run_cli(config, "run", "--as-of", AS_OF.isoformat(), "--scheduled")
     assert both.returncode == 2
+
+
+def test_a_runs_finished_at_is_when_it_finished_not_when_it_started(tmp_path: Path) -> None:
+    """The clock is read when the run ends: sent, nothing new, and failed runs alike."""
+    config = make_site(tmp_path / "site", ITEMS)
+    ends = (
+        NOW + timedelta(minutes=7),
+        NOW + timedelta(hours=1, minutes=8),
+        NOW + timedelta(hours=2, minutes=9),
+    )
+    ticks = iter(ends)
+    sent = run_once(config, now=NOW, as_of=AS_OF, clock=lambda: next(ticks))
+    assert sent.outcome == "sent"
+    quiet = run_once(config, now=NOW + timedelta(hours=1), as_of=AS_OF, clock=lambda: next(ticks))
+    assert quiet.outcome == "skipped: nothing new"
+    (config.root / "news.xml").write_text("not a feed", encoding="utf-8")
+    with pytest.raises(DigestError):
+        run_once(
+            config,
+            now=NOW + timedelta(hours=2),
+            as_of=AS_OF + timedelta(days=7),
+            clock=lambda: next(ticks),
+        )
+    runs = _runs(config.state_path)
+    assert [(r.started_at, r.finished_at) for r in runs] == [
+        (NOW, ends[0]),
+        (NOW + timedelta(hours=1), ends[1]),
+        (NOW + timedelta(hours=2), ends[2]),
+    ]
+    assert runs[2].outcome is not None and runs[2].outcome.startswith("failed:")

@@ -47,7 +47,7 @@ def utc(*args: int) -> datetime:
 def _loop(config: Config, clock: FakeClock) -> ScheduleLoop:
     return ScheduleLoop(
         config.schedule,
-        scheduled_job(config, StopFlag()),
+        scheduled_job(config, StopFlag(), clock.now),
         now=clock.now,
         wait=clock.wait,
         retry_minutes=config.schedule.retry_minutes,

@@ -21,7 +21,7 @@ from digest.errors import BusyError, DigestError, UsageError
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
 from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time
 from digest.schedule.lock import RunLock
-from digest.state import open_state
+from digest.state import open_state, writable
 
 if TYPE_CHECKING:
     from digest.pipeline.run import RunOutcome
@@ -74,19 +74,30 @@ def run_command(config_path: Path, as_of: str | None, scheduled: bool) -> int:
         )
     stop = StopFlag().install()
     if scheduled:
-        return _report(run_due(config, now=_now(), stop=stop.is_set))
+        return _report(run_due(config, now=_now(), stop=stop.is_set, clock=_now))
     return _report(
-        run_once(config, now=_now(), as_of=parse_as_of(as_of, config.digest.timezone), stop=stop.is_set)
+        run_once(
+            config,
+            now=_now(),
+            as_of=parse_as_of(as_of, config.digest.timezone),
+            stop=stop.is_set,
+            clock=_now,
+        )
     )
 
 
-def scheduled_job(config: Config, stop: StopFlag) -> Callable[[datetime], JobResult]:
-    """What `digest schedule` does at each firing: `run_due`, with errors logged and retried, never fatal."""
+def scheduled_job(
+    config: Config, stop: StopFlag, clock: Callable[[], datetime] = _now
+) -> Callable[[datetime], JobResult]:
+    """What `digest schedule` does at each firing: `run_due`, with errors logged and retried, never fatal.
+
+    `clock` is the loop's clock: it also gives the time each run finished.
+    """
     from digest.pipeline.run import run_due  # noqa: PLC0415 - rendering is loaded only by commands that run
 
     def job(now: datetime) -> JobResult:
         try:
-            outcome = run_due(config, now=now, stop=stop.is_set)
+            outcome = run_due(config, now=now, stop=stop.is_set, clock=clock)
         except BusyError as e:
             log.warning("%s", e.message)
             return JobResult(f"busy: {e.message}", retry=True)
@@ -110,7 +121,7 @@ def schedule_command(config_path: Path) -> int:
     with RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"):
         ScheduleLoop(
             config.schedule,
-            scheduled_job(config, stop),
+            scheduled_job(config, stop, _now),
             now=_now,
             wait=stop.wait,
             retry_minutes=config.schedule.retry_minutes,
@@ -265,7 +276,8 @@ def _print_sources(status: Status) -> None:
 def status_command(config_path: Path, as_json: bool) -> int:
     """Show recent issues, runs, the next scheduled run and source health."""
     config = read_config(config_path)
-    db = open_state(config.state_path)
+    # Reading needs no write access: a read-only state folder is opened read-only, without migrating.
+    db = open_state(config.state_path, read_only=not writable(config.state_path))
     try:
         status = gather_status(config, db, now=_now())
     finally:

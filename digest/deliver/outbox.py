@@ -21,15 +21,21 @@ log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 
 
+PRIVATE_FILE = 0o600  # each message names its recipient: only the owner may read it
+PRIVATE_FOLDER = 0o700
+
+
 def ensure_maildir(root: Path) -> None:
-    """Create `root` with its `tmp`, `new` and `cur` folders.
+    """Create `root` with its `tmp`, `new` and `cur` folders (the ones it creates 0700, whatever the umask).
 
     Raises:
         DeliveryError: a folder cannot be created.
     """
     try:
-        for sub in ("tmp", "new", "cur"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        for folder in (root, root / "tmp", root / "new", root / "cur"):
+            if not folder.is_dir():
+                folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+                folder.chmod(PRIVATE_FOLDER)
     except OSError as e:
         raise DeliveryError(
             f"{root}: cannot create the outbox Maildir: {e.strerror}",
@@ -56,11 +62,13 @@ class OutboxTransport:
         self._host = _UNSAFE.sub("-", socket.gethostname()) or "localhost"
 
     def write(self, job: Job) -> Path:
-        """Write one message atomically and return its path in `new/`."""
+        """Write one message atomically (mode 0600, whatever the umask) and return its path in `new/`."""
         who = _UNSAFE.sub("_", job.recipient.email)[:80]
         name = f"{self._label}.{who}.{secrets.token_hex(6)}.{self._host}.eml"
         tmp = self.root / "tmp" / name
-        with tmp.open("xb") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        os.fchmod(fd, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(job.message)
             handle.flush()
             os.fsync(handle.fileno())

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import httpx
 
 from digest.config import Config, Source
-from digest.errors import DigestError, ParseError
+from digest.errors import DigestError, ParseError, StateError
 from digest.ingest import fetch
 from digest.ingest.dedupe import dedupe
 from digest.ingest.parse import ParseContext, parse_document
@@ -233,6 +233,8 @@ async def _ingest_one(
             last_body_sha256=record.body_sha256 if record else None,
             parse_settings=settings,
         )
+    except StateError:  # the state store itself failed: no other source can be recorded either
+        raise
     except DigestError as e:
         log.warning("%s: %s", source.name, e)
         status = e.status if isinstance(e, fetch.HTTPStatusFetchError) else None

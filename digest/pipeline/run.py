@@ -19,7 +19,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from digest.config import Config
 from digest.errors import ApprovalError, DeliveryError, DigestError, StateError
@@ -60,6 +60,10 @@ class RunOutcome:
     retry: bool = False
     hint: str | None = None
     notes: tuple[str, ...] = field(default=())
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def _approved(db: sqlite3.Connection, record: IssueRecord) -> bool:
@@ -261,6 +265,7 @@ def _run_locked(
     slot: datetime | None,
     stop: Callable[[], bool],
     on_progress: Callable[[int, int], None] | None,
+    clock: Callable[[], datetime],
 ) -> RunOutcome:
     if slot is not None:
         done = _slot_done(config, db, slot)
@@ -279,12 +284,15 @@ def _run_locked(
             recheck=previous == run_state.WAITING_FOR_APPROVAL,
         )
     except DigestError as e:
-        run_state.finish_run(db, run_id, finished_at=now, outcome=f"failed: {e.message}"[:200])
+        try:
+            run_state.finish_run(db, run_id, finished_at=clock(), outcome=f"failed: {e.message}"[:200])
+        except StateError as recording:  # the state store is what failed: report the first error
+            log.warning("could not record the failed run: %s", recording.message)
         raise
     run_state.finish_run(
         db,
         run_id,
-        finished_at=now,
+        finished_at=clock(),
         outcome=result.outcome,
         detail=result.detail or None,
         issue_id=result.issue_id,
@@ -310,12 +318,14 @@ def run_once(
     slot: datetime | None = None,
     stop: Callable[[], bool] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> RunOutcome:
     """Fetch, build, check approval and send once, holding the run lock; the run is recorded in state.
 
     `slot` ties the run to a scheduled time: the window then ends at the slot (unless `as_of` says
     otherwise) and a slot that already ran for good is not run again. `stop()` is polled between the
-    stages: once it is true the run leaves the issue for the next run to resume.
+    stages: once it is true the run leaves the issue for the next run to resume. `clock()` gives the
+    time the run finished (`runs.finished_at`); by default the wall clock.
 
     Raises:
         BusyError: another run holds the lock (the message names its pid, host and start time).
@@ -332,6 +342,7 @@ def run_once(
                 slot=slot,
                 stop=stop or (lambda: False),
                 on_progress=on_progress,
+                clock=clock or _wall_clock,
             )
         finally:
             db.close()
@@ -343,6 +354,7 @@ def run_due(
     now: datetime,
     stop: Callable[[], bool] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> RunOutcome:
     """Run the latest scheduled slot if it is due; otherwise say when the next one is.
 
@@ -388,6 +400,7 @@ def run_due(
                 slot=verdict.slot,
                 stop=stop or (lambda: False),
                 on_progress=on_progress,
+                clock=clock or _wall_clock,
             )
         finally:
             db.close()

@@ -138,8 +138,11 @@ class RunLock:
             "since": self.now.isoformat(),
             "command": " ".join(["digest", *sys.argv[1:]])[:200] if sys.argv else self.purpose,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(note) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(note) + "\n").encode(), 0)
+        except OSError as e:  # the note only names the holder (a full disk): the flock is what locks
+            log.warning("%s: cannot write who holds the lock: %s", self.path, e.strerror)
         self._fd = fd
         log.debug("lock %s acquired (pid %d)", self.path, note["pid"])
         return self

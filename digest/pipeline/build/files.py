@@ -160,12 +160,16 @@ def sample_message(rendered: RenderedIssue, config: Config, *, unsubscribe: str)
     return message.as_bytes()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+# email.eml is a complete message (From, Reply-To, a sample unsubscribe link): private, like the outbox.
+_MODES = {"email.eml": 0o600}
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        Path(tmp).chmod(0o644)
+        Path(tmp).chmod(mode)
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -195,7 +199,7 @@ def write_issue(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
-            _write_atomic(folder / name, data)
+            _write_atomic(folder / name, data, _MODES.get(name, 0o644))
     except OSError as e:
         raise RenderError(
             f"{folder}: cannot write the issue: {e.strerror}",
