@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -180,6 +181,8 @@ class Recorder:
     stalled: threading.Event = field(default_factory=threading.Event)
     delay: float = 0.0
     drop_at: int | None = None  # hang up (no reply) on this DATA, once
+    drop_rcpt_at: int | None = None  # hang up at the RCPT after this many accepted messages, once
+    rcpt_attempts: Counter[str] = field(default_factory=Counter)  # RCPT TO commands per address
     hold: threading.Event | None = None  # once `hold_after` messages are in, wait for this before each reply
     hold_after: int = 1
     dropped: bool = False
@@ -195,6 +198,11 @@ class Recorder:
         return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
+        self.rcpt_attempts[address.lower()] += 1
+        if self.drop_rcpt_at is not None and not self.dropped and len(self.messages) >= self.drop_rcpt_at:
+            self.dropped = True
+            server.transport.close()
+            return "421 closing"  # never reaches the client: the connection is gone
         replies = self.rcpt_replies.get(address.lower())
         if replies:
             reply = replies.pop(0) if len(replies) > 1 else replies[0]

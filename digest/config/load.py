@@ -27,6 +27,7 @@ from digest.config.sections import (
     read_priority,
     read_smtp,
     read_source,
+    read_subscribers,
     read_theme,
 )
 from digest.config.table import (
@@ -128,6 +129,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     preview = PreviewSettings(access_token_env=p.text("access_token_env", PreviewSettings().access_token_env))
     p.finish()
 
+    subscriber_settings = read_subscribers(top.table("subscribers"))
+
     top.finish()
     if problems:
         raise ConfigError(
@@ -154,6 +157,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         approval=approval,
         status=status,
         preview=preview,
+        subscribers=subscriber_settings,
     )
 
 

@@ -122,6 +122,7 @@ class SmtpSettings:
     pool_size: int = 4
     rate_per_second: float = 10.0
     timeout: float = 30.0
+    data_timeout: float = 600.0  # the wait for the reply to the end of a message (RFC 5321 4.5.3.2.6)
     retries: int = 3
     retry_delay: float = 1.0
     ca_file: Path | None = None
@@ -157,6 +158,11 @@ class PreviewSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriberSettings:
+    allow_special_domains: bool = False  # accept .local / .internal (and other special-use) domains
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration. `root` is the folder of the config file.
 
@@ -181,6 +187,7 @@ class Config:
     approval: ApprovalSettings
     status: StatusSettings
     preview: PreviewSettings
+    subscribers: SubscriberSettings = SubscriberSettings()
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:

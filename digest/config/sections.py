@@ -15,6 +15,7 @@ from digest.config.schema import (
     SmtpSettings,
     Source,
     SourceKind,
+    SubscriberSettings,
     ThemeSettings,
     Transport,
 )
@@ -134,7 +135,7 @@ def read_delivery(t: Table, root: Path) -> DeliverySettings:
     dkim_key = t.text("dkim_key", None)
     dkim_path = None
     if isinstance(dkim_key, str):
-        dkim_path = local_path(t, "dkim_key", dkim_key, root, must_exist=True)
+        dkim_path = local_path(t, "dkim_key", dkim_key, root, must_exist=True, absolute_anywhere=True)
     selector = t.text("dkim_selector", None)
     domain = t.text("dkim_domain", None)
     if (dkim_key is None) != (selector is None):
@@ -161,7 +162,7 @@ def read_smtp(t: Table, root: Path) -> SmtpSettings:
     ca_file = t.text("ca_file", None)
     ca_path = None
     if isinstance(ca_file, str):
-        ca_path = local_path(t, "ca_file", ca_file, root, must_exist=True)
+        ca_path = local_path(t, "ca_file", ca_file, root, must_exist=True, absolute_anywhere=True)
     smtp = SmtpSettings(
         host=t.text("host", d.host),
         port=t.integer("port", d.port, minimum=1),
@@ -171,6 +172,7 @@ def read_smtp(t: Table, root: Path) -> SmtpSettings:
         pool_size=t.integer("pool_size", d.pool_size, minimum=1),
         rate_per_second=t.number("rate_per_second", d.rate_per_second),
         timeout=t.number("timeout", d.timeout),
+        data_timeout=t.number("data_timeout", d.data_timeout),
         retries=t.integer("retries", d.retries, minimum=0),
         retry_delay=t.number("retry_delay", d.retry_delay),
         ca_file=ca_path,
@@ -192,3 +194,9 @@ def read_fetch(f: Table) -> FetchSettings:
     )
     f.finish()
     return fetch
+
+
+def read_subscribers(t: Table) -> SubscriberSettings:
+    settings = SubscriberSettings(allow_special_domains=t.boolean("allow_special_domains", False))
+    t.finish()
+    return settings
