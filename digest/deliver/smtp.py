@@ -161,16 +161,6 @@ class SmtpTransport:
                 self._starttls(conn)
             if s.username:
                 self._login(conn, s.username)
-        except smtplib.SMTPAuthenticationError as e:
-            _close(conn)
-            reply = describe_reply(e.smtp_code, e.smtp_error)
-            refused = DeliveryError(
-                f"smtp {self.where} refused the login of {s.username!r}: {reply}",
-                hint="check [smtp] username and the password in the variable named by [smtp] password_env;"
-                " digest stopped after this one refusal (no other login was tried)",
-            )
-            self._login_refused = refused
-            raise refused from e
         except smtplib.SMTPNotSupportedError as e:
             _close(conn)
             raise DeliveryError(
@@ -209,8 +199,8 @@ class SmtpTransport:
         login was refused no connection of this transport tries again.
 
         Raises:
-            DeliveryError: a login was refused already, or the server offers no usable mechanism.
-            smtplib.SMTPAuthenticationError: the server refused this login.
+            DeliveryError: the login was refused (now or by an earlier connection), or the server
+                offers no usable mechanism.
             smtplib.SMTPNotSupportedError: the server does not offer AUTH.
         """
         with self._login_lock:
@@ -229,7 +219,16 @@ class SmtpTransport:
                 )
             conn.user, conn.password = username, self._password or ""
             authobject = getattr(conn, "auth_" + mechanism.lower().replace("-", "_"))
-            conn.auth(mechanism, authobject, initial_response_ok=True)
+            try:
+                conn.auth(mechanism, authobject, initial_response_ok=True)
+            except smtplib.SMTPAuthenticationError as e:
+                reply = describe_reply(e.smtp_code, e.smtp_error)
+                self._login_refused = DeliveryError(
+                    f"smtp {self.where} refused the login of {username!r}: {reply}",
+                    hint="check [smtp] username and the password in the variable named by"
+                    " [smtp] password_env; digest stopped after this one refusal (no other login was tried)",
+                )
+                raise self._login_refused from e
 
     def _transmit(self, conn: smtplib.SMTP, rcpt: str, message: bytes) -> None:
         """MAIL, RCPT and DATA for one message; the reply to its end is awaited for `data_timeout`.
