@@ -323,14 +323,12 @@ def _deliver_pending(
             if claim is None or claim.holder != holder:
                 heartbeat.lost = True
                 return
-            served = ledger.ledger_entry(db, issue_id, email)
-            if served is not None and (
-                served.status == "sent" or (served.status == "refused" and not retry_failed)
-            ):
+            served, earlier = _served(db, issue_id, email, retry_failed=retry_failed)
+            if served:
                 continue
             recipient = Recipient(email, name)
             try:
-                job = make_job(p, config.web.base_url, recipient, clock())
+                job = make_job(p, config.web.base_url, recipient, clock(), message_id=earlier)
             except HeaderValueError as e:
                 ledger.record_failed(db, issue_id, email, detail=str(e), at=clock(), permanent=True)
                 failures.append(Failure(email, str(e), permanent=True))
@@ -378,6 +376,18 @@ def _deliver_pending(
         error=error.message if error else None,
         hint=error.hint if error else None,
     )
+
+
+def _served(
+    db: sqlite3.Connection, issue_id: str, email: str, *, retry_failed: bool
+) -> tuple[bool, str | None]:
+    """Whether `email` is settled for the issue now (sent, or refused unless retrying those), and the
+    Message-ID of a copy in doubt (sent again with the same one)."""
+    row = ledger.ledger_entry(db, issue_id, email)
+    if row is None:
+        return False, None
+    settled = ("sent",) if retry_failed else ("sent", "refused")
+    return row.status in settled, row.message_id if row.status == "in_doubt" else None
 
 
 def _record(db: sqlite3.Connection, issue_id: str, delivery: Delivery, at: datetime) -> None:
