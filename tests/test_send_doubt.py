@@ -251,3 +251,36 @@ def test_a_failed_ledger_write_stops_every_worker_with_at_most_pool_size_unrecor
     db.close()
     assert received - recorded <= pool, (received, recorded)
     assert sum(handler.counts().values()) == received  # nothing was handed over after the failure
+
+
+def test_the_ledger_migration_keeps_every_row_and_accepts_the_new_statuses(tmp_path: Path) -> None:
+    from digest.state import schema, to_iso
+
+    path = tmp_path / "state.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(schema.MIGRATIONS[:3], start=1):
+        for statement in script.split(";\n"):
+            if statement.strip():
+                old.execute(statement)
+        old.execute(f"PRAGMA user_version = {number}")
+    rows = [
+        ("2025-W18", "a@example.org", "sent", "<x@y>", None),
+        ("2025-W18", "b@example.org", "failed", None, "450"),
+    ]
+    for issue_id, email, status, message_id, detail in rows:
+        old.execute(
+            "INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (issue_id, email, status, message_id, detail, to_iso(NOW)),
+        )
+    old.close()
+    db = open_state(path)
+    kept = [
+        (r.issue_id, r.email, r.status, r.message_id, r.detail) for r in ledger.iter_ledger(db, "2025-W18")
+    ]
+    assert kept == rows
+    ledger.record_in_doubt(db, "2025-W18", "B@example.org", message_id="<m@y>", detail="no reply", at=NOW)
+    ledger.record_failed(db, "2025-W18", "c@example.org", detail="550 5.7.1", at=NOW, permanent=True)
+    ledger.record_in_doubt(db, "2025-W18", "a@example.org", message_id="<m@y>", detail="no reply", at=NOW)
+    assert ledger.status_counts(db, "2025-W18") == {"sent": 1, "failed": 0, "refused": 1, "in_doubt": 1}
+    db.close()
