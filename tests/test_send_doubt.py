@@ -10,18 +10,14 @@ import asyncio
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from send_support import ISSUE_ID, NOW, make_built_issue, smtp_server, write_config
+from send_support import ISSUE_ID, NOW, make_built_issue, smtp_server, write_config, write_lock
 
 from digest.cli import main
 from digest.config import Config
@@ -188,33 +184,6 @@ def test_the_message_id_is_per_issue_and_recipient_and_names_no_one(
     db.close()
     for rcpt in emails:
         assert stored[rcpt] is not None and stored[rcpt].encode() in ids[rcpt]
-
-
-@contextmanager
-def write_lock(path: Path) -> Iterator[None]:
-    """Another process holds a write lock on the state database until the block ends."""
-    code = (
-        "import sqlite3, sys\n"
-        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-        "db.execute('BEGIN IMMEDIATE')\n"
-        "print('locked', flush=True)\n"
-        "sys.stdin.read()\n"
-        "db.execute('ROLLBACK')\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 def test_a_failed_ledger_write_stops_every_worker_with_at_most_pool_size_unrecorded(

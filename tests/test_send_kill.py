@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from send_support import ISSUE_ID, NOW, make_built_issue, smtp_server, write_config
-from test_send_doubt import write_lock
+from send_support import ISSUE_ID, NOW, make_built_issue, smtp_server, write_config, write_lock
 
 from digest.state import issues, ledger, open_state, subscribers
 
