@@ -151,7 +151,7 @@ def send_issue(
             dry_run=True,
             planned=len(pending),
             already_sent=ledger.sent_count(db, record.id),
-            refused_earlier=0 if retry_failed else ledger.status_counts(db, record.id)["refused"],
+            refused_earlier=_refused_earlier(db, record.id, retry_failed),
             recipients=pending,
             chosen_because=why,
         )
@@ -244,7 +244,7 @@ def _real_send(
     try:
         already = ledger.sent_count(db, issue_id)
         planned = ledger.pending_count(db, issue_id, retry_refused=retry_failed)
-        refused_earlier = 0 if retry_failed else ledger.status_counts(db, issue_id)["refused"]
+        refused_earlier = _refused_earlier(db, issue_id, retry_failed)
         report = SendReport(
             issue_id=issue_id,
             subject=p.record.subject,
@@ -282,6 +282,13 @@ def _real_send(
         return report
     finally:
         ledger.release_claim(db, issue_id, holder)
+
+
+def _refused_earlier(db: sqlite3.Connection, issue_id: str, retry_failed: bool) -> int:
+    """Active subscribers left out because an earlier send of the issue was refused for them."""
+    if retry_failed:
+        return 0
+    return ledger.pending_count(db, issue_id, retry_refused=True) - ledger.pending_count(db, issue_id)
 
 
 def _finished(db: sqlite3.Connection, issue_id: str, report: SendReport) -> bool:
