@@ -10,7 +10,9 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -180,6 +182,8 @@ class Recorder:
     stalled: threading.Event = field(default_factory=threading.Event)
     delay: float = 0.0
     drop_at: int | None = None  # hang up (no reply) on this DATA, once
+    drop_rcpt_at: int | None = None  # hang up at the RCPT after this many accepted messages, once
+    rcpt_attempts: Counter[str] = field(default_factory=Counter)  # RCPT TO commands per address
     hold: threading.Event | None = None  # once `hold_after` messages are in, wait for this before each reply
     hold_after: int = 1
     dropped: bool = False
@@ -195,6 +199,11 @@ class Recorder:
         return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
+        self.rcpt_attempts[address.lower()] += 1
+        if self.drop_rcpt_at is not None and not self.dropped and len(self.messages) >= self.drop_rcpt_at:
+            self.dropped = True
+            server.transport.close()
+            return "421 closing"  # never reaches the client: the connection is gone
         replies = self.rcpt_replies.get(address.lower())
         if replies:
             reply = replies.pop(0) if len(replies) > 1 else replies[0]
@@ -286,3 +295,30 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
+
+
+@contextmanager
+def write_lock(path: Path) -> Iterator[None]:
+    """Another process holds a write lock on the state database until the block ends."""
+    code = (
+        "import sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('BEGIN IMMEDIATE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+        "db.execute('ROLLBACK')\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)

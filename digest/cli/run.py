@@ -159,6 +159,7 @@ def status_json(status: Status) -> dict[str, Any]:
                 "sent_at": _iso(i.sent_at),
                 "recipients": i.recipients,
                 "failures": i.failures,
+                "in_doubt": i.in_doubt,
                 "failed": [{"email": f.email, "detail": f.detail} for f in i.failed],
                 "approved_by": i.approved_by,
                 "approval_current": i.approval_current,
@@ -216,20 +217,32 @@ def _print_status(status: Status) -> None:
 
 def _print_issues(status: Status) -> None:
     table = Table(title="Recent issues", title_justify="left")
-    for column in ("issue", "built at", "sent at", "recipients", "failures", "approval"):
+    for column in ("issue", "built at", "sent at", "recipients", "failures", "in doubt", "approval"):
         table.add_column(column, no_wrap=column == "issue")
     for i in status.issues:
         sent = _local(i.sent_at, status) if i.sent_at else ("sending" if i.send_started_at else "not sent")
         approval = (i.approved_by or "") + ("" if i.approval_current or not i.approved_by else " (voided)")
         table.add_row(
-            i.id, _local(i.built_at, status), sent, str(i.recipients), str(i.failures), approval or "-"
+            i.id,
+            _local(i.built_at, status),
+            sent,
+            str(i.recipients),
+            str(i.failures),
+            str(i.in_doubt),
+            approval or "-",
         )
     if not status.issues:
-        table.add_row("none built yet", "", "", "", "", "")
+        table.add_row("none built yet", "", "", "", "", "", "")
     stdout.print(table)
     for i in status.issues:
         for f in i.failed:
             stdout.print(f"  {i.id}: {f.email} failed: {f.detail}", markup=False)
+        if i.in_doubt:
+            stdout.print(
+                f"  {i.id}: {i.in_doubt} in doubt (handed to the server, its reply never came);"
+                " the next digest send sends them again with the same Message-ID",
+                markup=False,
+            )
 
 
 def _print_runs(status: Status) -> None:

@@ -53,22 +53,15 @@ def _where(config: Config) -> str:
 
 def _print_summary(config: Config, report: SendReport) -> None:
     if report.dry_run:
-        what = "test send" if report.test else "send"
-        already = "" if report.test else f"; {report.already_sent} already have it"
-        stdout.print(
-            f"Dry run: the {what} of issue {report.issue_id} ({report.subject!r}; {report.chosen_because})"
-            " would go to"
-            f" {report.planned} recipient(s) through {_where(config)}{already}:",
-            markup=False,
-        )
-        for email in report.recipients:
-            stdout.print(f"  {email}", markup=False)
+        _print_dry_run(config, report)
         return
     parts = [f"sent {report.sent}"]
     if not report.test:
         parts.append(f"already sent {report.already_sent}")
     parts.append(f"failed {len(report.failed)}")
-    unsent = report.not_sent - len(report.failed)
+    if not report.test:
+        parts.append(f"in doubt {len(report.in_doubt)}")
+    unsent = report.not_sent - len(report.failed) - len(report.in_doubt)
     if unsent > 0:
         parts.append(f"not attempted {unsent}")
     style = "green" if report.ok else "red"
@@ -79,14 +72,15 @@ def _print_summary(config: Config, report: SendReport) -> None:
         stdout.print(f"  failed {failure.email}: {failure.reason} ({tag})", markup=False)
     if len(report.failed) > _SHOW_FAILURES:
         stdout.print(f"  ... and {len(report.failed) - _SHOW_FAILURES} more failures", markup=False)
+    _print_doubts(report)
     if report.took_over_from:
         stdout.print(f"Resumed a send left by a stopped process ({report.took_over_from}).", markup=False)
     for note in report.notes:
         stdout.print(note, markup=False)
     if report.completed:
         stdout.print("The issue is marked sent.", markup=False)
-    elif not report.test and report.error is None and report.failed:
-        stdout.print("Run digest send again to retry the failed recipients.", markup=False)
+    elif not report.test and report.error is None and any(not f.permanent for f in report.failed):
+        stdout.print("Run digest send again to retry the temporary failures.", markup=False)
     if report.error:
         stderr.print(f"[bold red]error:[/] {escape(report.error)}")
         if report.hint:
@@ -110,6 +104,44 @@ def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> N
     raise insecure_links_error(config, review)
 
 
+def _print_dry_run(config: Config, report: SendReport) -> None:
+    what = "test send" if report.test else "send"
+    already = "" if report.test else f"; {report.already_sent} already have it"
+    stdout.print(
+        f"Dry run: the {what} of issue {report.issue_id} ({report.subject!r}; {report.chosen_because})"
+        " would go to"
+        f" {report.planned} recipient(s) through {_where(config)}{already}:",
+        markup=False,
+    )
+    for email in report.recipients:
+        stdout.print(f"  {email}", markup=False)
+    if report.refused_earlier:
+        stdout.print(
+            f"({report.refused_earlier} refused permanently by an earlier send are left out;"
+            " --retry-failed includes them)",
+            markup=False,
+        )
+
+
+def _print_doubts(report: SendReport) -> None:
+    """The messages in doubt, and the recipients left out as refused by an earlier send."""
+    for doubt in report.in_doubt[:_SHOW_FAILURES]:
+        stdout.print(f"  in doubt {doubt.email}: {doubt.reason}", markup=False)
+    if report.in_doubt:
+        stdout.print(
+            f"{len(report.in_doubt)} message(s) were handed to the server but its reply never came: they"
+            " may have been delivered. They were not retried; the next digest send sends them again with"
+            " the same Message-ID (most mail clients then show one message).",
+            markup=False,
+        )
+    if report.refused_earlier:
+        stdout.print(
+            f"{report.refused_earlier} recipient(s) refused permanently by an earlier send were not tried"
+            " again (digest send --retry-failed tries them).",
+            markup=False,
+        )
+
+
 @click.command("send")
 @config_option
 @click.option("--issue", "issue_id", metavar="ID", help="Issue to send (default: the latest built issue).")
@@ -122,6 +154,11 @@ def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> N
 )
 @click.option("--dry-run", is_flag=True, help="Say what would be sent to whom, and send nothing.")
 @click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Also send to recipients this issue was refused for permanently (5xx) by an earlier send.",
+)
+@click.option(
     "--allow-insecure-links",
     is_flag=True,
     help="Send over SMTP although [web] base_url is not https:// or names a loopback or private address"
@@ -129,9 +166,11 @@ def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> N
 )
 def send_command(
     config_path: Path,
+    *,
     issue_id: str | None,
     to: tuple[str, ...],
     dry_run: bool,
+    retry_failed: bool,
     allow_insecure_links: bool,
 ) -> int:
     """Send the latest built issue to every active subscriber who has not had it yet.
@@ -139,7 +178,8 @@ def send_command(
     An issue whose send was interrupted is resumed first (the summary says which issue and why).
     Ctrl-C or SIGTERM stops after the messages in flight, which are recorded (exit 130).
     Resumes an interrupted send without sending anyone a second copy. Exit code 5 when a message failed
-    permanently or the mail server could not be reached.
+    permanently or the mail server could not be reached. A permanent refusal (5xx) is final for that
+    recipient in that issue: later sends leave them out unless --retry-failed is given.
     """
     config = read_config(config_path)
     _refuse_insecure_links(config, allowed=allow_insecure_links, dry_run=dry_run)
@@ -181,6 +221,7 @@ def send_command(
                 dry_run=dry_run,
                 on_progress=on_progress,
                 should_stop=stop.is_set,
+                retry_failed=retry_failed,
             )
     finally:
         if tasks:
@@ -188,7 +229,7 @@ def send_command(
         db.close()
     _print_summary(config, report)
     if stop.is_set() and not report.completed and report.error is None:
-        left = report.not_sent - len(report.failed)
+        left = report.not_sent - len(report.failed) - len(report.in_doubt)
         if report.test:
             stdout.print(f"Stopped on request: the test send did not reach {left} address(es).", markup=False)
         else:
@@ -217,7 +258,12 @@ def import_command(config_path: Path, csv_file: Path) -> int:
     config = read_config(config_path)
     db = open_state(config.state_path)
     try:
-        report = audience.import_csv(db, csv_file, at=datetime.now(UTC))
+        report = audience.import_csv(
+            db,
+            csv_file,
+            at=datetime.now(UTC),
+            allow_special_domains=config.subscribers.allow_special_domains,
+        )
     finally:
         db.close()
     for bad in report.rejected:
@@ -245,7 +291,13 @@ def add_command(config_path: Path, email: str, name: str | None) -> int:
     config = read_config(config_path)
     db = open_state(config.state_path)
     try:
-        address, outcome = audience.add_subscriber(db, email, name=name, at=datetime.now(UTC))
+        address, outcome = audience.add_subscriber(
+            db,
+            email,
+            name=name,
+            at=datetime.now(UTC),
+            allow_special_domains=config.subscribers.allow_special_domains,
+        )
     finally:
         db.close()
     stdout.print(f"{address}: {outcome}", markup=False)
@@ -260,7 +312,9 @@ def remove_command(config_path: Path, email: str) -> int:
     config = read_config(config_path)
     db = open_state(config.state_path)
     try:
-        address = audience.normalise_address(email)
+        address = audience.normalise_address(
+            email, allow_special_domains=config.subscribers.allow_special_domains
+        )
     except ValueError:
         address = email.strip()  # not a valid address now: it may still be on an old list as written
     try:

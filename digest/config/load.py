@@ -27,6 +27,7 @@ from digest.config.sections import (
     read_priority,
     read_smtp,
     read_source,
+    read_subscribers,
     read_theme,
 )
 from digest.config.state import read_state_url
@@ -45,7 +46,7 @@ from digest.errors import ConfigError
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR0915 - one line per section
     """Validate an already-loaded TOML document. Raises ConfigError listing every problem."""
     root = path.parent.resolve()
     problems: list[str] = []
@@ -135,6 +136,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     )
     p.finish()
 
+    subscriber_settings = read_subscribers(top.table("subscribers"))
+
     top.finish()
     if problems:
         raise ConfigError(
@@ -163,6 +166,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         preview=preview,
         state_url=state_url,
         state_password_env=state_password_env,
+        subscribers=subscriber_settings,
     )
 
 

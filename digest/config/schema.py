@@ -123,6 +123,7 @@ class SmtpSettings:
     pool_size: int = 4
     rate_per_second: float = 10.0
     timeout: float = 30.0
+    data_timeout: float = 600.0  # the wait for the reply to the end of a message (RFC 5321 4.5.3.2.6)
     retries: int = 3
     retry_delay: float = 1.0
     ca_file: Path | None = None
@@ -160,6 +161,11 @@ class PreviewSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriberSettings:
+    allow_special_domains: bool = False  # accept .local / .internal (and other special-use) domains
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration. `root` is the folder of the config file.
 
@@ -188,6 +194,7 @@ class Config:
     preview: PreviewSettings
     state_url: str | None = None
     state_password_env: str | None = None
+    subscribers: SubscriberSettings = SubscriberSettings()
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:

@@ -15,6 +15,7 @@ from digest.config.schema import (
     SmtpSettings,
     Source,
     SourceKind,
+    SubscriberSettings,
     ThemeSettings,
     Transport,
 )
@@ -135,7 +136,7 @@ def read_delivery(t: Table, root: Path) -> DeliverySettings:
     dkim_key = t.text("dkim_key", None)
     dkim_path = None
     if isinstance(dkim_key, str):
-        dkim_path = local_path(t, "dkim_key", dkim_key, root, must_exist=True)
+        dkim_path = local_path(t, "dkim_key", dkim_key, root, must_exist=True, absolute_anywhere=True)
     selector = t.text("dkim_selector", None, header=True)
     domain = t.text("dkim_domain", None, header=True)
     if (dkim_key is None) != (selector is None):
@@ -162,7 +163,7 @@ def read_smtp(t: Table, root: Path) -> SmtpSettings:
     ca_file = t.text("ca_file", None)
     ca_path = None
     if isinstance(ca_file, str):
-        ca_path = local_path(t, "ca_file", ca_file, root, must_exist=True)
+        ca_path = local_path(t, "ca_file", ca_file, root, must_exist=True, absolute_anywhere=True)
     smtp = SmtpSettings(
         host=t.text("host", d.host, header=True),
         port=t.integer("port", d.port, minimum=1, maximum=65_535),
@@ -172,6 +173,7 @@ def read_smtp(t: Table, root: Path) -> SmtpSettings:
         pool_size=t.integer("pool_size", d.pool_size, minimum=1, maximum=64),
         rate_per_second=t.number("rate_per_second", d.rate_per_second, minimum=0.01, maximum=10_000.0),
         timeout=t.number("timeout", d.timeout, minimum=1.0, maximum=3600.0),
+        data_timeout=t.number("data_timeout", d.data_timeout, maximum=86_400.0),
         retries=t.integer("retries", d.retries, minimum=0, maximum=10),
         retry_delay=t.number("retry_delay", d.retry_delay, maximum=600.0),
         ca_file=ca_path,
@@ -193,3 +195,9 @@ def read_fetch(f: Table) -> FetchSettings:
     )
     f.finish()
     return fetch
+
+
+def read_subscribers(t: Table) -> SubscriberSettings:
+    settings = SubscriberSettings(allow_special_domains=t.boolean("allow_special_domains", False))
+    t.finish()
+    return settings

@@ -171,9 +171,17 @@ def inside(root: Path, path: Path) -> bool:
     return True
 
 
-def local_path(table: Table, key: str, value: str, root: Path, *, must_exist: bool) -> Path | None:
-    path = (root / value).resolve() if not Path(value).is_absolute() else Path(value).resolve()
-    if not inside(root, path):
+def local_path(
+    table: Table, key: str, value: str, root: Path, *, must_exist: bool, absolute_anywhere: bool = False
+) -> Path | None:
+    """The path `value` names, relative to the config folder; it must stay inside that folder.
+
+    With `absolute_anywhere` an absolute path may name any file (a system CA store in /etc/ssl, a
+    DKIM key kept with the mail server's keys); a relative one must still stay inside.
+    """
+    absolute = Path(value).is_absolute()
+    path = (root / value).resolve() if not absolute else Path(value).resolve()
+    if not (absolute and absolute_anywhere) and not inside(root, path):
         table.problem(key, f"{value!r} is outside the config folder {root} (local files must stay inside it)")
         return None
     if must_exist and not path.exists():

@@ -41,8 +41,16 @@ class ImportReport:
     rejected: tuple[Rejected, ...] = ()
 
 
-def normalise_address(raw: str) -> str:
+# Internal-network domains a staff list may use with `[subscribers] allow_special_domains`.
+STAFF_DOMAINS = ("local", "internal")
+_STAND_IN = "staff-domain-stand-in"  # an ordinary top-level label checked in place of one of those
+
+
+def normalise_address(raw: str, *, allow_special_domains: bool = False) -> str:
     """The canonical ASCII form of an address (IDN domains as punycode), without any DNS lookup.
+
+    `allow_special_domains` accepts addresses in `.local` and `.internal` domains (staff lists on an
+    internal mail system), which email-validator refuses as special-use names; every other check holds.
 
     Raises:
         ValueError: the address is not valid; the message says why.
@@ -53,10 +61,37 @@ def normalise_address(raw: str) -> str:
     try:
         checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as e:
-        raise ValueError(str(e)) from e
+        staff = _staff_address(value) if allow_special_domains else None
+        if staff is None:
+            hint = ""
+            if _staff_suffix(value) is not None and "special-use" in str(e):
+                hint = " ([subscribers] allow_special_domains = true accepts .local and .internal addresses)"
+            raise ValueError(f"{e}{hint}") from e
+        return staff
     if not checked.ascii_email:
         raise ValueError("the address needs SMTPUTF8 (non-ASCII before the @), which digest does not use")
     return checked.ascii_email
+
+
+def _staff_suffix(value: str) -> str | None:
+    domain = value.rpartition("@")[2].rstrip(".").lower()
+    return next((s for s in STAFF_DOMAINS if domain == s or domain.endswith("." + s)), None)
+
+
+def _staff_address(value: str) -> str | None:
+    """`value` checked with its staff top-level label swapped for an ordinary one; None if not such."""
+    suffix = _staff_suffix(value)
+    domain = value.rpartition("@")[2].rstrip(".").lower()
+    if suffix is None or domain == suffix:  # a bare "local" has no period: still not an address
+        return None
+    stand_in = value.rpartition("@")[0] + "@" + domain[: -len(suffix)] + _STAND_IN
+    try:
+        checked = validate_email(stand_in, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as e:
+        raise ValueError(str(e)) from e
+    if not checked.ascii_email or not checked.ascii_email.endswith(_STAND_IN):
+        return None
+    return checked.ascii_email[: -len(_STAND_IN)] + suffix
 
 
 def clean_name(raw: str | None) -> str | None:
@@ -66,7 +101,12 @@ def clean_name(raw: str | None) -> str | None:
 
 
 def add_subscriber(
-    db: sqlite3.Connection, email: str, *, name: str | None, at: datetime
+    db: sqlite3.Connection,
+    email: str,
+    *,
+    name: str | None,
+    at: datetime,
+    allow_special_domains: bool = False,
 ) -> tuple[str, Literal["added", "updated", "unchanged"]]:
     """Add or re-activate one address; returns its canonical form and what happened.
 
@@ -74,7 +114,7 @@ def add_subscriber(
         UsageError: the address is not valid.
     """
     try:
-        address = normalise_address(email)
+        address = normalise_address(email, allow_special_domains=allow_special_domains)
     except ValueError as e:
         raise UsageError(
             f"{email!r} is not a valid email address: {e}",
@@ -120,7 +160,9 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         yield start, {key: row[i] if i < len(row) else "" for key, i in index.items()}
 
 
-def import_csv(db: sqlite3.Connection, path: Path, *, at: datetime) -> ImportReport:
+def import_csv(
+    db: sqlite3.Connection, path: Path, *, at: datetime, allow_special_domains: bool = False
+) -> ImportReport:
     """Add or update every valid row of a CSV (columns `email`, optional `name`) in one transaction.
 
     Bad rows are skipped and reported with their line number; people who unsubscribed or bounced stay so.
@@ -137,7 +179,7 @@ def import_csv(db: sqlite3.Connection, path: Path, *, at: datetime) -> ImportRep
         for line, row in rows:
             raw = row.get("email", "")
             try:
-                address = normalise_address(raw)
+                address = normalise_address(raw, allow_special_domains=allow_special_domains)
             except ValueError as e:
                 rejected.append(Rejected(line, raw, str(e)))
                 continue

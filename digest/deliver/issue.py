@@ -6,6 +6,7 @@ Also picks the transport `[delivery] transport` names, and keeps a send claim fr
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import sqlite3
@@ -157,9 +158,24 @@ def make_transport(config: Config, label: str) -> Transport:
     return SmtpTransport(config.smtp, envelope_from=config.delivery.from_address, password=password)
 
 
-def make_job(p: PreparedIssue, base_url: str, recipient: Recipient, at: datetime) -> Job:
+def make_job(
+    p: PreparedIssue,
+    base_url: str,
+    recipient: Recipient,
+    at: datetime,
+    *,
+    test: bool = False,
+    message_id: str | None = None,
+) -> Job:
+    """The finished message for one recipient. Its Message-ID is `message_id` (that of a copy in doubt),
+    else derived from the issue and the address (the same for a copy sent again after a crash), except
+    in a test send, which gets a fresh one (a test copy must not hide the real one in the mailbox)."""
     url = tokens.unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, recipient.email))
-    message_id = p.template.new_message_id()
+    if message_id is None and test:
+        message_id = p.template.new_message_id()
+    elif message_id is None:
+        key = hmac.new(p.secret.encode(), b"digest message-id", hashlib.sha256).digest()
+        message_id = p.template.message_id_for(key, recipient.email)
     message = p.template.message(recipient, unsubscribe_url=url, message_id=message_id, date=at)
     if p.signer is not None:
         message = p.signer.sign(message)

@@ -12,6 +12,8 @@ MIME-Version, List-Id, List-Unsubscribe (https and mailto), List-Unsubscribe-Pos
 from __future__ import annotations
 
 import binascii
+import hashlib
+import hmac
 import html
 import re
 import secrets
@@ -127,8 +129,15 @@ class MessageTemplate:
         self.has_unsubscribe_link = _URL in self._html_slots and _URL in self._text_slots
 
     def new_message_id(self) -> str:
-        """A globally unique Message-ID for one message of this issue."""
+        """A globally unique Message-ID for one message of this issue (test sends)."""
         return f"<{self._id_prefix}.{secrets.token_hex(10)}@{self._domain}>"
+
+    def message_id_for(self, key: bytes, email: str) -> str:
+        """The Message-ID of `email`'s copy of this issue: the same every time (a copy re-sent after a
+        crash is then one message to the reader's client), and naming no one (a keyed hash of the
+        issue id and the address, domain from the From address)."""
+        digest = hmac.new(key, f"{self.issue_id}\n{email.lower()}".encode(), hashlib.sha256)
+        return f"<{self._id_prefix}.{digest.hexdigest()[:32]}@{self._domain}>"
 
     def message(
         self, recipient: Recipient, *, unsubscribe_url: str, message_id: str, date: datetime | str

@@ -7,12 +7,21 @@ when a username is set) and take jobs from a queue. A shared limiter spaces mess
 recipient (a hard bounce when the address itself is refused). When the server cannot be reached, the
 login is refused or the sender address is refused (5xx to MAIL FROM: every message would fail the same
 way) the transport stops: what was settled is yielded, then DeliveryError is raised.
+
+The reply to the end of a message is awaited for `data_timeout` (RFC 5321 4.5.3.2.6: a content filter
+may take minutes), not `timeout`. A message whose reply never came may have been delivered: it is
+settled as `in_doubt` and never retried by this transport. Each worker hands over at most one message
+whose Delivery the caller has not yet taken back (the caller records it before asking for the next), so
+at most `pool_size` messages are ever handed over without their ledger row. Logins are made one at a
+time and with one mechanism; the first refusal stops every worker without another attempt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import re
 import smtplib
 import ssl
 import threading
@@ -27,6 +36,8 @@ from digest.errors import DeliveryError
 log = logging.getLogger(__name__)
 _MAX_DELAY = 60.0
 _POLL = 0.05  # how often the sending thread looks at the caller's stop flag while it waits
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_AUTH_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")  # smtplib's order of preference
 
 
 class RateLimiter:
@@ -50,6 +61,10 @@ class RateLimiter:
 
 class _ConnectionProblemError(Exception):
     """The connection could not be made or was lost: worth retrying, then the server is unreachable."""
+
+
+class _NoReplyError(Exception):
+    """The whole message was sent but the reply to its end never came: it may have been delivered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +103,14 @@ class _Abandoned:
     error: BaseException | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    """A settled job; its worker starts no other message until `taken` is set (the caller recorded it)."""
+
+    delivery: Delivery
+    taken: threading.Event
+
+
 class SmtpTransport:
     """Sends through one SMTP server with `pool_size` reused connections."""
 
@@ -112,6 +135,8 @@ class SmtpTransport:
         self._limiter = RateLimiter(settings.rate_per_second)
         self.connections_opened = 0
         self._count_lock = threading.Lock()
+        self._login_lock = threading.Lock()  # one login at a time: a refusal is seen before the next try
+        self._login_refused: DeliveryError | None = None
 
     @property
     def where(self) -> str:
@@ -135,14 +160,7 @@ class SmtpTransport:
             if s.security == "starttls":
                 self._starttls(conn)
             if s.username:
-                conn.login(s.username, self._password or "")
-        except smtplib.SMTPAuthenticationError as e:
-            _close(conn)
-            reply = describe_reply(e.smtp_code, e.smtp_error)
-            raise DeliveryError(
-                f"smtp {self.where} refused the login of {s.username!r}: {reply}",
-                hint="check [smtp] username and the password in the variable named by [smtp] password_env",
-            ) from e
+                self._login(conn, s.username)
         except smtplib.SMTPNotSupportedError as e:
             _close(conn)
             raise DeliveryError(
@@ -174,6 +192,90 @@ class SmtpTransport:
             self.connections_opened += 1
         return conn
 
+    def _login(self, conn: smtplib.SMTP, username: str) -> None:
+        """Log in with one mechanism (the first the server offers of CRAM-MD5, PLAIN, LOGIN), one at a time.
+
+        Unlike smtplib's `login`, a refusal is not followed by a try of the next mechanism, and once a
+        login was refused no connection of this transport tries again.
+
+        Raises:
+            DeliveryError: the login was refused (now or by an earlier connection), or the server
+                offers no usable mechanism.
+            smtplib.SMTPNotSupportedError: the server does not offer AUTH.
+        """
+        with self._login_lock:
+            if self._login_refused is not None:
+                raise DeliveryError(self._login_refused.message, hint=self._login_refused.hint)
+            conn.ehlo_or_helo_if_needed()
+            if not conn.has_extn("auth"):
+                raise smtplib.SMTPNotSupportedError("the server does not offer AUTH")
+            offered = conn.esmtp_features["auth"].upper().split()
+            mechanism = next((m for m in _AUTH_MECHANISMS if m in offered), None)
+            if mechanism is None:
+                raise DeliveryError(
+                    f"smtp {self.where} offers no login mechanism digest can use"
+                    f" ({' '.join(offered) or 'none'}; digest uses CRAM-MD5, PLAIN or LOGIN)",
+                    hint="ask the server's operator to offer AUTH PLAIN or LOGIN over TLS",
+                )
+            conn.user, conn.password = username, self._password or ""
+            authobject = getattr(conn, "auth_" + mechanism.lower().replace("-", "_"))
+            try:
+                conn.auth(mechanism, authobject, initial_response_ok=True)
+            except smtplib.SMTPAuthenticationError as e:
+                reply = describe_reply(e.smtp_code, e.smtp_error)
+                self._login_refused = DeliveryError(
+                    f"smtp {self.where} refused the login of {username!r}: {reply}",
+                    hint="check [smtp] username and the password in the variable named by"
+                    " [smtp] password_env; digest stopped after this one refusal (no other login was tried)",
+                )
+                raise self._login_refused from e
+
+    def _transmit(self, conn: smtplib.SMTP, rcpt: str, message: bytes) -> None:
+        """MAIL, RCPT and DATA for one message; the reply to its end is awaited for `data_timeout`.
+
+        Raises:
+            smtplib.SMTPSenderRefused, SMTPRecipientsRefused, SMTPDataError: a refusal (as `sendmail`).
+            OSError: the connection failed before the whole message was sent (nothing was delivered).
+            _NoReplyError: the message was sent but its reply never came (it may have been delivered).
+        """
+        conn.ehlo_or_helo_if_needed()
+        options = [f"SIZE={len(message)}"] if conn.does_esmtp and conn.has_extn("size") else []
+        code, reply = conn.mail(self.envelope_from, options)
+        if code != 250:
+            _reset(conn, code)
+            raise smtplib.SMTPSenderRefused(code, reply, self.envelope_from)
+        code, reply = conn.rcpt(rcpt)
+        if code not in (250, 251):
+            _reset(conn, code)
+            raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
+        conn.putcmd("data")
+        code, reply = conn.getreply()
+        if code != 354:
+            _reset(conn, code)
+            raise smtplib.SMTPDataError(code, reply)
+        payload = _LEADING_DOT.sub(b"..", message)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        conn.send(payload + b".\r\n")
+        # From here the server may have the message: a missing reply is "in doubt", never "failed".
+        sock = conn.sock
+        if sock is not None:
+            sock.settimeout(self.settings.data_timeout)
+        try:
+            code, reply = conn.getreply()
+        except OSError as e:  # smtplib turns a timeout or a hang-up into SMTPServerDisconnected
+            reason = str(e) or type(e).__name__
+            raise _NoReplyError(
+                f"no reply to the end of the message within [smtp] data_timeout"
+                f" ({self.settings.data_timeout:g} s): {reason}"
+            ) from e
+        if conn.sock is not None:
+            conn.sock.settimeout(self.settings.timeout)
+        if code != 250:
+            if code == 421:
+                conn.close()
+            raise smtplib.SMTPDataError(code, reply)
+
     def _starttls(self, conn: smtplib.SMTP) -> None:
         if not conn.has_extn("starttls"):
             raise DeliveryError(
@@ -192,24 +294,22 @@ class SmtpTransport:
         attempt = 0
         while True:
             try:
-                if conn is not None and conn.sock is None:  # smtplib hung up itself (a 421 reply)
-                    conn = None
-                if conn is None:
+                if conn is None or conn.sock is None:  # none yet, or smtplib hung up itself (a 421)
                     conn = self.connect()
                 self._limiter.wait(stop)
-                conn.sendmail(self.envelope_from, [rcpt], job.message)
+                if stop.is_set():
+                    return None, conn
+                self._transmit(conn, rcpt, job.message)
                 return Delivery(job=job, accepted=True, detail="250 accepted"), conn
+            except _NoReplyError as e:
+                _close(conn)
+                log.warning("%s: %s; in doubt, not retried in this run", rcpt, e)
+                return Delivery(job, False, str(e), in_doubt=True), None
             except smtplib.SMTPSenderRefused as e:
-                if e.smtp_code < 500:
-                    failed = _failure(e, rcpt)
-                else:
+                if e.smtp_code >= 500:
                     _close(conn)
-                    reply = describe_reply(e.smtp_code, e.smtp_error)
-                    raise DeliveryError(
-                        f"smtp {self.where} refused the sender address {self.envelope_from!r}: {reply}",
-                        hint="check [delivery] from_address is allowed to send through this server"
-                        " (and [smtp] username); then run digest send again: nobody was marked failed",
-                    ) from e
+                    raise self._sender_refused(e) from e
+                failed = _failure(e, rcpt)
             except (_ConnectionProblemError, OSError) as e:  # smtplib's exceptions are OSErrors
                 failed = _failure(e, rcpt)
             if failed.drop:
@@ -232,10 +332,18 @@ class SmtpTransport:
                 return None, conn
             attempt += 1
 
+    def _sender_refused(self, e: smtplib.SMTPSenderRefused) -> DeliveryError:
+        reply = describe_reply(e.smtp_code, e.smtp_error)
+        return DeliveryError(
+            f"smtp {self.where} refused the sender address {self.envelope_from!r}: {reply}",
+            hint="check [delivery] from_address is allowed to send through this server"
+            " (and [smtp] username); then run digest send again: nobody was marked failed",
+        )
+
     def _worker(
         self,
         work: queue.Queue[Job | None],
-        results: queue.Queue[Delivery | _Abandoned],
+        results: queue.Queue[_Settled | _Abandoned],
         stop: threading.Event,
     ) -> None:
         conn: smtplib.SMTP | None = None
@@ -255,7 +363,14 @@ class SmtpTransport:
                     stop.set()
                     results.put(_Abandoned(job, e))
                     continue
-                results.put(delivery if delivery is not None else _Abandoned(job))
+                if delivery is None:
+                    results.put(_Abandoned(job))
+                    continue
+                # No other message until the caller has taken (and recorded) this one, or stops.
+                taken = threading.Event()
+                results.put(_Settled(delivery, taken))
+                while not taken.wait(_POLL) and not stop.is_set():
+                    pass
         finally:
             if conn is not None:
                 try:
@@ -277,8 +392,9 @@ class SmtpTransport:
             DeliveryError: the server cannot be reached or refused TLS/login.
         """
         work: queue.Queue[Job | None] = queue.Queue()
-        results: queue.Queue[Delivery | _Abandoned] = queue.Queue()
+        results: queue.Queue[_Settled | _Abandoned] = queue.Queue()
         stop = threading.Event()
+        waiting: set[threading.Event] = set()  # workers blocked until their Delivery is taken
         workers = [
             threading.Thread(target=self._worker, args=(work, results, stop), name=f"smtp-{i}", daemon=True)
             for i in range(self.settings.pool_size)
@@ -313,13 +429,18 @@ class SmtpTransport:
                     if item.error is not None and error is None:
                         error = item.error
                     continue
-                yield item
+                waiting.add(item.taken)
+                yield item.delivery  # resumed only once the caller has recorded it
+                waiting.discard(item.taken)
+                item.taken.set()
         finally:
-            stop.set()
+            stop.set()  # before releasing the workers: none of them starts another message
+            for taken in waiting:
+                taken.set()
             for _ in workers:
                 work.put(None)
             for worker in workers:
-                worker.join(timeout=self.settings.timeout + 5)
+                worker.join(timeout=self.settings.timeout + 5)  # daemons: a stuck one is left behind
         if interrupted is not None:
             raise interrupted
         if error is not None:
@@ -327,10 +448,10 @@ class SmtpTransport:
 
     @staticmethod
     def _next_result(
-        results: queue.Queue[Delivery | _Abandoned],
+        results: queue.Queue[_Settled | _Abandoned],
         stop: threading.Event,
         should_stop: Callable[[], bool] | None,
-    ) -> Delivery | _Abandoned:
+    ) -> _Settled | _Abandoned:
         """The next settled job; meanwhile a true `should_stop()` sets `stop`, which wakes the workers."""
         if should_stop is None:
             return results.get()
@@ -342,6 +463,15 @@ class SmtpTransport:
                 return results.get(timeout=_POLL)
             except queue.Empty:
                 continue
+
+
+def _reset(conn: smtplib.SMTP, code: int) -> None:
+    """After a refusal: RSET (or close on 421, the server is going away), ignoring a hang-up."""
+    if code == 421:
+        conn.close()
+        return
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        conn.rset()
 
 
 def _close(conn: smtplib.SMTP | None) -> None:

@@ -27,7 +27,9 @@ class Delivery:
 
     `accepted`: the transport took responsibility for the message (SMTP 250, or the file is in the
     Maildir). Otherwise `permanent` says whether trying again could help, and `bounced` that the
-    address itself was refused (a hard bounce: the subscriber is marked bounced).
+    address itself was refused (a hard bounce: the subscriber is marked bounced). `in_doubt`: the whole
+    message was handed over but no reply came, so it may have been delivered: it is not retried in
+    this run, and a later send re-sends it with the same Message-ID.
     """
 
     job: Job
@@ -35,6 +37,7 @@ class Delivery:
     detail: str
     permanent: bool = False
     bounced: bool = False
+    in_doubt: bool = False
 
 
 class Transport(Protocol):
@@ -43,7 +46,8 @@ class Transport(Protocol):
     Jobs are pulled lazily, so the caller can stream them. A transport that cannot go on (the server
     is unreachable, the login is refused) raises DeliveryError after yielding what was settled. Once
     `should_stop()` is true, no new job is started and no wait (retry, backoff) goes on: the jobs not
-    settled are simply not yielded.
+    settled are simply not yielded. A transport may start no other message until the caller asks for
+    the next Delivery (the caller records each one first), and stops every worker when closed.
     """
 
     name: str

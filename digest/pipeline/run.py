@@ -114,6 +114,8 @@ def _from_report(report: SendReport) -> RunOutcome:
     counts = f"{report.sent} sent now, {report.already_sent} had it already"
     if report.failed:
         counts += f", {len(report.failed)} failed ({failures}{', ...' if len(report.failed) > 5 else ''})"
+    if report.in_doubt:
+        counts += f", {len(report.in_doubt)} in doubt (no reply from the server; sent again next time)"
     base = RunOutcome(
         run_state.SENT,
         issue_id=report.issue_id,

@@ -5,6 +5,11 @@ second process cannot send it too), sends to every active subscriber without a `
 writes that row as each message is accepted; an interrupted send resumes where it stopped. Once every
 active subscriber has it (or was refused permanently), the issue is marked sent, which marks its
 entries sent, and it is published to the web archive when that part is installed.
+
+A permanent refusal (5xx) is final for that recipient in that issue (a `refused` row): later sends do
+not try again unless asked to (`retry_failed`). A message handed over whose reply never came is
+recorded `in_doubt`: not retried in the same run, sent again by the next send with its same
+Message-ID (each copy's Message-ID is derived from the issue and the address).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import datetime, timedelta
 from email_validator import EmailNotValidError, validate_email
 
 from digest.config import Config
-from digest.deliver import Job, Recipient, Transport
+from digest.deliver import Delivery, Job, Recipient, Transport
 from digest.deliver.headers import HeaderValueError
 from digest.deliver.issue import (
     TEST_PREFIX,
@@ -61,6 +66,8 @@ class SendReport:
     sent: int = 0
     already_sent: int = 0
     failed: tuple[Failure, ...] = ()
+    in_doubt: tuple[Failure, ...] = ()  # handed over, reply never came: may have been delivered
+    refused_earlier: int = 0  # refused permanently by an earlier send and not tried again
     recipients: tuple[str, ...] = ()
     error: str | None = None
     hint: str | None = None
@@ -76,7 +83,12 @@ class SendReport:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.failed and (self.dry_run or self.not_sent == 0)
+        return (
+            self.error is None
+            and not self.failed
+            and not self.in_doubt
+            and (self.dry_run or self.not_sent == 0)
+        )
 
 
 def send_issue(
@@ -91,6 +103,7 @@ def send_issue(
     clock: Callable[[], datetime] | None = None,
     should_stop: Callable[[], bool] | None = None,
     why: str | None = None,
+    retry_failed: bool = False,
 ) -> SendReport:
     """Send an issue (default: the latest built) to every active subscriber who does not have it yet.
 
@@ -100,7 +113,8 @@ def send_issue(
     the report (`ok` False), not raised. Once `should_stop()` is true no new message is started: those in
     flight are finished and recorded, and the rest is left for the next send (the report is not
     `completed`). `why` says why the caller chose `issue_id` (for the log and the report; default
-    "chosen with --issue").
+    "chosen with --issue"). `retry_failed` also sends to recipients an earlier send of this issue had
+    refused permanently (5xx), who are otherwise left out.
 
     Raises:
         UsageError: no built issue, an unknown issue id, or a bad `to` address.
@@ -127,7 +141,9 @@ def send_issue(
         )
         return replace(report, chosen_because=why)
     if dry_run:
-        pending = tuple(email for email, _ in ledger.pending_recipients(db, record.id))
+        pending = tuple(
+            email for email, _ in ledger.pending_recipients(db, record.id, retry_refused=retry_failed)
+        )
         return SendReport(
             issue_id=record.id,
             subject=record.subject,
@@ -135,6 +151,7 @@ def send_issue(
             dry_run=True,
             planned=len(pending),
             already_sent=ledger.sent_count(db, record.id),
+            refused_earlier=_refused_earlier(db, record.id, retry_failed),
             recipients=pending,
             chosen_because=why,
         )
@@ -145,7 +162,9 @@ def send_issue(
             f"issue {record.id} has not been approved since it was last built",
             hint="approve it in digest preview ([approval] required = true); --to sends a test meanwhile",
         )
-    report = _real_send(config, db, prepared, on_progress, clock, should_stop=should_stop)
+    report = _real_send(
+        config, db, prepared, on_progress, clock, should_stop=should_stop, retry_failed=retry_failed
+    )
     return replace(report, chosen_because=why)
 
 
@@ -193,7 +212,7 @@ def _test_send(
     if on_progress:
         on_progress(0, len(recipients))
     try:
-        jobs = (make_job(p, config.web.base_url, r, clock()) for r in recipients)
+        jobs = (make_job(p, config.web.base_url, r, clock(), test=True) for r in recipients)
         for done, delivery in enumerate(transport.send(jobs, should_stop=should_stop), start=1):
             if delivery.accepted:
                 sent += 1
@@ -214,6 +233,7 @@ def _real_send(
     clock: Callable[[], datetime],
     *,
     should_stop: Callable[[], bool] | None = None,
+    retry_failed: bool = False,
 ) -> SendReport:
     issue_id = p.record.id
     transport = make_transport(config, issue_id)  # a missing password fails before anything is claimed
@@ -223,16 +243,18 @@ def _real_send(
         log.warning("took over the send of issue %s from %s, which stopped", issue_id, stale.holder)
     try:
         already = ledger.sent_count(db, issue_id)
-        planned = ledger.pending_count(db, issue_id)
+        planned = ledger.pending_count(db, issue_id, retry_refused=retry_failed)
+        refused_earlier = _refused_earlier(db, issue_id, retry_failed)
         report = SendReport(
             issue_id=issue_id,
             subject=p.record.subject,
             transport=config.delivery.transport,
             planned=planned,
             already_sent=already,
+            refused_earlier=refused_earlier,
             took_over_from=stale.holder if stale else None,
         )
-        if planned == 0 and already == 0:
+        if planned == 0 and already == 0 and refused_earlier == 0:
             raise DeliveryError(
                 f"issue {issue_id}: there are no active subscribers to send it to",
                 hint="add them with digest subscribers import FILE.csv or digest subscribers add EMAIL",
@@ -250,6 +272,7 @@ def _real_send(
                 on_progress=on_progress,
                 clock=clock,
                 should_stop=should_stop,
+                retry_failed=retry_failed,
             )
         if report.error is None and _finished(db, issue_id, report):
             issues.mark_issue_sent(db, issue_id, clock())
@@ -261,8 +284,15 @@ def _real_send(
         ledger.release_claim(db, issue_id, holder)
 
 
+def _refused_earlier(db: sqlite3.Connection, issue_id: str, retry_failed: bool) -> int:
+    """Active subscribers left out because an earlier send of the issue was refused for them."""
+    if retry_failed:
+        return 0
+    return ledger.pending_count(db, issue_id, retry_refused=True) - ledger.pending_count(db, issue_id)
+
+
 def _finished(db: sqlite3.Connection, issue_id: str, report: SendReport) -> bool:
-    """Every active subscriber has the issue, except those refused permanently in this run."""
+    """Every active subscriber has the issue, except those refused permanently (now or before)."""
     refused = {f.email.lower() for f in report.failed if f.permanent}
     still = {email.lower() for email, _ in ledger.pending_recipients(db, issue_id)}
     return ledger.sent_count(db, issue_id) > 0 and still <= refused
@@ -279,16 +309,18 @@ def _deliver_pending(
     on_progress: Progress | None,
     clock: Callable[[], datetime],
     should_stop: Callable[[], bool] | None = None,
+    retry_failed: bool = False,
 ) -> SendReport:
     issue_id = p.record.id
     failures: list[Failure] = []
+    in_doubt: list[Failure] = []
     sent = done = 0
     error: DeliveryError | None = None
 
     def jobs(heartbeat: Heartbeat) -> Iterator[Job]:
         nonlocal done
         started = False
-        for email, name in ledger.pending_recipients(db, issue_id):
+        for email, name in ledger.pending_recipients(db, issue_id, retry_refused=retry_failed):
             if heartbeat.lost or (should_stop is not None and should_stop()):
                 return
             # Checked just before each hand-over, not only at the heartbeat: a sender whose claim was
@@ -298,14 +330,14 @@ def _deliver_pending(
             if claim is None or claim.holder != holder:
                 heartbeat.lost = True
                 return
-            served = ledger.ledger_entry(db, issue_id, email)
-            if served is not None and served.status == "sent":
+            served, earlier = _served(db, issue_id, email, retry_failed=retry_failed)
+            if served:
                 continue
             recipient = Recipient(email, name)
             try:
-                job = make_job(p, config.web.base_url, recipient, clock())
+                job = make_job(p, config.web.base_url, recipient, clock(), message_id=earlier)
             except HeaderValueError as e:
-                ledger.record_failed(db, issue_id, email, detail=str(e), at=clock())
+                ledger.record_failed(db, issue_id, email, detail=str(e), at=clock(), permanent=True)
                 failures.append(Failure(email, str(e), permanent=True))
                 done += 1
                 continue
@@ -315,23 +347,29 @@ def _deliver_pending(
             yield job
 
     with Heartbeat(db, issue_id, holder, clock) as heartbeat:
+        # The transport starts no other message on a connection until the Delivery it handed back is
+        # recorded here (it resumes when the next one is asked for); closing it stops every worker, so a
+        # failed ledger write leaves at most one unrecorded message per connection.
+        deliveries = transport.send(jobs(heartbeat), should_stop=should_stop)
         try:
-            for delivery in transport.send(jobs(heartbeat), should_stop=should_stop):
+            for delivery in deliveries:
+                _record(db, issue_id, delivery, clock())
                 email = delivery.job.recipient.email
                 if delivery.accepted:
-                    ledger.record_sent(db, issue_id, email, message_id=delivery.job.message_id, at=clock())
                     sent += 1
+                elif delivery.in_doubt:
+                    in_doubt.append(Failure(email, delivery.detail, permanent=False))
                 else:
-                    with transaction(db):
-                        ledger.record_failed(db, issue_id, email, detail=delivery.detail, at=clock())
-                        if delivery.bounced:
-                            subscribers.set_status(db, email, "bounced", at=clock(), reason=delivery.detail)
                     failures.append(Failure(email, delivery.detail, delivery.permanent, delivery.bounced))
                 done += 1
                 if on_progress:
                     on_progress(done, report.planned)
         except DeliveryError as e:
             error = e
+        finally:
+            close = getattr(deliveries, "close", None)
+            if close is not None:
+                close()
         if heartbeat.lost and error is None:
             error = DeliveryError(
                 f"issue {issue_id}: another process took over this send (our claim went stale)",
@@ -341,9 +379,40 @@ def _deliver_pending(
         report,
         sent=sent,
         failed=tuple(failures),
+        in_doubt=tuple(in_doubt),
         error=error.message if error else None,
         hint=error.hint if error else None,
     )
+
+
+def _served(
+    db: sqlite3.Connection, issue_id: str, email: str, *, retry_failed: bool
+) -> tuple[bool, str | None]:
+    """Whether `email` is settled for the issue now (sent, or refused unless retrying those), and the
+    Message-ID of a copy in doubt (sent again with the same one)."""
+    row = ledger.ledger_entry(db, issue_id, email)
+    if row is None:
+        return False, None
+    settled = ("sent",) if retry_failed else ("sent", "refused")
+    return row.status in settled, row.message_id if row.status == "in_doubt" else None
+
+
+def _record(db: sqlite3.Connection, issue_id: str, delivery: Delivery, at: datetime) -> None:
+    """The ledger row of one settled message (and a hard bounce on the subscriber)."""
+    email = delivery.job.recipient.email
+    if delivery.accepted:
+        ledger.record_sent(db, issue_id, email, message_id=delivery.job.message_id, at=at)
+    elif delivery.in_doubt:
+        ledger.record_in_doubt(
+            db, issue_id, email, message_id=delivery.job.message_id, detail=delivery.detail, at=at
+        )
+    else:
+        with transaction(db):
+            ledger.record_failed(
+                db, issue_id, email, detail=delivery.detail, at=at, permanent=delivery.permanent
+            )
+            if delivery.bounced:
+                subscribers.set_status(db, email, "bounced", at=at, reason=delivery.detail)
 
 
 def _publish(config: Config, db: sqlite3.Connection, issue_id: str) -> tuple[str, ...]:

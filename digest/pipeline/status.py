@@ -29,7 +29,8 @@ class FailedRecipient:
 
 @dataclass(frozen=True, slots=True)
 class IssueStatus:
-    """One built issue: when built and sent, how many recipients have it, how many failed."""
+    """One built issue: when built and sent, how many recipients have it, how many failed (temporarily
+    or refused permanently), and how many are in doubt (handed over, the server's reply never came)."""
 
     id: str
     subject: str
@@ -41,6 +42,7 @@ class IssueStatus:
     failed: tuple[FailedRecipient, ...]
     approved_by: str | None
     approval_current: bool
+    in_doubt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +86,8 @@ def _issue_status(db: sqlite3.Connection, record: issues.IssueRecord) -> IssueSt
     failed = tuple(
         FailedRecipient(row["email"], row["detail"] or "")
         for row in db.execute(
-            "SELECT email, detail FROM send_ledger WHERE issue_id = ? AND status = 'failed' ORDER BY email"
-            " LIMIT 20",
+            "SELECT email, detail FROM send_ledger WHERE issue_id = ? AND status IN ('failed', 'refused')"
+            " ORDER BY email LIMIT 20",
             (record.id,),
         )
     )
@@ -97,7 +99,8 @@ def _issue_status(db: sqlite3.Connection, record: issues.IssueRecord) -> IssueSt
         send_started_at=record.send_started_at,
         sent_at=record.sent_at,
         recipients=int(counts.get("sent", 0)),
-        failures=int(counts.get("failed", 0)),
+        failures=int(counts.get("failed", 0)) + int(counts.get("refused", 0)),
+        in_doubt=int(counts.get("in_doubt", 0)),
         failed=failed,
         approved_by=approval.approved_by if approval else None,
         approval_current=bool(approval and approval.covers(record.html_sha256, record.text_sha256)),

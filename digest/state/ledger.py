@@ -2,7 +2,10 @@
 
 A ledger row is written as each message is accepted by the transport, so a send that is interrupted
 resumes with exactly the recipients that have no `sent` row. A `failed` row records why a message was
-not accepted (it was definitely not delivered, so a later run may try that recipient again).
+not accepted (it was definitely not delivered, so a later run may try that recipient again); a
+`refused` row a permanent refusal (5xx), final for that issue unless a send asks to retry them. An
+`in_doubt` row is a message handed over whose reply never came: it may have been delivered, and the
+next send sends it again (with the same Message-ID, so the reader's client shows one message).
 
 A claim in `send_claims` keeps two `digest send` processes from sending one issue at once. The holder
 refreshes its heartbeat while it sends and deletes the claim when it stops. A claim left by a process
@@ -27,7 +30,7 @@ from digest.state import from_iso, to_iso, transaction
 CLAIM_STALE_AFTER = timedelta(minutes=2)
 HEARTBEAT_EVERY = timedelta(seconds=10)
 
-LedgerStatus = Literal["sent", "failed"]
+LedgerStatus = Literal["sent", "failed", "refused", "in_doubt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,15 +154,44 @@ def record_sent(db: sqlite3.Connection, issue_id: str, email: str, *, message_id
     )
 
 
-def record_failed(db: sqlite3.Connection, issue_id: str, email: str, *, detail: str, at: datetime) -> None:
-    """Record why the message for `email` was not accepted; a `sent` row is never overwritten."""
+def record_failed(
+    db: sqlite3.Connection,
+    issue_id: str,
+    email: str,
+    *,
+    detail: str,
+    at: datetime,
+    permanent: bool = False,
+) -> None:
+    """Record why the message for `email` was not accepted (`refused` when `permanent`, else `failed`).
+
+    A `sent` row is never overwritten.
+    """
+    status = "refused" if permanent else "failed"
     db.execute(
         """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
-           VALUES (?, ?, 'failed', NULL, ?, ?)
-           ON CONFLICT (issue_id, email) DO UPDATE SET status = 'failed', detail = excluded.detail,
+           VALUES (?, ?, ?, NULL, ?, ?)
+           ON CONFLICT (issue_id, email) DO UPDATE SET status = excluded.status, detail = excluded.detail,
                at = excluded.at
            WHERE send_ledger.status <> 'sent'""",
-        (issue_id, email, detail, to_iso(at)),
+        (issue_id, email, status, detail, to_iso(at)),
+    )
+
+
+def record_in_doubt(
+    db: sqlite3.Connection, issue_id: str, email: str, *, message_id: str, detail: str, at: datetime
+) -> None:
+    """Record that the message for `email` was handed over but its reply never came.
+
+    A `sent` row is never overwritten.
+    """
+    db.execute(
+        """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
+           VALUES (?, ?, 'in_doubt', ?, ?, ?)
+           ON CONFLICT (issue_id, email) DO UPDATE SET status = 'in_doubt',
+               message_id = excluded.message_id, detail = excluded.detail, at = excluded.at
+           WHERE send_ledger.status <> 'sent'""",
+        (issue_id, email, message_id, detail, to_iso(at)),
     )
 
 
@@ -194,6 +226,16 @@ def iter_ledger(
         yield _row(row)
 
 
+def status_counts(db: sqlite3.Connection, issue_id: str) -> dict[str, int]:
+    """How many ledger rows of the issue have each status (statuses without rows are 0)."""
+    counts = dict.fromkeys(("sent", "failed", "refused", "in_doubt"), 0)
+    for status, count in db.execute(
+        "SELECT status, count(*) FROM send_ledger WHERE issue_id = ? GROUP BY status", (issue_id,)
+    ).fetchall():
+        counts[str(status)] = int(count)
+    return counts
+
+
 def sent_count(db: sqlite3.Connection, issue_id: str) -> int:
     """How many recipients the issue was accepted for."""
     return int(
@@ -203,30 +245,34 @@ def sent_count(db: sqlite3.Connection, issue_id: str) -> int:
     )
 
 
+# Active subscribers without a row that settles them: `sent`, and `refused` unless retrying those.
 _PENDING = """FROM subscribers s
-    LEFT JOIN send_ledger l ON l.issue_id = ? AND l.email = s.email AND l.status = 'sent'
+    LEFT JOIN send_ledger l ON l.issue_id = ? AND l.email = s.email AND l.status IN ({settled})
     WHERE s.status = 'active' AND l.email IS NULL"""
 
 
-def pending_count(db: sqlite3.Connection, issue_id: str) -> int:
-    """Active subscribers the issue has not yet been sent to."""
-    return int(db.execute(f"SELECT count(*) {_PENDING}", (issue_id,)).fetchone()[0])
+def _pending(retry_refused: bool) -> str:
+    return _PENDING.format(settled="'sent'" if retry_refused else "'sent', 'refused'")
+
+
+def pending_count(db: sqlite3.Connection, issue_id: str, *, retry_refused: bool = False) -> int:
+    """Active subscribers the issue has not yet been sent to (nor refused, unless `retry_refused`)."""
+    return int(db.execute(f"SELECT count(*) {_pending(retry_refused)}", (issue_id,)).fetchone()[0])
 
 
 def pending_recipients(
-    db: sqlite3.Connection, issue_id: str, *, page_size: int = 500
+    db: sqlite3.Connection, issue_id: str, *, page_size: int = 500, retry_refused: bool = False
 ) -> Iterator[tuple[str, str | None]]:
-    """(email, name) of every active subscriber without a `sent` row, in address order.
+    """(email, name) of every active subscriber without a `sent` (or `refused`) row, in address order.
 
+    A `refused` row (a permanent refusal) settles the recipient for this issue unless `retry_refused`.
     Read a page at a time (keyset pagination), so the ledger can be written between pages and a
     large list is never held in memory.
     """
     after = ""
+    query = f"SELECT s.email, s.name {_pending(retry_refused)} AND s.email > ? ORDER BY s.email LIMIT ?"
     while True:
-        rows = db.execute(
-            f"SELECT s.email, s.name {_PENDING} AND s.email > ? ORDER BY s.email LIMIT ?",
-            (issue_id, after, page_size),
-        ).fetchall()
+        rows = db.execute(query, (issue_id, after, page_size)).fetchall()
         if not rows:
             return
         for row in rows:

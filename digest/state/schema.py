@@ -124,6 +124,26 @@ ALTER TABLE feeds ADD COLUMN body_sha256 TEXT
 -- max_entries): when it changes, the next fetch is unconditional and the feed is parsed again.
 ALTER TABLE feeds ADD COLUMN parse_settings TEXT
 """,
+    """
+-- Two more ledger statuses (SQLite cannot change a CHECK, so the table is copied):
+-- refused:  a permanent (5xx) refusal, final for that recipient in that issue (digest send --retry-failed
+--           tries again); failed stays a temporary failure, tried again by the next send.
+-- in_doubt: the whole message was handed over but its reply never came; the next send sends it again
+--           with the same Message-ID.
+CREATE TABLE send_ledger_new (
+    issue_id   TEXT NOT NULL,
+    email      TEXT NOT NULL COLLATE NOCASE,
+    status     TEXT NOT NULL CHECK (status IN ('sent', 'failed', 'refused', 'in_doubt')),
+    message_id TEXT,
+    detail     TEXT,
+    at         TEXT NOT NULL,
+    PRIMARY KEY (issue_id, email)
+);
+INSERT INTO send_ledger_new (issue_id, email, status, message_id, detail, at)
+    SELECT issue_id, email, status, message_id, detail, at FROM send_ledger;
+DROP TABLE send_ledger;
+ALTER TABLE send_ledger_new RENAME TO send_ledger
+""",
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -232,5 +252,13 @@ ALTER TABLE feeds ADD COLUMN body_sha256 TEXT
 """,
     """
 ALTER TABLE feeds ADD COLUMN parse_settings TEXT
+""",
+    """
+-- Two more ledger statuses: refused (a permanent 5xx, final for that recipient in that issue) and
+-- in_doubt (handed over, reply never came). PostgreSQL named the first migration's CHECK
+-- send_ledger_status_check.
+ALTER TABLE send_ledger DROP CONSTRAINT send_ledger_status_check;
+ALTER TABLE send_ledger ADD CONSTRAINT send_ledger_status_check
+    CHECK (status IN ('sent', 'failed', 'refused', 'in_doubt'))
 """,
 )
