@@ -158,7 +158,8 @@ def make_transport(config: Config, label: str) -> Transport:
 
 
 def make_job(p: PreparedIssue, base_url: str, recipient: Recipient, at: datetime) -> Job:
-    url = tokens.unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, recipient.email))
+    token_id = recipient.token_id or tokens.NO_SUBSCRIPTION
+    url = tokens.unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, token_id))
     message_id = p.template.new_message_id()
     message = p.template.message(recipient, unsubscribe_url=url, message_id=message_id, date=at)
     if p.signer is not None:

@@ -127,7 +127,7 @@ def send_issue(
         )
         return replace(report, chosen_because=why)
     if dry_run:
-        pending = tuple(email for email, _ in ledger.pending_recipients(db, record.id))
+        pending = tuple(email for email, _, _ in ledger.pending_recipients(db, record.id))
         return SendReport(
             issue_id=record.id,
             subject=record.subject,
@@ -162,7 +162,7 @@ def _test_recipients(db: sqlite3.Connection, to: Sequence[str]) -> tuple[Recipie
         except EmailNotValidError as e:
             raise UsageError(f"--to: {raw!r} is not a valid address: {e}") from e
         known = subscribers.get_subscriber(db, email or "")
-        out.append(Recipient(email or raw, known.name if known else None))
+        out.append(Recipient(email or raw, known.name if known else None, known.token_id if known else None))
     return tuple(out)
 
 
@@ -264,7 +264,7 @@ def _real_send(
 def _finished(db: sqlite3.Connection, issue_id: str, report: SendReport) -> bool:
     """Every active subscriber has the issue, except those refused permanently in this run."""
     refused = {f.email.lower() for f in report.failed if f.permanent}
-    still = {email.lower() for email, _ in ledger.pending_recipients(db, issue_id)}
+    still = {email.lower() for email, _, _ in ledger.pending_recipients(db, issue_id)}
     return ledger.sent_count(db, issue_id) > 0 and still <= refused
 
 
@@ -288,7 +288,7 @@ def _deliver_pending(
     def jobs(heartbeat: Heartbeat) -> Iterator[Job]:
         nonlocal done
         started = False
-        for email, name in ledger.pending_recipients(db, issue_id):
+        for email, name, token_id in ledger.pending_recipients(db, issue_id):
             if heartbeat.lost or (should_stop is not None and should_stop()):
                 return
             # Checked just before each hand-over, not only at the heartbeat: a sender whose claim was
@@ -301,7 +301,7 @@ def _deliver_pending(
             served = ledger.ledger_entry(db, issue_id, email)
             if served is not None and served.status == "sent":
                 continue
-            recipient = Recipient(email, name)
+            recipient = Recipient(email, name, token_id)
             try:
                 job = make_job(p, config.web.base_url, recipient, clock())
             except HeaderValueError as e:

@@ -215,8 +215,8 @@ def pending_count(db: sqlite3.Connection, issue_id: str) -> int:
 
 def pending_recipients(
     db: sqlite3.Connection, issue_id: str, *, page_size: int = 500
-) -> Iterator[tuple[str, str | None]]:
-    """(email, name) of every active subscriber without a `sent` row, in address order.
+) -> Iterator[tuple[str, str | None, str]]:
+    """(email, name, token id) of every active subscriber without a `sent` row, in address order.
 
     Read a page at a time (keyset pagination), so the ledger can be written between pages and a
     large list is never held in memory.
@@ -224,11 +224,11 @@ def pending_recipients(
     after = ""
     while True:
         rows = db.execute(
-            f"SELECT s.email, s.name {_PENDING} AND s.email > ? ORDER BY s.email LIMIT ?",
+            f"SELECT s.email, s.name, s.token_id {_PENDING} AND s.email > ? ORDER BY s.email LIMIT ?",
             (issue_id, after, page_size),
         ).fetchall()
         if not rows:
             return
         for row in rows:
-            yield row[0], row[1]
+            yield row[0], row[1], row[2]
         after = rows[-1][0]

@@ -109,4 +109,14 @@ ALTER TABLE feeds ADD COLUMN body_sha256 TEXT
 -- max_entries): when it changes, the next fetch is unconditional and the feed is parsed again.
 ALTER TABLE feeds ADD COLUMN parse_settings TEXT
 """,
+    """
+-- Unsubscribe tokens carry token_id, a random id of the subscription (never the address); it is
+-- replaced every time the address is (re)subscribed, so older links stop working. address_tokens = 1:
+-- the old tokens that named the address (in emails sent before this migration) still count for this
+-- row, until the address is re-subscribed.
+ALTER TABLE subscribers ADD COLUMN token_id TEXT;
+ALTER TABLE subscribers ADD COLUMN address_tokens INTEGER NOT NULL DEFAULT 0;
+UPDATE subscribers SET token_id = lower(hex(randomblob(16))), address_tokens = 1;
+CREATE UNIQUE INDEX subscribers_token_id ON subscribers (token_id)
+""",
 )

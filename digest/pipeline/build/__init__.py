@@ -38,7 +38,7 @@ from digest.pipeline.ingest import ingest_sources
 from digest.render import RenderSettings
 from digest.state import feeds as feed_state
 from digest.state import issues as state_issues
-from digest.tokens import unsubscribe_secret, unsubscribe_token, unsubscribe_url
+from digest.tokens import NO_SUBSCRIPTION, unsubscribe_secret, unsubscribe_token, unsubscribe_url
 
 __all__ = [
     "FALLBACK_CAPS",
@@ -96,7 +96,7 @@ def failure_note(db: sqlite3.Connection, report: SourceReport, entries: Iterable
 
 def _unsubscribe_sample(config: Config, db: sqlite3.Connection) -> str:
     secret = unsubscribe_secret(config, db)
-    return unsubscribe_url(config.web.base_url, unsubscribe_token(secret, SAMPLE_ADDRESS))
+    return unsubscribe_url(config.web.base_url, unsubscribe_token(secret, NO_SUBSCRIPTION))
 
 
 def build_from_entries(
