@@ -360,6 +360,20 @@ def test_the_migration_gives_existing_subscribers_distinct_token_ids(tmp_path: P
     assert all(len(s.token_id) == 32 and s.address_tokens for s in found)
 
 
+def test_a_subscriber_inserted_without_a_token_id_gets_one(tmp_path: Path) -> None:
+    db = open_state(tmp_path / "state.db")
+    db.execute(
+        "INSERT INTO subscribers (email, status, created_at, updated_at)"
+        " VALUES ('c@example.org', 'active', ?, ?)",
+        (NOW.isoformat(), NOW.isoformat()),
+    )
+    found = get_subscriber(db, "c@example.org")
+    db.close()
+    assert found is not None
+    assert len(found.token_id) == 32
+    assert not found.address_tokens
+
+
 def test_other_methods_and_large_bodies_get_pages(config: Config, client: httpx.Client) -> None:
     assert client.put("/unsubscribe").status_code == 405
     big = client.post(

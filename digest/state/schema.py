@@ -117,6 +117,11 @@ ALTER TABLE feeds ADD COLUMN parse_settings TEXT
 ALTER TABLE subscribers ADD COLUMN token_id TEXT;
 ALTER TABLE subscribers ADD COLUMN address_tokens INTEGER NOT NULL DEFAULT 0;
 UPDATE subscribers SET token_id = lower(hex(randomblob(16))), address_tokens = 1;
-CREATE UNIQUE INDEX subscribers_token_id ON subscribers (token_id)
+CREATE UNIQUE INDEX subscribers_token_id ON subscribers (token_id);
+-- A row inserted without one still gets an id, so no email ever carries a link that names no one.
+-- (The migration runner splits statements at ";" + newline, hence "; END" on one line.)
+CREATE TRIGGER subscribers_token_id_default AFTER INSERT ON subscribers WHEN NEW.token_id IS NULL
+BEGIN
+    UPDATE subscribers SET token_id = lower(hex(randomblob(16))) WHERE rowid = NEW.rowid; END
 """,
 )
