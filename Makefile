@@ -7,7 +7,7 @@ NODE_STAMP := tests/js/node_modules/.installed
 # The shipped sample's content is from May 2025: build the issue that went out then.
 SAMPLE_AS_OF ?= 2025-05-09T17:00:00+01:00
 
-.PHONY: run test bench lint format clean
+.PHONY: run install test bench lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ $(STAMP): pyproject.toml
 $(NODE_STAMP): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
+
+# Production: .venv with digest and its runtime dependencies only (no test or lint tools), not editable.
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet .
+	$(BIN)/digest --version
 
 run: $(STAMP)
 	$(BIN)/digest build --config config.toml --as-of $(SAMPLE_AS_OF)

@@ -149,7 +149,7 @@ def _built_sample(build: Any) -> tuple[str, str, str, str]:
 
 
 def _recipient(i: int) -> Recipient:
-    return Recipient(f"reader{i:06d}@example.org", f"Reader {i}")
+    return Recipient(f"reader{i:06d}@example.org", f"Reader {i}", f"{i:032x}")
 
 
 def fast_rate(template: MessageTemplate, count: int) -> tuple[float, int]:
@@ -159,7 +159,7 @@ def fast_rate(template: MessageTemplate, count: int) -> tuple[float, int]:
     start = time.perf_counter()
     for i in range(count):
         recipient = _recipient(i)
-        url = tokens.unsubscribe_url(BASE_URL, tokens.unsubscribe_token(SECRET, recipient.email))
+        url = tokens.unsubscribe_url(BASE_URL, tokens.unsubscribe_token(SECRET, str(recipient.token_id)))
         total += len(
             template.message(recipient, unsubscribe_url=url, message_id=template.new_message_id(), date=date)
         )
@@ -172,7 +172,7 @@ def naive_rate(html_body: str, text: str, subject: str, count: int) -> float:
     start = time.perf_counter()
     for i in range(count):
         recipient = _recipient(i)
-        url = tokens.unsubscribe_url(BASE_URL, tokens.unsubscribe_token(SECRET, recipient.email))
+        url = tokens.unsubscribe_url(BASE_URL, tokens.unsubscribe_token(SECRET, str(recipient.token_id)))
         message = EmailMessage(policy=policy)
         message["From"] = formataddr((SENDER.from_name, SENDER.from_address))
         message["To"] = formataddr((recipient.name, recipient.email))
@@ -239,7 +239,7 @@ def _jobs(template: MessageTemplate, count: int) -> list[Job]:
     jobs = []
     for i in range(count):
         recipient = _recipient(i)
-        url = tokens.unsubscribe_url(BASE_URL, tokens.unsubscribe_token(SECRET, recipient.email))
+        url = tokens.unsubscribe_url(BASE_URL, tokens.unsubscribe_token(SECRET, str(recipient.token_id)))
         message_id = template.new_message_id()
         data = template.message(recipient, unsubscribe_url=url, message_id=message_id, date=NOW)
         jobs.append(Job(recipient, message_id, data))

@@ -15,7 +15,10 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 def _commands(group: click.Group, prefix: str = "digest") -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = []
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in group.list_commands(context):  # the root group imports its commands when asked
+        command = group.get_command(context, name)
+        assert command is not None, name
         path = f"{prefix} {name}"
         found.append((path, command))
         if isinstance(command, click.Group):

@@ -214,7 +214,7 @@ def test_the_page_rebuilds_when_a_feed_template_or_the_draft_changes(
     wait_for(lambda: workspace.snapshot.version > version and not workspace.building, what="config reload")
     assert any("my-templates" in k for k, _, _ in workspace.fingerprint())
     version = workspace.snapshot.version
-    builtin = Path(__file__).resolve().parent.parent / "templates" / "email.txt"
+    builtin = Path(__file__).resolve().parent.parent / "digest" / "templates" / "email.txt"
     (override / "email.txt").write_text(builtin.read_text() + "\nA theme footer line.\n")
     wait_for(lambda: "A theme footer line." in client.get("/email.txt").text, what="a template change")
     # The build writes its files before it publishes the new snapshot: wait for both.

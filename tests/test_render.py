@@ -86,18 +86,21 @@ def test_the_built_in_templates_are_found_by_env_then_beside_the_package(tmp_pat
     assert template_search_path(tmp_path / "theme", {}) == (tmp_path / "theme", BUILTIN_TEMPLATES)
 
 
-def test_without_built_in_templates_the_error_lists_every_place_looked(
+def test_without_built_in_templates_the_error_names_the_folder_and_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(render, "BUILTIN_TEMPLATES", tmp_path / "checkout" / "templates")
-    monkeypatch.setattr(render, "INSTALLED_TEMPLATES", tmp_path / "share" / "digest" / "templates")
+    monkeypatch.setattr(render, "BUILTIN_TEMPLATES", tmp_path / "site-packages" / "digest" / "templates")
     dirs = builtin_template_dirs({})
-    assert dirs == (tmp_path / "checkout" / "templates", tmp_path / "share" / "digest" / "templates")
+    assert dirs == (tmp_path / "site-packages" / "digest" / "templates",)
     with pytest.raises(TemplateNotFoundError) as caught:
         TemplateSet(dirs).render("email.mjml", {})
-    for folder in dirs:
-        assert str(folder / "email.mjml") in str(caught.value)
-    assert TEMPLATES_ENV in (caught.value.hint or "")
+    assert str(dirs[0] / "email.mjml") in str(caught.value)
+    assert "reinstall digest" in (caught.value.hint or "")
+
+
+def test_the_built_in_templates_are_package_data() -> None:
+    assert Path(render.__file__).resolve().parent.parent / "templates" == BUILTIN_TEMPLATES
+    assert (BUILTIN_TEMPLATES / "email.mjml").is_file()
 
 
 def test_a_missing_template_names_every_path_searched(tmp_path: Path) -> None:

@@ -87,7 +87,12 @@ def test_what_the_server_receives(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert message["Reply-To"] == "comms@blmk.example"
         text, html = parts(message)
         url = text.split("Unsubscribe: ", 1)[1].split("\n", 1)[0]
-        assert tokens.read_unsubscribe_token("smtp-test-secret", url.split("token=", 1)[1]) == address
+        db = open_state(config.state_path)
+        subscriber = subscribers.get_subscriber(db, address)
+        db.close()
+        assert subscriber is not None
+        token_id = tokens.read_unsubscribe_token("smtp-test-secret", url.split("token=", 1)[1])
+        assert token_id == subscriber.token_id
         assert (
             message["List-Unsubscribe"] == f"<{url}>, <mailto:unsubscribe@blmk.example?subject=unsubscribe>"
         )

@@ -39,7 +39,9 @@ def test_unsubscribe_through_the_page(
     config = load_config(sample_project(tmp_path))  # the shipped sample, as the README screenshots show it
     db = open_state(config.state_path)
     upsert_subscriber(db, "ann@example.org", name="Ann", at=NOW)
-    token = unsubscribe_token(unsubscribe_secret(config, db), "ann@example.org")
+    subscriber = get_subscriber(db, "ann@example.org")
+    assert subscriber is not None
+    token = unsubscribe_token(unsubscribe_secret(config, db), subscriber.token_id)
     db.close()
     shots = screenshot_dir(tmp_path)
     with served(create_public_app(config, clock=lambda: NOW)) as base:
@@ -73,7 +75,9 @@ def test_one_click_post_from_the_browser(
     config = make_config(tmp_path / "site")
     db = open_state(config.state_path)
     upsert_subscriber(db, "bob@example.org", name=None, at=NOW)
-    token = unsubscribe_token(unsubscribe_secret(config, db), "bob@example.org")
+    subscriber = get_subscriber(db, "bob@example.org")
+    assert subscriber is not None
+    token = unsubscribe_token(unsubscribe_secret(config, db), subscriber.token_id)
     db.close()
     with served(create_public_app(config, clock=lambda: NOW)) as base:
         # The public pages allow no script (CSP); bypass it to run the POST from a page of the same site.

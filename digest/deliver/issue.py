@@ -170,7 +170,8 @@ def make_job(
     """The finished message for one recipient. Its Message-ID is `message_id` (that of a copy in doubt),
     else derived from the issue and the address (the same for a copy sent again after a crash), except
     in a test send, which gets a fresh one (a test copy must not hide the real one in the mailbox)."""
-    url = tokens.unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, recipient.email))
+    token_id = recipient.token_id or tokens.NO_SUBSCRIPTION
+    url = tokens.unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, token_id))
     if message_id is None and test:
         message_id = p.template.new_message_id()
     elif message_id is None:

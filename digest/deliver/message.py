@@ -35,6 +35,9 @@ class Recipient:
 
     email: str
     name: str | None = None
+    # The subscription's token id, which its unsubscribe link carries; None for a test send to an
+    # address that is not subscribed (its link then names no subscription).
+    token_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

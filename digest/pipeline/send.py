@@ -142,7 +142,7 @@ def send_issue(
         return replace(report, chosen_because=why)
     if dry_run:
         pending = tuple(
-            email for email, _ in ledger.pending_recipients(db, record.id, retry_refused=retry_failed)
+            email for email, _, _ in ledger.pending_recipients(db, record.id, retry_refused=retry_failed)
         )
         return SendReport(
             issue_id=record.id,
@@ -181,7 +181,7 @@ def _test_recipients(db: sqlite3.Connection, to: Sequence[str]) -> tuple[Recipie
         except EmailNotValidError as e:
             raise UsageError(f"--to: {raw!r} is not a valid address: {e}") from e
         known = subscribers.get_subscriber(db, email or "")
-        out.append(Recipient(email or raw, known.name if known else None))
+        out.append(Recipient(email or raw, known.name if known else None, known.token_id if known else None))
     return tuple(out)
 
 
@@ -294,7 +294,7 @@ def _refused_earlier(db: sqlite3.Connection, issue_id: str, retry_failed: bool) 
 def _finished(db: sqlite3.Connection, issue_id: str, report: SendReport) -> bool:
     """Every active subscriber has the issue, except those refused permanently (now or before)."""
     refused = {f.email.lower() for f in report.failed if f.permanent}
-    still = {email.lower() for email, _ in ledger.pending_recipients(db, issue_id)}
+    still = {email.lower() for email, _, _ in ledger.pending_recipients(db, issue_id)}
     return ledger.sent_count(db, issue_id) > 0 and still <= refused
 
 
@@ -320,7 +320,7 @@ def _deliver_pending(
     def jobs(heartbeat: Heartbeat) -> Iterator[Job]:
         nonlocal done
         started = False
-        for email, name in ledger.pending_recipients(db, issue_id, retry_refused=retry_failed):
+        for email, name, token_id in ledger.pending_recipients(db, issue_id, retry_refused=retry_failed):
             if heartbeat.lost or (should_stop is not None and should_stop()):
                 return
             # Checked just before each hand-over, not only at the heartbeat: a sender whose claim was
@@ -333,7 +333,7 @@ def _deliver_pending(
             served, earlier = _served(db, issue_id, email, retry_failed=retry_failed)
             if served:
                 continue
-            recipient = Recipient(email, name)
+            recipient = Recipient(email, name, token_id)
             try:
                 job = make_job(p, config.web.base_url, recipient, clock(), message_id=earlier)
             except HeaderValueError as e:

@@ -15,7 +15,13 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.config import Config
-from digest.deliver.tokens import BadTokenError, read_unsubscribe_token, unsubscribe_secret
+from digest.deliver.tokens import (
+    BadTokenError,
+    StaleTokenError,
+    read_address_token,
+    read_unsubscribe_token,
+    unsubscribe_secret,
+)
 from digest.errors import ApprovalError, StateError, UsageError
 from digest.publish import archive
 from digest.publish.archive import ArchivedIssue, Site
@@ -119,28 +125,43 @@ def check_unsubscribe_token(config: Config, db: sqlite3.Connection, token: str) 
     """Read a token without changing anything (the confirmation page of a GET).
 
     Raises:
+        StaleTokenError: the token is genuine but its subscription has ended: the address was
+            re-subscribed (a new subscription, with new links) or removed since it was issued.
         BadTokenError: the token is missing, altered or signed with another secret.
     """
     if not token:
         raise BadTokenError("this unsubscribe link has no token")
-    email = read_unsubscribe_token(unsubscribe_secret(config, db), token)
-    subscriber = subscribers.get_subscriber(db, email)
+    subscriber = _token_subscriber(unsubscribe_secret(config, db), db, token)
+    if subscriber is None:
+        raise StaleTokenError("this unsubscribe link is no longer valid")
     return UnsubscribeOutcome(
-        email=email,
-        known=subscriber is not None,
-        status_before=subscriber.status if subscriber else None,
+        email=subscriber.email,
+        known=True,
+        status_before=subscriber.status,
         unsubscribed_now=False,
     )
+
+
+def _token_subscriber(secret: str, db: sqlite3.Connection, token: str) -> subscribers.Subscriber | None:
+    try:
+        token_id = read_unsubscribe_token(secret, token)
+    except BadTokenError:
+        # An old-style token naming the address counts only until the address is re-subscribed.
+        email = read_address_token(secret, token)
+        found = subscribers.get_subscriber(db, email)
+        return found if found is not None and found.address_tokens else None
+    return subscribers.subscriber_by_token(db, token_id)
 
 
 def unsubscribe(
     config: Config, db: sqlite3.Connection, token: str, *, now: datetime, how: str
 ) -> UnsubscribeOutcome:
-    """Unsubscribe the address a token names (idempotent: an unsubscribed address stays as it is).
+    """Unsubscribe the subscription a token names (idempotent: an unsubscribed address stays as it is).
 
     `how` is kept as the reason ("one-click", "unsubscribe page").
 
     Raises:
+        StaleTokenError: the token's subscription has ended (re-subscribed or removed since); nothing changes.
         BadTokenError: the token is missing, altered or signed with another secret.
     """
     found = check_unsubscribe_token(config, db, token)

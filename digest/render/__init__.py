@@ -2,9 +2,9 @@
 
 Templates are looked up along a search path: the `[theme] templates` folder first (when configured), then
 the built-in templates, so a theme overrides one file by having a file of the same name. The built-in
-templates are the repository's `templates/` folder, found (see `builtin_template_dirs`) through the
-DIGEST_TEMPLATES environment variable when set, else next to the `digest` package (a checkout or an
-editable install), else under `<prefix>/share/digest/templates` (where a wheel install puts them).
+templates are package data (`digest/templates/`), found through `importlib.resources` wherever the package
+is installed (a checkout, `pip install -e`, `pip install --user`, any prefix or `--target`); the
+DIGEST_TEMPLATES environment variable, when set, names another folder to use instead.
 Templates get the Issue's content as small view objects (made in `digest.render.context`) and the
 edition's settings (`RenderSettings`), never the raw config. Autoescaping is on for every template
 except `*.txt`; undefined names are errors.
@@ -13,10 +13,10 @@ except `*.txt`; undefined names are errors.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ from digest.render.context import (
 __all__ = [
     "BUILTIN_TEMPLATES",
     "EMAIL_TEMPLATE",
-    "INSTALLED_TEMPLATES",
     "TEMPLATES_ENV",
     "TEXT_TEMPLATE",
     "TEXT_WIDTH",
@@ -81,10 +80,9 @@ __all__ = [
 ]
 
 TEMPLATES_ENV = "DIGEST_TEMPLATES"
-# The repository's templates/ folder, beside the package in a checkout or an editable install.
-BUILTIN_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
-# Where a wheel install puts the same folder ([tool.setuptools.data-files] in pyproject.toml).
-INSTALLED_TEMPLATES = Path(sys.prefix) / "share" / "digest" / "templates"
+# The built-in templates: package data ([tool.setuptools.package-data] in pyproject.toml), a folder on
+# disk for every install pip makes (wheels are unpacked), so Jinja2's FileSystemLoader reads it.
+BUILTIN_TEMPLATES = Path(str(resources.files("digest") / "templates"))
 EMAIL_TEMPLATE = "email.mjml"
 TEXT_TEMPLATE = "email.txt"
 WEB_TEMPLATE = "web.html"
@@ -202,21 +200,15 @@ def priority_style(
 
 
 def builtin_template_dirs(environ: Mapping[str, str] | None = None) -> tuple[Path, ...]:
-    """Where the built-in templates are: the first of the candidates that holds them.
+    """Where the built-in templates are: DIGEST_TEMPLATES when set, else the package's own folder.
 
-    DIGEST_TEMPLATES, when set, is taken as given (a wrong folder fails, naming it, rather than being
-    silently passed over). Otherwise the `templates/` folder beside the package, then
-    `<prefix>/share/digest/templates`; when neither holds `email.mjml`, both are returned, so that the
-    "template not found" error lists each path searched.
+    DIGEST_TEMPLATES is taken as given (a wrong folder fails, naming it, rather than being silently
+    passed over).
     """
     env = os.environ if environ is None else environ
     if env.get(TEMPLATES_ENV):
         return (Path(env[TEMPLATES_ENV]).expanduser().resolve(),)
-    candidates = (BUILTIN_TEMPLATES, INSTALLED_TEMPLATES)
-    for folder in candidates:
-        if (folder / EMAIL_TEMPLATE).is_file():
-            return (folder,)
-    return candidates
+    return (BUILTIN_TEMPLATES,)
 
 
 def template_search_path(
@@ -268,8 +260,9 @@ class TemplateSet:
             raise TemplateNotFoundError(
                 f"template {missing!r} not found; searched: {searched}",
                 hint=(
-                    "restore the file in templates/ or fix [theme] templates in the config; if digest's"
-                    f" own templates/ folder is missing, set {TEMPLATES_ENV} to a copy of it"
+                    "restore the file in the theme folder or fix [theme] templates in the config; if"
+                    f" digest's own templates are missing, reinstall digest (or set {TEMPLATES_ENV} to a"
+                    " folder holding them)"
                 ),
             ) from None
         except jinja2.TemplateSyntaxError as e:

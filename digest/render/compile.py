@@ -48,7 +48,8 @@ def mjml_to_html(source: str) -> str:
         html = str(mjml2html(source, disable_comments=True, fonts={}))
     except ValueError as e:
         raise RenderError(
-            f"MJML could not be compiled: {e}", hint="check the email template (templates/email.mjml)"
+            f"MJML could not be compiled: {e}",
+            hint="check the email template (email.mjml in [theme] templates or digest/templates)",
         ) from e
     leaked = _MJ_TAG.search(html)
     if leaked:

@@ -262,19 +262,20 @@ def pending_count(db: sqlite3.Connection, issue_id: str, *, retry_refused: bool 
 
 def pending_recipients(
     db: sqlite3.Connection, issue_id: str, *, page_size: int = 500, retry_refused: bool = False
-) -> Iterator[tuple[str, str | None]]:
-    """(email, name) of every active subscriber without a `sent` (or `refused`) row, in address order.
+) -> Iterator[tuple[str, str | None, str]]:
+    """(email, name, token id) of every active subscriber without a `sent` (or `refused`) row, by address.
 
     A `refused` row (a permanent refusal) settles the recipient for this issue unless `retry_refused`.
     Read a page at a time (keyset pagination), so the ledger can be written between pages and a
     large list is never held in memory.
     """
     after = ""
-    query = f"SELECT s.email, s.name {_pending(retry_refused)} AND s.email > ? ORDER BY s.email LIMIT ?"
+    columns = "s.email, s.name, s.token_id"
+    query = f"SELECT {columns} {_pending(retry_refused)} AND s.email > ? ORDER BY s.email LIMIT ?"
     while True:
         rows = db.execute(query, (issue_id, after, page_size)).fetchall()
         if not rows:
             return
         for row in rows:
-            yield row[0], row[1]
+            yield row[0], row[1], row[2]
         after = rows[-1][0]

@@ -144,6 +144,21 @@ INSERT INTO send_ledger_new (issue_id, email, status, message_id, detail, at)
 DROP TABLE send_ledger;
 ALTER TABLE send_ledger_new RENAME TO send_ledger
 """,
+    """
+-- Unsubscribe tokens carry token_id, a random id of the subscription (never the address); it is
+-- replaced every time the address is (re)subscribed, so older links stop working. address_tokens = 1:
+-- the old tokens that named the address (in emails sent before this migration) still count for this
+-- row, until the address is re-subscribed.
+ALTER TABLE subscribers ADD COLUMN token_id TEXT;
+ALTER TABLE subscribers ADD COLUMN address_tokens INTEGER NOT NULL DEFAULT 0;
+UPDATE subscribers SET token_id = lower(hex(randomblob(16))), address_tokens = 1;
+CREATE UNIQUE INDEX subscribers_token_id ON subscribers (token_id);
+-- A row inserted without one still gets an id, so no email ever carries a link that names no one.
+-- (The migration runner splits statements at ";" + newline, hence "; END" on one line.)
+CREATE TRIGGER subscribers_token_id_default AFTER INSERT ON subscribers WHEN NEW.token_id IS NULL
+BEGIN
+    UPDATE subscribers SET token_id = lower(hex(randomblob(16))) WHERE rowid = NEW.rowid; END
+""",
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -260,5 +275,14 @@ ALTER TABLE feeds ADD COLUMN parse_settings TEXT
 ALTER TABLE send_ledger DROP CONSTRAINT send_ledger_status_check;
 ALTER TABLE send_ledger ADD CONSTRAINT send_ledger_status_check
     CHECK (status IN ('sent', 'failed', 'refused', 'in_doubt'))
+""",
+    """
+-- The PostgreSQL form of migration 5: a random token id per subscription (gen_random_uuid is built in
+-- from PostgreSQL 13), given by default to any row inserted without one.
+ALTER TABLE subscribers ADD COLUMN token_id TEXT;
+ALTER TABLE subscribers ADD COLUMN address_tokens INTEGER NOT NULL DEFAULT 0;
+UPDATE subscribers SET token_id = replace(gen_random_uuid()::text, '-', ''), address_tokens = 1;
+ALTER TABLE subscribers ALTER COLUMN token_id SET DEFAULT replace(gen_random_uuid()::text, '-', '');
+CREATE UNIQUE INDEX subscribers_token_id ON subscribers (token_id)
 """,
 )

@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from digest.config import Config
-from digest.deliver.tokens import BadTokenError
+from digest.deliver.tokens import BadTokenError, StaleTokenError
 from digest.pipeline import web
 from digest.state import open_state
 from digest.web.hosts import RelativeRedirects
@@ -89,6 +89,20 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
             detail=reason,
         )
 
+    def stale_link() -> HTMLResponse:
+        # 200, not an error: the link is ours, it just belongs to a subscription that has ended.
+        return page(
+            "message.html",
+            title="Unsubscribe link no longer valid",
+            heading="This unsubscribe link is no longer valid",
+            message=(
+                "It comes from an email sent before this address was subscribed again, or the address "
+                "has been removed from the list since. Nothing has been changed. To unsubscribe, use the "
+                "link in the most recent email."
+            ),
+            detail=None,
+        )
+
     async def unsubscribe(request: Request) -> Response:
         token = request.query_params.get("token", "")
         one_click = False
@@ -104,6 +118,9 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
                 outcome = await run_in_threadpool(_unsubscribe, token, how)
             else:
                 outcome = await run_in_threadpool(_check, token)
+        except StaleTokenError:
+            log.info("an unsubscribe link of an ended subscription was used (%s)", request.method)
+            return stale_link()
         except BadTokenError as e:
             log.info("refused an unsubscribe request with a bad token (%s)", request.method)
             return bad_link(str(e).capitalize() + ".")

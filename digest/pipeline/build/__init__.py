@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.config import Config
-from digest.deliver.tokens import unsubscribe_secret, unsubscribe_token, unsubscribe_url
+from digest.deliver.tokens import NO_SUBSCRIPTION, unsubscribe_secret, unsubscribe_token, unsubscribe_url
 from digest.errors import SourceError, StateError
 from digest.models import Entry, SourceReport
 from digest.pipeline.build.budget import FALLBACK_CAPS, SHORT_EXCERPT, render_within_budget
@@ -96,7 +96,7 @@ def failure_note(db: sqlite3.Connection, report: SourceReport, entries: Iterable
 
 def _unsubscribe_sample(config: Config, db: sqlite3.Connection) -> str:
     secret = unsubscribe_secret(config, db)
-    return unsubscribe_url(config.web.base_url, unsubscribe_token(secret, SAMPLE_ADDRESS))
+    return unsubscribe_url(config.web.base_url, unsubscribe_token(secret, NO_SUBSCRIPTION))
 
 
 def build_from_entries(
