@@ -6,6 +6,8 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pg_server import postgres_db, postgres_url  # noqa: F401 - fixtures: a throwaway PostgreSQL
@@ -49,9 +51,54 @@ def browser() -> Iterator[object]:
     with sync_playwright() as p:
         instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield instance
+            yield OfflineBrowser(instance)
         finally:
             instance.close()
+
+
+LOCAL_HOSTS = frozenset(("127.0.0.1", "localhost", "[::1]", "::1"))
+
+
+def block_network(target: Any, blocked: list[str]) -> None:
+    """Abort every request of `target` (a browser context or page) that leaves this machine.
+
+    One route for every URL (`**/*`): a request to 127.0.0.1/localhost goes on (to any later route, then
+    the network); any other http(s) or ws(s) request is aborted and its URL appended to `blocked`.
+    """
+
+    def route(r: Any) -> None:
+        parts = urlsplit(r.request.url)
+        if parts.scheme in ("http", "https", "ws", "wss") and (parts.hostname or "") not in LOCAL_HOSTS:
+            blocked.append(r.request.url)
+            r.abort("internetdisconnected")
+        else:
+            r.fallback()
+
+    target.route("**/*", route)
+
+
+class OfflineBrowser:
+    """The playwright Browser, with every context and page it makes cut off from the internet.
+
+    `blocked` lists the URLs aborted so far (a test can assert its page tried none, or that one was caught).
+    """
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+        self.blocked: list[str] = []
+
+    def new_context(self, **options: Any) -> Any:
+        context = self._browser.new_context(**options)
+        block_network(context, self.blocked)
+        return context
+
+    def new_page(self, **options: Any) -> Any:
+        page = self._browser.new_page(**options)  # in a context of its own, closed with the page
+        block_network(page, self.blocked)
+        return page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._browser, name)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -29,6 +29,16 @@ class Request:
 
 Route = Callable[[Request], Reply]
 
+# Connections waiting to be accepted. The socketserver default of 5 drops SYNs (1-20 s client stalls, as
+# the client retransmits) as soon as more than a handful of fetches connect at once, as 50 sources do.
+LISTEN_BACKLOG = 256
+
+
+class BackloggedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server whose listen backlog holds a burst of concurrent connections."""
+
+    request_queue_size = LISTEN_BACKLOG
+
 
 class FeedServer:
     """Serves `routes` (path -> function of the request giving a Reply); records every request."""
@@ -70,7 +80,7 @@ class FeedServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the http.server API
                 return
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = BackloggedHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"

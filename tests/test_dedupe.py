@@ -78,6 +78,32 @@ def test_same_title_far_apart_is_two_stories() -> None:
     assert len(kept) == 2
 
 
+def test_the_title_window_is_three_days_inclusive() -> None:
+    # Exactly three days apart is still one story (the window is closed); a second more is two.
+    title = "Bedford Hospital opens a new maternity wing"
+
+    def pair(gap: timedelta) -> tuple[Entry, ...]:
+        return dedupe(
+            [
+                entry("a", "News", title, "https://a.example/1"),
+                entry("b", "Partner", title, "https://b.example/2", T0 + gap),
+            ]
+        )
+
+    assert len(pair(timedelta(days=3))) == 1
+    assert len(pair(-timedelta(days=3))) == 1
+    assert len(pair(timedelta(days=3, seconds=1))) == 2
+    assert (
+        len(
+            dedupe(
+                [entry("a", "News", title), entry("b", "P", title, published=T0 + timedelta(days=1))],
+                title_window=timedelta(days=1),
+            )
+        )
+        == 1
+    )
+
+
 def test_undated_entries_are_never_matched_by_title_alone() -> None:
     title = "Local NHS waiting lists fall, new figures show"
     kept = dedupe([entry("a", "News", title, estimated=True), entry("b", "Partner", title, estimated=True)])

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from web_support import axe_serious, preview_served, sample_project, screenshot_dir, wait_for
 
 from digest.web.view import entry_anchor
@@ -45,9 +46,23 @@ def preview_page(browser: Any, tmp_path: Path) -> Iterator[tuple[Any, Workspace]
 
 
 def click_and_wait(page: Any, button: Any) -> None:
-    with page.expect_navigation():
+    """Submit a form and wait for the page its POST redirects to (`/?notice=...`), fully loaded.
+
+    Waiting for any navigation is not enough: a reload started by the page's own script (it polls the
+    preview's version) is a navigation too, and would end the wait before the form's answer arrived.
+    """
+    with page.expect_navigation(url=_AFTER_POST):
         button.click()
     page.wait_for_load_state()
+
+
+_AFTER_POST = re.compile(r"/\?notice=")
+
+
+def highlights_of(page: Any, frame_id: str = "#frame-desktop") -> Any:
+    """A locator of the highlights block in one of the preview's frames (for auto-waiting assertions)."""
+    heading = page.frame_locator(frame_id).locator("h2", has_text=HIGHLIGHTS)
+    return heading.locator("xpath=..")
 
 
 def test_pin_an_entry_and_see_it_in_the_highlights(preview_page: tuple[Any, Workspace]) -> None:
@@ -59,9 +74,39 @@ def test_pin_an_entry_and_see_it_in_the_highlights(preview_page: tuple[Any, Work
     assert target.title[:40] not in highlights_text(page)
     card = page.locator(f"#{entry_anchor(target.id)}")
     click_and_wait(page, card.get_by_role("button", name=re.compile("^Pin to highlights")))
-    assert page.get_by_role("status").filter(has_text="Pinned").count() >= 1
-    assert target.title[:40] in highlights_text(page)
-    assert target.title[:40] in highlights_text(page, "#frame-mobile")
+    expect(page.get_by_role("status").filter(has_text="Pinned")).to_be_visible()
+    expect(highlights_of(page)).to_contain_text(target.title[:40])
+    expect(highlights_of(page, "#frame-mobile")).to_contain_text(target.title[:40])
+
+
+def test_a_poll_during_a_post_does_not_reload_the_page_away_from_its_answer(
+    preview_page: tuple[Any, Workspace],
+) -> None:
+    """The race behind a flaky pin test: the edit bumps the preview's version before the browser has the
+    POST's redirect; a poll landing in between must not reload the page (that cancels the form's navigation
+    and loses its notice). The test holds the redirect until such a poll has been answered."""
+    page, workspace = preview_page
+    issue = workspace.snapshot.issue
+    assert issue is not None
+    before = workspace.snapshot.version
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append((route, route.fetch(max_redirects=0)))  # the server applies the edit now
+
+    page.route("**/draft/pin", hold)
+    target = next(i.entry for i in issue.entries if not i.entry.pinned)
+    card = page.locator(f"#{entry_anchor(target.id)}")
+    # A poll sent once the edit is applied sees the new version; wait until its answer has arrived.
+    with page.expect_request(lambda r: "/api/status" in r.url and bool(held), timeout=30_000) as poll:
+        card.get_by_role("button", name=re.compile("^Pin to highlights")).click(no_wait_after=True)
+    assert poll.value.response() is not None
+    assert len(held) == 1 and workspace.snapshot.version > before
+    with page.expect_navigation(url=_AFTER_POST):
+        route, response = held[0]
+        route.fulfill(response=response)
+    expect(page.get_by_role("status").filter(has_text="Pinned")).to_be_visible()
+    expect(highlights_of(page)).to_contain_text(target.title[:40])
 
 
 def test_drop_an_entry_and_see_it_gone(preview_page: tuple[Any, Workspace]) -> None:

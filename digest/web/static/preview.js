@@ -10,10 +10,14 @@
   var readOnly = state.getAttribute("data-read-only") === "1";
   var live = document.getElementById("live-status");
   var dirty = false;
+  var submitted = false;
   document.addEventListener("input", function (event) {
     if (event.target && event.target.closest && event.target.closest("form")) { dirty = true; }
   });
-  document.addEventListener("submit", function () { dirty = false; });
+  // Once a form is sent, its answer is the next page: a reload now would cancel that navigation (and
+  // lose its notice), as the edit itself bumps the version before the answer arrives.
+  document.addEventListener("submit", function () { dirty = false; submitted = true; });
+  window.addEventListener("pageshow", function (event) { if (event.persisted) { submitted = false; } });
 
   function say(text) {
     if (live && live.textContent !== text) { live.textContent = text; }
@@ -32,7 +36,7 @@
     fetch("/api/status", { cache: "no-store", credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (s) {
-        if (!s) { return; }
+        if (!s || submitted) { return; }
         if (Boolean(s.read_only) !== readOnly) {
           if (!dirty) { window.location.reload(); return; }
           say("This issue is being sent or was sent: the preview no longer changes it. Reload the page.");
