@@ -109,4 +109,17 @@ ALTER TABLE feeds ADD COLUMN body_sha256 TEXT
 -- max_entries): when it changes, the next fetch is unconditional and the feed is parsed again.
 ALTER TABLE feeds ADD COLUMN parse_settings TEXT
 """,
+    """
+-- Article pages read to enrich entries (sources with enrich = true): fetched once per address, the reply's
+-- validators kept for a conditional GET, and what the page said (JSON, null when it could not be read).
+CREATE TABLE articles (
+    url           TEXT PRIMARY KEY,
+    etag          TEXT,
+    last_modified TEXT,
+    fetched_at    TEXT NOT NULL,
+    status        TEXT NOT NULL,   -- ok | failed | disallowed (robots.txt)
+    meta          TEXT,
+    error         TEXT
+)
+""",
 )
