@@ -38,7 +38,17 @@ def blmk_stories() -> list[Story]:
     for i, item in enumerate(it for it in items if it["date_iso"].startswith("2025-05")):
         cut = item["title"]
         full = cut.rstrip("…").rstrip() + " (full title from the article page)" if cut.endswith("…") else cut
-        stories.append(Story(f"story-{i}", item["category"], item["date_text"], item["date_iso"], cut, full, item["summary"]))
+        stories.append(
+            Story(
+                f"story-{i}",
+                item["category"],
+                item["date_text"],
+                item["date_iso"],
+                cut,
+                full,
+                item["summary"],
+            )
+        )
     return stories
 
 

@@ -4,7 +4,6 @@ end to end with article enrichment, all against a real HTTP server on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -37,7 +36,9 @@ def toml_value(value: object) -> str:
     return json.dumps(value)
 
 
-def write_site(folder: Path, sources: list[dict[str, object]], *, fetch: dict[str, object] | None = None) -> Path:
+def write_site(
+    folder: Path, sources: list[dict[str, object]], *, fetch: dict[str, object] | None = None
+) -> Path:
     lines = ["[fetch]", *(f"{k} = {toml_value(v)}" for k, v in (fetch or {}).items()), ""]
     for source in sources:
         lines += ["[[sources]]", *(f"{k} = {toml_value(v)}" for k, v in source.items()), ""]
@@ -57,7 +58,14 @@ def write_site(folder: Path, sources: list[dict[str, object]], *, fetch: dict[st
 
 
 def html_source(url: str, **extra: object) -> dict[str, object]:
-    return {"name": "BLMK page", "url": url, "category": "News", "kind": "html", "select": dict(SELECT), **extra}
+    return {
+        "name": "BLMK page",
+        "url": url,
+        "category": "News",
+        "kind": "html",
+        "select": dict(SELECT),
+        **extra,
+    }
 
 
 def ctx(listing: Listing, url: str = "https://blmk.example/our-priorities/") -> ParseContext:
@@ -110,18 +118,29 @@ def test_date_format_is_a_cldr_pattern_read_in_the_locale() -> None:
     assert parse_date("9. Mai 2025", pattern="d. MMMM y", locale="de_DE", timezone="UTC") == datetime(
         2025, 5, 9, tzinfo=UTC
     )
-    assert parse_date("vendredi 9 mai 2025", pattern="EEEE d MMMM y", locale="fr_FR", timezone="UTC") == datetime(
-        2025, 5, 9, tzinfo=UTC
-    )
+    assert parse_date(
+        "vendredi 9 mai 2025", pattern="EEEE d MMMM y", locale="fr_FR", timezone="UTC"
+    ) == datetime(2025, 5, 9, tzinfo=UTC)
     assert parse_date("09/05/2025", pattern="dd/MM/y", timezone="UTC") == datetime(2025, 5, 9, tzinfo=UTC)
     assert parse_date("9 May 2025", pattern="dd/MM/y", timezone="UTC") is None
-    for text in ("9 May 2025", "9th May 2025", "Friday 9 May 2025", "May 9, 2025", "2025-05-09", "Fri, 09 May 2025 00:00:00 +0000"):
+    for text in (
+        "9 May 2025",
+        "9th May 2025",
+        "Friday 9 May 2025",
+        "May 9, 2025",
+        "2025-05-09",
+        "Fri, 09 May 2025 00:00:00 +0000",
+    ):
         assert parse_date(text, timezone="UTC") == datetime(2025, 5, 9, tzinfo=UTC), text
     assert parse_date("yesterday", timezone="UTC") is None
 
 
 def test_config_reads_html_sources_and_reports_bad_selectors(tmp_path: Path) -> None:
-    good = write_site(tmp_path, [html_source("https://blmk.example/", date_format="d MMMM y", enrich=True)], fetch={"enrich_max": 7})
+    good = write_site(
+        tmp_path,
+        [html_source("https://blmk.example/", date_format="d MMMM y", enrich=True)],
+        fetch={"enrich_max": 7},
+    )
     config = load_config(good)
     source = config.sources[0]
     assert source.select is not None and source.select.item == ".news-card"
@@ -132,7 +151,12 @@ def test_config_reads_html_sources_and_reports_bad_selectors(tmp_path: Path) -> 
         tmp_path,
         [
             {"name": "a", "url": "https://a.example/", "kind": "html", "select": {"title": "h3"}},
-            {"name": "b", "url": "https://b.example/", "kind": "html", "select": {"item": "..x", "title": "h3"}},
+            {
+                "name": "b",
+                "url": "https://b.example/",
+                "kind": "html",
+                "select": {"item": "..x", "title": "h3"},
+            },
             {"name": "c", "url": "https://c.example/", "select": {"item": "li", "title": "h3"}},
             {"name": "d", "url": "https://d.example/", "kind": "page"},
             {**html_source("https://e.example/"), "name": "e", "date_format": "MMMM y"},
@@ -155,13 +179,17 @@ def test_a_layout_change_fails_the_source_naming_the_selector_and_keeps_its_entr
     stories = blmk_stories()
     with running_server() as server:
         server.routes["/our-priorities/"] = feed(listing_page(stories), content_type="text/html")
-        config = load_config(write_site(tmp_path, [html_source(f"{server.url}/our-priorities/", date_format="d MMMM y")]))
+        config = load_config(
+            write_site(tmp_path, [html_source(f"{server.url}/our-priorities/", date_format="d MMMM y")])
+        )
         db = open_state(config.state_path)
         first = ingest_sources(config, db, now=NOW, parse_processes=0)
         assert first.reports[0].status is SourceStatus.OK
         assert first.reports[0].entries == 6
 
-        server.routes["/our-priorities/"] = feed(listing_page(stories, card_class="card-v2"), content_type="text/html")
+        server.routes["/our-priorities/"] = feed(
+            listing_page(stories, card_class="card-v2"), content_type="text/html"
+        )
         second = ingest_sources(config, db, now=NOW, parse_processes=0)
         report = second.reports[0]
         assert report.status is SourceStatus.FAILED
@@ -179,10 +207,14 @@ def test_items_that_lose_their_title_or_date_fail_naming_that_selector() -> None
     lost_title = Listing(Selectors(item=".news-card", title=".card-title"), "auto", "en_GB")
     with pytest.raises(ParseError, match=r"title selector '\.card-title' found no title in 6 of 6 items"):
         parse_document(body, ctx(lost_title))
-    lost_date = Listing(Selectors(item=".news-card", title="h3", date=".news-card__teaser"), "d MMMM y", "en_GB")
+    lost_date = Listing(
+        Selectors(item=".news-card", title="h3", date=".news-card__teaser"), "d MMMM y", "en_GB"
+    )
     with pytest.raises(ParseError, match=r"date selector '\.news-card__teaser' gave no date in 6 of 6 items"):
         parse_document(body, ctx(lost_date))
-    wrong_format = Listing(Selectors(item=".news-card", title="h3", date=".news-card__date"), "dd/MM/y", "en_GB")
+    wrong_format = Listing(
+        Selectors(item=".news-card", title="h3", date=".news-card__date"), "dd/MM/y", "en_GB"
+    )
     with pytest.raises(ParseError, match=r"it found '9 May 2025', which date_format 'dd/MM/y' does not read"):
         parse_document(body, ctx(wrong_format))
 
@@ -190,7 +222,9 @@ def test_items_that_lose_their_title_or_date_fail_naming_that_selector() -> None
 # 5. The seeds' case: listing + article pages -> `digest build` with full titles, links, dates, pictures
 
 
-def test_digest_build_on_a_blmk_listing_with_enrichment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_digest_build_on_a_blmk_listing_with_enrichment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     stories = blmk_stories()
     with running_server() as server:
         server.routes["/our-priorities/"] = feed(listing_page(stories), content_type="text/html")
@@ -233,7 +267,9 @@ def test_digest_build_on_a_blmk_listing_with_enrichment(tmp_path: Path, capsys: 
         assert len(server.hits("/robots.txt")) == 1
 
         # A rebuild with a changed listing re-parses; the articles come from state, not the network.
-        server.routes["/our-priorities/"] = feed(listing_page(stories) + b"<!-- changed -->", content_type="text/html")
+        server.routes["/our-priorities/"] = feed(
+            listing_page(stories) + b"<!-- changed -->", content_type="text/html"
+        )
         assert main(["build", "--config", str(config_path), "--as-of", AS_OF]) == 0
         for story in stories:
             assert len(server.hits(f"/articles/{story.slug}")) == 1
@@ -300,7 +336,9 @@ def test_robots_txt_and_enrich_max_bound_the_article_fetches(tmp_path: Path) -> 
             f"User-agent: *\nDisallow: /articles/{stories[0].slug}\n".encode(), content_type="text/plain"
         )
         config = load_config(
-            write_site(tmp_path, [undated_source(f"{server.url}/p/")], fetch={"enrich_max": 3, "concurrency": 2})
+            write_site(
+                tmp_path, [undated_source(f"{server.url}/p/")], fetch={"enrich_max": 3, "concurrency": 2}
+            )
         )
         db = open_state(config.state_path)
         ingest_sources(config, db, now=NOW, parse_processes=0)
