@@ -192,7 +192,10 @@ def main() -> None:
     page, feed = listing_page(), rss_feed()
     html_rate = rate(page, listing_ctx, 20)
     rss_rate = rate(feed, ctx, 20)
-    print(f"listing page, {ITEMS} items ({len(page) / 1024:.0f} KB): {html_rate:,.0f} entries/s (lxml + cssselect)")
+    print(
+        f"listing page, {ITEMS} items ({len(page) / 1024:.0f} KB): "
+        f"{html_rate:,.0f} entries/s (lxml + cssselect)"
+    )
     print(f"same items as RSS ({len(feed) / 1024:.0f} KB):          {rss_rate:,.0f} entries/s (feedparser)")
     print(f"  listing / feedparser: {html_rate / rss_rate:.2f}x")
     with slow_server() as base:
@@ -202,5 +205,6 @@ def main() -> None:
             verdict = "ok" if many <= 1.5 * one else "over the 1.5x target"
             print(
                 f"enrich at {LATENCY * 1000:.0f} ms latency, [fetch] concurrency = {concurrency}: 1 article "
-                f"{one * 1000:.0f} ms, {ARTICLES} articles {many * 1000:.0f} ms = {many / one:.2f}x ({verdict})"
+                f"{one * 1000:.0f} ms, {ARTICLES} articles {many * 1000:.0f} ms = {many / one:.2f}x "
+                f"({verdict})"
             )

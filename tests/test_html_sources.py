@@ -99,9 +99,11 @@ def test_a_blmk_shaped_listing_gives_one_clean_entry_per_card() -> None:
 
 def test_default_link_and_image_are_the_first_a_href_and_img_src() -> None:
     body = b"""<html><body><ul>
-      <li class="n"><a href="/a/1">First</a><img src="data:image/gif;base64,R0l" data-src="/i/1.png" alt="One">
+      <li class="n"><a href="/a/1">First</a>
+          <img src="data:image/gif;base64,R0l" data-src="/i/1.png" alt="One">
           <time datetime="2025-05-09">Friday</time></li>
-      <li class="n"><a href="https://other.example/2">Second</a><time datetime="2025-05-08T10:00:00Z">x</time></li>
+      <li class="n"><a href="https://other.example/2">Second</a>
+          <time datetime="2025-05-08T10:00:00Z">x</time></li>
     </ul></body></html>"""
     from digest.config import Selectors
 

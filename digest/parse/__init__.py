@@ -37,7 +37,7 @@ def parse_document(
     kind = (content_type or "").split(";")[0].strip().lower()
     name = label or ctx.url
     if ctx.listing is not None:  # a `kind = "html"` source: a listing page read with its selectors
-        from digest.parse.html import parse_listing  # noqa: PLC0415 - lxml loads only for listings
+        from digest.parse.listing import parse_listing  # noqa: PLC0415 - lxml loads only for listings
 
         return parse_listing(body, ctx)
     if is_markdown_name(name) or kind == "text/markdown":

@@ -15,7 +15,7 @@ from digest.config import USER_AGENT, Selectors
 from digest.errors import FetchError, UsageError
 from digest.parse.common import Listing
 from digest.parse.dates import parse_date
-from digest.parse.html import read_item
+from digest.parse.listing import read_item
 from digest.parse.select import describe, parse_html, select_all, split_selector, text_of
 
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json", "application/json")
@@ -182,9 +182,9 @@ def _date_element(element: Any, timezone: str) -> Any | None:
         if child.tag == "time" and (child.get("datetime") or text_of(child)):
             return child
         text = (child.text or "").strip()
-        if text and len(text) <= _MAX_DATE_TEXT and any(c.isdigit() for c in text):
-            if parse_date(text, timezone=timezone) is not None:
-                return child
+        short = text and len(text) <= _MAX_DATE_TEXT and any(c.isdigit() for c in text)
+        if short and parse_date(text, timezone=timezone) is not None:
+            return child
     return None
 
 
