@@ -354,3 +354,111 @@ def test_robots_txt_and_enrich_max_bound_the_article_fetches(tmp_path: Path) -> 
         assert len([s for s in stories if server.hits(f"/articles/{s.slug}")]) == 5
         assert not server.hits(f"/articles/{stories[0].slug}")
         assert all(len(server.hits(f"/articles/{s.slug}")) <= 1 for s in stories)
+
+
+def test_an_article_seen_again_as_a_new_entry_is_fetched_with_a_conditional_get(tmp_path: Path) -> None:
+    stories = blmk_stories()[:2]
+    with running_server() as server:
+        server.routes["/p/"] = feed(listing_page(stories), content_type="text/html")
+        _serve_articles(server, stories)
+        config = load_config(write_site(tmp_path, [undated_source(f"{server.url}/p/")]))
+        db = open_state(config.state_path)
+        ingest_sources(config, db, now=NOW, parse_processes=0)
+        first = server.hits(f"/articles/{stories[0].slug}")
+        assert len(first) == 1 and "if-none-match" not in first[0].headers
+        # The story leaves state (as after pruning) and comes back: a new entry, so the page is asked again,
+        # with the stored ETag; the 304 keeps what state holds.
+        db.execute("DELETE FROM entries")
+        server.routes["/p/"] = feed(listing_page(stories) + b" ", content_type="text/html")
+        ingest_sources(config, db, now=NOW, parse_processes=0)
+        again = server.hits(f"/articles/{stories[0].slug}")
+        assert len(again) == 2 and again[1].headers["if-none-match"] == f'"{stories[0].slug}"'
+        entry = entry_state.current_entries(db, "BLMK page")[0]
+        assert entry.enriched == ("date", "title", "image")
+        assert entry.image is not None and entry.image.width == 1200
+
+
+# 3. Trying selectors: `digest sources try`
+
+
+def test_sources_try_prints_what_the_selectors_extract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stories = blmk_stories()
+    with running_server() as server:
+        server.routes["/p/"] = feed(listing_page(stories, image=True), content_type="text/html")
+        args = ["sources", "try", f"{server.url}/p/", "--select-item", ".news-card", "--select-title", "h3"]
+        args += ["--select-date", ".news-card__date", "--select-category", ".news-card__label"]
+        assert main([*args, "--date-format", "d MMMM y", "--json"]) == 0
+        document = json.loads(capsys.readouterr().out)
+        assert len(document["items"]) == 6
+        first = document["items"][0]
+        assert first["title"] == stories[0].cut_title
+        assert first["link"] == f"{server.url}/articles/story-0"
+        assert first["date_text"] == "9 May 2025" and first["published"] == "2025-05-09T00:00:00+00:00"
+        assert first["category"] == "News"
+        assert first["image"] == f"{server.url}/img/story-0-thumb.jpg"
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert "6 items match '.news-card'" in out and "1. Local NHS bodies commit" in out
+        assert "date: '9 May 2025' -> 2025-05-09" in out
+
+
+def test_sources_try_without_selectors_lists_feed_links_or_suggests_items(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_feed = tmp_path / "with-feed.html"
+    with_feed.write_text(
+        '<html><head><link rel="alternate" type="application/rss+xml" title="News" href="/feed.xml">'
+        '<link rel="stylesheet" href="/s.css"></head><body></body></html>'
+    )
+    assert main(["sources", "try", str(with_feed), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["feeds"] == [
+        {"url": "/feed.xml", "type": "application/rss+xml", "title": "News"}
+    ]
+    page = tmp_path / "listing.html"
+    # The cards hold a link and a date; the nav repeats links without dates; the aside repeats dates only.
+    page.write_bytes(
+        listing_page(blmk_stories()).replace(
+            b"<nav>", b"<nav><ul class='menu'>" + b"<li class='m'><a href='/x'>x</a></li>" * 8 + b"</ul>"
+        )
+        + b"<aside>"
+        + b"<p class='d'>9 May 2025</p>" * 5
+        + b"</aside>"
+    )
+    assert main(["sources", "try", str(page), "--json"]) == 0
+    candidates = json.loads(capsys.readouterr().out)["candidates"]
+    assert candidates[0]["item"] == "div.news-card"
+    assert candidates[0]["with_link_and_date"] == 6 and candidates[0]["matches"] == 6
+    assert candidates[0]["title"] == "h3.news-card__title" and candidates[0]["date"] == "span.news-card__date"
+    assert all(c["item"] not in ("li.m", "p.d") for c in candidates)
+    assert main(["sources", "try", str(page)]) == 0
+    assert "--select-item 'div.news-card'" in capsys.readouterr().out
+    assert main(["sources", "try", str(page), "--select-title", "h3"]) == 2
+
+
+# 5. The shipped sample: the listing source and its local stand-in articles, offline
+
+
+def test_the_shipped_sample_reads_its_listing_page_and_local_articles(tmp_path: Path) -> None:
+    import shutil
+
+    from conftest import REPO
+
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    shutil.copytree(REPO / "feeds", tmp_path / "feeds")
+    config = load_config(tmp_path / "config.toml")
+    db = open_state(config.state_path)
+    result = ingest_sources(config, db, now=NOW, parse_processes=0)
+    report = next(r for r in result.reports if r.name == "BLMK latest news (web page)")
+    assert report.status is SourceStatus.OK and report.entries == 6
+    entries = entry_state.current_entries(db, "BLMK latest news (web page)")
+    assert [e.category for e in entries] == ["News", "News", "Blog", "Blog", "Blog", "News"]
+    assert all(e.article and e.article.startswith("feeds/pages/articles/") for e in entries)
+    chaplaincy = entries[2]
+    # its stand-in names the real article's address, which the listing's stored copy does not show
+    assert chaplaincy.link == (
+        "https://blmkhealthandcarepartnership.org/you-cant-catch-death-reflections-from-the-chaplaincy-of-sarah-crane"
+    )
+    assert chaplaincy.enriched == ("link",)
+    assert all(e.link is None for e in entries if e is not chaplaincy)  # no made-up addresses
