@@ -180,6 +180,32 @@ def enrich_seconds(base: str, count: int, concurrency: int) -> float:
         return asyncio.run(run(Path(folder) / "state.db"))
 
 
+def plain_get_seconds(base: str, count: int) -> float:
+    """The floor: `count` concurrent GETs through the same client (no robots.txt, parsing or state)."""
+
+    async def run() -> float:
+        async with fetch.new_client(concurrency=count) as client:
+            start = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    fetch.fetch_http(
+                        client,
+                        f"{base}/a/{i}",
+                        name="bench",
+                        timeout=20.0,
+                        user_agent=USER_AGENT,
+                        validators=fetch.Validators(),
+                        max_bytes=10_000_000,
+                        retries=0,
+                    )
+                    for i in range(count)
+                )
+            )
+            return time.perf_counter() - start
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     ctx = ParseContext(source="bench", category="News", url="https://blmk.example/news/", seen_at=NOW)
     listing_ctx = ParseContext(
@@ -199,6 +225,13 @@ def main() -> None:
     print(f"same items as RSS ({len(feed) / 1024:.0f} KB):          {rss_rate:,.0f} entries/s (feedparser)")
     print(f"  listing / feedparser: {html_rate / rss_rate:.2f}x")
     with slow_server() as base:
+        one = min(plain_get_seconds(base, 1) for _ in range(3))
+        many = min(plain_get_seconds(base, ARTICLES) for _ in range(3))
+        print(
+            f"floor: plain GETs at {LATENCY * 1000:.0f} ms latency: 1 in {one * 1000:.0f} ms, "
+            f"{ARTICLES} at once "
+            f"in {many * 1000:.0f} ms = {many / one:.2f}x (the client's CPU per request on this machine)"
+        )
         for concurrency in (50, 8):
             one = min(enrich_seconds(base, 1, concurrency) for _ in range(3))
             many = min(enrich_seconds(base, ARTICLES, concurrency) for _ in range(3))
