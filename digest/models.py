@@ -23,10 +23,14 @@ class SourceStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """An entry's picture: an absolute http(s) URL and its alternative text ("" when decorative)."""
+    """An entry's picture: an absolute http(s) URL and its alternative text ("" when decorative).
+
+    `width`/`height` are the pixel size when the source says (an article's og:image:width/height)."""
 
     url: str
     alt: str
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,9 @@ class Entry:
     `summary_html` is sanitised (nh3 allowlist); `summary_text` is a plain-text excerpt.
     `priority`/`pinned` come from curated Markdown items only. `also_from` names the other sources
     that carried the same story (filled by de-duplication).
+    `enriched` names the fields filled in from the entry's article page ("date", "title", "image",
+    "summary", "link"). `article` is where that page is when it is not `link`: a local file (relative to
+    the config folder) that a local HTML listing links to.
     """
 
     id: str
@@ -57,6 +64,8 @@ class Entry:
     priority: str | None = None
     pinned: bool = False
     also_from: tuple[str, ...] = ()
+    enriched: tuple[str, ...] = ()
+    article: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,6 +104,8 @@ def _toml_value(value: object) -> str:
         return '"' + "".join(_toml_char(ch) for ch in value) + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # a sub-table such as [sources.select], written inline
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(type(value))
 
 

@@ -36,12 +36,17 @@ def sample(tmp_path: Path) -> Path:
 def test_digest_fetch_on_the_shipped_sample(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fetch", "--config", str(sample), "--json"]) == 0
     reports = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in reports] == ["BLMK news", "BLMK blog", "BLMK Health and Care Partnership"]
+    assert [r["name"] for r in reports] == [
+        "BLMK news",
+        "BLMK blog",
+        "BLMK Health and Care Partnership",
+        "BLMK latest news (web page)",
+    ]
     for report in reports:
         assert {"name", "status", "entries", "http_status", "error", "redirected_to"} <= set(report)
         assert report["status"] == "ok"
         assert report["error"] is None
-    assert [r["entries"] for r in reports] == [30, 3, 3]
+    assert [r["entries"] for r in reports] == [30, 3, 3, 6]
     assert reports[1]["newest_entry"] == "2025-05-07T23:00:00+00:00"
 
     assert main(["fetch", "--config", str(sample)]) == 0
@@ -104,7 +109,7 @@ def test_offline_reads_state_only(sample: Path) -> None:
     shutil.rmtree(sample.parent / "feeds")
     offline = ingest_sources(config, db, now=NOW + timedelta(hours=1), offline=True)
     assert offline.entries == online.entries
-    assert [r.status for r in offline.reports] == [SourceStatus.OK] * 3
+    assert [r.status for r in offline.reports] == [SourceStatus.OK] * 4
     assert source_reports(config, db) == offline.reports
 
 
@@ -121,8 +126,13 @@ def test_progress_is_reported_per_source(sample: Path) -> None:
     db = open_state(config.state_path)
     seen: list[tuple[str, int, int]] = []
     ingest_sources(config, db, now=NOW, on_progress=lambda r, done, total: seen.append((r.name, done, total)))
-    assert sorted(s[0] for s in seen) == ["BLMK Health and Care Partnership", "BLMK blog", "BLMK news"]
-    assert [s[1] for s in seen] == [1, 2, 3] and {s[2] for s in seen} == {3}
+    assert sorted(s[0] for s in seen) == [
+        "BLMK Health and Care Partnership",
+        "BLMK blog",
+        "BLMK latest news (web page)",
+        "BLMK news",
+    ]
+    assert [s[1] for s in seen] == [1, 2, 3, 4] and {s[2] for s in seen} == {4}
 
 
 def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -479,15 +489,15 @@ def test_a_changed_parse_setting_parses_an_unchanged_feed_again(sample: Path) ->
     db = open_state(config.state_path)
     ingest_sources(config, db, now=NOW)
     again = ingest_sources(config, db, now=NOW + timedelta(hours=1))
-    assert [r.status for r in again.reports] == [SourceStatus.NOT_MODIFIED] * 3
+    assert [r.status for r in again.reports] == [SourceStatus.NOT_MODIFIED] * 4
     text = sample.read_text().replace('category = "Blog"', 'category = "Staff blog"')
     text = text.replace("excerpt_chars = 240", "excerpt_chars = 80")
     sample.write_text(text)
     changed = load_config(sample)
     result = ingest_sources(changed, db, now=NOW + timedelta(hours=2))
-    assert [r.status for r in result.reports] == [SourceStatus.OK] * 3
+    assert [r.status for r in result.reports] == [SourceStatus.OK] * 4
     blog = [e for e in result.entries if e.source == "BLMK blog"]
     assert blog and all(e.category == "Staff blog" for e in blog)
     assert all(len(e.summary_text) <= 80 for e in result.entries)
     settled = ingest_sources(changed, db, now=NOW + timedelta(hours=3))
-    assert [r.status for r in settled.reports] == [SourceStatus.NOT_MODIFIED] * 3
+    assert [r.status for r in settled.reports] == [SourceStatus.NOT_MODIFIED] * 4

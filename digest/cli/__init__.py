@@ -70,6 +70,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "serve": LazyCommand(
         "digest.cli.web", "serve", "Serve the web archive ([web] archive_dir) and the unsubscribe pages."
     ),
+    "sources": LazyCommand(
+        "digest.cli.sources", "sources", "Try web pages as sources before adding them to the config."
+    ),
     "state": LazyCommand(
         "digest.cli.state",
         "state_group",

@@ -12,6 +12,7 @@ shared checks), `sections` (readers of the larger tables), `load` (`parse_config
 from digest.config.load import load_config, parse_config
 from digest.config.schema import (
     DEFAULT_CONFIG,
+    SELECT_KEYS,
     USER_AGENT,
     ApprovalSettings,
     Config,
@@ -24,6 +25,7 @@ from digest.config.schema import (
     Priority,
     ScheduleSettings,
     Security,
+    Selectors,
     SmtpSettings,
     Source,
     SourceKind,
@@ -36,6 +38,7 @@ from digest.config.schema import (
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "SELECT_KEYS",
     "USER_AGENT",
     "ApprovalSettings",
     "Config",
@@ -48,6 +51,7 @@ __all__ = [
     "Priority",
     "ScheduleSettings",
     "Security",
+    "Selectors",
     "SmtpSettings",
     "Source",
     "SourceKind",

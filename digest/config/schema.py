@@ -19,6 +19,26 @@ Transport = Literal["outbox", "smtp"]
 Security = Literal["none", "starttls", "tls"]
 
 
+SELECT_KEYS = ("item", "title", "link", "date", "summary", "category", "image")
+
+
+@dataclass(frozen=True, slots=True)
+class Selectors:
+    """`[sources.select]` of an HTML listing source: CSS selectors, each optionally `selector@attribute`.
+
+    `item` matches one element per entry; the others are looked up inside it. `link` defaults to the
+    first `a@href` and `image` to the first `img@src`.
+    """
+
+    item: str
+    title: str
+    link: str = "a@href"
+    date: str | None = None
+    summary: str | None = None
+    category: str | None = None
+    image: str = "img@src"
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """One `[[sources]]` table. `location` is the URL, or the absolute path / glob for local files."""
@@ -32,6 +52,11 @@ class Source:
     max_entries: int | None
     user_agent: str
     enabled: bool
+    # kind = "html": a news listing page read with `select`; dates in it read with `date_format`.
+    select: Selectors | None = None
+    date_format: str = "auto"
+    # enrich = true: each new entry's article page fills in a missing date, picture, summary, cut title.
+    enrich: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +66,7 @@ class FetchSettings:
     retries: int = 2
     max_bytes: int = 10_000_000
     user_agent: str = USER_AGENT
+    enrich_max: int = 50
 
 
 @dataclass(frozen=True, slots=True)

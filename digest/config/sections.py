@@ -8,10 +8,12 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from digest.config.schema import (
+    SELECT_KEYS,
     DeliverySettings,
     FetchSettings,
     Priority,
     Security,
+    Selectors,
     SmtpSettings,
     Source,
     SourceKind,
@@ -19,7 +21,7 @@ from digest.config.schema import (
     ThemeSettings,
     Transport,
 )
-from digest.config.table import COLOUR, Table, http_url, local_path
+from digest.config.table import COLOUR, Table, checked, http_url, local_path
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 MAX_FETCH_TIMEOUT = 600.0  # seconds; one request waiting longer than 10 minutes is a dead server
@@ -33,6 +35,7 @@ def read_source(table: Table, root: Path, fetch: FetchSettings) -> Source | None
     max_entries = table.integer("max_entries", None, minimum=1, maximum=100_000)
     user_agent = table.text("user_agent", fetch.user_agent, header=True)
     enabled = table.boolean("enabled", True)
+    select, date_format, enrich = read_page_keys(table)
     table.finish()
     if not isinstance(url, str) or not url.strip():
         return None
@@ -71,7 +74,58 @@ def read_source(table: Table, root: Path, fetch: FetchSettings) -> Source | None
         max_entries=max_entries,
         user_agent=user_agent,
         enabled=enabled,
+        select=select,
+        date_format=date_format,
+        enrich=enrich,
     )
+
+
+def read_page_keys(table: Table) -> tuple[Selectors | None, str, bool]:
+    """`kind`, `[sources.select]`, `date_format` and `enrich` of one source (HTML listings, enrichment)."""
+    kind = table.choice("kind", ("feed", "html"), "feed")
+    date_format = table.text("date_format", "auto")
+    if isinstance(date_format, str) and "date_format" in table.data:
+        from digest.ingest.parse.dates import pattern_problem  # noqa: PLC0415 - config stays light to import
+
+        checked(table, "date_format", date_format, pattern_problem)
+    enrich = table.boolean("enrich", False)
+    has_select = "select" in table.data
+    sel = table.table("select")
+    values: dict[str, str] = {}
+    for key in SELECT_KEYS:
+        value = sel.text(key, None)
+        if isinstance(value, str):
+            problem = selector_problem(value)
+            if problem:
+                sel.problem(key, problem)
+            else:
+                values[key] = value
+    sel.finish()
+    if kind != "html":
+        if has_select:
+            table.problem("select", 'is only read when kind = "html" (add kind = "html" to this source)')
+        return None, date_format if isinstance(date_format, str) else "auto", bool(enrich)
+    for key in ("item", "title"):
+        if key not in sel.data:
+            sel.problem(key, 'is required for kind = "html" (a CSS selector, e.g. ".news-card")')
+    if "item" not in values or "title" not in values:
+        return None, "auto", False
+    return (
+        Selectors(**values),
+        date_format if isinstance(date_format, str) else "auto",
+        bool(enrich),
+    )
+
+
+def selector_problem(value: str) -> str | None:
+    """Why `value` (a CSS selector, optionally `selector@attribute`) is not usable, or None."""
+    from digest.ingest.parse.select import split_selector  # noqa: PLC0415 - lxml/cssselect load only when used
+
+    try:
+        split_selector(value)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def read_priority(table: Table) -> Priority | None:
@@ -192,6 +246,7 @@ def read_fetch(f: Table) -> FetchSettings:
         retries=f.integer("retries", fd.retries, minimum=0, maximum=10),
         max_bytes=f.integer("max_bytes", fd.max_bytes, minimum=1024, maximum=1_000_000_000),
         user_agent=f.text("user_agent", fd.user_agent, header=True),
+        enrich_max=f.integer("enrich_max", fd.enrich_max, minimum=0, maximum=10_000),
     )
     f.finish()
     return fetch

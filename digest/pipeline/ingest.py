@@ -33,7 +33,8 @@ from digest.config import Config, Source
 from digest.errors import DigestError, ParseError, StateError
 from digest.ingest import fetch
 from digest.ingest.dedupe import dedupe
-from digest.ingest.parse import ParseContext, parse_document
+from digest.ingest.enrich import Enricher
+from digest.ingest.parse import Listing, ParseContext, parse_document
 from digest.models import Entry, SourceReport, SourceStatus
 from digest.state import entries as entry_state
 from digest.state import feeds as feed_state
@@ -177,7 +178,9 @@ async def _fetch_all(
     async def one(source: Source) -> SourceReport:
         nonlocal done
         async with limit:
-            report = await _ingest_one(config, db, source, client, pool, now=now, backoff=backoff)
+            report = await _ingest_one(
+                config, db, source, client, pool, now=now, backoff=backoff, enricher=enricher
+            )
         done += 1
         if on_progress:
             on_progress(report, done, len(sources))
@@ -185,6 +188,19 @@ async def _fetch_all(
 
     with _parse_pool(workers) as pool:
         async with fetch.new_client(concurrency=config.fetch.concurrency) as client:
+            enricher = (
+                Enricher(
+                    client=client,
+                    root=config.root,
+                    max_pages=config.fetch.enrich_max,
+                    concurrency=config.fetch.concurrency,
+                    max_bytes=config.fetch.max_bytes,
+                    timezone=config.digest.timezone,
+                    excerpt_chars=config.digest.excerpt_chars,
+                )
+                if any(s.enrich for s in sources)
+                else None
+            )
             return list(await asyncio.gather(*(one(s) for s in sources)))
 
 
@@ -201,6 +217,7 @@ async def _ingest_one(
     *,
     now: datetime,
     backoff: float,
+    enricher: Enricher | None = None,
 ) -> SourceReport:
     url = _configured_url(source)
     record = feed_state.get_feed(db, source.name, url)
@@ -232,6 +249,7 @@ async def _ingest_one(
             now=now,
             last_body_sha256=record.body_sha256 if record else None,
             parse_settings=settings,
+            enricher=enricher if source.enrich else None,
         )
     except StateError:  # the state store itself failed: no other source can be recorded either
         raise
@@ -265,6 +283,8 @@ def _parse_settings(config: Config, source: Source) -> str:
         config.digest.timezone,
         sorted(p.name for p in config.priorities),
     ]
+    if source.select is not None or source.enrich:  # listings and enrichment: only then, so feeds keep theirs
+        settings += [repr(source.select), source.date_format, config.digest.locale, source.enrich]
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
 
 
@@ -323,6 +343,7 @@ async def _store(
     now: datetime,
     last_body_sha256: str | None,
     parse_settings: str,
+    enricher: Enricher | None = None,
 ) -> SourceReport:
     status = SourceStatus(fetched.status)
     permanent_url = fetched.redirected_to if fetched.permanent else None
@@ -357,10 +378,14 @@ async def _store(
         excerpt_chars=config.digest.excerpt_chars,
         timezone=config.digest.timezone,
         priorities=tuple(p.name for p in config.priorities),
+        listing=Listing(source.select, source.date_format, config.digest.locale) if source.select else None,
     )
     parsed = await _parse(pool, fetched.documents, ctx, source.kind)
     if source.max_entries is not None:
         parsed = parsed[: source.max_entries]
+    if enricher is not None:
+        known = entry_state.entry_ids(db, source.name)
+        parsed = await enricher.enrich(db, source, parsed, known=known, now=now)
     stored = entry_state.store_entries(db, source.name, parsed, now=now)
     feed_state.record_fetch(
         db,

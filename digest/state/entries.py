@@ -33,10 +33,14 @@ def entry_to_json(entry: Entry) -> str:
         "summary_text": entry.summary_text,
         "author": entry.author,
         "tags": list(entry.tags),
-        "image": {"url": entry.image.url, "alt": entry.image.alt} if entry.image else None,
+        "image": image_to_json(entry.image),
         "priority": entry.priority,
         "pinned": entry.pinned,
     }
+    if entry.enriched:
+        data["enriched"] = list(entry.enriched)
+    if entry.article:
+        data["article"] = entry.article
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -57,10 +61,30 @@ def entry_from_json(text: str) -> Entry:
         summary_text=data.get("summary_text", ""),
         author=data.get("author"),
         tags=tuple(data.get("tags") or ()),
-        image=Image(image["url"], image.get("alt", "")) if image else None,
+        image=image_from_json(image),
         priority=data.get("priority"),
         pinned=bool(data.get("pinned")),
+        enriched=tuple(data.get("enriched") or ()),
+        article=data.get("article"),
     )
+
+
+def image_to_json(image: Image | None) -> dict[str, Any] | None:
+    """An Image as a JSON object (width and height only when known)."""
+    if image is None:
+        return None
+    data: dict[str, Any] = {"url": image.url, "alt": image.alt}
+    if image.width:
+        data["width"] = image.width
+    if image.height:
+        data["height"] = image.height
+    return data
+
+
+def image_from_json(data: dict[str, Any] | None) -> Image | None:
+    if not data:
+        return None
+    return Image(data["url"], data.get("alt", ""), data.get("width"), data.get("height"))
 
 
 def store_entries(
@@ -99,6 +123,11 @@ def current_entries(db: sqlite3.Connection, source: str) -> tuple[Entry, ...]:
     """The entries of `source`'s latest successful fetch, in the order they were stored."""
     rows = db.execute("SELECT data FROM entries WHERE source = ? AND current = 1 ORDER BY rowid", (source,))
     return tuple(entry_from_json(r["data"]) for r in rows)
+
+
+def entry_ids(db: sqlite3.Connection, source: str) -> frozenset[str]:
+    """The ids of every entry of `source` that state holds (current or not)."""
+    return frozenset(r["id"] for r in db.execute("SELECT id FROM entries WHERE source = ?", (source,)))
 
 
 def first_seen(db: sqlite3.Connection, source: str, entry_id: str) -> datetime | None:

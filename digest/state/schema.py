@@ -159,6 +159,19 @@ CREATE TRIGGER subscribers_token_id_default AFTER INSERT ON subscribers WHEN NEW
 BEGIN
     UPDATE subscribers SET token_id = lower(hex(randomblob(16))) WHERE rowid = NEW.rowid; END
 """,
+    """
+-- Article pages read to enrich entries (sources with enrich = true): fetched once per address, the reply's
+-- validators kept for a conditional GET, and what the page said (JSON, null when it could not be read).
+CREATE TABLE articles (
+    url           TEXT PRIMARY KEY,
+    etag          TEXT,
+    last_modified TEXT,
+    fetched_at    TEXT NOT NULL,
+    status        TEXT NOT NULL,   -- ok | failed | disallowed (robots.txt)
+    meta          TEXT,
+    error         TEXT
+)
+""",
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -284,5 +297,18 @@ ALTER TABLE subscribers ADD COLUMN address_tokens INTEGER NOT NULL DEFAULT 0;
 UPDATE subscribers SET token_id = replace(gen_random_uuid()::text, '-', ''), address_tokens = 1;
 ALTER TABLE subscribers ALTER COLUMN token_id SET DEFAULT replace(gen_random_uuid()::text, '-', '');
 CREATE UNIQUE INDEX subscribers_token_id ON subscribers (token_id)
+""",
+    """
+-- Article pages read to enrich entries (sources with enrich = true): fetched once per address, the reply's
+-- validators kept for a conditional GET, and what the page said (JSON, null when it could not be read).
+CREATE TABLE articles (
+    url           TEXT PRIMARY KEY,
+    etag          TEXT,
+    last_modified TEXT,
+    fetched_at    TEXT NOT NULL,
+    status        TEXT NOT NULL,   -- ok | failed | disallowed (robots.txt)
+    meta          TEXT,
+    error         TEXT
+)
 """,
 )

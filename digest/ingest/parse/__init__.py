@@ -11,11 +11,11 @@ import re
 
 from digest.errors import ParseError
 from digest.ingest.clean import absolute_url
-from digest.ingest.parse.common import ParseContext, ParsedFeed, entry_id
+from digest.ingest.parse.common import Listing, ParseContext, ParsedFeed, entry_id
 from digest.ingest.parse.items import is_markdown_name, parse_item
 from digest.ingest.parse.jsonfeed import looks_like_json, parse_json_feed
 
-__all__ = ["ParseContext", "ParsedFeed", "entry_id", "parse_document"]
+__all__ = ["Listing", "ParseContext", "ParsedFeed", "entry_id", "parse_document"]
 
 _HTML_PAGE = re.compile(
     rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE | re.DOTALL
@@ -36,6 +36,10 @@ def parse_document(
     """
     kind = (content_type or "").split(";")[0].strip().lower()
     name = label or ctx.url
+    if ctx.listing is not None:  # a `kind = "html"` source: a listing page read with its selectors
+        from digest.ingest.parse.listing import parse_listing  # noqa: PLC0415 - lxml loads only for listings
+
+        return parse_listing(body, ctx)
     if is_markdown_name(name) or kind == "text/markdown":
         return parse_item(body, ctx, label=label or ctx.url)
     if not body.strip():

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from digest.config.schema import Selectors
 from digest.ingest import clean
 from digest.models import Entry, Image
 
@@ -30,6 +31,17 @@ class ParseContext:
     excerpt_chars: int = 240
     timezone: str = "UTC"
     priorities: tuple[str, ...] = ()
+    listing: Listing | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """How to read an HTML listing page (a `kind = "html"` source): its selectors, and its dates' pattern
+    read in the digest's locale."""
+
+    select: Selectors
+    date_format: str = "auto"
+    locale: str = "en_GB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +116,7 @@ def build_entry(
     priority: str | None = None,
     pinned: bool = False,
     summary_text: str | None = None,
+    article: str | None = None,
 ) -> Entry:
     """Make a clean Entry from raw values: sanitised HTML, excerpt, canonical link, derived title, stable id.
 
@@ -146,4 +159,5 @@ def build_entry(
         image=image,
         priority=priority,
         pinned=pinned,
+        article=article,
     )

@@ -25,6 +25,7 @@ from digest.models import (
     SourceReport,
 )
 from digest.state import to_iso
+from digest.state.entries import image_to_json
 
 SAMPLE_NAME = "Sam Sample"
 SAMPLE_ADDRESS = "sam.sample@example.org"
@@ -67,8 +68,9 @@ def entry_document(item: IssueEntry) -> dict[str, Any]:
         "summary_html": e.summary_html,
         "author": e.author,
         "tags": list(e.tags),
-        "image": {"url": e.image.url, "alt": e.image.alt} if e.image else None,
+        "image": image_to_json(e.image),
         "pinned": e.pinned,
+        "enriched": list(e.enriched),
     }
 
 
