@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 
 from digest import __version__
-from digest.cli import build, check, ingest, run, send, state, web
+from digest.cli import bounces, build, check, ingest, run, send, state, web
 from digest.cli.common import stderr
 from digest.errors import ConfigError, DigestError
 from digest.logs import setup_logging
@@ -34,7 +34,7 @@ def cli(verbose: bool, log_format: str) -> None:
     setup_logging(verbose=verbose, json_lines=log_format == "json")
 
 
-for module in (check, ingest, build, send, run, web, state):
+for module in (check, ingest, build, send, run, web, state, bounces):
     module.register(cli)
 
 

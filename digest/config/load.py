@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+from digest.config.bounces import read_bounces
 from digest.config.schema import (
     ApprovalSettings,
     Config,
@@ -44,7 +45,7 @@ from digest.errors import ConfigError
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR0915 - one block per table
     """Validate an already-loaded TOML document. Raises ConfigError listing every problem."""
     root = path.parent.resolve()
     problems: list[str] = []
@@ -106,6 +107,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 
     delivery = read_delivery(top.table("delivery"), root)
     smtp = read_smtp(top.table("smtp"), root)
+    bounces = read_bounces(top.table("bounces"), root) if "bounces" in data else None
 
     s = top.table("schedule")
     sd = ScheduleSettings()
@@ -158,6 +160,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         preview=preview,
         state_url=state_url,
         state_password_env=state_password_env,
+        bounces=bounces,
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
+from digest.config.bounces import address_problem
 from digest.config.schema import (
     DeliverySettings,
     FetchSettings,
@@ -18,7 +19,7 @@ from digest.config.schema import (
     ThemeSettings,
     Transport,
 )
-from digest.config.table import COLOUR, Table, http_url, local_path
+from digest.config.table import COLOUR, Table, checked, http_url, local_path
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -137,6 +138,12 @@ def read_delivery(t: Table, root: Path) -> DeliverySettings:
         dkim_path = local_path(t, "dkim_key", dkim_key, root, must_exist=True)
     selector = t.text("dkim_selector", None)
     domain = t.text("dkim_domain", None)
+    bounce_address = t.text("bounce_address", None)
+    if isinstance(bounce_address, str):
+        checked(t, "bounce_address", bounce_address, address_problem)
+    verp = t.boolean("verp", False)
+    if verp is True and bounce_address is None:
+        t.problem("verp", "needs [delivery] bounce_address (verp sends from bounces+<id>@its domain)")
     if (dkim_key is None) != (selector is None):
         t.problem("dkim_selector", "dkim_key and dkim_selector must be set together")
     delivery = DeliverySettings(
@@ -151,6 +158,8 @@ def read_delivery(t: Table, root: Path) -> DeliverySettings:
         dkim_selector=selector,
         dkim_domain=domain,
         fallback_name=t.text("fallback_name", d.fallback_name),
+        bounce_address=bounce_address if isinstance(bounce_address, str) else None,
+        verp=verp is True,
     )
     t.finish()
     return delivery
