@@ -61,6 +61,8 @@ class OutboxTransport:
         name = f"{self._label}.{who}.{secrets.token_hex(6)}.{self._host}.eml"
         tmp = self.root / "tmp" / name
         with tmp.open("xb") as handle:
+            if job.envelope_from:  # a Maildir file is a delivered message: it carries the envelope sender
+                handle.write(f"Return-Path: <{job.envelope_from}>\r\n".encode("ascii"))
             handle.write(job.message)
             handle.flush()
             os.fsync(handle.fileno())

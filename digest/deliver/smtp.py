@@ -197,7 +197,7 @@ class SmtpTransport:
                 if conn is None:
                     conn = self.connect()
                 self._limiter.wait(stop)
-                conn.sendmail(self.envelope_from, [rcpt], job.message)
+                conn.sendmail(job.envelope_from or self.envelope_from, [rcpt], job.message)
                 return Delivery(job=job, accepted=True, detail="250 accepted"), conn
             except smtplib.SMTPSenderRefused as e:
                 if e.smtp_code < 500:

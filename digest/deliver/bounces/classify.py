@@ -34,6 +34,7 @@ Kind = Literal["hard", "soft", "complaint", "auto_reply", "not_bounce"]
 KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "auto_reply", "not_bounce")
 
 HARD_STATUSES = frozenset({"5.1.1", "5.1.2", "5.1.6", "5.1.10"})
+SENDER_STATUSES = frozenset({"5.1.7", "5.1.8", "4.1.7", "4.1.8"})
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 HARD_WORDING = re.compile(
     r"user(?:name)? unknown|unknown (?:user|recipient|local[- ]part|address|mailbox)|"
@@ -51,7 +52,7 @@ HARD_WORDING = re.compile(
     r"requested action not taken: mailbox unavailable|name is not recognized|not listed in|"
     r"did not exactly match|n'existe pas|no final (?:e-?mail )?delivery point|no matches to nameserver|"
     r"doesn't have an? \S+ account|invalid final delivery userid|user not known|host not found|"
-    r"disabled or discontinued|recipient rejected|address not present|no such local user|"
+    r"not have a final (?:e-?mail )?delivery point|recipient rejected|address not present|no such local user|"
     r"recipient address rejected: access denied|invalid domain|no such domain",
     re.IGNORECASE,
 )
@@ -177,6 +178,8 @@ def failure_kind(status: str | None, diagnostic: str | None) -> Kind:
     text = diagnostic or ""
     if status in HARD_STATUSES:
         return "hard"
+    if status in SENDER_STATUSES:
+        return "soft"  # the sender's address was refused, not the recipient's
     if status is not None and status.split(".")[1:2] == ["2"] and SOFT_WORDING.search(text):
         return "soft"
     if SOFT_WORDING.search(text):
@@ -216,10 +219,16 @@ def _delivery_status(msg: email.message.Message) -> tuple[list[Failure], list[Fa
     failed: list[Failure] = []
     delayed: list[Failure] = []
     other = 0
-    for part in msg.walk():
-        if part.get_content_type() != "message/delivery-status":
-            continue
+    parts = [p for p in msg.walk() if p.get_content_type() == "message/delivery-status"]
+    if not parts:  # a DSN forwarded or pasted as text: its fields in a text part
+        parts = [p for p in msg.walk() if p.get_content_type() == "text/plain"][:1]
+    for part in parts:
         blocks = part.get_payload()
+        if part.get_content_type() == "text/plain":
+            raw = part.get_payload(decode=True)
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+            cut = re.search(r"^Content-Type: (?:message/rfc822|text/rfc822-headers)", text, re.I | re.M)
+            blocks = [b for b in _header_blocks(text[: cut.start()] if cut else text) if b.get("Action")]
         if isinstance(blocks, str):
             blocks = _header_blocks(blocks)
         elif not isinstance(blocks, list):
@@ -227,8 +236,10 @@ def _delivery_status(msg: email.message.Message) -> tuple[list[Failure], list[Fa
         for block in blocks:
             if not isinstance(block, email.message.Message):
                 continue
-            address = _header_address(block.get("Final-Recipient")) or _header_address(
-                block.get("Original-Recipient")
+            # Original-Recipient is the address as the sender gave it (before forwarding or aliases):
+            # the address digest sent to, when the DSN keeps it.
+            address = _header_address(block.get("Original-Recipient")) or _header_address(
+                block.get("Final-Recipient")
             )
             if address is None:
                 continue
