@@ -349,3 +349,42 @@ def test_the_new_status_migrates_an_existing_state(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         db.execute("UPDATE subscribers SET status = 'gone'")
     db.close()
+
+
+def test_run_processes_the_bounce_mailbox_first_and_status_flags_the_rates(tmp_path: Path) -> None:
+    from run_site import make_site, run_cli
+
+    from digest.pipeline.run import run_once
+
+    as_of = datetime(2025, 5, 9, 7, tzinfo=UTC)
+    config = make_site(
+        tmp_path,
+        [("Midwives celebrated", datetime(2025, 5, 5, 9, tzinfo=UTC))],
+        extra='[bounces]\nmaildir = "bounces"\n',
+        subscribers=("kijitora@example.co.jp", "ann@example.org", "bob@example.org"),
+    )
+    maildir = tmp_path / "bounces"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    assert run_once(config, now=as_of, as_of=as_of).outcome == "sent"
+    before = json.loads(run_cli(config, "status", "--json").stdout)["issues"][0]
+    assert (before["recipients"], before["hard_bounces"], before["flagged"], before["hint"]) == (
+        3,
+        0,
+        False,
+        None,
+    )
+
+    deliver(maildir, HARD, "1700000000.hard.host")  # arrives after the issue went out
+    later = as_of + timedelta(days=7)
+    run_once(config, now=later, as_of=later)
+    assert status_of(config, "kijitora@example.co.jp") == "bounced"
+    assert [p.name for p in (maildir / "cur").iterdir()] == ["1700000000.hard.host:2,S"]
+
+    issue = json.loads(run_cli(config, "status", "--json").stdout)["issues"][-1]
+    assert issue["id"] == "2025-W19"
+    assert (issue["hard_bounces"], issue["soft_bounces"], issue["complaints"]) == (1, 0, 0)
+    assert issue["bounce_rate"] == pytest.approx(1 / 3, abs=1e-3) and issue["flagged"] is True
+    assert "digest bounces process" in issue["hint"]
+    text = run_cli(config, "status").stdout
+    assert "attention: issue 2025-W19: 33.3% of recipients bounced" in text

@@ -151,6 +151,14 @@ def status_json(status: Status) -> dict[str, Any]:
                 "failed": [{"email": f.email, "detail": f.detail} for f in i.failed],
                 "approved_by": i.approved_by,
                 "approval_current": i.approval_current,
+                "hard_bounces": i.hard_bounces,
+                "soft_bounces": i.soft_bounces,
+                "complaints": i.complaints,
+                "bounce_rate": round(i.bounce_rate, 4),
+                "complaint_rate": round(i.complaint_rate, 5),
+                "flagged": bool(i.attention),
+                "attention": list(i.attention),
+                "hint": i.hint,
             }
             for i in status.issues
         ],
@@ -205,20 +213,34 @@ def _print_status(status: Status) -> None:
 
 def _print_issues(status: Status) -> None:
     table = Table(title="Recent issues", title_justify="left")
-    for column in ("issue", "built at", "sent at", "recipients", "failures", "approval"):
+    columns = ("issue", "built at", "sent at", "recipients", "failures", "bounces (hard/soft)", "complaints")
+    for column in (*columns, "approval"):
         table.add_column(column, no_wrap=column == "issue")
     for i in status.issues:
         sent = _local(i.sent_at, status) if i.sent_at else ("sending" if i.send_started_at else "not sent")
         approval = (i.approved_by or "") + ("" if i.approval_current or not i.approved_by else " (voided)")
+        bounces = f"{i.hard_bounces}/{i.soft_bounces} ({i.bounce_rate:.1%})"
+        complaints = f"{i.complaints} ({i.complaint_rate:.2%})"
         table.add_row(
-            i.id, _local(i.built_at, status), sent, str(i.recipients), str(i.failures), approval or "-"
+            i.id,
+            _local(i.built_at, status),
+            sent,
+            str(i.recipients),
+            str(i.failures),
+            bounces,
+            complaints,
+            approval or "-",
         )
     if not status.issues:
-        table.add_row("none built yet", "", "", "", "", "")
+        table.add_row("none built yet", "", "", "", "", "", "", "")
     stdout.print(table)
     for i in status.issues:
         for f in i.failed:
             stdout.print(f"  {i.id}: {f.email} failed: {f.detail}", markup=False)
+        for line in i.attention:
+            stdout.print(f"attention: {line}", markup=False)
+        if i.hint:
+            stdout.print(f"  hint: {i.hint}", markup=False)
 
 
 def _print_runs(status: Status) -> None:
