@@ -9,6 +9,7 @@ message in the send ledger, else a failed address that is a subscriber. What it 
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.config import BounceSettings, Config
-from digest.deliver.bounces import Classified, Kind, classify_message, open_source
+from digest.deliver.bounces import Classified, Kind, classify_message, open_source, ses
 from digest.deliver.bounces.verp import VerpIndex, verp_id_of
 from digest.deliver.tokens import unsubscribe_secret
 from digest.errors import UsageError
@@ -250,3 +251,99 @@ def process_bounces(
     finally:
         mailbox.close()
     return BounceReport(source=source, dry_run=dry_run, outcomes=tuple(outcomes))
+
+
+@dataclass(frozen=True, slots=True)
+class HookOutcome:
+    """The answer to one SNS request: an HTTP status and a short text, and what it changed."""
+
+    status: int
+    text: str
+    changed: tuple[str, ...] = ()
+
+
+def handle_sns(
+    config: Config,
+    db: sqlite3.Connection,
+    body: bytes,
+    *,
+    now: datetime,
+    certs: ses.CertificateCache,
+    confirm: Callable[[str], bytes],
+) -> HookOutcome:
+    """Act on one SNS request for `POST /hooks/ses`: a verified SES bounce or complaint notification
+    takes the same path as a bounce from the mailbox; a verified subscription confirmation is
+    confirmed. A forged, malformed, too old or replayed message changes nothing."""
+    settings = bounce_settings(config)
+    try:
+        message = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return HookOutcome(400, "not an SNS message (not JSON)")
+    if not isinstance(message, dict):
+        return HookOutcome(400, "not an SNS message")
+    try:
+        ses.verify(message, cert_hosts=settings.sns_cert_hosts, certs=certs, now=now)
+    except ses.SnsError as e:
+        log.warning("POST /hooks/ses refused: %s", e)
+        return HookOutcome(403, f"refused: {e}")
+    topic = str(message.get("TopicArn", ""))
+    if settings.sns_topic_arns and topic not in settings.sns_topic_arns:
+        log.warning("POST /hooks/ses refused: topic %s is not in [bounces] sns_topic_arns", topic)
+        return HookOutcome(403, "refused: topic not allowed")
+    message_id = str(message.get("MessageId", ""))
+    if bounce_state.hook_message_seen(db, message_id):
+        return HookOutcome(200, "already processed")
+    kind = message.get("Type")
+    if kind == "SubscriptionConfirmation":
+        url = str(message.get("SubscribeURL", ""))
+        if not ses.host_allowed(url, settings.sns_cert_hosts):
+            return HookOutcome(403, "refused: SubscribeURL is not on a host in [bounces] sns_cert_hosts")
+        try:
+            confirm(url)
+        except ses.SnsError as e:
+            log.warning("SNS subscription to %s not confirmed: %s", topic, e)
+            return HookOutcome(502, f"confirmation failed: {e}")
+        bounce_state.remember_hook_message(db, message_id, at=now)
+        log.info("confirmed the SNS subscription to %s", topic)
+        return HookOutcome(200, "subscription confirmed")
+    if kind != "Notification":
+        bounce_state.remember_hook_message(db, message_id, at=now)
+        return HookOutcome(200, "ignored")
+    try:
+        events = ses.ses_events(message)
+    except ses.SnsError as e:
+        return HookOutcome(400, f"not an SES notification: {e}")
+    changed = _apply_ses_events(
+        db, events, source=f"ses:{message_id}", soft_limit=settings.soft_limit, now=now
+    )
+    bounce_state.remember_hook_message(db, message_id, at=now)
+    return HookOutcome(200, f"{len(events)} recipient(s) processed", changed)
+
+
+def _apply_ses_events(
+    db: sqlite3.Connection, events: tuple[ses.SesEvent, ...], *, source: str, soft_limit: int, now: datetime
+) -> tuple[str, ...]:
+    changed: list[str] = []
+    for event in events:
+        known = subscribers.get_subscriber(db, event.email)
+        if known is None:
+            continue
+        issue = None
+        if event.message_id:
+            sent = bounce_state.sent_message(db, event.message_id)
+            issue = sent[0] if sent and sent[1].lower() == known.email.lower() else None
+        issue = issue or bounce_state.latest_issue_sent_to(db, known.email)
+        became = apply_event(
+            db,
+            kind="complaint" if event.kind == "complaint" else ("hard" if event.kind == "hard" else "soft"),
+            email=known.email,
+            issue=issue,
+            status=event.status,
+            diagnostic=event.diagnostic,
+            source=source,
+            soft_limit=soft_limit,
+            at=now,
+        )
+        if became:
+            changed.append(f"{known.email}: {became}")
+    return tuple(changed)

@@ -148,3 +148,9 @@ def remember_hook_message(db: sqlite3.Connection, message_id: str, *, at: dateti
         (message_id, to_iso(at)),
     )
     return cursor.rowcount > 0
+
+
+def hook_message_seen(db: sqlite3.Connection, message_id: str) -> bool:
+    """Whether a notification with this id was acted on already."""
+    row = db.execute("SELECT 1 FROM hook_messages WHERE message_id = ?", (message_id,)).fetchone()
+    return row is not None
