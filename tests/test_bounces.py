@@ -388,3 +388,25 @@ def test_run_processes_the_bounce_mailbox_first_and_status_flags_the_rates(tmp_p
     assert "digest bounces process" in issue["hint"]
     text = run_cli(config, "status").stdout
     assert "attention: issue 2025-W19: 33.3% of recipients bounced" in text
+
+
+@pytest.mark.parametrize("verp", [False, True])
+def test_the_envelope_sender_is_the_bounce_address_not_from(tmp_path: Path, verp: bool) -> None:
+    import email as email_lib
+
+    config = write_config(tmp_path, f'bounce_address = "bounces@blmk.example"\nverp = {str(verp).lower()}')
+    make_built_issue(config)
+    add(config, "ann@example.org", "bob@example.org")
+    assert main(["send", "--config", str(config.path)]) == 0
+    db = open_state(config.state_path)
+    secret = unsubscribe_secret(config, db)
+    db.close()
+    seen = {}
+    for path in (config.delivery.outbox / "new").iterdir():
+        message = email_lib.message_from_bytes(path.read_bytes())
+        seen[message["To"].strip("<>")] = (message["Return-Path"], message["From"])
+    for address in ("ann@example.org", "bob@example.org"):
+        return_path, sender = seen[address]
+        expected = verp_address("bounces@blmk.example", secret, address) if verp else "bounces@blmk.example"
+        assert return_path == f"<{expected}>"
+        assert sender.endswith("<news@blmk.example>")
