@@ -9,9 +9,10 @@ from urllib.parse import quote
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from digest.config import Config
-from digest.state.settings import generated_secret
+from digest.state.settings import generated_secret, get_setting
 
 _SALT = "digest.unsubscribe.v1"
+_SECRET_KEY = "unsubscribe_secret"
 
 
 class BadTokenError(ValueError):
@@ -20,7 +21,12 @@ class BadTokenError(ValueError):
 
 def unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str:
     """The secret unsubscribe tokens are signed with: `$<[web] secret_env>`, else one generated in state."""
-    return os.environ.get(config.web.secret_env) or generated_secret(db, "unsubscribe_secret")
+    return os.environ.get(config.web.secret_env) or generated_secret(db, _SECRET_KEY)
+
+
+def existing_unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str | None:
+    """The secret if there is one yet, without creating it (for read-only callers)."""
+    return os.environ.get(config.web.secret_env) or get_setting(db, _SECRET_KEY)
 
 
 def unsubscribe_token(secret: str, email: str) -> str:

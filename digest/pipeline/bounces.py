@@ -20,7 +20,7 @@ from pathlib import Path
 from digest.config import BounceSettings, Config
 from digest.deliver.bounces import Classified, Kind, classify_message, open_source, ses
 from digest.deliver.bounces.verp import VerpIndex, verp_id_of
-from digest.deliver.tokens import unsubscribe_secret
+from digest.deliver.tokens import existing_unsubscribe_secret
 from digest.errors import UsageError
 from digest.state import bounces as bounce_state
 from digest.state import subscribers, transaction
@@ -203,7 +203,10 @@ def process_bounces(
     def verp(verp_id: str) -> str | None:
         nonlocal index
         if index is None:
-            secret = unsubscribe_secret(config, db)
+            # Read, never create, the secret: with none yet, no VERP id was ever handed out.
+            secret = existing_unsubscribe_secret(config, db)
+            if not secret:
+                return None
             index = VerpIndex(secret, (s.email for s in subscribers.iter_subscribers(db)))
         return index.address(verp_id)
 
