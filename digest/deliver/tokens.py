@@ -12,7 +12,7 @@ from digest.config import Config
 from digest.state.settings import generated_secret, get_setting
 
 _SALT = "digest.unsubscribe.v1"
-_SECRET_KEY = "unsubscribe_secret"
+_SECRET_KEY = "unsubscribe_secret"  # noqa: S105 - the name of a state setting, not a secret
 
 
 class BadTokenError(ValueError):
