@@ -59,6 +59,17 @@ def wait_for_port(port: int, what: str, log: Path) -> None:
     raise RuntimeError(f"{what} did not answer on 127.0.0.1:{port} within {START_TIMEOUT:.0f} s:\n{text}")
 
 
+def wait_for_tcp(port: int, what: str, log: Path) -> None:
+    """Wait until something accepts connections on `port` (a TLS port says nothing first)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+            return
+        time.sleep(0.1)
+    text = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {START_TIMEOUT:.0f} s:\n{text}")
+
+
 def _nobody() -> tuple[int, int]:
     entry = pwd.getpwnam("nobody")
     return entry.pw_uid, entry.pw_gid
@@ -178,10 +189,12 @@ class DovecotServer:
     user = "bounces"
     password = "imap-test-password"  # a throwaway test server
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="digest-dovecot-"))
         self.folder.chmod(0o755)
         self.port = free_port()
+        self.tls_port = free_port() if tls else 0
+        self.tls = tls  # (certificate, key): IMAP offers STARTTLS and IMAPS listens on tls_port
         self.conf = self.folder / "dovecot.conf"
         self.log = self.folder / "dovecot.log"
         self.base = self.folder / "run"
@@ -199,7 +212,7 @@ state_dir = {self.folder}/state
 log_path = {self.log}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{self._ssl()}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{home}/%u
@@ -218,7 +231,8 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port}
   }}
 }}
 """
@@ -235,6 +249,14 @@ service imap-login {{
         if run.returncode != 0:
             raise RuntimeError(f"dovecot -c {self.conf} failed: {errors.read_text(errors='replace')}")
         wait_for_port(self.port, "dovecot", self.log)
+        if self.tls_port:
+            wait_for_tcp(self.tls_port, "dovecot imaps", self.log)
+
+    def _ssl(self) -> str:
+        if self.tls is None:
+            return "ssl = no"
+        cert, key = self.tls
+        return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -265,9 +287,15 @@ def postfix_server() -> Iterator[PostfixServer]:
 def dovecot_server() -> Iterator[DovecotServer]:
     require(_have("dovecot"), "dovecot is not installed (apt-get install -y dovecot-core dovecot-imapd)")
     require(os.geteuid() == 0, "a private Dovecot needs root")
-    server = DovecotServer()
+    from send_support import make_certificate
+
+    folder = Path(tempfile.mkdtemp(prefix="digest-dovecot-tls-"))
+    folder.chmod(0o755)
+    cert, key = make_certificate(folder)
+    server = DovecotServer(tls=(cert, key))
     try:
         server.start()
         yield server
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)

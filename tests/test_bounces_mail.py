@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import imaplib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -96,14 +97,22 @@ def test_postfix_bounces_mark_exactly_the_dead_addresses(
     assert all(p.name.endswith(":2,S") for p in (bounce_box / "cur").iterdir())
 
 
-def _imap_config(tmp_path: Path, server: DovecotServer, monkeypatch: pytest.MonkeyPatch) -> Config:
+def _imap_config(
+    tmp_path: Path,
+    server: DovecotServer,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    tls: str = "none",
+    extra: str = "",
+) -> Config:
     monkeypatch.setenv("DIGEST_TEST_IMAP_PASSWORD", server.password)
     config = write_config(tmp_path)
+    port = server.tls_port if tls == "tls" else server.port
     with config.path.open("a", encoding="utf-8") as handle:
         handle.write(
-            f'\n[bounces]\nimap_host = "127.0.0.1"\nimap_port = {server.port}\nimap_user = "{server.user}"\n'
-            'password_env = "DIGEST_TEST_IMAP_PASSWORD"\ntls = "none"\nfolder = "INBOX"\n'
-            'move_to = "Processed"\n'
+            f'\n[bounces]\nimap_host = "127.0.0.1"\nimap_port = {port}\nimap_user = "{server.user}"\n'
+            f'password_env = "DIGEST_TEST_IMAP_PASSWORD"\ntls = "{tls}"\nfolder = "INBOX"\n'
+            f'move_to = "Processed"\n{extra}'
         )
     return load_config(config.path)
 
@@ -165,3 +174,21 @@ def test_a_wrong_imap_password_is_one_line_with_a_hint(
     assert main(["bounces", "process", "--config", str(config.path), "--imap"]) == 5
     err = capsys.readouterr().err
     assert f"imap 127.0.0.1:{dovecot_server.port}" in err and "password_env" in err
+
+
+@pytest.mark.parametrize("tls", ["tls", "starttls"])
+def test_imap_over_tls_checks_the_server_certificate(
+    tmp_path: Path,
+    dovecot_server: DovecotServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tls: str,
+) -> None:
+    assert dovecot_server.tls is not None
+    shutil.copy(dovecot_server.tls[0], tmp_path / "imap-ca.pem")
+    untrusted = _imap_config(tmp_path, dovecot_server, monkeypatch, tls=tls)
+    capsys.readouterr()
+    assert main(["bounces", "process", "--config", str(untrusted.path), "--imap", "--dry-run"]) == 5
+    assert "cannot connect" in capsys.readouterr().err  # a self-signed certificate is not trusted by default
+    trusted = _imap_config(tmp_path, dovecot_server, monkeypatch, tls=tls, extra='ca_file = "imap-ca.pem"\n')
+    assert main(["bounces", "process", "--config", str(trusted.path), "--imap", "--dry-run"]) == 0
