@@ -16,7 +16,7 @@ ADDRESS = re.compile(r"[^@\s<>\"]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+|[^@\s<>\"]+@loc
 
 def address_problem(value: str) -> str | None:
     """Why `value` cannot be an envelope sender (None when it can)."""
-    if not ADDRESS.fullmatch(value):
+    if not value.isascii() or not ADDRESS.fullmatch(value):
         return f"{value!r} is not an email address such as 'bounces@news.example.org'"
     if "+" in value.partition("@")[0]:
         return f"{value!r}: the local part must not contain '+' (verp adds +<id> to it)"
