@@ -66,6 +66,8 @@ def test_complaints_auto_replies_and_warnings_are_not_hard_bounces() -> None:
     assert (warning.kind, warning.recipients) == ("not_bounce", ("userx@example.cz",))
     dmarc = classify_message((SAMPLES / "sisimai" / "arf-18.eml").read_bytes())  # Feedback-Type: auth-failure
     assert dmarc.kind == "not_bounce"
+    jmrp = classify_message((SAMPLES / "sisimai" / "arf-22.eml").read_bytes())  # Microsoft JMRP, not ARF
+    assert (jmrp.kind, jmrp.recipients) == ("complaint", ("kijitora@example.com",))
 
 
 def test_malformed_input_never_raises() -> None:

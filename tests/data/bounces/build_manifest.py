@@ -124,8 +124,9 @@ def recipients_of(raw: bytes) -> list[str]:
             if key in fields:
                 found.append(fields[key])
                 break
-    if not found:  # Gmail and Exim name them in a header
-        for match in re.finditer(r"^X-Failed-Recipients:\s*(.+)$", text, re.IGNORECASE | re.MULTILINE):
+    if not found:  # Gmail and Exim name them in a header; Microsoft JMRP in the reported message's
+        header = r"^(?:X-Failed-Recipients|X-HmXmrOriginalRecipient):\s*(.+)$"
+        for match in re.finditer(header, text, re.IGNORECASE | re.MULTILINE):
             found += [a.strip() for a in match.group(1).split(",")]
     return list(dict.fromkeys(found))
 
