@@ -79,6 +79,10 @@ class DeliveryError(DigestError):
     exit_code = 5
 
 
+class MailboxError(DeliveryError):
+    """The bounce mailbox (a Maildir folder or an IMAP folder) could not be read or updated."""
+
+
 class StateError(DigestError):
     """The SQLite state store could not be opened, migrated or written."""
 

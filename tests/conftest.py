@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from mail_servers import dovecot_server, postfix_server  # noqa: F401 - fixtures: private Postfix, Dovecot
 from pg_server import postgres_db, postgres_url  # noqa: F401 - fixtures: a throwaway PostgreSQL
 
 REPO = Path(__file__).resolve().parent.parent

@@ -29,6 +29,11 @@ class LazyCommand(NamedTuple):
 
 
 COMMANDS: dict[str, LazyCommand] = {
+    "bounces": LazyCommand(
+        "digest.cli.bounces",
+        "bounces_group",
+        "Process bounces and complaints that arrive in the bounce mailbox.",
+    ),
     "build": LazyCommand(
         "digest.cli.build",
         "build_command",

@@ -163,6 +163,14 @@ def status_json(status: Status) -> dict[str, Any]:
                 "failed": [{"email": f.email, "detail": f.detail} for f in i.failed],
                 "approved_by": i.approved_by,
                 "approval_current": i.approval_current,
+                "hard_bounces": i.hard_bounces,
+                "soft_bounces": i.soft_bounces,
+                "complaints": i.complaints,
+                "bounce_rate": round(i.bounce_rate, 4),
+                "complaint_rate": round(i.complaint_rate, 5),
+                "flagged": bool(i.attention),
+                "attention": list(i.attention),
+                "hint": i.hint,
             }
             for i in status.issues
         ],
@@ -217,11 +225,14 @@ def _print_status(status: Status) -> None:
 
 def _print_issues(status: Status) -> None:
     table = Table(title="Recent issues", title_justify="left")
-    for column in ("issue", "built at", "sent at", "recipients", "failures", "in doubt", "approval"):
+    columns = ("issue", "built at", "sent at", "recipients", "failures", "in doubt", "bounces (hard/soft)")
+    for column in (*columns, "complaints", "approval"):
         table.add_column(column, no_wrap=column == "issue")
     for i in status.issues:
         sent = _local(i.sent_at, status) if i.sent_at else ("sending" if i.send_started_at else "not sent")
         approval = (i.approved_by or "") + ("" if i.approval_current or not i.approved_by else " (voided)")
+        bounces = f"{i.hard_bounces}/{i.soft_bounces} ({i.bounce_rate:.1%})"
+        complaints = f"{i.complaints} ({i.complaint_rate:.2%})"
         table.add_row(
             i.id,
             _local(i.built_at, status),
@@ -229,10 +240,12 @@ def _print_issues(status: Status) -> None:
             str(i.recipients),
             str(i.failures),
             str(i.in_doubt),
+            bounces,
+            complaints,
             approval or "-",
         )
     if not status.issues:
-        table.add_row("none built yet", "", "", "", "", "", "")
+        table.add_row("none built yet", "", "", "", "", "", "", "", "")
     stdout.print(table)
     for i in status.issues:
         for f in i.failed:
@@ -243,6 +256,10 @@ def _print_issues(status: Status) -> None:
                 " the next digest send sends them again with the same Message-ID",
                 markup=False,
             )
+        for line in i.attention:
+            stdout.print(f"attention: {line}", markup=False)
+        if i.hint:
+            stdout.print(f"  hint: {i.hint}", markup=False)
 
 
 def _print_runs(status: Status) -> None:

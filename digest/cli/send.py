@@ -361,3 +361,13 @@ def register(group: click.Group) -> None:
     """Add `send` and `subscribers` to the `digest` group."""
     group.add_command(send_command)
     group.add_command(subscribers_group)
+
+
+def _add_show() -> None:
+    """`digest subscribers show` lives with the bounce commands (it prints a subscriber's bounce history)."""
+    from digest.cli.bounces import show_command  # noqa: PLC0415 - cli.bounces imports this module's peers
+
+    subscribers_group.add_command(show_command)
+
+
+_add_show()

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+from digest.config.bounces import read_bounces
 from digest.config.schema import (
     ApprovalSettings,
     Config,
@@ -109,6 +110,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
 
     delivery = read_delivery(top.table("delivery"), root)
     smtp = read_smtp(top.table("smtp"), root)
+    bounces = read_bounces(top.table("bounces"), root) if "bounces" in data else None
 
     s = top.table("schedule")
     sd = ScheduleSettings()
@@ -167,6 +169,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         state_url=state_url,
         state_password_env=state_password_env,
         subscribers=subscriber_settings,
+        bounces=bounces,
     )
 
 

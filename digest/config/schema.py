@@ -137,6 +137,45 @@ class DeliverySettings:
     dkim_selector: str | None = None
     dkim_domain: str | None = None
     fallback_name: str = "there"
+    bounce_address: str | None = None  # SMTP MAIL FROM and Return-Path; None: the From address
+    verp: bool = False  # bounces+<signed id>@domain of bounce_address, one per recipient
+
+
+BounceSourceName = Literal["maildir", "imap"]
+
+
+@dataclass(frozen=True, slots=True)
+class BounceSettings:
+    """`[bounces]`: where bounces and complaints arrive, and what they do.
+
+    `maildir` is a Maildir folder (relative to the config file); `imap_host` an IMAP mailbox whose
+    `folder` is read, with the password from the environment variable `password_env` names. Processed
+    IMAP messages are flagged \\Seen and, with `move_to`, moved to that folder.
+    """
+
+    maildir: Path | None = None
+    imap_host: str | None = None
+    imap_port: int = 993
+    imap_user: str | None = None
+    password_env: str | None = None
+    folder: str = "INBOX"
+    move_to: str | None = None
+    tls: Security = "tls"
+    ca_file: Path | None = None
+    timeout: float = 30.0
+    soft_limit: int = 3
+    sns_cert_hosts: tuple[str, ...] = ("sns.*.amazonaws.com",)
+    sns_ca_file: Path | None = None
+    sns_topic_arns: tuple[str, ...] = ()
+
+    @property
+    def default_source(self) -> BounceSourceName | None:
+        """The mailbox `digest bounces process` and `digest run` read without a flag."""
+        if self.maildir is not None:
+            return "maildir"
+        if self.imap_host is not None:
+            return "imap"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +260,7 @@ class Config:
     state_url: str | None = None
     state_password_env: str | None = None
     subscribers: SubscriberSettings = SubscriberSettings()
+    bounces: BounceSettings | None = None  # None: no [bounces] table
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:

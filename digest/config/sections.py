@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
+from digest.config.bounces import address_problem
 from digest.config.schema import (
     SELECT_KEYS,
     DeliverySettings,
@@ -193,6 +194,12 @@ def read_delivery(t: Table, root: Path) -> DeliverySettings:
         dkim_path = local_path(t, "dkim_key", dkim_key, root, must_exist=True, absolute_anywhere=True)
     selector = t.text("dkim_selector", None, header=True)
     domain = t.text("dkim_domain", None, header=True)
+    bounce_address = t.text("bounce_address", None, header=True)
+    if isinstance(bounce_address, str):
+        checked(t, "bounce_address", bounce_address, address_problem)
+    verp = t.boolean("verp", False)
+    if verp is True and bounce_address is None:
+        t.problem("verp", "needs [delivery] bounce_address (verp sends from bounces+<id>@its domain)")
     if (dkim_key is None) != (selector is None):
         t.problem("dkim_selector", "dkim_key and dkim_selector must be set together")
     delivery = DeliverySettings(
@@ -207,6 +214,8 @@ def read_delivery(t: Table, root: Path) -> DeliverySettings:
         dkim_selector=selector,
         dkim_domain=domain,
         fallback_name=t.text("fallback_name", d.fallback_name),
+        bounce_address=bounce_address if isinstance(bounce_address, str) else None,
+        verp=verp is True,
     )
     t.finish()
     return delivery

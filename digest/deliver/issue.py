@@ -19,6 +19,7 @@ from pathlib import Path
 
 from digest.config import Config
 from digest.deliver import tokens
+from digest.deliver.bounces.verp import verp_address
 from digest.deliver.headers import HeaderValueError
 from digest.deliver.message import MessageTemplate, Recipient, Sender
 from digest.deliver.outbox import OutboxTransport
@@ -42,6 +43,8 @@ class PreparedIssue:
     template: MessageTemplate
     signer: DkimSigner | None
     secret: str
+    bounce_address: str | None = None  # [delivery] bounce_address: the envelope sender
+    verp: bool = False  # [delivery] verp: bounces+<signed id>@domain per recipient
 
 
 def choose_issue(
@@ -140,7 +143,8 @@ def prepare_issue(
     signer = None
     if d.dkim_key is not None and d.dkim_selector:
         signer = DkimSigner(d.dkim_key, d.dkim_selector, d.dkim_domain or sender.domain)
-    return PreparedIssue(record, template, signer, unsubscribe_secret(config, db))
+    secret = unsubscribe_secret(config, db)
+    return PreparedIssue(record, template, signer, secret, d.bounce_address, d.verp)
 
 
 def make_transport(config: Config, label: str) -> Transport:
@@ -155,7 +159,8 @@ def make_transport(config: Config, label: str) -> Transport:
                 f"smtp.password_env: the environment variable {variable} is not set",
                 hint=f"export {variable}=... with the SMTP password of {config.smtp.username!r}",
             )
-    return SmtpTransport(config.smtp, envelope_from=config.delivery.from_address, password=password)
+    envelope_from = config.delivery.bounce_address or config.delivery.from_address
+    return SmtpTransport(config.smtp, envelope_from=envelope_from, password=password)
 
 
 def make_job(
@@ -180,7 +185,10 @@ def make_job(
     message = p.template.message(recipient, unsubscribe_url=url, message_id=message_id, date=at)
     if p.signer is not None:
         message = p.signer.sign(message)
-    return Job(recipient=recipient, message_id=message_id, message=message)
+    envelope = p.bounce_address
+    if envelope and p.verp:
+        envelope = verp_address(envelope, p.secret, recipient.email)
+    return Job(recipient=recipient, message_id=message_id, message=message, envelope_from=envelope)
 
 
 class Heartbeat:

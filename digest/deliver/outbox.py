@@ -69,6 +69,8 @@ class OutboxTransport:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
         os.fchmod(fd, PRIVATE_FILE)
         with os.fdopen(fd, "wb") as handle:
+            if job.envelope_from:  # a Maildir file is a delivered message: it carries the envelope sender
+                handle.write(f"Return-Path: <{job.envelope_from}>\r\n".encode("ascii"))
             handle.write(job.message)
             handle.flush()
             os.fsync(handle.fileno())

@@ -230,7 +230,7 @@ class SmtpTransport:
                 )
                 raise self._login_refused from e
 
-    def _transmit(self, conn: smtplib.SMTP, rcpt: str, message: bytes) -> None:
+    def _transmit(self, conn: smtplib.SMTP, rcpt: str, message: bytes, sender: str) -> None:
         """MAIL, RCPT and DATA for one message; the reply to its end is awaited for `data_timeout`.
 
         Raises:
@@ -240,10 +240,10 @@ class SmtpTransport:
         """
         conn.ehlo_or_helo_if_needed()
         options = [f"SIZE={len(message)}"] if conn.does_esmtp and conn.has_extn("size") else []
-        code, reply = conn.mail(self.envelope_from, options)
+        code, reply = conn.mail(sender, options)
         if code != 250:
             _reset(conn, code)
-            raise smtplib.SMTPSenderRefused(code, reply, self.envelope_from)
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
         code, reply = conn.rcpt(rcpt)
         if code not in (250, 251):
             _reset(conn, code)
@@ -299,7 +299,7 @@ class SmtpTransport:
                 self._limiter.wait(stop)
                 if stop.is_set():
                     return None, conn
-                self._transmit(conn, rcpt, job.message)
+                self._transmit(conn, rcpt, job.message, job.envelope_from or self.envelope_from)
                 return Delivery(job=job, accepted=True, detail="250 accepted"), conn
             except _NoReplyError as e:
                 _close(conn)

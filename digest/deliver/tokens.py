@@ -16,7 +16,7 @@ from urllib.parse import quote
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 
 from digest.config import Config
-from digest.state.settings import generated_secret
+from digest.state.settings import generated_secret, get_setting
 
 _SALT = "digest.unsubscribe.v2"
 # Tokens of digest before token ids: base64 JSON naming the address. Still read (they are in emails
@@ -26,6 +26,7 @@ _TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # The id in links that belong to no subscription: the build's sample email, a test send to an address
 # that is not subscribed. Never a generated id (those are hex), so such a link unsubscribes no one.
 NO_SUBSCRIPTION = "not-a-subscription"
+_SECRET_KEY = "unsubscribe_secret"  # noqa: S105 - the name of a state setting, not a secret
 
 
 class BadTokenError(ValueError):
@@ -38,7 +39,12 @@ class StaleTokenError(BadTokenError):
 
 def unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str:
     """The secret unsubscribe tokens are signed with: `$<[web] secret_env>`, else one generated in state."""
-    return os.environ.get(config.web.secret_env) or generated_secret(db, "unsubscribe_secret")
+    return os.environ.get(config.web.secret_env) or generated_secret(db, _SECRET_KEY)
+
+
+def existing_unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str | None:
+    """The secret if there is one yet, without creating it (for read-only callers)."""
+    return os.environ.get(config.web.secret_env) or get_setting(db, _SECRET_KEY)
 
 
 def _signer(secret: str) -> Signer:

@@ -19,6 +19,7 @@ class Job:
     recipient: Recipient
     message_id: str
     message: bytes
+    envelope_from: str | None = None  # SMTP MAIL FROM / Return-Path; None: the transport's default
 
 
 @dataclass(frozen=True, slots=True)

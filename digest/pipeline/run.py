@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from digest.config import Config
-from digest.errors import ApprovalError, DeliveryError, DigestError, StateError
+from digest.errors import ApprovalError, DeliveryError, DigestError, MailboxError, StateError
+from digest.pipeline.bounces import process_bounces
 from digest.pipeline.build import build_issue
 from digest.pipeline.send import SendReport, send_issue
 from digest.schedule import Action, decide, describe_time, friendly_time, next_slot, previous_slot
@@ -159,6 +160,25 @@ def _waiting(db: sqlite3.Connection, record: IssueRecord) -> RunOutcome:
     )
 
 
+def _process_bounces(config: Config, db: sqlite3.Connection, *, now: datetime) -> None:
+    """Read the bounce mailbox first (when `[bounces]` names one), so this issue skips the addresses
+    that bounced or complained since the last. A mailbox that cannot be read is logged, never fatal:
+    the issue still goes out."""
+    source = config.bounces.default_source if config.bounces else None
+    if source is None:
+        return
+    try:
+        report = process_bounces(config, db, source=source, now=lambda: now)
+    except MailboxError as e:
+        log.warning("bounce mailbox not processed: %s%s", e.message, f" ({e.hint})" if e.hint else "")
+        return
+    log.info(
+        "bounce mailbox: %d message(s), %d subscriber(s) marked bounced or complained",
+        len(report.outcomes),
+        len(report.changed),
+    )
+
+
 def _pipeline(
     config: Config,
     db: sqlite3.Connection,
@@ -171,6 +191,7 @@ def _pipeline(
 ) -> RunOutcome:
     """The stages. `recheck`: the slot already built its issue and waits for its approval, so it is
     not rebuilt (a rebuild could change what the comms team is approving in the preview)."""
+    _process_bounces(config, db, now=now)
     unfinished = issues.interrupted_issue(db)  # resumed before anything is built
     if unfinished is not None:
         log.info("resuming the interrupted send of issue %s", unfinished.id)

@@ -17,8 +17,12 @@ from digest.pipeline.ingest import source_reports
 from digest.schedule import next_slot, previous_slot
 from digest.schedule.lock import LockHolder, is_locked, read_holder
 from digest.state import approvals, issues
+from digest.state import bounces as bounce_state
 from digest.state import runs as run_state
 from digest.state.runs import RunRecord
+
+BOUNCE_RATE_FLAG = 0.02
+COMPLAINT_RATE_FLAG = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,52 @@ class IssueStatus:
     approved_by: str | None
     approval_current: bool
     in_doubt: int = 0
+    hard_bounces: int = 0
+    soft_bounces: int = 0
+    complaints: int = 0
+
+    @property
+    def bounce_rate(self) -> float:
+        """Recipients who bounced (hard or soft), as a share of those the issue was sent to."""
+        return (self.hard_bounces + self.soft_bounces) / self.recipients if self.recipients else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complaints / self.recipients if self.recipients else 0.0
+
+    @property
+    def attention(self) -> tuple[str, ...]:
+        """Why this issue is flagged: bounces above 2% or complaints above 0.1% of its recipients."""
+        found = []
+        if self.bounce_rate > BOUNCE_RATE_FLAG:
+            found.append(
+                f"issue {self.id}: {self.bounce_rate:.1%} of recipients bounced"
+                f" ({self.hard_bounces} hard, {self.soft_bounces} soft; over {BOUNCE_RATE_FLAG:.0%})"
+            )
+        if self.complaint_rate > COMPLAINT_RATE_FLAG:
+            found.append(
+                f"issue {self.id}: {self.complaint_rate:.2%} of recipients complained"
+                f" ({self.complaints}; over {COMPLAINT_RATE_FLAG:.1%})"
+            )
+        return tuple(found)
+
+    @property
+    def hint(self) -> str | None:
+        if not self.attention:
+            return None
+        parts = []
+        if self.bounce_rate > BOUNCE_RATE_FLAG:
+            parts.append(
+                "clean the list before the next issue: run digest bounces process, and check where the"
+                " bounced addresses came from (digest subscribers list --status bounced); Amazon SES"
+                " reviews accounts above 5% and mailbox providers throttle well before"
+            )
+        if self.complaint_rate > COMPLAINT_RATE_FLAG:
+            parts.append(
+                "send only to people who asked for the digest and keep the unsubscribe link plain;"
+                " providers throttle above 0.1% complaints (Gmail asks for under 0.3%)"
+            )
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +142,7 @@ def _issue_status(db: sqlite3.Connection, record: issues.IssueRecord) -> IssueSt
         )
     )
     approval = approvals.get_approval(db, record.id)
+    bounced = bounce_state.issue_bounces(db, record.id)
     return IssueStatus(
         id=record.id,
         subject=record.subject,
@@ -104,6 +155,9 @@ def _issue_status(db: sqlite3.Connection, record: issues.IssueRecord) -> IssueSt
         failed=failed,
         approved_by=approval.approved_by if approval else None,
         approval_current=bool(approval and approval.covers(record.html_sha256, record.text_sha256)),
+        hard_bounces=bounced.hard,
+        soft_bounces=bounced.soft,
+        complaints=bounced.complaints,
     )
 
 

@@ -11,8 +11,8 @@ from typing import Literal
 
 from digest.state import from_iso, to_iso
 
-SubscriberStatus = Literal["active", "unsubscribed", "bounced"]
-STATUSES: tuple[SubscriberStatus, ...] = ("active", "unsubscribed", "bounced")
+SubscriberStatus = Literal["active", "unsubscribed", "bounced", "complained"]
+STATUSES: tuple[SubscriberStatus, ...] = ("active", "unsubscribed", "bounced", "complained")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The public app of `digest serve`: the static web archive plus the unsubscribe pages.
+"""The public app of `digest serve`: the static web archive, the unsubscribe pages, and the Amazon SES
+notification hook (`POST /hooks/ses`, see `digest.pipeline.bounces.handle_sns`).
 
 `GET /unsubscribe?token=...` only shows a confirmation form: link scanners (Microsoft Safe Links and the
 like) follow every link in an email, so a GET never unsubscribes anyone. `POST /unsubscribe` unsubscribes,
@@ -18,13 +19,14 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from digest.config import Config
+from digest.config import BounceSettings, Config
+from digest.deliver.bounces import ses
 from digest.deliver.tokens import BadTokenError, StaleTokenError
-from digest.pipeline import web
+from digest.pipeline import bounces, web
 from digest.state import open_state
 from digest.web.hosts import RelativeRedirects
 from digest.web.pages import STATIC, render_message, render_page
@@ -141,6 +143,22 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
         with state() as db:
             return web.unsubscribe(config, db, token, now=clock(), how=how)
 
+    bounce_settings = config.bounces or BounceSettings()
+
+    def _fetch_cert(url: str) -> bytes:
+        return ses.fetch_https(url, ca_file=bounce_settings.sns_ca_file)
+
+    certs = ses.CertificateCache(_fetch_cert)
+
+    async def ses_hook(request: Request) -> Response:
+        body = await request.body()
+        outcome = await run_in_threadpool(_ses, body)
+        return PlainTextResponse(outcome.text + "\n", status_code=outcome.status)
+
+    def _ses(body: bytes) -> bounces.HookOutcome:
+        with state() as db:
+            return bounces.handle_sns(config, db, body, now=clock(), certs=certs, confirm=_fetch_cert)
+
     def site_css(request: Request) -> Response:
         return FileResponse(STATIC / "site.css", media_type="text/css")
 
@@ -152,6 +170,7 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
     config.web.archive_dir.mkdir(parents=True, exist_ok=True)
     routes = [
         Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
+        Route("/hooks/ses", ses_hook, methods=["POST"]),
         Route("/assets/site.css", site_css),
         Mount("/", StaticFiles(directory=config.web.archive_dir, html=True)),
     ]

@@ -1,0 +1,105 @@
+"""`digest bounces process` and `digest subscribers show`: thin shells over pipeline.bounces and state."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from digest.cli.common import config_option, read_config, stdout
+from digest.errors import UsageError
+from digest.pipeline.bounces import choose_source, process_bounces
+from digest.state import bounces as bounce_state
+from digest.state import open_state, subscribers
+
+
+@click.group("bounces")
+def bounces_group() -> None:
+    """Process bounces and complaints that arrive in the bounce mailbox."""
+
+
+@bounces_group.command("process")
+@config_option
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Read this Maildir folder (instead of [bounces] maildir).",
+)
+@click.option("--imap", is_flag=True, help="Read the IMAP folder set in [bounces] (imap_host, folder).")
+@click.option("--dry-run", is_flag=True, help="Classify and match only: change nothing, move nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message on its own line.")
+def process_command(config_path: Path, maildir: Path | None, imap: bool, dry_run: bool, as_json: bool) -> int:
+    """Classify each new message of the bounce mailbox (hard, soft, complaint, auto_reply, not_bounce),
+    match it to a subscriber, and act on it.
+
+    A hard bounce makes the subscriber bounced at once; [bounces] soft_limit soft bounces in a row
+    across issues do the same; a complaint makes them complained. Processed messages are moved out of
+    the way (Maildir: cur/ with the S flag; IMAP: \\Seen, and moved to [bounces] move_to), so a second
+    run does nothing.
+    """
+    config = read_config(config_path)
+    source = choose_source(config, maildir=maildir, imap=imap)
+    db = open_state(config.state_path)
+    try:
+        report = process_bounces(
+            config, db, source=source, maildir=maildir, dry_run=dry_run, now=lambda: datetime.now(UTC)
+        )
+    finally:
+        db.close()
+    if as_json:
+        for outcome in report.outcomes:
+            click.echo(json.dumps(outcome.as_json(), ensure_ascii=False))
+        return 0
+    for o in report.outcomes:
+        who = o.subscriber or (", ".join(o.recipients) or "-")
+        what = f" -> {o.changed_to}" if o.changed_to else ""
+        status = f" {o.status}" if o.status else ""
+        stdout.print(f"{o.source}: {o.kind}{status} {who}{what}", markup=False)
+    counts = ", ".join(
+        f"{report.count(k)} {k}" for k in ("hard", "soft", "complaint", "auto_reply", "not_bounce")
+    )
+    prefix = "Dry run: nothing changed. " if dry_run else ""
+    stdout.print(
+        f"{prefix}{len(report.outcomes)} message(s) from {source}: {counts};"
+        f" {len(report.changed)} subscriber(s) changed",
+        markup=False,
+    )
+    return 0
+
+
+@click.command("show")
+@config_option
+@click.argument("email")
+def show_command(config_path: Path, email: str) -> int:
+    """Show one subscriber: status, why, and every bounce and complaint with its DSN status."""
+    config = read_config(config_path)
+    db = open_state(config.state_path)
+    try:
+        subscriber = subscribers.get_subscriber(db, email.strip())
+        events = list(bounce_state.events_for(db, email.strip())) if subscriber else []
+    finally:
+        db.close()
+    if subscriber is None:
+        raise UsageError(f"{email} is not a subscriber", hint="digest subscribers list shows the list")
+    stdout.print(f"email:   {subscriber.email}", markup=False)
+    stdout.print(f"name:    {subscriber.name or ''}", markup=False)
+    stdout.print(f"status:  {subscriber.status}", markup=False)
+    stdout.print(f"reason:  {subscriber.reason or ''}", markup=False)
+    stdout.print(f"since:   {subscriber.updated_at:%Y-%m-%d %H:%M} UTC", markup=False)
+    stdout.print(f"bounces and complaints: {len(events)}", markup=False)
+    for e in events:
+        changed = f" -> {e.changed_to}" if e.changed_to else ""
+        stdout.print(
+            f"  {e.at:%Y-%m-%d %H:%M}  {e.kind:<9} {e.status or '-':<7} issue {e.issue_id or '-'}"
+            f"  {e.diagnostic or ''}{changed}  ({e.source})",
+            markup=False,
+        )
+    return 0
+
+
+def register(group: click.Group) -> None:
+    """Add `bounces` to the `digest` group (`show` is added to `digest subscribers` in cli.send)."""
+    group.add_command(bounces_group)
