@@ -23,10 +23,34 @@ class SourceStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """An entry's picture: an absolute http(s) URL and its alternative text ("" when decorative)."""
+    """An entry's picture: an absolute http(s) URL, its alternative text ("" when decorative), and its
+    natural size in pixels when the feed or the URL gives it (None when unknown)."""
 
     url: str
     alt: str
+    width: int | None = None
+    height: int | None = None
+
+
+def image_to_dict(image: Image) -> dict[str, object]:
+    """An Image as JSON: url and alt, and width/height only when known."""
+    data: dict[str, object] = {"url": image.url, "alt": image.alt}
+    if image.width is not None:
+        data["width"] = image.width
+    if image.height is not None:
+        data["height"] = image.height
+    return data
+
+
+def image_from_dict(data: dict[str, object]) -> Image:
+    """Read back `image_to_dict` (older documents have no width/height)."""
+    width, height = data.get("width"), data.get("height")
+    return Image(
+        str(data["url"]),
+        str(data.get("alt") or ""),
+        width if isinstance(width, int) else None,
+        height if isinstance(height, int) else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +120,12 @@ class PriorityMatch:
 
 @dataclass(frozen=True, slots=True)
 class IssueEntry:
-    """An entry as placed in an issue, with the priorities it was matched (or re-tagged) to."""
+    """An entry as placed in an issue, with the priorities it was matched (or re-tagged) to, and the
+    enablers (the second tier, never highlighted) it was matched to."""
 
     entry: Entry
     matches: tuple[PriorityMatch, ...] = ()
+    enablers: tuple[PriorityMatch, ...] = ()
 
     @property
     def priorities(self) -> tuple[str, ...]:
@@ -151,8 +177,12 @@ class Issue:
 
     @property
     def entries(self) -> tuple[IssueEntry, ...]:
-        """Every entry of the issue once (highlighted entries also appear in their section)."""
-        return tuple(e for s in self.sections for g in s.groups for e in g.entries)
+        """Every entry of the issue once: those of the sections, then any highlighted entry that is not
+        repeated in its section (`[highlights] repeat_in_sections = false`)."""
+        listed = tuple(e for s in self.sections for g in s.groups for e in g.entries)
+        ids = {e.entry.id for e in listed}
+        extra = tuple(h.item for h in self.highlights if h.item.entry.id not in ids)
+        return listed + tuple({e.entry.id: e for e in extra}.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from digest.config import Config, load_config
-from digest.models import Entry, Image, SourceReport, SourceStatus
+from digest.models import Entry, SourceReport, SourceStatus, image_from_dict
 from digest.pipeline.build import BuildOutcome, build_from_entries
 from digest.state import from_iso, open_state
 
@@ -48,7 +48,7 @@ def entry_from_dict(data: dict[str, Any]) -> Entry:
         summary_text=data.get("summary_text", ""),
         author=data.get("author"),
         tags=tuple(data.get("tags") or ()),
-        image=Image(image["url"], image.get("alt", "")) if image else None,
+        image=image_from_dict(image) if image else None,
         priority=data.get("priority"),
         pinned=bool(data.get("pinned")),
         also_from=tuple(data.get("also_from") or ()),

@@ -262,6 +262,7 @@ def _parse_settings(config: Config, source: Source) -> str:
         config.digest.excerpt_chars,
         config.digest.timezone,
         sorted(p.name for p in config.priorities),
+        config.digest.min_image_width,
     ]
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
 
@@ -355,6 +356,7 @@ async def _store(
         excerpt_chars=config.digest.excerpt_chars,
         timezone=config.digest.timezone,
         priorities=tuple(p.name for p in config.priorities),
+        min_image_width=config.digest.min_image_width,
     )
     parsed = await _parse(pool, fetched.documents, ctx, source.kind)
     if source.max_entries is not None:

@@ -30,6 +30,10 @@ if TYPE_CHECKING:  # render.py imports this module; these are only annotations h
     from digest.render import PriorityStyle, RenderOptions, RenderSettings
 
 TEXT_WIDTH = 78
+# After the hidden preheader: zero-width non-joiners and no-break spaces, so the inbox preview ends there.
+PREHEADER_SPACER = Markup("&zwnj;&nbsp;" * 90)  # noqa: S704 - a constant, no input in it
+# The width of the email's picture slot: the 600 px body less 24 px padding each side.
+IMAGE_SLOT = 552
 _LINK_WITH_HREF = re.compile(r"<a (?=[^>]*\bhref=)")
 _WEB_TAGS = {"p", "br", "a", "strong", "b", "em", "i", "ul", "ol", "li", "blockquote", "code"}
 
@@ -55,6 +59,22 @@ class Card:
     image: Image | None
     highlighted: bool
     author: str | None
+    enablers: tuple[PriorityStyle, ...] = ()
+
+    @property
+    def image_width(self) -> int:
+        """The picture's width in the email: its natural width up to the slot, the slot when unknown."""
+        if self.image is None or self.image.width is None:
+            return IMAGE_SLOT
+        return min(self.image.width, IMAGE_SLOT)
+
+    @property
+    def image_height(self) -> int | None:
+        """The picture's height at `image_width`, when its natural size is known."""
+        image = self.image
+        if image is None or image.width is None or image.height is None:
+            return None
+        return max(1, round(image.height * self.image_width / image.width))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +148,8 @@ def _card(
     if not summary.strip() and entry.summary_text:
         summary = f"<p>{html.escape(entry.summary_text)}</p>"
     image = entry.image if options.images and not options.headlines_only else None
+    if image is not None and image.width is not None and image.width < settings.min_image_width:
+        image = None  # an avatar or an icon, stored before [digest] min_image_width was raised
     return Card(
         id=entry.id,
         anchor="entry-" + hashlib.sha256(entry.id.encode("utf-8")).hexdigest()[:12],
@@ -140,9 +162,10 @@ def _card(
         date_label="" if entry.date_estimated else _date_label(entry.published, settings),
         date_estimated=entry.date_estimated,
         priorities=tuple(settings.style_for(m.priority) for m in item.matches),
-        image=Image(defuse_url(image.url), defuse(image.alt)) if image else None,
+        image=(Image(defuse_url(image.url), defuse(image.alt), image.width, image.height) if image else None),
         highlighted=entry.id in highlighted,
         author=defuse(entry.author) if entry.author else None,
+        enablers=tuple(settings.enabler_style(m.priority) for m in item.enablers),
     )
 
 
@@ -188,6 +211,7 @@ def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions
         "options": options,
         "subject": defuse(issue.subject),
         "preheader": defuse(issue.preheader),
+        "preheader_spacer": PREHEADER_SPACER,
         "date_label": format_date(last_day.date(), settings.date_format, locale=settings.locale),
         "since_label": _date_label(issue.window.start, settings),
         "intro_html": intro_html(defuse(issue.intro_markdown)),
@@ -197,6 +221,9 @@ def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions
             for h in issue.highlights
         ),
         "sections": tuple(sections),
+        "explained": tuple(p for p in settings.priorities if p.summary)
+        if settings.explain_priorities
+        else (),
         "entry_count": len(issue.entries),
         "web_url": web_url,
         "archive_url": settings.base_url + "/",

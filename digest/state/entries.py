@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from digest.models import Entry, Image
+from digest.models import Entry, image_from_dict, image_to_dict
 from digest.state import from_iso, to_iso, transaction
 
 
@@ -33,7 +33,7 @@ def entry_to_json(entry: Entry) -> str:
         "summary_text": entry.summary_text,
         "author": entry.author,
         "tags": list(entry.tags),
-        "image": {"url": entry.image.url, "alt": entry.image.alt} if entry.image else None,
+        "image": image_to_dict(entry.image) if entry.image else None,
         "priority": entry.priority,
         "pinned": entry.pinned,
     }
@@ -57,7 +57,7 @@ def entry_from_json(text: str) -> Entry:
         summary_text=data.get("summary_text", ""),
         author=data.get("author"),
         tags=tuple(data.get("tags") or ()),
-        image=Image(image["url"], image.get("alt", "")) if image else None,
+        image=image_from_dict(image) if image else None,
         priority=data.get("priority"),
         pinned=bool(data.get("pinned")),
     )

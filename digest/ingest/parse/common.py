@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from digest.ingest import clean
+from digest.ingest.images import MIN_IMAGE_WIDTH, dimension, sized, too_small
 from digest.models import Entry, Image
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -30,6 +31,7 @@ class ParseContext:
     excerpt_chars: int = 240
     timezone: str = "UTC"
     priorities: tuple[str, ...] = ()
+    min_image_width: int = MIN_IMAGE_WIDTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +63,9 @@ def entry_id(source: str, guid: str | None, link: str | None, fallback: str) -> 
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:_ID_LENGTH]
 
 
-def first_image(fragment: str, base: str | None) -> Image | None:
-    """The first real <img> of an HTML fragment (tracking pixels skipped), absolute, with its alt text."""
+def first_image(fragment: str, base: str | None, min_width: int = MIN_IMAGE_WIDTH) -> Image | None:
+    """The first real <img> of an HTML fragment, absolute, with its alt text and size (tracking pixels,
+    and pictures known to be narrower than `min_width` px such as avatars and icons, skipped)."""
     if "<img" not in fragment and "<IMG" not in fragment:
         return None
     for attributes in clean.images(fragment):
@@ -72,8 +75,18 @@ def first_image(fragment: str, base: str | None) -> Image | None:
         ):
             continue  # a tracking pixel, not a picture
         url = clean.absolute_url(attributes.get("src"), base)
-        if url:
-            return Image(url, clean.clean_title(attributes.get("alt", "")))
+        if not url:
+            continue
+        image = sized(
+            Image(
+                url,
+                clean.clean_title(attributes.get("alt", "")),
+                dimension(attributes.get("width")),
+                dimension(attributes.get("height")),
+            )
+        )
+        if not too_small(image, min_width):
+            return image
     return None
 
 
@@ -120,7 +133,11 @@ def build_entry(
     estimated = published is None and updated is None
     when = published or updated or ctx.seen_at
     if image is None:
-        image = first_image(summary_html, canonical or base)
+        image = first_image(summary_html, canonical or base, ctx.min_image_width)
+    if image is not None:
+        image = sized(image)
+        if too_small(image, ctx.min_image_width):
+            image = None
     tag_list: list[str] = []
     for tag in tags:
         value = clean.clean_title(tag)
