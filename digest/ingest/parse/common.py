@@ -124,10 +124,11 @@ def build_entry(
     """
     canonical = clean.canonical_link(link, base)
     safe_html = clean.sanitise_html(summary_html, canonical or base)
-    text = clean.collapse(summary_text) if summary_text else clean.sanitised_text(safe_html)
+    text = clean.collapse(summary_text) if summary_text else clean.prose_text(safe_html)
     cleaned_title = clean.clean_title(title, markup=title_is_html)
     if not cleaned_title:
         cleaned_title = clean.derived_title(text, canonical, f"Untitled entry from {ctx.source}")
+        text = clean.rest_after_title(text, cleaned_title)  # the title is not repeated as the excerpt
     published = aware_utc(published)
     updated = aware_utc(updated)
     estimated = published is None and updated is None
