@@ -186,7 +186,7 @@ class RenderSettings:
 
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
-    """What the size budget may change: excerpt length, headlines only, and pictures."""
+    """What the size budget may change: excerpt length, headlines only (no excerpts), and pictures."""
 
     excerpt_chars: int = 240
     headlines_only: bool = False

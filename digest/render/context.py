@@ -147,7 +147,7 @@ def _card(
     summary = _LINK_WITH_HREF.sub('<a rel="noopener noreferrer" ', summary)
     if not summary.strip() and entry.summary_text:
         summary = f"<p>{html.escape(entry.summary_text)}</p>"
-    image = entry.image if options.images and not options.headlines_only else None
+    image = entry.image if options.images else None
     if image is not None and image.width is not None and image.width < settings.min_image_width:
         image = None  # an avatar or an icon, stored before [digest] min_image_width was raised
     return Card(
