@@ -62,7 +62,8 @@ class Entry:
     no date it is the time digest first saw the entry and `date_estimated` is True.
     `summary_html` is sanitised (nh3 allowlist); `summary_text` is a plain-text excerpt.
     `priority`/`pinned` come from curated Markdown items only. `also_from` names the other sources
-    that carried the same story (filled by de-duplication).
+    that carried the same story (filled by de-duplication). `language` is the BCP 47 tag the feed
+    gives the entry (`xml:lang`, `<language>`, JSON Feed `language`), None when it gives none.
     """
 
     id: str
@@ -81,6 +82,7 @@ class Entry:
     priority: str | None = None
     pinned: bool = False
     also_from: tuple[str, ...] = ()
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

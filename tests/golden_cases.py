@@ -54,6 +54,7 @@ def entry_from_dict(data: dict[str, Any]) -> Entry:
         priority=data.get("priority"),
         pinned=bool(data.get("pinned")),
         also_from=tuple(data.get("also_from") or ()),
+        language=data.get("language"),
     )
 
 

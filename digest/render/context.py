@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import textwrap
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import nh3
 from babel.dates import format_date
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from wcwidth import wcswidth, wcwidth
 
 from digest.deliver.tokens import issue_url
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, IssueEntry
@@ -60,6 +60,8 @@ class Card:
     highlighted: bool
     author: str | None
     enablers: tuple[PriorityStyle, ...] = ()
+    lang: str | None = None
+    dir: str | None = None
 
     @property
     def image_width(self) -> int:
@@ -130,6 +132,28 @@ def excerpt(entry: Entry, limit: int) -> str:
     return cut + "\u2026"
 
 
+# Scripts and languages written right to left (ISO 15924 codes; ISO 639 codes usually written in them).
+_RTL_SCRIPTS = frozenset({"arab", "hebr", "thaa", "syrc", "nkoo", "adlm", "rohg", "mand", "samr"})
+_RTL_LANGUAGES = frozenset(
+    {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku-arab", "ps", "sd", "ug", "ur", "yi", "syr"}
+)
+
+
+def part_language(language: str | None, edition: str) -> tuple[str | None, str | None]:
+    """The `lang` and `dir` an entry's part needs (WCAG 3.1.2): (None, None) when its language is unknown
+    or the edition's (the primary subtags compare: en-US inside an en-GB edition needs nothing)."""
+    if not language:
+        return None, None
+    primary = language.split("-", 1)[0].casefold()
+    if primary == edition.split("-", 1)[0].casefold():
+        return None, None
+    subtags = [s.casefold() for s in language.split("-")]
+    rtl = any(s in _RTL_SCRIPTS for s in subtags[1:]) or (
+        primary in _RTL_LANGUAGES and not any(len(s) == 4 and s not in _RTL_SCRIPTS for s in subtags[1:])
+    )
+    return language, "rtl" if rtl else "ltr"
+
+
 def _slug(text: str) -> str:
     return "section-" + (re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "other")
 
@@ -148,6 +172,7 @@ def _card(
     if not summary.strip() and entry.summary_text:
         summary = f"<p>{html.escape(entry.summary_text)}</p>"
     image = entry.image if options.images else None
+    lang, direction = part_language(entry.language, settings.lang)
     if image is not None and image.width is not None and image.width < settings.min_image_width:
         image = None  # an avatar or an icon, stored before [digest] min_image_width was raised
     return Card(
@@ -166,6 +191,8 @@ def _card(
         highlighted=entry.id in highlighted,
         author=defuse(entry.author) if entry.author else None,
         enablers=tuple(settings.enabler_style(m.priority) for m in item.enablers),
+        lang=lang,
+        dir=direction,
     )
 
 
@@ -277,22 +304,48 @@ def intro_html(markdown: str) -> Markup:
 # ---------------------------------------------------------------------------------------------- text
 
 
+_WIDE_OR_WORD = re.compile(
+    r"(\s+)|([\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003fffd])|([^\s\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003fffd]+)"
+)
+
+
+def display_width(text: str) -> int:
+    """Columns `text` takes in a terminal or a mail client's monospace view (a CJK character takes two)."""
+    width = wcswidth(text)
+    return width if width >= 0 else sum(max(0, wcwidth(ch)) for ch in text)
+
+
+def _fill(text: str, width: int, initial: str, subsequent: str) -> str:
+    """Greedy wrapping by display width: words break at spaces, CJK text between any two characters;
+    a URL or a long word is never broken (it takes a line of its own)."""
+    lines: list[str] = []
+    line, used, space = initial, display_width(initial), False
+    fresh = True  # nothing but the indent on the line yet
+    for gap, wide, word in _WIDE_OR_WORD.findall(text):
+        if gap:
+            space = True
+            continue
+        token = wide or word
+        joiner = " " if space and not fresh else ""
+        size = display_width(token)
+        if not fresh and used + len(joiner) + size > width:
+            lines.append(line)
+            line, used, fresh, joiner = subsequent, display_width(subsequent), True, ""
+        line += joiner + token
+        used += len(joiner) + size
+        fresh, space = False, False
+    lines.append(line)
+    return "\n".join(lines)
+
+
 def wrap_text(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
-    """Wrap each paragraph (blank-line separated) at `width`; URLs and long words are never broken."""
+    """Wrap each paragraph (blank-line separated) at `width` columns of display width (a CJK character
+    takes two); URLs and long words are never broken."""
     paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     out = []
     for i, paragraph in enumerate(paragraphs):
         initial = first if first is not None and i == 0 else indent
-        out.append(
-            textwrap.fill(
-                " ".join(paragraph.split()),
-                width=width,
-                initial_indent=initial,
-                subsequent_indent=indent,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
+        out.append(_fill(" ".join(paragraph.split()), width, initial, indent))
     return "\n\n".join(out)
 
 
@@ -302,4 +355,4 @@ def wrap_markdown(text: str, width: int = TEXT_WIDTH) -> str:
 
 
 def underline(text: str, char: str = "=") -> str:
-    return char * min(len(text), TEXT_WIDTH)
+    return char * min(display_width(text), TEXT_WIDTH)

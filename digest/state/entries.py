@@ -36,6 +36,7 @@ def entry_to_json(entry: Entry) -> str:
         "image": image_to_dict(entry.image) if entry.image else None,
         "priority": entry.priority,
         "pinned": entry.pinned,
+        "language": entry.language,
     }
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -60,6 +61,7 @@ def entry_from_json(text: str) -> Entry:
         image=image_from_dict(image) if image else None,
         priority=data.get("priority"),
         pinned=bool(data.get("pinned")),
+        language=data.get("language"),
     )
 
 

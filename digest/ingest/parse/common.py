@@ -90,6 +90,17 @@ def first_image(fragment: str, base: str | None, min_width: int = MIN_IMAGE_WIDT
     return None
 
 
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def language_tag(value: object) -> str | None:
+    """A BCP 47 language tag as a feed gives it ("en-us", "zh_CN" -> "zh-CN"), or None when not one."""
+    if not isinstance(value, str):
+        return None
+    tag = value.strip().replace("_", "-")
+    return tag if _LANGUAGE_TAG.fullmatch(tag) and len(tag) <= 35 else None
+
+
 def aware_utc(value: datetime | None) -> datetime | None:
     """An aware UTC datetime (naive values are taken as UTC), or None."""
     if value is None:
@@ -117,6 +128,7 @@ def build_entry(
     priority: str | None = None,
     pinned: bool = False,
     summary_text: str | None = None,
+    language: str | None = None,
 ) -> Entry:
     """Make a clean Entry from raw values: sanitised HTML, excerpt, canonical link, derived title, stable id.
 
@@ -164,4 +176,5 @@ def build_entry(
         image=image,
         priority=priority,
         pinned=pinned,
+        language=language_tag(language),
     )

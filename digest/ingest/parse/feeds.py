@@ -76,7 +76,8 @@ def parse_xml_feed(body: bytes, ctx: ParseContext, *, content_type: str | None =
         )
     feed = parsed.get("feed") or {}
     feed_link = clean.absolute_url(_text(feed.get("link")), ctx.url) or _http(ctx.url)
-    entries = tuple(_entry(raw, ctx, feed_link) for raw in raw_entries)
+    feed_language = _text(feed.get("language")) or _text((feed.get("title_detail") or {}).get("language"))
+    entries = tuple(_entry(raw, ctx, feed_link, feed_language) for raw in raw_entries)
     return ParsedFeed(
         title=clean.clean_title(_text(feed.get("title"))),
         link=feed_link,
@@ -167,7 +168,7 @@ def _sized(url: str, attributes: Any) -> Image:
     return Image(url, "", dimension(attributes.get("width")), dimension(attributes.get("height")))
 
 
-def _entry(raw: Any, ctx: ParseContext, feed_link: str | None) -> Entry:
+def _entry(raw: Any, ctx: ParseContext, feed_link: str | None, feed_language: str | None) -> Entry:
     link = _text(raw.get("feedburner_origlink")) or _text(raw.get("link"))
     base = clean.absolute_url(link, feed_link) or feed_link
     html, content_base = _body(raw, base)
@@ -187,6 +188,9 @@ def _entry(raw: Any, ctx: ParseContext, feed_link: str | None) -> Entry:
         base=feed_link,
         title=_text(raw.get("title")),
         title_is_html=title_type in _HTML_TYPES,
+        language=_text(title_detail.get("language"))
+        or _text((raw.get("summary_detail") or {}).get("language"))
+        or feed_language,
         published=_date(raw.get("published_parsed")) or _date(raw.get("created_parsed")),
         updated=_date(dict.get(raw, "updated_parsed")),  # plain get: no fallback to published
         summary_html=html,

@@ -67,6 +67,7 @@ def entry_document(item: IssueEntry) -> dict[str, Any]:
         "tags": list(e.tags),
         "image": image_to_dict(e.image) if e.image else None,
         "pinned": e.pinned,
+        "language": e.language,
     }
 
 
