@@ -35,6 +35,8 @@ PREHEADER_SPACER = Markup("&zwnj;&nbsp;" * 90)  # noqa: S704 - a constant, no in
 # The width of the email's picture slot: the 600 px body less 24 px padding each side.
 IMAGE_SLOT = 552
 _LINK_WITH_HREF = re.compile(r"<a (?=[^>]*\bhref=)")
+_EMPTY_LINK = re.compile(r"<a\b[^>]*>\s*</a>")
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _WEB_TAGS = {"p", "br", "a", "strong", "b", "em", "i", "ul", "ol", "li", "blockquote", "code"}
 
 
@@ -169,6 +171,8 @@ def _card(
     entry = item.entry
     summary = nh3.clean(entry.summary_html, tags=_WEB_TAGS, link_rel=None)
     summary = _LINK_WITH_HREF.sub('<a rel="noopener noreferrer" ', summary)
+    # A link around a picture is left empty once the picture is removed: drop it (it names nothing).
+    summary = _TRAILING_SPACE.sub("\n", _EMPTY_LINK.sub("", summary))
     if not summary.strip() and entry.summary_text:
         summary = f"<p>{html.escape(entry.summary_text)}</p>"
     image = entry.image if options.images else None
