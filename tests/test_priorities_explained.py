@@ -113,6 +113,8 @@ def test_enablers_are_configured_like_priorities(tmp_path: Path) -> None:
 def test_the_shipped_config_has_blmks_real_enablers() -> None:
     config = load_config(REPO / "config.toml")
     assert [e.name for e in config.enablers] == ["Finance", "Operational and Clinical Excellence"]
-    assert config.highlights.explain and not config.highlights.repeat_in_sections
+    assert config.highlights.explain and config.highlights.repeat_in_sections
     sample = (GOLDEN / "sample" / "expected" / "email.txt").read_text(encoding="utf-8")
-    assert "(in the highlights above)" not in sample
+    assert "Our priorities\n--------------" in sample
+    once = (GOLDEN / "highlights-once" / "expected" / "email.txt").read_text(encoding="utf-8")
+    assert "(in the highlights above)" in sample and "(in the highlights above)" not in once
