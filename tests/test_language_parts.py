@@ -73,6 +73,9 @@ def test_wrapping_counts_wide_characters_twice() -> None:
     assert len(lines) >= 3
     assert all(display_width(line) <= 78 for line in lines)
     assert "".join(line.strip() for line in lines) == chinese
+    # Closing punctuation never starts a line: the character before it goes down with it.
+    marked = wrap_text("\u4e00" * 10 + "\u3002" + "\u4e8c" * 5, width=20).splitlines()
+    assert marked == ["\u4e00" * 9, "\u4e00\u3002" + "\u4e8c" * 5]
     mixed = wrap_text("NHS 英格兰 says waiting lists fell https://example.org/" + "a" * 90, width=40)
     assert "https://example.org/" + "a" * 90 in mixed.splitlines()
 

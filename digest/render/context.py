@@ -319,26 +319,37 @@ def display_width(text: str) -> int:
     return width if width >= 0 else sum(max(0, wcwidth(ch)) for ch in text)
 
 
+# Closing punctuation that never starts a line (kinsoku): CJK full-width marks and closing brackets.
+_NO_LINE_START = frozenset(
+    "\u3001\u3002\uff0c\uff0e\uff1a\uff1b\uff01\uff1f\uff09\u300d\u300f\u3011\u201d\u2019\u30fb"
+)
+
+
 def _fill(text: str, width: int, initial: str, subsequent: str) -> str:
-    """Greedy wrapping by display width: words break at spaces, CJK text between any two characters;
-    a URL or a long word is never broken (it takes a line of its own)."""
+    """Greedy wrapping by display width: words break at spaces, CJK text between any two characters
+    (never before closing punctuation such as "\u3002"); a URL or a long word is never broken."""
     lines: list[str] = []
-    line, used, space = initial, display_width(initial), False
-    fresh = True  # nothing but the indent on the line yet
+    line: list[tuple[str, str]] = []  # (joiner, token) after the indent
+    indent = initial
+    used, space = display_width(initial), False
     for gap, wide, word in _WIDE_OR_WORD.findall(text):
         if gap:
             space = True
             continue
         token = wide or word
-        joiner = " " if space and not fresh else ""
+        joiner = " " if space and line else ""
         size = display_width(token)
-        if not fresh and used + len(joiner) + size > width:
-            lines.append(line)
-            line, used, fresh, joiner = subsequent, display_width(subsequent), True, ""
-        line += joiner + token
+        if line and used + len(joiner) + size > width:
+            carried: list[tuple[str, str]] = []
+            if token in _NO_LINE_START and len(line) > 1 and not line[-1][0]:
+                carried = [("", line.pop()[1])]  # the character before the mark goes down with it
+            lines.append(indent + "".join(j + t for j, t in line))
+            indent, line, joiner = subsequent, carried, ""
+            used = display_width(subsequent) + sum(display_width(t) for _, t in carried)
+        line.append((joiner, token))
         used += len(joiner) + size
-        fresh, space = False, False
-    lines.append(line)
+        space = False
+    lines.append(indent + "".join(j + t for j, t in line))
     return "\n".join(lines)
 
 
