@@ -23,14 +23,34 @@ class SourceStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """An entry's picture: an absolute http(s) URL and its alternative text ("" when decorative).
-
-    `width`/`height` are the pixel size when the source says (an article's og:image:width/height)."""
+    """An entry's picture: an absolute http(s) URL, its alternative text ("" when decorative), and its
+    natural size in pixels when the feed or the URL gives it (None when unknown)."""
 
     url: str
     alt: str
     width: int | None = None
     height: int | None = None
+
+
+def image_to_dict(image: Image) -> dict[str, object]:
+    """An Image as JSON: url and alt, and width/height only when known."""
+    data: dict[str, object] = {"url": image.url, "alt": image.alt}
+    if image.width is not None:
+        data["width"] = image.width
+    if image.height is not None:
+        data["height"] = image.height
+    return data
+
+
+def image_from_dict(data: dict[str, object]) -> Image:
+    """Read back `image_to_dict` (older documents have no width/height)."""
+    width, height = data.get("width"), data.get("height")
+    return Image(
+        str(data["url"]),
+        str(data.get("alt") or ""),
+        width if isinstance(width, int) else None,
+        height if isinstance(height, int) else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +62,8 @@ class Entry:
     no date it is the time digest first saw the entry and `date_estimated` is True.
     `summary_html` is sanitised (nh3 allowlist); `summary_text` is a plain-text excerpt.
     `priority`/`pinned` come from curated Markdown items only. `also_from` names the other sources
-    that carried the same story (filled by de-duplication).
+    that carried the same story (filled by de-duplication). `language` is the BCP 47 tag the feed
+    gives the entry (`xml:lang`, `<language>`, JSON Feed `language`), None when it gives none.
     `enriched` names the fields filled in from the entry's article page ("date", "title", "image",
     "summary", "link"). `article` is where that page is when it is not `link`: a local file (relative to
     the config folder) that a local HTML listing links to.
@@ -66,6 +87,7 @@ class Entry:
     also_from: tuple[str, ...] = ()
     enriched: tuple[str, ...] = ()
     article: str | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +127,12 @@ class PriorityMatch:
 
 @dataclass(frozen=True, slots=True)
 class IssueEntry:
-    """An entry as placed in an issue, with the priorities it was matched (or re-tagged) to."""
+    """An entry as placed in an issue, with the priorities it was matched (or re-tagged) to, and the
+    enablers (the second tier, never highlighted) it was matched to."""
 
     entry: Entry
     matches: tuple[PriorityMatch, ...] = ()
+    enablers: tuple[PriorityMatch, ...] = ()
 
     @property
     def priorities(self) -> tuple[str, ...]:
@@ -160,8 +184,12 @@ class Issue:
 
     @property
     def entries(self) -> tuple[IssueEntry, ...]:
-        """Every entry of the issue once (highlighted entries also appear in their section)."""
-        return tuple(e for s in self.sections for g in s.groups for e in g.entries)
+        """Every entry of the issue once: those of the sections, then any highlighted entry that is not
+        repeated in its section (`[highlights] repeat_in_sections = false`)."""
+        listed = tuple(e for s in self.sections for g in s.groups for e in g.entries)
+        ids = {e.entry.id for e in listed}
+        extra = tuple(h.item for h in self.highlights if h.item.entry.id not in ids)
+        return listed + tuple({e.entry.id: e for e in extra}.values())
 
 
 @dataclass(frozen=True, slots=True)

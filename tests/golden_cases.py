@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from digest.config import Config, load_config
-from digest.models import Entry, Image, SourceReport, SourceStatus
+from digest.ingest.dedupe import dedupe
+from digest.ingest.parse import ParseContext, parse_document
+from digest.models import Entry, SourceReport, SourceStatus, image_from_dict
 from digest.pipeline.build import BuildOutcome, build_from_entries
 from digest.state import from_iso, open_state
 
@@ -48,18 +50,44 @@ def entry_from_dict(data: dict[str, Any]) -> Entry:
         summary_text=data.get("summary_text", ""),
         author=data.get("author"),
         tags=tuple(data.get("tags") or ()),
-        image=Image(image["url"], image.get("alt", "")) if image else None,
+        image=image_from_dict(image) if image else None,
         priority=data.get("priority"),
         pinned=bool(data.get("pinned")),
         also_from=tuple(data.get("also_from") or ()),
+        language=data.get("language"),
     )
+
+
+def feed_entries(folder: Path, feeds: list[dict[str, str]], as_of: datetime) -> tuple[Entry, ...]:
+    """Entries of real feed files (`[[feeds]]` of a case: path, source, category), parsed and de-duplicated
+    as ingest does, with the shipped config's parse settings."""
+    config = load_config(REPO / "config.toml")
+    parsed: list[Entry] = []
+    for feed in feeds:
+        path = folder / feed["path"]
+        ctx = ParseContext(
+            source=feed["source"],
+            category=feed["category"],
+            url=feed.get("url", str(path)),
+            seen_at=as_of.astimezone(UTC),
+            excerpt_chars=config.digest.excerpt_chars,
+            timezone=config.digest.timezone,
+            priorities=tuple(p.name for p in config.priorities),
+            min_image_width=config.digest.min_image_width,
+        )
+        parsed.extend(parse_document(path.read_bytes(), ctx, label=str(path)).entries)
+    return dedupe(parsed)
 
 
 def load_case(name: str) -> Case:
     folder = GOLDEN / name
     spec = tomllib.loads((folder / "case.toml").read_text())
-    entries_file = (folder / spec.get("entries", "entries.json")).resolve()
-    entries = tuple(entry_from_dict(d) for d in json.loads(entries_file.read_text()))
+    as_of = datetime.fromisoformat(spec["as_of"])
+    if "feeds" in spec:
+        entries = feed_entries(folder, spec["feeds"], as_of)
+    else:
+        entries_file = (folder / spec.get("entries", "entries.json")).resolve()
+        entries = tuple(entry_from_dict(d) for d in json.loads(entries_file.read_text()))
     return Case(
         name=name,
         folder=folder,

@@ -314,7 +314,7 @@ def test_bounces_config_is_validated_with_dotted_keys(tmp_path: Path) -> None:
         "bounces.sns_cert_hosts[0]: '*' is not a host name pattern",
         "bounces.password_env: '1BAD' is not an environment variable name",
         "bounces.imap_user: imap_host is set",
-        "bounces.imap_port: must be a port number",
+        "bounces.imap_port: must be at most 65535, not 70000",
         "bounces.colour: unknown key",
     ):
         assert expected in problems, problems

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digest.ingest.clean import normalised_title
 from digest.ingest.dedupe import dedupe
 from digest.models import Entry
 
@@ -150,7 +151,7 @@ def test_preference_sent_then_curated_then_dated() -> None:
     assert dedupe([undated, feed])[0].id == "feed"
 
 
-def test_groups_join_transitively() -> None:
+def test_groups_join_transitively_by_id_and_link() -> None:
     kept = dedupe(
         [
             entry("a", "A", "Title one", "https://x.example/1"),
@@ -190,4 +191,58 @@ def test_properties(entries: list[Entry], random: object) -> None:
     shuffled = list(entries)
     random.shuffle(shuffled)  # type: ignore[attr-defined]
     assert len(dedupe(shuffled)) == len(kept)  # input order does not change how many stories there are
-    assert len(dedupe(kept)) == len(kept)
+    # Idempotent, except that a title a source repeats (a bulletin name) never matches across sources,
+    # and once its copies are merged by link the source no longer repeats it.
+    titles = [(e.source, normalised_title(e.title)) for e in entries]
+    if len(titles) == len(set(titles)):
+        assert len(dedupe(kept)) == len(kept)
+    else:
+        assert len(dedupe(kept)) <= len(kept)
+
+
+def _at(source: str, entry_id: str, title: str, day: float) -> Entry:
+    return entry(entry_id, source, title, None, published=T0 + timedelta(days=day))
+
+
+def test_matching_by_title_does_not_chain_beyond_the_window() -> None:
+    kept = dedupe(
+        [
+            _at("A", "a", "Clinic opens", 0),
+            _at("B", "b", "Clinic opens", 2),
+            _at("C", "c", "Clinic opens", 4),  # within 3 days of b, but 4 days after the story began
+        ]
+    )
+    assert [e.id for e in kept] == ["a", "c"]
+    assert kept[0].also_from == ("B",)
+
+
+def test_a_title_a_source_repeats_never_matches_across_sources() -> None:
+    kept = dedupe(
+        [
+            _at("Trust", "t1", "Weekly bulletin", 0),
+            _at("Trust", "t2", "Weekly bulletin", 7),
+            _at("Council", "c1", "Weekly bulletin", 0.5),
+            _at("Council", "c2", "Clinic opens", 1),
+            _at("Trust", "t3", "Clinic opens", 1.5),
+        ]
+    )
+    assert [e.id for e in kept] == ["t1", "t2", "c1", "c2"]  # the bulletins stay apart; the story is one
+
+
+def test_eight_thousand_generic_titles_from_fifty_sources_stay_apart() -> None:
+    entries = [
+        _at(f"Source {s}", f"s{s}-{n}", "Weekly bulletin", n * 0.05) for s in range(50) for n in range(160)
+    ]
+    assert len(entries) == 8000
+    kept = dedupe(entries)
+    assert len(kept) == 8000
+    assert all(e.also_from == () for e in kept)
+
+
+def test_eight_thousand_shared_headlines_group_by_window_not_into_one() -> None:
+    # 8,000 sources each carry one "Weekly bulletin", a few hours apart: stories of at most 3 days each.
+    entries = [_at(f"Source {n}", f"e{n}", "Weekly bulletin", n * 0.01) for n in range(8000)]
+    kept = dedupe(entries)
+    assert len(kept) > 20  # 80 days of entries: one story per 3-day window, not one for everything
+    for story in kept:
+        assert len(story.also_from) <= 301

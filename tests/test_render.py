@@ -214,6 +214,7 @@ def test_plain_text_has_title_intro_highlights_sections_dates_excerpts_and_urls(
         "* [Start Well] Midwives celebrated",
         "  Midwife summary.",
         "  https://example.org/a",
+        "Our priorities\n--------------",  # [highlights] explain = true in the shipped config
         "News\n====",
         "Thursday 8 May 2025\n-------------------",
         "Blog\n====",

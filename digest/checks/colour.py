@@ -2,46 +2,34 @@
 
 from __future__ import annotations
 
-import re
-
-_NAMED = {
-    "white": "#ffffff",
-    "black": "#000000",
-    "red": "#ff0000",
-    "green": "#008000",
-    "blue": "#0000ff",
-    "grey": "#808080",
-    "gray": "#808080",
-    "yellow": "#ffff00",
-    "silver": "#c0c0c0",
-}
-_HEX = re.compile(r"#([0-9a-f]{3}|[0-9a-f]{6})\b", re.IGNORECASE)
-_RGB = re.compile(r"rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)(?:[\s,/]+([\d.]+%?))?\s*\)", re.IGNORECASE)
+from tinycss2 import color4
 
 RGB = tuple[float, float, float]
 
 
 def parse_colour(value: str, behind: RGB | None = None) -> RGB | None:
-    """A CSS colour as 0-255 RGB (blending a translucent one over `behind`); None if not understood."""
-    value = value.strip().lower()
-    value = _NAMED.get(value, value)
-    match = _HEX.fullmatch(value)
-    if match:
-        digits = match.group(1)
-        if len(digits) == 3:
-            digits = "".join(c * 2 for c in digits)
-        return (int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16))
-    match = _RGB.fullmatch(value)
-    if match:
-        r, g, b = (float(match.group(i)) for i in (1, 2, 3))
-        alpha_text = match.group(4)
-        alpha = 1.0
-        if alpha_text:
-            alpha = float(alpha_text[:-1]) / 100 if alpha_text.endswith("%") else float(alpha_text)
-        if alpha < 1 and behind is not None:
-            return tuple(alpha * c + (1 - alpha) * d for c, d in zip((r, g, b), behind, strict=True))  # type: ignore[return-value]
-        return (r, g, b)
-    return None
+    """A CSS colour as 0-255 RGB (blending a translucent one over `behind`); None if not understood.
+
+    Every CSS Color 4 form is read (by tinycss2): the 148 named colours such as `lightgrey`, #rgb,
+    #rrggbb(aa), rgb()/rgba() with numbers or percentages, hsl()/hsla(), hwb(), space-separated syntax.
+    `currentcolor` and unknown values give None.
+    """
+    try:
+        parsed = color4.parse_color(value.strip())
+    except (ValueError, TypeError):  # tinycss2 raises on a few malformed functions
+        return None
+    if not isinstance(parsed, color4.Color):
+        return None
+    srgb = parsed.to("srgb")
+    r, g, b = (min(255.0, max(0.0, c * 255)) for c in srgb.coordinates)
+    alpha = float(srgb.alpha)
+    if alpha < 1 and behind is not None:
+        return (
+            alpha * r + (1 - alpha) * behind[0],
+            alpha * g + (1 - alpha) * behind[1],
+            alpha * b + (1 - alpha) * behind[2],
+        )
+    return (r, g, b)
 
 
 def _luminance(rgb: RGB) -> float:

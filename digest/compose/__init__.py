@@ -54,6 +54,8 @@ class ComposeSettings:
     section_cap: int = 10
     highlights_max: int = 5
     priorities: tuple[Priority, ...] = ()
+    enablers: tuple[Priority, ...] = ()
+    repeat_highlights: bool = True
 
     @classmethod
     def from_config(cls, config: Config) -> ComposeSettings:
@@ -68,6 +70,8 @@ class ComposeSettings:
             section_cap=d.section_cap,
             highlights_max=config.highlights.max,
             priorities=config.priorities,
+            enablers=config.enablers,
+            repeat_highlights=config.highlights.repeat_in_sections,
         )
 
     @property
@@ -225,6 +229,20 @@ def match_priorities(entry: Entry, priorities: tuple[Priority, ...]) -> tuple[Pr
         matches.append((-1, explicit))
     matches.sort(key=lambda m: (-m[1].strength, m[0]))
     return tuple(m for _, m in matches)
+
+
+def match_enablers(entry: Entry, enablers: tuple[Priority, ...]) -> tuple[PriorityMatch, ...]:
+    """The enablers (the second tier of priorities) an entry belongs to, strongest first.
+
+    Matched by keywords like priorities (a curated item's `priority` names a priority, never an
+    enabler). Enablers label entries quietly and never make a highlight.
+    """
+    if not enablers:
+        return ()
+    fields = _entry_fields(entry)
+    found = [(i, m) for i, p in enumerate(enablers) if (m := _keyword_match(p, entry, fields))]
+    found.sort(key=lambda pair: (-pair[1].strength, pair[0]))
+    return tuple(m for _, m in found)
 
 
 def _retagged(
@@ -409,11 +427,16 @@ def compose_issue(
                 if e.id in retag
                 else match_priorities(e, settings.priorities)
             ),
+            enablers=match_enablers(e, settings.enablers),
         )
         for e in selected
     )
     order = {entry_id: i for i, entry_id in enumerate(draft.order)}
     highlights = rank_highlights(items, settings, draft)
+    listed = items
+    if not settings.repeat_highlights:
+        shown = {h.item.entry.id for h in highlights}
+        listed = tuple(i for i in items if i.entry.id not in shown)
     since = day_label(window.start.astimezone(settings.zone).date(), settings)
     return Issue(
         id=issue_id,
@@ -424,7 +447,7 @@ def compose_issue(
         preheader=preheader_text(highlights, items, since),
         intro_markdown=draft.intro,
         highlights=highlights,
-        sections=group_sections(items, settings, order),
+        sections=group_sections(listed, settings, order),
         sources=sources,
         empty=not items,
     )

@@ -23,7 +23,7 @@ def address_problem(value: str) -> str | None:
     return None
 
 
-def read_bounces(t: Table, root: Path) -> BounceSettings:  # noqa: PLR0912 - one check per key
+def read_bounces(t: Table, root: Path) -> BounceSettings:
     """`[bounces]` (the caller keeps None when the table is absent); problems are recorded on `t`."""
     d = BounceSettings()
     maildir = t.text("maildir", None)
@@ -42,21 +42,19 @@ def read_bounces(t: Table, root: Path) -> BounceSettings:  # noqa: PLR0912 - one
     settings = BounceSettings(
         maildir=maildir_path,
         imap_host=imap_host if isinstance(imap_host, str) and imap_host.strip() else None,
-        imap_port=t.integer("imap_port", port_default, minimum=1),
+        imap_port=t.integer("imap_port", port_default, minimum=1, maximum=65_535),
         imap_user=t.text("imap_user", None),
         password_env=t.text("password_env", None),
         folder=t.text("folder", d.folder),
         move_to=t.text("move_to", None),
         tls=tls,
         ca_file=ca_path,
-        timeout=t.number("timeout", d.timeout),
-        soft_limit=t.integer("soft_limit", d.soft_limit, minimum=1),
+        timeout=t.number("timeout", d.timeout, minimum=1.0, maximum=3600.0),
+        soft_limit=t.integer("soft_limit", d.soft_limit, minimum=1, maximum=100),
         sns_cert_hosts=t.strings("sns_cert_hosts", d.sns_cert_hosts),
         sns_ca_file=sns_ca_path,
         sns_topic_arns=t.strings("sns_topic_arns"),
     )
-    if isinstance(settings.imap_port, int) and settings.imap_port > 65535:
-        t.problem("imap_port", f"must be a port number (1-65535), not {settings.imap_port}")
     if settings.imap_host is not None:
         if not settings.imap_user:
             t.problem("imap_user", "imap_host is set, so name the IMAP user too")

@@ -18,6 +18,7 @@ from digest.config.schema import (
     GroupBy,
     HighlightSettings,
     PreviewSettings,
+    Priority,
     ScheduleSettings,
     StatusSettings,
     WebSettings,
@@ -43,6 +44,9 @@ from digest.config.table import (
     timezone_problem,
 )
 from digest.errors import ConfigError
+
+# Gmail clips an HTML part above about 102 KB, hiding the footer and its unsubscribe link.
+MAX_HTML_KB = 102
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -85,14 +89,18 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         section_cap=g.integer("section_cap", gd.section_cap, minimum=1, maximum=1000),
         excerpt_chars=g.integer("excerpt_chars", gd.excerpt_chars, minimum=40, maximum=10_000),
         date_format=checked(g, "date_format", g.text("date_format", gd.date_format), date_format_problem),
+        min_image_width=g.integer("min_image_width", gd.min_image_width, minimum=0, maximum=4000),
+        max_html_kb=g.integer("max_html_kb", gd.max_html_kb, minimum=20),
     )
+    if isinstance(digest.max_html_kb, int) and digest.max_html_kb > MAX_HTML_KB:
+        g.problem(
+            "max_html_kb",
+            f"must be at most {MAX_HTML_KB} (Gmail clips larger emails), not {digest.max_html_kb}",
+        )
     g.finish()
 
-    h = top.table("highlights")
-    highlights = HighlightSettings(max=h.integer("max", HighlightSettings().max, minimum=0, maximum=100))
-    h.finish()
-
-    priorities = [read_priority(t) for t in top.tables("priorities")]
+    highlights = read_highlights(top.table("highlights"))
+    priorities, enablers = read_tiers(top)
 
     theme = read_theme(top.table("theme"), root)
 
@@ -157,7 +165,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         sources=tuple(s for s in sources if s),
         digest=digest,
         highlights=highlights,
-        priorities=tuple(p for p in priorities if p),
+        priorities=priorities,
         theme=theme,
         web=web,
         delivery=delivery,
@@ -170,7 +178,32 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         state_password_env=state_password_env,
         subscribers=subscriber_settings,
         bounces=bounces,
+        enablers=enablers,
     )
+
+
+def read_highlights(h: Table) -> HighlightSettings:
+    hd = HighlightSettings()
+    highlights = HighlightSettings(
+        max=h.integer("max", hd.max, minimum=0, maximum=100),
+        explain=h.boolean("explain", hd.explain),
+        repeat_in_sections=h.boolean("repeat_in_sections", hd.repeat_in_sections),
+    )
+    h.finish()
+    return highlights
+
+
+def read_tiers(top: Table) -> tuple[tuple[Priority, ...], tuple[Priority, ...]]:
+    """`[[priorities]]` and `[[enablers]]` (the quieter second tier); a name may be used once across both."""
+    priorities = tuple(p for p in (read_priority(t) for t in top.tables("priorities")) if p)
+    enablers = tuple(p for p in (read_priority(t) for t in top.tables("enablers")) if p)
+    names = [p.name.casefold() for p in (*priorities, *enablers)]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        top.problems.append(
+            f"priorities/enablers: the name {name!r} is used more than once (each priority or enabler"
+            " needs its own name)"
+        )
+    return priorities, enablers
 
 
 def load_config(path: Path | str) -> Config:

@@ -82,11 +82,15 @@ class DigestSettings:
     section_cap: int = 10
     excerpt_chars: int = 240
     date_format: str = "EEEE d MMMM y"
+    min_image_width: int = 120
+    max_html_kb: int = 95
 
 
 @dataclass(frozen=True, slots=True)
 class HighlightSettings:
     max: int = 5
+    explain: bool = False
+    repeat_in_sections: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +265,7 @@ class Config:
     state_password_env: str | None = None
     subscribers: SubscriberSettings = SubscriberSettings()
     bounces: BounceSettings | None = None  # None: no [bounces] table
+    enablers: tuple[Priority, ...] = ()
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:

@@ -111,12 +111,10 @@ def issue_files(record: IssueRecord) -> tuple[str, str]:
     return bodies[0], bodies[1]
 
 
-def prepare_issue(
-    config: Config, db: sqlite3.Connection, record: IssueRecord, *, test: bool
-) -> PreparedIssue:
-    html, text = issue_files(record)
+def message_sender(config: Config) -> Sender:
+    """The fixed identity of every message of the list, from `[delivery]` and `[digest] title`."""
     d = config.delivery
-    sender = Sender(
+    return Sender(
         from_address=d.from_address,
         from_name=d.from_name,
         reply_to=d.reply_to,
@@ -125,6 +123,14 @@ def prepare_issue(
         unsubscribe_mailto=d.unsubscribe_mailto,
         fallback_name=d.fallback_name,
     )
+
+
+def prepare_issue(
+    config: Config, db: sqlite3.Connection, record: IssueRecord, *, test: bool
+) -> PreparedIssue:
+    html, text = issue_files(record)
+    d = config.delivery
+    sender = message_sender(config)
     try:
         template = MessageTemplate(
             html_body=html,

@@ -91,13 +91,20 @@ class MessageTemplate:
     """
 
     def __init__(
-        self, *, html_body: str, text_body: str, subject: str, sender: Sender, issue_id: str
+        self,
+        *,
+        html_body: str,
+        text_body: str,
+        subject: str,
+        sender: Sender,
+        issue_id: str,
+        boundary: str | None = None,
     ) -> None:
         self.sender = sender
         self.issue_id = issue_id
         self._id_prefix = re.sub(r"[^A-Za-z0-9.-]", "-", issue_id) or "issue"
         self._domain = sender.domain
-        boundary = f"=_digest_{secrets.token_hex(12)}"
+        boundary = boundary or f"=_digest_{secrets.token_hex(12)}"
         fixed = [
             headers.line(
                 "From", headers.mailbox(sender.from_name, sender.from_address, "delivery.from_address")

@@ -296,6 +296,63 @@ def sanitised_text(safe_html: str) -> str:
     return collapse(html.unescape(_ANY_TAG.sub("", _BLOCK_TAG.sub(" ", safe_html))))
 
 
+_FIGCAPTION = re.compile(r"<figcaption\b.*?</figcaption\s*>", re.IGNORECASE | re.DOTALL)
+# A photo credit or caption line: "Photo by ...", "Image: ...", "Illustration by X / The Verge",
+# "Photograph: X/Getty Images", "(Credit: ...)".
+_CREDIT = re.compile(
+    r"^[(\[]?\s*(?:(?:photo|photograph|picture|image|illustration|graphic|video|main image|top image|"
+    r"header image|lead image|credit|photo credit|image credit|photos|images)s?\s*(?::|by\b|courtesy\b|©)"
+    r"|©|copyright\b|courtesy of\b)",
+    re.IGNORECASE,
+)
+_CREDIT_MAX_CHARS = 160
+
+
+def is_credit(text: str) -> bool:
+    """True when a short block of text reads as a photo credit or caption rather than prose."""
+    text = text.strip()
+    return bool(text) and len(text) <= _CREDIT_MAX_CHARS and bool(_CREDIT.match(text))
+
+
+def prose_text(safe_html: str) -> str:
+    """The text of sanitised HTML as prose for an excerpt: block elements become sentences (a full stop
+    is added where a block ends without punctuation), figure captions and photo credits are left out."""
+    if "<" not in safe_html:
+        return collapse(html.unescape(safe_html))
+    without_captions = _FIGCAPTION.sub(" ", safe_html)
+    blocks = [
+        collapse(html.unescape(_ANY_TAG.sub("", block))) for block in _BLOCK_TAG.split(without_captions)
+    ]
+    out = ""
+    for block in blocks:
+        if not block or is_credit(block):
+            continue
+        if not out:
+            out = block
+        elif out[-1].isalnum() and _starts_sentence(block):
+            out = f"{out}. {block}"  # "...would help them" + "Last week, ..." reads as two sentences
+        else:
+            out = f"{out} {block}"
+    return out
+
+
+def _starts_sentence(block: str) -> bool:
+    first = block.lstrip("\"'\u2018\u201c\u00ab(")[:1]
+    return first.isupper() or first.isdigit()
+
+
+def rest_after_title(text: str, title: str) -> str:
+    """The text an excerpt should show when `title` was made from the start of `text`: what follows the
+    title (an ellipsis first when the title was cut mid-text), or "" when the title is all of it."""
+    stem = title[:-1].rstrip() if title.endswith("…") else title
+    if not stem or not text.startswith(stem):
+        return text
+    rest = text[len(stem) :].lstrip(" ,;:.-\u2013\u2014")
+    if not rest:
+        return ""
+    return rest if title == stem else f"…{rest}"
+
+
 def images(fragment: str) -> list[dict[str, str]]:
     """The attributes of each <img> tag of an HTML fragment in order (names lower-cased, values unescaped)."""
     found = []

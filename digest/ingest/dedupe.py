@@ -2,8 +2,10 @@
 
 Two entries are the same story when they share an id or a canonical link, or, when they come from different
 sources, when their normalised titles match (a title cut short with "…" matches the full one) and both have
-real dates within `title_window` of each other. Undated entries are never matched by title alone: two
-different stories can share a title (BLMK published two "Local NHS waiting lists fall, new figures show").
+real dates within `title_window` of the story's first entry (matching does not chain beyond the window).
+Undated entries are never matched by title alone: two different stories can share a title (BLMK published
+two "Local NHS waiting lists fall, new figures show"); nor is a title a source repeats itself, such as a
+bulletin's name ("Weekly bulletin"). The work is linear in the number of entries, apart from sorting.
 
 One entry of each group is kept, in this order of preference: one already sent (so later stages can leave
 it out), a curated one (pinned, then with a priority), one with a real date, then the earliest in the input.
@@ -42,27 +44,83 @@ class _Groups:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _title_candidates(titles: list[str]) -> list[tuple[int, int]]:
-    """Pairs of positions whose normalised titles match: equal, or one cut short with "…" and the other
-    starting with what is left of it (at least four words). Sorted lookups, not all pairs."""
+def _repeated_titles(items: list[Entry], titles: list[str]) -> set[tuple[str, str]]:
+    """(source, title) pairs a source uses for more than one of its entries: a bulletin's name such as
+    "Weekly bulletin", not a story's headline."""
+    seen: set[tuple[str, str]] = set()
+    repeated: set[tuple[str, str]] = set()
+    for entry, title in zip(items, titles, strict=True):
+        key = (entry.source, title)
+        if key in seen:
+            repeated.add(key)
+        seen.add(key)
+    return repeated
+
+
+def _join_same_titles(items: list[Entry], titles: list[str], groups: _Groups, window: timedelta) -> None:
+    """Join entries of different sources whose normalised titles match, without chaining.
+
+    Entries sharing a title are taken in date order; each story is anchored at its earliest entry and
+    only entries within `window` of that anchor join it, so a title seen every two days does not make one
+    story of a month. Titles a source repeats itself, and undated entries, never match on title alone.
+    A title cut short with "…" joins the nearest story (in time) whose title starts with what is left.
+    Sorting within each title is the only super-linear step.
+    """
+    repeated = _repeated_titles(items, titles)
     by_title: dict[str, list[int]] = {}
-    for i, title in enumerate(titles):
-        if title:
+    for i, (entry, title) in enumerate(zip(items, titles, strict=True)):
+        if title and not entry.date_estimated and (entry.source, title) not in repeated:
             by_title.setdefault(title, []).append(i)
-    keys = sorted(by_title)
-    pairs = [(a, b) for group in by_title.values() for n, a in enumerate(group) for b in group[n + 1 :]]
-    for i, title in enumerate(titles):
+    anchors: dict[str, list[int]] = {}  # title -> the anchor of each of its stories, in date order
+    for title, members in by_title.items():
+        members.sort(key=lambda i: (items[i].published, i))
+        anchor = -1
+        sources: set[str] = set()
+        for i in members:
+            entry = items[i]
+            if (
+                anchor >= 0
+                and entry.published - items[anchor].published <= window
+                and entry.source not in sources
+            ):
+                groups.join(anchor, i)
+            else:
+                anchor, sources = i, set()
+                anchors.setdefault(title, []).append(i)
+            sources.add(entry.source)
+    keys = sorted(anchors)
+    for title, members in by_title.items():
         if not title.endswith("…"):
             continue
         prefix = title[:-1].strip()
         if len(prefix.split()) < _MIN_PREFIX_WORDS:
             continue
-        start = bisect.bisect_left(keys, prefix)
-        for key in keys[start:]:
-            if not key.startswith(prefix):
-                break
-            pairs.extend((i, j) for j in by_title[key] if j != i)
-    return pairs
+        for i in members:
+            _join_nearest(i, prefix, keys=keys, anchors=anchors, items=items, groups=groups, window=window)
+
+
+def _join_nearest(
+    i: int,
+    prefix: str,
+    *,
+    keys: list[str],
+    anchors: dict[str, list[int]],
+    items: list[Entry],
+    groups: _Groups,
+    window: timedelta,
+) -> None:
+    entry = items[i]
+    best: tuple[timedelta, int] | None = None
+    for key in keys[bisect.bisect_left(keys, prefix) :]:
+        if not key.startswith(prefix):
+            break
+        for j in anchors[key]:
+            other = items[j]
+            gap = abs(other.published - entry.published)
+            if j != i and other.source != entry.source and gap <= window and (best is None or gap < best[0]):
+                best = (gap, j)
+    if best is not None:
+        groups.join(i, best[1])
 
 
 def _join_same_keys(items: list[Entry], groups: _Groups) -> None:
@@ -90,12 +148,7 @@ def dedupe(
     groups = _Groups(len(items))
     _join_same_keys(items, groups)
     titles = [normalised_title(e.title) for e in items]
-    for i, j in _title_candidates(titles):
-        a, b = items[i], items[j]
-        if a.date_estimated or b.date_estimated or a.source == b.source:
-            continue
-        if abs(a.published - b.published) <= title_window:
-            groups.join(i, j)
+    _join_same_titles(items, titles, groups, title_window)
     members: dict[int, list[int]] = {}
     for i in range(len(items)):
         members.setdefault(groups.find(i), []).append(i)

@@ -282,6 +282,7 @@ def _parse_settings(config: Config, source: Source) -> str:
         config.digest.excerpt_chars,
         config.digest.timezone,
         sorted(p.name for p in config.priorities),
+        config.digest.min_image_width,
     ]
     if source.select is not None or source.enrich:  # listings and enrichment: only then, so feeds keep theirs
         settings += [repr(source.select), source.date_format, config.digest.locale, source.enrich]
@@ -379,6 +380,7 @@ async def _store(
         timezone=config.digest.timezone,
         priorities=tuple(p.name for p in config.priorities),
         listing=Listing(source.select, source.date_format, config.digest.locale) if source.select else None,
+        min_image_width=config.digest.min_image_width,
     )
     parsed = await _parse(pool, fetched.documents, ctx, source.kind)
     if source.max_entries is not None:

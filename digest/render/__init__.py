@@ -38,6 +38,7 @@ from digest.render.context import (
     excerpt,
     intro_html,
     issue_context,
+    part_language,
     underline,
     wrap_markdown,
     wrap_text,
@@ -69,6 +70,7 @@ __all__ = [
     "intro_html",
     "issue_context",
     "make_environment",
+    "part_language",
     "priority_style",
     "render_issue",
     "template_layout",
@@ -127,6 +129,9 @@ class RenderSettings:
     why_line: str = ""
     colours: Colours = field(default_factory=Colours)
     priorities: tuple[PriorityStyle, ...] = ()
+    enablers: tuple[PriorityStyle, ...] = ()
+    explain_priorities: bool = False
+    min_image_width: int = 120
     template_dirs: tuple[Path, ...] = (BUILTIN_TEMPLATES,)
 
     @classmethod
@@ -157,8 +162,20 @@ class RenderSettings:
                 priority_style(p.name, p.colour or colours.primary, colours.text, p.link, p.summary)
                 for p in config.priorities
             ),
+            enablers=tuple(
+                priority_style(p.name, colours.secondary_text, colours.text, p.link, p.summary)
+                for p in config.enablers
+            ),
+            explain_priorities=config.highlights.explain,
+            min_image_width=config.digest.min_image_width,
             template_dirs=template_search_path(t.templates),
         )
+
+    def enabler_style(self, name: str) -> PriorityStyle:
+        for style in self.enablers:
+            if style.name == name:
+                return style
+        return priority_style(name, self.colours.secondary_text, self.colours.text)
 
     def style_for(self, name: str) -> PriorityStyle:
         for style in self.priorities:
@@ -169,7 +186,7 @@ class RenderSettings:
 
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
-    """What the size budget may change: excerpt length, headlines only, and pictures."""
+    """What the size budget may change: excerpt length, headlines only (no excerpts), and pictures."""
 
     excerpt_chars: int = 240
     headlines_only: bool = False

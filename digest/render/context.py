@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import textwrap
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import nh3
 from babel.dates import format_date
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from wcwidth import wcswidth, wcwidth
 
 from digest.deliver.tokens import issue_url
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, IssueEntry
@@ -30,7 +30,13 @@ if TYPE_CHECKING:  # render.py imports this module; these are only annotations h
     from digest.render import PriorityStyle, RenderOptions, RenderSettings
 
 TEXT_WIDTH = 78
+# After the hidden preheader: zero-width non-joiners and no-break spaces, so the inbox preview ends there.
+PREHEADER_SPACER = Markup("&zwnj;&nbsp;" * 90)  # noqa: S704 - a constant, no input in it
+# The width of the email's picture slot: the 600 px body less 24 px padding each side.
+IMAGE_SLOT = 552
 _LINK_WITH_HREF = re.compile(r"<a (?=[^>]*\bhref=)")
+_EMPTY_LINK = re.compile(r"<a\b[^>]*>\s*</a>")
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _WEB_TAGS = {"p", "br", "a", "strong", "b", "em", "i", "ul", "ol", "li", "blockquote", "code"}
 
 
@@ -55,6 +61,24 @@ class Card:
     image: Image | None
     highlighted: bool
     author: str | None
+    enablers: tuple[PriorityStyle, ...] = ()
+    lang: str | None = None
+    dir: str | None = None
+
+    @property
+    def image_width(self) -> int:
+        """The picture's width in the email: its natural width up to the slot, the slot when unknown."""
+        if self.image is None or self.image.width is None:
+            return IMAGE_SLOT
+        return min(self.image.width, IMAGE_SLOT)
+
+    @property
+    def image_height(self) -> int | None:
+        """The picture's height at `image_width`, when its natural size is known."""
+        image = self.image
+        if image is None or image.width is None or image.height is None:
+            return None
+        return max(1, round(image.height * self.image_width / image.width))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +134,28 @@ def excerpt(entry: Entry, limit: int) -> str:
     return cut + "\u2026"
 
 
+# Scripts and languages written right to left (ISO 15924 codes; ISO 639 codes usually written in them).
+_RTL_SCRIPTS = frozenset({"arab", "hebr", "thaa", "syrc", "nkoo", "adlm", "rohg", "mand", "samr"})
+_RTL_LANGUAGES = frozenset(
+    {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku-arab", "ps", "sd", "ug", "ur", "yi", "syr"}
+)
+
+
+def part_language(language: str | None, edition: str) -> tuple[str | None, str | None]:
+    """The `lang` and `dir` an entry's part needs (WCAG 3.1.2): (None, None) when its language is unknown
+    or the edition's (the primary subtags compare: en-US inside an en-GB edition needs nothing)."""
+    if not language:
+        return None, None
+    primary = language.split("-", 1)[0].casefold()
+    if primary == edition.split("-", 1)[0].casefold():
+        return None, None
+    subtags = [s.casefold() for s in language.split("-")]
+    rtl = any(s in _RTL_SCRIPTS for s in subtags[1:]) or (
+        primary in _RTL_LANGUAGES and not any(len(s) == 4 and s not in _RTL_SCRIPTS for s in subtags[1:])
+    )
+    return language, "rtl" if rtl else "ltr"
+
+
 def _slug(text: str) -> str:
     return "section-" + (re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "other")
 
@@ -125,9 +171,14 @@ def _card(
     entry = item.entry
     summary = nh3.clean(entry.summary_html, tags=_WEB_TAGS, link_rel=None)
     summary = _LINK_WITH_HREF.sub('<a rel="noopener noreferrer" ', summary)
+    # A link around a picture is left empty once the picture is removed: drop it (it names nothing).
+    summary = _TRAILING_SPACE.sub("\n", _EMPTY_LINK.sub("", summary))
     if not summary.strip() and entry.summary_text:
         summary = f"<p>{html.escape(entry.summary_text)}</p>"
-    image = entry.image if options.images and not options.headlines_only else None
+    image = entry.image if options.images else None
+    lang, direction = part_language(entry.language, settings.lang)
+    if image is not None and image.width is not None and image.width < settings.min_image_width:
+        image = None  # an avatar or an icon, stored before [digest] min_image_width was raised
     return Card(
         id=entry.id,
         anchor="entry-" + hashlib.sha256(entry.id.encode("utf-8")).hexdigest()[:12],
@@ -140,9 +191,12 @@ def _card(
         date_label="" if entry.date_estimated else _date_label(entry.published, settings),
         date_estimated=entry.date_estimated,
         priorities=tuple(settings.style_for(m.priority) for m in item.matches),
-        image=Image(defuse_url(image.url), defuse(image.alt)) if image else None,
+        image=(Image(defuse_url(image.url), defuse(image.alt), image.width, image.height) if image else None),
         highlighted=entry.id in highlighted,
         author=defuse(entry.author) if entry.author else None,
+        enablers=tuple(settings.enabler_style(m.priority) for m in item.enablers),
+        lang=lang,
+        dir=direction,
     )
 
 
@@ -188,6 +242,7 @@ def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions
         "options": options,
         "subject": defuse(issue.subject),
         "preheader": defuse(issue.preheader),
+        "preheader_spacer": PREHEADER_SPACER,
         "date_label": format_date(last_day.date(), settings.date_format, locale=settings.locale),
         "since_label": _date_label(issue.window.start, settings),
         "intro_html": intro_html(defuse(issue.intro_markdown)),
@@ -197,6 +252,9 @@ def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions
             for h in issue.highlights
         ),
         "sections": tuple(sections),
+        "explained": tuple(p for p in settings.priorities if p.summary)
+        if settings.explain_priorities
+        else (),
         "entry_count": len(issue.entries),
         "web_url": web_url,
         "archive_url": settings.base_url + "/",
@@ -250,22 +308,59 @@ def intro_html(markdown: str) -> Markup:
 # ---------------------------------------------------------------------------------------------- text
 
 
+_WIDE_OR_WORD = re.compile(
+    r"(\s+)|([\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003fffd])|([^\s\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\U00020000-\U0003fffd]+)"
+)
+
+
+def display_width(text: str) -> int:
+    """Columns `text` takes in a terminal or a mail client's monospace view (a CJK character takes two)."""
+    width = wcswidth(text)
+    return width if width >= 0 else sum(max(0, wcwidth(ch)) for ch in text)
+
+
+# Closing punctuation that never starts a line (kinsoku): CJK full-width marks and closing brackets.
+_NO_LINE_START = frozenset(
+    "\u3001\u3002\uff0c\uff0e\uff1a\uff1b\uff01\uff1f\uff09\u300d\u300f\u3011\u201d\u2019\u30fb"
+)
+
+
+def _fill(text: str, width: int, initial: str, subsequent: str) -> str:
+    """Greedy wrapping by display width: words break at spaces, CJK text between any two characters
+    (never before closing punctuation such as "\u3002"); a URL or a long word is never broken."""
+    lines: list[str] = []
+    line: list[tuple[str, str]] = []  # (joiner, token) after the indent
+    indent = initial
+    used, space = display_width(initial), False
+    for gap, wide, word in _WIDE_OR_WORD.findall(text):
+        if gap:
+            space = True
+            continue
+        token = wide or word
+        joiner = " " if space and line else ""
+        size = display_width(token)
+        if line and used + len(joiner) + size > width:
+            carried: list[tuple[str, str]] = []
+            if token in _NO_LINE_START and len(line) > 1 and not line[-1][0]:
+                carried = [("", line.pop()[1])]  # the character before the mark goes down with it
+            lines.append(indent + "".join(j + t for j, t in line))
+            indent, line, joiner = subsequent, carried, ""
+            used = display_width(subsequent) + sum(display_width(t) for _, t in carried)
+        line.append((joiner, token))
+        used += len(joiner) + size
+        space = False
+    lines.append(indent + "".join(j + t for j, t in line))
+    return "\n".join(lines)
+
+
 def wrap_text(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
-    """Wrap each paragraph (blank-line separated) at `width`; URLs and long words are never broken."""
+    """Wrap each paragraph (blank-line separated) at `width` columns of display width (a CJK character
+    takes two); URLs and long words are never broken."""
     paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     out = []
     for i, paragraph in enumerate(paragraphs):
         initial = first if first is not None and i == 0 else indent
-        out.append(
-            textwrap.fill(
-                " ".join(paragraph.split()),
-                width=width,
-                initial_indent=initial,
-                subsequent_indent=indent,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
+        out.append(_fill(" ".join(paragraph.split()), width, initial, indent))
     return "\n\n".join(out)
 
 
@@ -275,4 +370,4 @@ def wrap_markdown(text: str, width: int = TEXT_WIDTH) -> str:
 
 
 def underline(text: str, char: str = "=") -> str:
-    return char * min(len(text), TEXT_WIDTH)
+    return char * min(display_width(text), TEXT_WIDTH)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from digest.models import Entry, Image
+from digest.models import Entry, image_from_dict, image_to_dict
 from digest.state import from_iso, to_iso, transaction
 
 
@@ -33,9 +33,10 @@ def entry_to_json(entry: Entry) -> str:
         "summary_text": entry.summary_text,
         "author": entry.author,
         "tags": list(entry.tags),
-        "image": image_to_json(entry.image),
+        "image": image_to_dict(entry.image) if entry.image else None,
         "priority": entry.priority,
         "pinned": entry.pinned,
+        "language": entry.language,
     }
     if entry.enriched:
         data["enriched"] = list(entry.enriched)
@@ -61,30 +62,13 @@ def entry_from_json(text: str) -> Entry:
         summary_text=data.get("summary_text", ""),
         author=data.get("author"),
         tags=tuple(data.get("tags") or ()),
-        image=image_from_json(image),
+        image=image_from_dict(image) if image else None,
         priority=data.get("priority"),
         pinned=bool(data.get("pinned")),
+        language=data.get("language"),
         enriched=tuple(data.get("enriched") or ()),
         article=data.get("article"),
     )
-
-
-def image_to_json(image: Image | None) -> dict[str, Any] | None:
-    """An Image as a JSON object (width and height only when known)."""
-    if image is None:
-        return None
-    data: dict[str, Any] = {"url": image.url, "alt": image.alt}
-    if image.width:
-        data["width"] = image.width
-    if image.height:
-        data["height"] = image.height
-    return data
-
-
-def image_from_json(data: dict[str, Any] | None) -> Image | None:
-    if not data:
-        return None
-    return Image(data["url"], data.get("alt", ""), data.get("width"), data.get("height"))
 
 
 def store_entries(

@@ -16,6 +16,7 @@ from digest.errors import UsageError
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, IssueEntry, PriorityMatch
 from digest.pipeline import web
 from digest.pipeline.ingest import source_reports
+from digest.render import html_lang, part_language
 from digest.state import from_iso, to_iso
 from digest.state.entries import entry_from_json
 from digest.state.issues import issue_entry_ids, last_sent_issue, recent_issues
@@ -53,6 +54,8 @@ class EntryView:
     in_highlights: bool
     up: bool
     down: bool
+    lang: str | None = None
+    dir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,7 @@ def _entry_views(
         ranks: dict[str, int] | None = None,
     ) -> EntryView:
         e = item.entry
+        lang, direction = part_language(e.language, html_lang(fmt.locale))
         return EntryView(
             id=e.id,
             anchor=entry_anchor(e.id),
@@ -103,6 +107,8 @@ def _entry_views(
             in_highlights=ranks is not None,
             up=can_move(draft, shown, e.id, -1, ranks=ranks),
             down=can_move(draft, shown, e.id, 1, ranks=ranks),
+            lang=lang,
+            dir=direction,
         )
 
     shown_highlights = tuple(h.item.entry.id for h in issue.highlights)

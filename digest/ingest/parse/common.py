@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from digest.config.schema import Selectors
 from digest.ingest import clean
+from digest.ingest.images import MIN_IMAGE_WIDTH, dimension, sized, too_small
 from digest.models import Entry, Image
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -32,6 +33,7 @@ class ParseContext:
     timezone: str = "UTC"
     priorities: tuple[str, ...] = ()
     listing: Listing | None = None
+    min_image_width: int = MIN_IMAGE_WIDTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +75,9 @@ def entry_id(source: str, guid: str | None, link: str | None, fallback: str) -> 
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:_ID_LENGTH]
 
 
-def first_image(fragment: str, base: str | None) -> Image | None:
-    """The first real <img> of an HTML fragment (tracking pixels skipped), absolute, with its alt text."""
+def first_image(fragment: str, base: str | None, min_width: int = MIN_IMAGE_WIDTH) -> Image | None:
+    """The first real <img> of an HTML fragment, absolute, with its alt text and size (tracking pixels,
+    and pictures known to be narrower than `min_width` px such as avatars and icons, skipped)."""
     if "<img" not in fragment and "<IMG" not in fragment:
         return None
     for attributes in clean.images(fragment):
@@ -84,9 +87,30 @@ def first_image(fragment: str, base: str | None) -> Image | None:
         ):
             continue  # a tracking pixel, not a picture
         url = clean.absolute_url(attributes.get("src"), base)
-        if url:
-            return Image(url, clean.clean_title(attributes.get("alt", "")))
+        if not url:
+            continue
+        image = sized(
+            Image(
+                url,
+                clean.clean_title(attributes.get("alt", "")),
+                dimension(attributes.get("width")),
+                dimension(attributes.get("height")),
+            )
+        )
+        if not too_small(image, min_width):
+            return image
     return None
+
+
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def language_tag(value: object) -> str | None:
+    """A BCP 47 language tag as a feed gives it ("en-us", "zh_CN" -> "zh-CN"), or None when not one."""
+    if not isinstance(value, str):
+        return None
+    tag = value.strip().replace("_", "-")
+    return tag if _LANGUAGE_TAG.fullmatch(tag) and len(tag) <= 35 else None
 
 
 def aware_utc(value: datetime | None) -> datetime | None:
@@ -117,6 +141,7 @@ def build_entry(
     pinned: bool = False,
     summary_text: str | None = None,
     article: str | None = None,
+    language: str | None = None,
 ) -> Entry:
     """Make a clean Entry from raw values: sanitised HTML, excerpt, canonical link, derived title, stable id.
 
@@ -124,16 +149,21 @@ def build_entry(
     """
     canonical = clean.canonical_link(link, base)
     safe_html = clean.sanitise_html(summary_html, canonical or base)
-    text = clean.collapse(summary_text) if summary_text else clean.sanitised_text(safe_html)
+    text = clean.collapse(summary_text) if summary_text else clean.prose_text(safe_html)
     cleaned_title = clean.clean_title(title, markup=title_is_html)
     if not cleaned_title:
         cleaned_title = clean.derived_title(text, canonical, f"Untitled entry from {ctx.source}")
+        text = clean.rest_after_title(text, cleaned_title)  # the title is not repeated as the excerpt
     published = aware_utc(published)
     updated = aware_utc(updated)
     estimated = published is None and updated is None
     when = published or updated or ctx.seen_at
     if image is None:
-        image = first_image(summary_html, canonical or base)
+        image = first_image(summary_html, canonical or base, ctx.min_image_width)
+    if image is not None:
+        image = sized(image)
+        if too_small(image, ctx.min_image_width):
+            image = None
     tag_list: list[str] = []
     for tag in tags:
         value = clean.clean_title(tag)
@@ -160,4 +190,5 @@ def build_entry(
         priority=priority,
         pinned=pinned,
         article=article,
+        language=language_tag(language),
     )

@@ -19,6 +19,7 @@ import feedparser
 
 from digest.errors import ParseError
 from digest.ingest import clean
+from digest.ingest.images import best_image, dimension, looks_like_image
 from digest.ingest.parse.common import ParseContext, ParsedFeed, build_entry, first_image
 from digest.models import Entry, Image
 from digest.safe_text import scrub_tree
@@ -86,7 +87,8 @@ def parse_xml_feed(body: bytes, ctx: ParseContext, *, content_type: str | None =
         )
     feed = parsed.get("feed") or {}
     feed_link = clean.absolute_url(_text(feed.get("link")), ctx.url) or _http(ctx.url)
-    entries = tuple(_entry(raw, ctx, feed_link) for raw in raw_entries)
+    feed_language = _text(feed.get("language")) or _text((feed.get("title_detail") or {}).get("language"))
+    entries = tuple(_entry(raw, ctx, feed_link, feed_language) for raw in raw_entries)
     return ParsedFeed(
         title=clean.clean_title(_text(feed.get("title"))),
         link=feed_link,
@@ -135,29 +137,49 @@ def _body(raw: Any, base: str | None) -> tuple[str, str | None]:
     return clean.text_to_html(value), content_base
 
 
-def _image(raw: Any, base: str | None) -> Image | None:
+def _image(raw: Any, base: str | None, min_width: int) -> Image | None:
+    """The entry's best picture for the email: among its `media:content` pictures (a `type` of image/*,
+    `medium="image"`, or no type and a URL ending in an image extension), else its thumbnails, else an
+    image enclosure. Sizes come from the attributes or the URL; too-narrow pictures are dropped."""
+    contents: list[Image] = []
     for media in raw.get("media_content") or []:
         medium = str(media.get("medium") or "")
         kind = str(media.get("type") or "")
-        if medium == "image" or kind.startswith("image/"):
-            url = clean.absolute_url(_text(media.get("url")), base)
-            if url:
-                # feedparser folds media:description into the entry summary, so no alt text is known:
-                # the image is decorative beside the entry's title.
-                return Image(url, "")
-    for thumb in raw.get("media_thumbnail") or []:
-        url = clean.absolute_url(_text(thumb.get("url")), base)
-        if url:
-            return Image(url, "")
-    for link in raw.get("links") or []:
-        if link.get("rel") == "enclosure" and str(link.get("type") or "").startswith("image/"):
-            url = clean.absolute_url(_text(link.get("href")), base)
-            if url:
-                return Image(url, "")
+        url = clean.absolute_url(_text(media.get("url")), base)
+        if not url:
+            continue
+        if (
+            medium == "image"
+            or kind.startswith("image/")
+            or (not kind and not medium and looks_like_image(url))
+        ):
+            # feedparser folds media:description into the entry summary, so no alt text is known:
+            # the image is decorative beside the entry's title.
+            contents.append(_sized(url, media))
+    thumbnails = [
+        _sized(url, thumb)
+        for thumb in raw.get("media_thumbnail") or []
+        if (url := clean.absolute_url(_text(thumb.get("url")), base))
+    ]
+    enclosures = [
+        Image(url, "")
+        for link in raw.get("links") or []
+        if link.get("rel") == "enclosure"
+        and str(link.get("type") or "").startswith("image/")
+        and (url := clean.absolute_url(_text(link.get("href")), base))
+    ]
+    for candidates in (contents, thumbnails, enclosures):
+        chosen = best_image(candidates, min_width)
+        if chosen:
+            return chosen
     return None
 
 
-def _entry(raw: Any, ctx: ParseContext, feed_link: str | None) -> Entry:
+def _sized(url: str, attributes: Any) -> Image:
+    return Image(url, "", dimension(attributes.get("width")), dimension(attributes.get("height")))
+
+
+def _entry(raw: Any, ctx: ParseContext, feed_link: str | None, feed_language: str | None) -> Entry:
     link = _text(raw.get("feedburner_origlink")) or _text(raw.get("link"))
     base = clean.absolute_url(link, feed_link) or feed_link
     html, content_base = _body(raw, base)
@@ -177,23 +199,26 @@ def _entry(raw: Any, ctx: ParseContext, feed_link: str | None) -> Entry:
         base=feed_link,
         title=_text(raw.get("title")),
         title_is_html=title_type in _HTML_TYPES,
+        language=_text(title_detail.get("language"))
+        or _text((raw.get("summary_detail") or {}).get("language"))
+        or feed_language,
         published=_date(raw.get("published_parsed")) or _date(raw.get("created_parsed")),
         updated=_date(dict.get(raw, "updated_parsed")),  # plain get: no fallback to published
         summary_html=html,
         author=_text(author),
         tags=tags,
-        image=_image(raw, content_base)
-        or first_image(html, content_base)
-        or _content_image(raw, content_base),
+        image=_image(raw, content_base, ctx.min_image_width)
+        or first_image(html, content_base, ctx.min_image_width)
+        or _content_image(raw, content_base, ctx.min_image_width),
     )
 
 
-def _content_image(raw: Any, base: str | None) -> Image | None:
+def _content_image(raw: Any, base: str | None, min_width: int) -> Image | None:
     """The first picture of the full content, for feeds whose summary is a bare teaser."""
     for content in raw.get("content") or []:
         value = _text(content.get("value"))
         image = (
-            first_image(value, clean.absolute_url(_text(content.get("base")), base) or base)
+            first_image(value, clean.absolute_url(_text(content.get("base")), base) or base, min_width)
             if value
             else None
         )

@@ -1,4 +1,4 @@
-"""Curated items: one Markdown file per item, with YAML-style front matter, for news that is on no feed.
+"""Curated items: one Markdown file per item, with YAML front matter, for news that is on no feed.
 
     ---
     title: "International Day of the Midwife"     (required)
@@ -14,8 +14,10 @@
     ---
     The body, in Markdown (raw HTML is not allowed; the result is sanitised like any feed).
 
-Values may be bare or quoted ("double" with JSON escapes, or 'single'). A date without a time is midnight in
-the digest's time zone.
+The front matter is YAML 1.2, read with ruamel.yaml's safe loader: block lists (`tags:` then `  - a`),
+folded scalars (`summary: >`), quoted values with commas; `no` stays the string "no". A bare value with
+": " in it (`title: Update: new clinic`) is taken as text, as people write it. A date without a time is
+midnight in the digest's time zone.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from markdown_it import MarkdownIt
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from digest.errors import ParseError
 from digest.ingest import clean
 from digest.ingest.parse.common import ParseContext, ParsedFeed, build_entry, entry_id
 from digest.models import Image
-from digest.safe_text import scrub_text
+from digest.safe_text import scrub_text, scrub_tree
 
 FIELDS = (
     "title",
@@ -47,6 +51,7 @@ FIELDS = (
     "author",
 )
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\s*:\s*(.*)$")
+_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\s*:(?:\s|$)")
 _TRUE = ("true", "yes", "on")
 _FALSE = ("false", "no", "off")
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
@@ -63,28 +68,69 @@ def _fail(ctx: ParseContext, label: str, message: str, hint: str | None = None) 
     )
 
 
-def _unquote(raw: str, ctx: ParseContext, label: str, key: str) -> str:
-    value = raw.strip()
-    if value.startswith('"'):
-        try:
-            decoded, end = json.JSONDecoder().raw_decode(value)
-        except json.JSONDecodeError:
-            raise _fail(ctx, label, f"{key}: unterminated or invalid double-quoted string") from None
-        decoded, rest = scrub_text(str(decoded)), value[end:]
-    elif value.startswith("'"):
-        match = re.match(r"'((?:[^']|'')*)'", value)
+def _quote_plain_colons(line: str) -> str:
+    """`title: Update: new clinic` as YAML reads it: a top-level plain value holding ": " is quoted (YAML
+    would refuse it as a nested mapping), as digest's own front-matter reader always accepted it."""
+    match = _LINE.match(line)
+    if not match or line[:1].isspace():
+        return line
+    value = match[2].strip()
+    if not value or value[0] in "\"'[{|>&*!%@`#" or ": " not in value:
+        return line
+    value = re.sub(r"\s+#.*$", "", value)  # a comment after the value stays a comment
+    return f"{match[1]}: '{value.replace(chr(39), chr(39) * 2)}'"
+
+
+def _key_lines(block: list[str], ctx: ParseContext, label: str) -> None:
+    """Every top-level key is known and given once; errors name the line (YAML only says which key)."""
+    seen: set[str] = set()
+    for number, line in enumerate(block, start=2):
+        match = _KEY.match(line)
         if not match:
-            raise _fail(ctx, label, f"{key}: unterminated single-quoted string")
-        decoded, rest = match[1].replace("''", "'"), value[match.end() :]
-    else:
-        return re.sub(r"(^|\s+)#.*$", "", value).strip()
-    if rest.strip() and not rest.lstrip().startswith("#"):
-        raise _fail(ctx, label, f"{key}: unexpected text after the quoted value: {rest.strip()[:40]!r}")
-    return str(decoded)
+            continue
+        key = match[1].lower()
+        if key not in FIELDS:
+            raise _fail(ctx, label, f"line {number}: unknown key {key!r} (known: {', '.join(FIELDS)})")
+        if key in seen:
+            raise _fail(ctx, label, f"line {number}: {key} is given twice")
+        seen.add(key)
+
+
+def _yaml_problem(error: YAMLError, block: list[str], ctx: ParseContext, label: str) -> ParseError:
+    mark = getattr(error, "context_mark", None) or getattr(error, "problem_mark", None)
+    line = getattr(mark, "line", None)
+    problem = str(getattr(error, "problem", None) or "not valid YAML")
+    if isinstance(line, int) and 0 <= line < len(block):
+        match = _LINE.match(block[line])
+        value = match[2].lstrip() if match else ""
+        if match and value.startswith('"'):
+            return _fail(ctx, label, f"{match[1].lower()}: unterminated or invalid double-quoted string")
+        if match and value.startswith("'"):
+            return _fail(ctx, label, f"{match[1].lower()}: unterminated single-quoted string")
+        return _fail(ctx, label, f"line {line + 2}: {problem} in {block[line].strip()[:60]!r}")
+    return _fail(ctx, label, problem)
+
+
+def _text(value: object, ctx: ParseContext, label: str, key: str) -> str:
+    """A front-matter value as the text the fields are checked as (dates ISO 8601, booleans true/false)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise _fail(ctx, label, f"{key}: expected a single value, not {type(value).__name__}")
 
 
 def split_front_matter(text: str, ctx: ParseContext, label: str) -> tuple[dict[str, str], str]:
-    """Front matter `key: value` pairs (values unquoted) and the Markdown body after it."""
+    """The front matter (YAML 1.2, read safely: `no` stays the string "no") as text per key, tags joined
+    by commas in a list's own order, and the Markdown body after it.
+
+    Raises:
+        ParseError: no or unclosed front matter, an unknown or repeated key, YAML that cannot be read.
+    """
     lines = text.lstrip("\ufeff").splitlines()
     if not lines or lines[0].strip() != "---":
         raise _fail(
@@ -97,20 +143,30 @@ def split_front_matter(text: str, ctx: ParseContext, label: str) -> tuple[dict[s
         end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() in ("---", "..."))
     except StopIteration:
         raise _fail(ctx, label, "the front matter is not closed by a '---' line") from None
+    block = lines[1:end]
+    _key_lines(block, ctx, label)
+    try:
+        # scrubbed again after loading: a YAML escape such as "\ud800" decodes to a lone surrogate
+        data = scrub_tree(_yaml().load("\n".join(_quote_plain_colons(line) for line in block)))
+    except YAMLError as e:
+        raise _yaml_problem(e, block, ctx, label) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise _fail(ctx, label, "expected 'key: value' lines")
     fields: dict[str, str] = {}
-    for number, line in enumerate(lines[1:end], start=2):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if not match:
-            raise _fail(ctx, label, f"line {number}: expected 'key: value', got {line.strip()[:60]!r}")
-        key = match[1].lower()
-        if key not in FIELDS:
-            raise _fail(ctx, label, f"line {number}: unknown key {key!r} (known: {', '.join(FIELDS)})")
-        if key in fields:
-            raise _fail(ctx, label, f"line {number}: {key} is given twice")
-        fields[key] = _unquote(match[2], ctx, label, key)
+    for key, value in data.items():
+        name = str(key).lower()
+        if name == "tags" and isinstance(value, list):
+            fields[name] = json.dumps([_text(v, ctx, label, name) for v in value], ensure_ascii=False)
+        else:
+            fields[name] = _text(value, ctx, label, name)
     return fields, "\n".join(lines[end + 1 :])
+
+
+def _yaml() -> YAML:
+    # pure=True: the C loader reads YAML 1.1 (where `no` is false); the pure one reads YAML 1.2.
+    return YAML(typ="safe", pure=True)
 
 
 def _date(value: str, ctx: ParseContext, label: str) -> datetime:
@@ -137,6 +193,8 @@ def _url(value: str | None, ctx: ParseContext, label: str, key: str) -> str | No
 def _tags(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
+    if value.startswith('["') or value == "[]":  # a YAML list, kept as JSON by split_front_matter
+        return tuple(t.strip() for t in json.loads(value) if t.strip())
     inner = value.strip()
     if inner.startswith("[") and inner.endswith("]"):
         inner = inner[1:-1]
@@ -154,7 +212,7 @@ def parse_item(body: bytes, ctx: ParseContext, *, label: str) -> ParsedFeed:
     except UnicodeDecodeError as e:
         raise _fail(ctx, label, f"not UTF-8 text (byte {e.start})", hint="save the file as UTF-8") from e
     # control characters out of every field, here, once (before lines are split: U+000B/U+000C/U+001C-
-    # U+001E would end a line); escapes such as "\ud800" in double-quoted values are scrubbed by _unquote
+    # U+001E would end a line); escapes such as "\ud800" in quoted values are scrubbed after YAML loading
     fields, markdown = split_front_matter(scrub_text(text), ctx, label)
     title = fields.get("title", "").strip()
     if not title:

@@ -67,7 +67,7 @@ def parse_json_feed(body: bytes, ctx: ParseContext) -> ParsedFeed:
         if not isinstance(item, dict):
             log.warning("%s: JSON Feed item %d is not an object; skipped", ctx.source, index)
             continue
-        entries.append(_entry(item, ctx, base, feed_author))
+        entries.append(_entry(item, ctx, base, feed_author, _str(data.get("language"))))
     return ParsedFeed(
         title=clean.clean_title(_str(data.get("title")), markup=False),
         link=home,
@@ -119,7 +119,9 @@ def _image(item: dict[str, Any], base: str | None) -> Image | None:
     return None
 
 
-def _entry(item: dict[str, Any], ctx: ParseContext, base: str | None, feed_author: str | None) -> Entry:
+def _entry(
+    item: dict[str, Any], ctx: ParseContext, base: str | None, feed_author: str | None, language: str | None
+) -> Entry:
     raw_id = item.get("id")
     guid = str(raw_id) if isinstance(raw_id, str | int | float) and not isinstance(raw_id, bool) else None
     link = _str(item.get("url")) or _str(item.get("external_url"))
@@ -149,4 +151,5 @@ def _entry(item: dict[str, Any], ctx: ParseContext, base: str | None, feed_autho
         author=_author(item) or feed_author,
         tags=tags,
         image=_image(item, item_base),
+        language=_str(item.get("language")) or language,
     )

@@ -129,7 +129,10 @@ def build_from_entries(
         return BuildOutcome(built=None, nothing_new_since=window.start, notes=tuple(notes))
     progress(f"rendering issue {issue_id}")
     rendered = render_within_budget(
-        issue, RenderSettings.from_config(config), excerpt_chars=config.digest.excerpt_chars
+        issue,
+        RenderSettings.from_config(config),
+        excerpt_chars=config.digest.excerpt_chars,
+        limit=config.digest.max_html_kb * 1024,
     )
     notes += rendered.notes
     eml = sample_message(rendered, config, unsubscribe=_unsubscribe_sample(config, db))

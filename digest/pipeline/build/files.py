@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import email.policy
 import hashlib
-import html
 import json
 import os
 import tempfile
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
 from digest.config import Config
-from digest.errors import RenderError
+from digest.deliver import MessageTemplate, Recipient
+from digest.deliver.headers import HeaderValueError
+from digest.deliver.issue import message_sender
+from digest.errors import ConfigError, RenderError
 from digest.models import (
-    NAME_PLACEHOLDER,
-    UNSUBSCRIBE_URL_PLACEHOLDER,
     Issue,
     IssueEntry,
     RenderedIssue,
     SourceReport,
+    image_to_dict,
 )
 from digest.state import to_iso
-from digest.state.entries import image_to_json
 
 SAMPLE_NAME = "Sam Sample"
 SAMPLE_ADDRESS = "sam.sample@example.org"
@@ -68,8 +65,9 @@ def entry_document(item: IssueEntry) -> dict[str, Any]:
         "summary_html": e.summary_html,
         "author": e.author,
         "tags": list(e.tags),
-        "image": image_to_json(e.image),
+        "image": image_to_dict(e.image) if e.image else None,
         "pinned": e.pinned,
+        "language": e.language,
         "enriched": list(e.enriched),
     }
 
@@ -131,35 +129,34 @@ def issue_document(issue: Issue, *, timezone: str) -> dict[str, Any]:
 
 
 def sample_message(rendered: RenderedIssue, config: Config, *, unsubscribe: str) -> bytes:
-    """A complete multipart/alternative message of the issue, personalised for a sample reader."""
+    """A complete multipart/alternative message of the issue, personalised for a sample reader.
+
+    Made by the encoder `digest send` uses (`MessageTemplate`: quoted-printable lines of at most 76
+    characters, CRLF line ends), with a boundary derived from the content so the file is reproducible.
+
+    Raises:
+        ConfigError: a `[delivery]` address or list id cannot be used in a header.
+    """
     issue = rendered.issue
-    text = rendered.email_text.replace(NAME_PLACEHOLDER, SAMPLE_NAME).replace(
-        UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe
-    )
-    body = rendered.email_html.replace(NAME_PLACEHOLDER, html.escape(SAMPLE_NAME)).replace(
-        UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(unsubscribe)
-    )
     d = config.delivery
-    message = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
-    message["From"] = formataddr((d.from_name, d.from_address)) if d.from_name else d.from_address
-    message["To"] = formataddr((SAMPLE_NAME, SAMPLE_ADDRESS))
-    if d.reply_to:
-        message["Reply-To"] = d.reply_to
-    message["Subject"] = issue.subject
-    message["Date"] = format_datetime(issue.window.end)
-    message["Message-ID"] = f"<{issue.id}.sample@{d.list_id}>"
-    message["List-Id"] = f"{config.digest.title} <{d.list_id}>"
-    targets = [f"<{unsubscribe}>"] + (
-        [f"<mailto:{d.unsubscribe_mailto}?subject=unsubscribe>"] if d.unsubscribe_mailto else []
-    )
-    message["List-Unsubscribe"] = ", ".join(targets)
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message["X-Digest-Issue"] = issue.id
-    message.set_content(text, cte="quoted-printable")
-    message.add_alternative(body, subtype="html", cte="quoted-printable")
-    digest_of = hashlib.sha256(text.encode() + body.encode()).hexdigest()[:24]
-    message.set_boundary(f"=_digest_{digest_of}")
-    return message.as_bytes()
+    digest_of = hashlib.sha256(rendered.email_text.encode() + rendered.email_html.encode()).hexdigest()[:24]
+    try:
+        template = MessageTemplate(
+            html_body=rendered.email_html,
+            text_body=rendered.email_text,
+            subject=issue.subject,
+            sender=message_sender(config),
+            issue_id=issue.id,
+            boundary=f"=_digest_{digest_of}",
+        )
+        return template.message(
+            Recipient(SAMPLE_ADDRESS, SAMPLE_NAME),
+            unsubscribe_url=unsubscribe,
+            message_id=f"<{issue.id}.sample@{d.list_id}>",
+            date=issue.window.end,
+        )
+    except HeaderValueError as e:
+        raise ConfigError(str(e), hint="fix the [delivery] setting named above") from e
 
 
 # email.eml is a complete message (From, Reply-To, a sample unsubscribe link): private, like the outbox.
