@@ -35,6 +35,7 @@ from typing import Any
 from digest.config import SmtpSettings
 from digest.deliver import Job, MessageTemplate, Recipient, Sender, SmtpTransport, tokens
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
+from digest.state.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 MESSAGES = 100_000
@@ -129,7 +130,6 @@ def sample_issues() -> list[tuple[str, str, str, str]]:
 
 def _built_sample(build: Any) -> tuple[str, str, str, str]:
     from digest.config import load_config
-    from digest.state import open_state
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -138,7 +138,7 @@ def _built_sample(build: Any) -> tuple[str, str, str, str]:
         if (REPO / "templates").is_dir():
             shutil.copytree(REPO / "templates", root / "templates")
         config = load_config(root / "config.toml")
-        db = open_state(config.state_path)
+        db = open_store(config)
         as_of = datetime.fromisoformat("2025-05-09T17:00:00+01:00")
         outcome = build.build_issue(config, db, now=datetime.now(UTC), as_of=as_of)
         built = outcome.built

@@ -20,7 +20,7 @@ from digest.ingest import fetch
 from digest.ingest.enrich import Enricher
 from digest.ingest.parse import Listing, ParseContext, parse_document
 from digest.models import Entry
-from digest.state import open_state
+from digest.state.store import open_store
 
 ITEMS = 100
 ARTICLES = 50
@@ -158,7 +158,7 @@ def enrich_seconds(base: str, count: int, concurrency: int) -> float:
     )
 
     async def run(db_path: Path) -> float:
-        db = open_state(db_path)
+        db = open_store(db_path)
         async with fetch.new_client(concurrency=concurrency) as client:
             enricher = Enricher(
                 client=client,

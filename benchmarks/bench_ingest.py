@@ -28,7 +28,7 @@ import feedparser
 from digest.config import FetchSettings, load_config
 from digest.ingest.parse import ParseContext, parse_document
 from digest.pipeline.ingest import ingest_sources, parse_workers
-from digest.state import open_state
+from digest.state.store import open_store
 
 FEEDS = 50
 ENTRIES = 100
@@ -145,7 +145,7 @@ def timed_ingest(
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     config = load_config(write_config(folder, base, concurrency, feeds))
-    db = open_state(config.state_path)
+    db = open_store(config)
     start = time.perf_counter()
     result = ingest_sources(config, db, now=NOW, parse_processes=parse_processes)
     first = time.perf_counter() - start

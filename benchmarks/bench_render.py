@@ -32,7 +32,7 @@ from digest.render import (
     TemplateSet,
     issue_context,
 )
-from digest.state import open_state
+from digest.state.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 AS_OF = datetime(2025, 5, 9, 16, tzinfo=UTC)
@@ -143,7 +143,7 @@ def main() -> None:
     final = inline()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = replace(config, state_path=Path(tmp) / "state.db")
-        db = open_state(cfg.state_path)
+        db = open_store(cfg.state_path)
         sizes: list[int] = []
         notes: list[str] = []
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import tomllib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -17,7 +16,8 @@ from digest.ingest.dedupe import dedupe
 from digest.ingest.parse import ParseContext, parse_document
 from digest.models import Entry, SourceReport, SourceStatus, image_from_dict
 from digest.pipeline.build import BuildOutcome, build_from_entries
-from digest.state import from_iso, open_state
+from digest.state import from_iso
+from digest.state.store import Store, open_store
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"
@@ -133,7 +133,7 @@ def build_case(case: Case, work: Path) -> tuple[Config, BuildOutcome]:
     out.mkdir(parents=True, exist_ok=True)
     if (case.folder / "draft.toml").exists():
         shutil.copy(case.folder / "draft.toml", out / f"{case.issue_id}.draft.toml")
-    db: sqlite3.Connection = open_state(config.state_path)
+    db: Store = open_store(config)
     saved = os.environ.get(config.web.secret_env)
     os.environ[config.web.secret_env] = SECRET  # the sample's unsubscribe token is then the same every run
     try:

@@ -16,9 +16,7 @@ from xml.sax.saxutils import escape
 
 from digest.config import Config, load_config
 from digest.schedule import next_slot, previous_slot
-from digest.state import open_state
-from digest.state import runs as run_state
-from digest.state.subscribers import upsert_subscriber
+from digest.state.store import open_store
 
 SUBSCRIBERS = ("ann@example.org", "bob@example.org", "cat@example.org")
 
@@ -91,10 +89,10 @@ required = {str(approval).lower()}
         encoding="utf-8",
     )
     config = load_config(root / "config.toml")
-    db = open_state(config.state_path)
+    db = open_store(config)
     for address in subscribers:
-        upsert_subscriber(
-            db, address, name=address.split("@")[0].title(), at=datetime(2025, 1, 1, tzinfo=UTC)
+        db.subscribers.upsert_subscriber(
+            address, name=address.split("@")[0].title(), at=datetime(2025, 1, 1, tzinfo=UTC)
         )
     db.close()
     return config
@@ -125,10 +123,10 @@ def settle_slots_around_now(config: Config, outcome: str = "sent") -> tuple[date
     """
     now = datetime.now(UTC)
     slots = previous_slot(config.schedule, now), next_slot(config.schedule, now)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         for slot in slots:
-            run_state.record_run(db, slot=slot, at=now, outcome=outcome)
+            db.runs.record_run(slot=slot, at=now, outcome=outcome)
     finally:
         db.close()
     return slots

@@ -23,7 +23,7 @@ from typing import Any
 
 from digest.config import Config, load_config
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
-from digest.state import issues, open_state
+from digest.state.store import open_store
 
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
 ISSUE_ID = "2025-W19"
@@ -88,10 +88,9 @@ def make_built_issue(
     (folder / "issue.json").write_text(
         json.dumps({"id": issue_id, "subject": subject, "preheader": "Preheader text"}), encoding="utf-8"
     )
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
-        issues.record_built_issue(
-            db,
+        db.issues.record_built_issue(
             issue_id=issue_id,
             edition=1,
             window_start=built_at - timedelta(days=7),

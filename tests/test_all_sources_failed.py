@@ -10,8 +10,7 @@ from feed_server import write_config
 
 from digest.cli import main
 from digest.config import load_config
-from digest.state import open_state
-from digest.state.runs import recent_runs
+from digest.state.store import open_store
 
 
 def _closed_port() -> int:
@@ -47,8 +46,8 @@ def test_build_exits_3_naming_every_failed_source(broken: Path, capsys: pytest.C
 def test_run_exits_3_and_records_the_failure(broken: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--config", str(broken), "--as-of", "2025-05-09T17:00:00+01:00"]) == 3
     assert "every source failed" in capsys.readouterr().err
-    db = open_state(load_config(broken).state_path)
-    [run] = recent_runs(db)
+    db = open_store(load_config(broken).state_path)
+    [run] = db.runs.recent_runs()
     assert run.outcome is not None
     assert run.outcome.startswith("failed: every source failed")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
+from state_support import sql
 from web_support import record_sent, served, write_built_issue
 
 from digest.cli import main
@@ -17,7 +18,7 @@ from digest.deliver.tokens import issue_url
 from digest.errors import StateError, UsageError
 from digest.pipeline.web import publish_issue, rebuild_archive
 from digest.publish.archive import check_issue_id, load_manifest
-from digest.state import open_state
+from digest.state.store import open_store
 from digest.web.public import create_public_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +59,7 @@ def config(tmp_path: Path) -> Config:
 def test_a_sent_issue_is_published_with_an_index_and_a_valid_atom_feed(
     config: Config, tmp_path: Path
 ) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     folder = write_built_issue(tmp_path / "out", "2025-W19", subject="Weekly news: <9 May> & more")
     record_sent(db, folder, "2025-W19", sent_at=SENT)
 
@@ -88,7 +89,7 @@ def test_a_sent_issue_is_published_with_an_index_and_a_valid_atom_feed(
 
 
 def test_publishing_again_replaces_the_issue_and_keeps_newest_first(config: Config, tmp_path: Path) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     first = write_built_issue(
         tmp_path / "out",
         "2025-W18",
@@ -113,10 +114,10 @@ def test_publishing_again_replaces_the_issue_and_keeps_newest_first(config: Conf
 
 
 def test_an_unsent_issue_is_not_published(config: Config, tmp_path: Path) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     folder = write_built_issue(tmp_path / "out", "2025-W19")
     record_sent(db, folder, "2025-W19", sent_at=SENT)
-    db.execute("UPDATE issues SET sent_at = NULL")
+    sql(db).execute("UPDATE issues SET sent_at = NULL")
     with pytest.raises(UsageError, match="not sent yet"):
         publish_issue(config, db, "2025-W19")
     with pytest.raises(UsageError, match="not found"):
@@ -125,7 +126,7 @@ def test_an_unsent_issue_is_not_published(config: Config, tmp_path: Path) -> Non
 
 
 def test_a_missing_build_folder_is_a_clear_error(config: Config, tmp_path: Path) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     folder = write_built_issue(tmp_path / "out", "2025-W19")
     record_sent(db, folder, "2025-W19", sent_at=SENT)
     shutil.rmtree(folder)
@@ -155,7 +156,7 @@ def test_an_empty_archive_has_an_index_and_a_valid_empty_feed(config: Config) ->
 
 
 def test_digest_serve_serves_the_view_in_browser_link(config: Config, tmp_path: Path) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     folder = write_built_issue(tmp_path / "out", "2025-W19", subject="Week 19")
     record_sent(db, folder, "2025-W19", sent_at=SENT)
     publish_issue(config, db, "2025-W19")
@@ -184,7 +185,7 @@ def test_digest_serve_serves_the_view_in_browser_link(config: Config, tmp_path: 
 def test_digest_publish_republishes_every_sent_issue(
     config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     folder = write_built_issue(tmp_path / "out", "2025-W19")
     record_sent(db, folder, "2025-W19", sent_at=SENT)
     db.close()
@@ -207,12 +208,11 @@ def test_end_to_end_build_send_publish_and_unsubscribe_from_the_message(
 
     from digest.pipeline.build import build_issue
     from digest.pipeline.send import send_issue
-    from digest.state.subscribers import get_subscriber, upsert_subscriber
 
     monkeypatch.delenv("DIGEST_SECRET", raising=False)
     config = load_config(sample_project(tmp_path))
-    db = open_state(config.state_path)
-    upsert_subscriber(db, "reader@example.org", name="Reader", at=PREVIEW_NOW)
+    db = open_store(config)
+    db.subscribers.upsert_subscriber("reader@example.org", name="Reader", at=PREVIEW_NOW)
     built = build_issue(config, db, now=PREVIEW_NOW, as_of=AS_OF, offline=False).built
     assert built is not None
     report = send_issue(config, db, now=PREVIEW_NOW)
@@ -243,11 +243,11 @@ def test_end_to_end_build_send_publish_and_unsubscribe_from_the_message(
         target = f"{base}{parts.path}?{parts.query}"
         confirm = client.get(target)
         assert confirm.status_code == 200
-        assert get_subscriber(db, "reader@example.org").status == "active"  # type: ignore[union-attr]
+        assert db.subscribers.get_subscriber("reader@example.org").status == "active"  # type: ignore[union-attr]
         answer = client.post(
             target,
             content=b"List-Unsubscribe=One-Click",
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
         assert answer.status_code == 200
-    assert get_subscriber(db, "reader@example.org").status == "unsubscribed"  # type: ignore[union-attr]
+    assert db.subscribers.get_subscriber("reader@example.org").status == "unsubscribed"  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ from test_archive import make_config
 from web_support import axe_serious, record_sent, screenshot_dir, served, write_built_issue
 
 from digest.pipeline.web import publish_issue
-from digest.state import open_state
+from digest.state.store import open_store
 from digest.web.public import create_public_app
 
 pytestmark = pytest.mark.browser
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 
 def test_the_archive_index_is_accessible_and_links_every_issue(browser: object, tmp_path: Path) -> None:
     config = make_config(tmp_path / "site")
-    db = open_state(config.state_path)
+    db = open_store(config)
     for n, (issue_id, day) in enumerate((("2025-W18", 2), ("2025-W19", 9)), start=1):
         folder = write_built_issue(
             tmp_path / "out",
@@ -61,13 +61,12 @@ def test_the_shipped_sample_sent_to_the_outbox_is_published_and_accessible(
     from digest.config import load_config
     from digest.pipeline.build import build_issue
     from digest.pipeline.send import send_issue
-    from digest.state.subscribers import upsert_subscriber
 
     config = load_config(sample_project(tmp_path))
-    db = open_state(config.state_path)
+    db = open_store(config)
     built = build_issue(config, db, now=PREVIEW_NOW, as_of=AS_OF).built
     assert built is not None
-    upsert_subscriber(db, "ann@example.org", name="Ann", at=PREVIEW_NOW)
+    db.subscribers.upsert_subscriber("ann@example.org", name="Ann", at=PREVIEW_NOW)
     send_issue(config, db, now=PREVIEW_NOW)  # the outbox transport; publishing is part of the send
     db.close()
     with served(create_public_app(config, clock=lambda: PREVIEW_NOW)) as base:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from send_support import make_built_issue, write_config
+from state_support import sql
 
 from digest.cli import main
 from digest.config import Config, load_config
@@ -17,8 +18,7 @@ from digest.deliver.bounces.verp import VerpIndex, verp_address, verp_id, verp_i
 from digest.deliver.tokens import unsubscribe_secret
 from digest.errors import ConfigError
 from digest.pipeline.bounces import process_bounces
-from digest.state import bounces as bounce_state
-from digest.state import ledger, open_state, subscribers
+from digest.state.store import open_store
 
 SAMPLES = Path(__file__).resolve().parent / "data" / "bounces"
 MANIFEST = json.loads((SAMPLES / "manifest.json").read_text(encoding="utf-8"))
@@ -112,15 +112,15 @@ def deliver(maildir: Path, sample: str, name: str, *, to: str | None = None) -> 
 
 
 def add(config: Config, *emails: str) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     for email in emails:
-        subscribers.upsert_subscriber(db, email, name=None, at=NOW)
+        db.subscribers.upsert_subscriber(email, name=None, at=NOW)
     db.close()
 
 
 def status_of(config: Config, email: str) -> str:
-    db = open_state(config.state_path)
-    found = subscribers.get_subscriber(db, email)
+    db = open_store(config)
+    found = db.subscribers.get_subscriber(email)
     db.close()
     assert found is not None
     return found.status
@@ -183,8 +183,8 @@ def test_a_complaint_makes_the_subscriber_complained(
     deliver(maildir, COMPLAINT, "1700000000.arf.host")
     assert [o["kind"] for o in run_json(config, capsys)] == ["complaint"]
     assert status_of(config, "user@example.com") == "complained"
-    db = open_state(config.state_path)
-    events = list(bounce_state.events_for(db, "user@example.com"))
+    db = open_store(config)
+    events = list(db.bounces.events_for("user@example.com"))
     db.close()
     assert [(e.kind, e.changed_to) for e in events] == [("complaint", "complained")]
     capsys.readouterr()
@@ -193,8 +193,8 @@ def test_a_complaint_makes_the_subscriber_complained(
 
 
 def _sent(config: Config, issue_id: str, email: str, at: datetime) -> None:
-    db = open_state(config.state_path)
-    ledger.record_sent(db, issue_id, email, message_id=f"<{issue_id}.x@blmk.example>", at=at)
+    db = open_store(config)
+    db.ledger.record_sent(issue_id, email, message_id=f"<{issue_id}.x@blmk.example>", at=at)
     db.close()
 
 
@@ -237,7 +237,7 @@ def test_a_bounce_is_matched_by_verp_before_the_failed_address(
 ) -> None:
     config, maildir = setup(tmp_path, 'bounce_address = "bounces@blmk.example"\nverp = true')
     add(config, "kijitora@example.co.jp", "ann@example.org")
-    db = open_state(config.state_path)
+    db = open_store(config)
     secret = unsubscribe_secret(config, db)
     db.close()
     # The DSN names kijitora, but it came back to Ann's VERP address: Ann's message bounced.
@@ -255,9 +255,8 @@ def test_a_bounce_is_matched_by_the_message_id_in_the_ledger(
 ) -> None:
     config, maildir = setup(tmp_path)
     add(config, "ann@example.org")
-    db = open_state(config.state_path)
-    ledger.record_sent(
-        db,
+    db = open_store(config)
+    db.ledger.record_sent(
         "2025-W19",
         "ann@example.org",
         message_id="<A8F82EDD-E518-4F5C-8C70-BC4EFF24AB9F@example.ne.jp>",
@@ -287,7 +286,7 @@ def test_process_bounces_is_a_library_call(tmp_path: Path) -> None:
     config, maildir = setup(tmp_path)
     add(config, "kijitora@example.co.jp")
     shutil.copy(SAMPLES / HARD, maildir / "new" / "1.x.host")
-    db = open_state(config.state_path)
+    db = open_store(config)
     report = process_bounces(config, db, source="maildir", now=lambda: NOW)
     db.close()
     assert [o.changed_to for o in report.outcomes] == ["bounced"]
@@ -344,13 +343,13 @@ def test_the_new_status_migrates_an_existing_state(tmp_path: Path) -> None:
     )
     old.commit()
     old.close()
-    db = open_state(path)
-    row = db.execute("SELECT * FROM subscribers WHERE email = 'ann@example.org'").fetchone()
+    db = open_store(path)
+    row = sql(db).execute("SELECT * FROM subscribers WHERE email = 'ann@example.org'").fetchone()
     assert tuple(row)[:6] == ("Ann@Example.org", "Ann", "bounced", "why", "a", "b")
     assert row["token_id"]  # the rebuilt table keeps the subscription's token id
-    subscribers.set_status(db, "ann@example.org", "complained", at=NOW)
+    db.subscribers.set_status("ann@example.org", "complained", at=NOW)
     with pytest.raises(sqlite3.IntegrityError):
-        db.execute("UPDATE subscribers SET status = 'gone'")
+        sql(db).execute("UPDATE subscribers SET status = 'gone'")
     db.close()
 
 
@@ -401,7 +400,7 @@ def test_the_envelope_sender_is_the_bounce_address_not_from(tmp_path: Path, verp
     make_built_issue(config)
     add(config, "ann@example.org", "bob@example.org")
     assert main(["send", "--config", str(config.path)]) == 0
-    db = open_state(config.state_path)
+    db = open_store(config)
     secret = unsubscribe_secret(config, db)
     db.close()
     seen = {}

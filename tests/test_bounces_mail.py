@@ -18,8 +18,7 @@ from digest.cli import main
 from digest.config import Config, load_config
 from digest.deliver.bounces.verp import verp_id, verp_id_of
 from digest.deliver.tokens import unsubscribe_secret
-from digest.state import bounces as bounce_state
-from digest.state import open_state, subscribers
+from digest.state.store import open_store
 
 pytestmark = pytest.mark.smtp
 SAMPLES = Path(__file__).resolve().parent / "data" / "bounces"
@@ -58,9 +57,9 @@ def test_postfix_bounces_mark_exactly_the_dead_addresses(
         handle.write("\n[bounces]\nsoft_limit = 3\n")
     config = load_config(config.path)
     make_built_issue(config)
-    db = open_state(config.state_path)
+    db = open_store(config)
     for address in (*LIVE, *DEAD):
-        subscribers.upsert_subscriber(db, address, name=None, at=NOW)
+        db.subscribers.upsert_subscriber(address, name=None, at=NOW)
     secret = unsubscribe_secret(config, db)
     db.close()
 
@@ -88,9 +87,9 @@ def test_postfix_bounces_mark_exactly_the_dead_addresses(
         (address, "hard", "5.1.1", ISSUE_ID) for address in DEAD
     ]
     assert all(o["recipients"] == [o["subscriber"]] for o in out)
-    db = open_state(config.state_path)
-    statuses = {s.email: s.status for s in subscribers.iter_subscribers(db)}
-    assert bounce_state.issue_bounces(db, ISSUE_ID).hard == len(DEAD)
+    db = open_store(config)
+    statuses = {s.email: s.status for s in db.subscribers.iter_subscribers()}
+    assert db.bounces.issue_bounces(ISSUE_ID).hard == len(DEAD)
     db.close()
     assert statuses == {**dict.fromkeys(LIVE, "active"), **dict.fromkeys(DEAD, "bounced")}
     assert run_json(config, capsys, "--maildir", str(bounce_box)) == []
@@ -124,9 +123,9 @@ def test_imap_mailbox_against_a_real_dovecot(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = _imap_config(tmp_path, dovecot_server, monkeypatch)
-    db = open_state(config.state_path)
+    db = open_store(config)
     for address in ("kijitora@example.co.jp", "user@example.com", "someone@example.org"):
-        subscribers.upsert_subscriber(db, address, name=None, at=NOW)
+        db.subscribers.upsert_subscriber(address, name=None, at=NOW)
     db.close()
     imap = imaplib.IMAP4("127.0.0.1", dovecot_server.port)
     imap.login(dovecot_server.user, dovecot_server.password)
@@ -146,8 +145,8 @@ def test_imap_mailbox_against_a_real_dovecot(
         ("UID 2", "complaint", "user@example.com"),
         ("UID 3", "auto_reply", None),
     ]
-    db = open_state(config.state_path)
-    statuses = {s.email: s.status for s in subscribers.iter_subscribers(db)}
+    db = open_store(config)
+    statuses = {s.email: s.status for s in db.subscribers.iter_subscribers()}
     db.close()
     assert statuses == {
         "kijitora@example.co.jp": "bounced",

@@ -25,8 +25,7 @@ from send_support import make_certificate, write_config
 from web_support import served
 
 from digest.config import Config, load_config
-from digest.state import bounces as bounce_state
-from digest.state import ledger, open_state, subscribers
+from digest.state.store import open_store
 from digest.web.public import create_public_app
 
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
@@ -100,10 +99,10 @@ def setup(tmp_path: Path, host: SnsHost, tls_cert: Path) -> Config:
             f'sns_topic_arns = ["{TOPIC}"]\n'
         )
     config = load_config(config.path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     for address in ("ann@example.org", "bob@example.org", "cat@example.org"):
-        subscribers.upsert_subscriber(db, address, name=None, at=NOW)
-    ledger.record_sent(db, "2025-W19", "ann@example.org", message_id="<2025-W19.a1@blmk.example>", at=NOW)
+        db.subscribers.upsert_subscriber(address, name=None, at=NOW)
+    db.ledger.record_sent("2025-W19", "ann@example.org", message_id="<2025-W19.a1@blmk.example>", at=NOW)
     db.close()
     return config
 
@@ -153,9 +152,9 @@ def bounce(email: str, *, kind: str = "Permanent", status: str = "5.1.1") -> dic
 
 
 def state_of(config: Config, email: str) -> tuple[str, list[tuple[str, str | None, str | None]]]:
-    db = open_state(config.state_path)
-    found = subscribers.get_subscriber(db, email)
-    events = [(e.kind, e.status, e.issue_id) for e in bounce_state.events_for(db, email)]
+    db = open_store(config)
+    found = db.subscribers.get_subscriber(email)
+    events = [(e.kind, e.status, e.issue_id) for e in db.bounces.events_for(email)]
     db.close()
     assert found is not None
     return found.status, events

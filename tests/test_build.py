@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from state_support import sql
 
 from digest.checks.email import check_email
 from digest.cli import main
@@ -23,9 +24,7 @@ from digest.config import load_config
 from digest.errors import UsageError
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
 from digest.pipeline.build import build_issue
-from digest.state import issues as state_issues
-from digest.state import open_state
-from digest.state.approvals import get_approval, record_approval
+from digest.state.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 AS_OF = "2025-05-09T17:00:00+01:00"
@@ -112,7 +111,7 @@ def test_issue_json_holds_the_composed_issue_and_source_health(
     assert midwives["matches"][0]["reason"] == "matched 'midwives', 'midwifery', 'midwife'"
     # Source health: the same objects `digest fetch --json` prints.
     config = load_config(site / "config.toml")
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         from digest.pipeline.ingest import source_reports
 
@@ -129,9 +128,9 @@ def test_the_build_is_recorded_in_state_with_the_file_hashes(
     assert build(site, capsys, "--as-of", AS_OF)[0] == 0
     config = load_config(site / "config.toml")
     folder = site / "out" / "2025-W19"
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
-        record = state_issues.get_issue(db, "2025-W19")
+        record = db.issues.get_issue("2025-W19")
         assert record is not None
         assert record.html_sha256 == hashlib.sha256((folder / "email.html").read_bytes()).hexdigest()
         assert record.text_sha256 == hashlib.sha256((folder / "email.txt").read_bytes()).hexdigest()
@@ -140,7 +139,7 @@ def test_the_build_is_recorded_in_state_with_the_file_hashes(
         assert record.sent_at is None
         doc = json.loads((folder / "issue.json").read_text())
         ids = {e["id"] for s in doc["sections"] for g in s["groups"] for e in g["entries"]}
-        assert state_issues.issue_entry_ids(db, "2025-W19") == ids
+        assert db.issues.issue_entry_ids("2025-W19") == ids
     finally:
         db.close()
 
@@ -205,11 +204,10 @@ def test_a_rebuild_that_finds_nothing_removes_the_stale_unsent_issue_so_it_canno
 ) -> None:
     assert build(site, capsys, "--as-of", AS_OF)[0] == 0
     config = load_config(site / "config.toml")
-    db = open_state(config.state_path)
-    record = state_issues.get_issue(db, "2025-W19")
+    db = open_store(config)
+    record = db.issues.get_issue("2025-W19")
     assert record is not None
-    record_approval(
-        db,
+    db.approvals.record_approval(
         issue_id="2025-W19",
         approved_by="comms",
         approved_at=datetime(2025, 5, 9, 15, tzinfo=UTC),
@@ -226,11 +224,11 @@ def test_a_rebuild_that_finds_nothing_removes_the_stale_unsent_issue_so_it_canno
         "\n", ""
     )
     assert sorted(p.name for p in (site / "out").iterdir()) == ["2025-W19.draft.toml"]  # the draft is kept
-    db = open_state(config.state_path)
-    assert state_issues.get_issue(db, "2025-W19") is None
-    assert state_issues.latest_issue(db) is None
-    assert get_approval(db, "2025-W19") is None
-    assert db.execute("SELECT count(*) FROM issue_entries").fetchone()[0] == 0
+    db = open_store(config)
+    assert db.issues.get_issue("2025-W19") is None
+    assert db.issues.latest_issue() is None
+    assert db.approvals.get_approval("2025-W19") is None
+    assert sql(db).execute("SELECT count(*) FROM issue_entries").fetchone()[0] == 0
     db.close()
     code = main(["send", "--config", str(site / "config.toml"), "--dry-run"])
     assert code == 2
@@ -251,8 +249,8 @@ def test_after_a_send_the_next_build_starts_at_its_end_and_leaves_out_sent_entri
 ) -> None:
     assert build(site, capsys, "--as-of", AS_OF)[0] == 0
     config = load_config(site / "config.toml")
-    db = open_state(config.state_path)
-    state_issues.mark_issue_sent(db, "2025-W19", datetime(2025, 5, 9, 16, 5, tzinfo=UTC))
+    db = open_store(config)
+    db.issues.mark_issue_sent("2025-W19", datetime(2025, 5, 9, 16, 5, tzinfo=UTC))
     db.close()
     # Nothing new: same as-of, then a week later with no new dated entries.
     code, out, err = build(site, capsys, "--as-of", AS_OF)
@@ -276,17 +274,17 @@ def test_after_a_send_the_next_build_starts_at_its_end_and_leaves_out_sent_entri
 def test_an_issue_being_sent_is_never_rebuilt(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert build(site, capsys, "--as-of", AS_OF)[0] == 0
     config = load_config(site / "config.toml")
-    db = open_state(config.state_path)
-    state_issues.mark_send_started(db, "2025-W19", datetime(2025, 5, 9, 16, 5, tzinfo=UTC))
-    before = state_issues.get_issue(db, "2025-W19")
+    db = open_store(config)
+    db.issues.mark_send_started("2025-W19", datetime(2025, 5, 9, 16, 5, tzinfo=UTC))
+    before = db.issues.get_issue("2025-W19")
     db.close()
     code, out, err = build(site, capsys, "--as-of", AS_OF)
     assert (code, out) == (0, "")  # its entries belong to the issue being sent: nothing new
     assert "nothing new" in err
     assert "issue 2025-W19 holds this period's entries and its send is not finished" in err
     assert "run digest send to finish it" in err
-    db = open_state(config.state_path)
-    assert state_issues.get_issue(db, "2025-W19") == before
+    db = open_store(config)
+    assert db.issues.get_issue("2025-W19") == before
     db.close()
 
 
@@ -380,7 +378,7 @@ def test_as_of_without_an_offset_is_read_in_the_edition_time_zone() -> None:
 def test_build_issue_reports_progress_and_failed_sources(site: Path) -> None:
     config = load_config(site / "config.toml")
     (site / "feeds" / "blog.atom").write_text("this is not a feed")
-    db = open_state(config.state_path)
+    db = open_store(config)
     messages: list[str] = []
     try:
         outcome = build_issue(
@@ -404,7 +402,7 @@ def test_build_issue_reports_progress_and_failed_sources(site: Path) -> None:
 
 def test_a_source_failing_after_a_good_fetch_says_its_kept_entries_were_used(site: Path) -> None:
     config = load_config(site / "config.toml")
-    db = open_state(config.state_path)
+    db = open_store(config)
     now = datetime(2025, 5, 9, 16, tzinfo=UTC)
     try:
         first = build_issue(config, db, now=now, out_dir=site / "out")

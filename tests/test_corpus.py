@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,8 +18,7 @@ from digest.config import load_config
 from digest.ingest.clean import clean_title
 from digest.models import Entry, SourceReport, SourceStatus
 from digest.pipeline.ingest import ingest_sources
-from digest.state import open_state
-from digest.state.entries import current_entries
+from digest.state.store import Store, open_store
 
 CORPUS = SHARED / "corpus"
 MANIFEST: list[dict[str, Any]] = (
@@ -40,7 +38,7 @@ KNOWN_DUPLICATES = {
 
 @dataclass
 class Ingested:
-    db: sqlite3.Connection
+    db: Store
     reports: dict[str, SourceReport]
 
 
@@ -55,7 +53,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingested]:
         {"name": row["file"], "url": f"corpus/{row['file']}", "category": "Test"} for row in MANIFEST
     ]
     config = load_config(write_config(folder, sources))
-    db = open_state(folder / "state.db")
+    db = open_store(folder / "state.db")
     result = ingest_sources(config, db, now=NOW)
     yield Ingested(db, {r.name: r for r in result.reports})
     db.close()
@@ -100,7 +98,7 @@ def test_corpus_file(row: dict[str, Any], ingested: Ingested) -> None:
         assert not count, f"refused a file with {count} entries: {report.error}"
         return
     assert report.status is SourceStatus.OK, report
-    entries = current_entries(ingested.db, row["file"])
+    entries = ingested.db.entries.current_entries(row["file"])
     _check_entries(entries)
     if count is not None:
         assert len(entries) == count - KNOWN_DUPLICATES.get(row["file"], 0)

@@ -24,8 +24,7 @@ from digest.ingest.parse import Listing, ParseContext, parse_document
 from digest.ingest.parse.article import read_article
 from digest.models import Entry
 from digest.pipeline.ingest import ingest_sources
-from digest.state import entries as entry_state
-from digest.state import open_state
+from digest.state.store import open_store
 
 PAGES = sorted((SHARED / "pages").glob("*.html"))
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -175,10 +174,10 @@ def test_enrichment_of_the_83_pages_matches_what_each_page_says(tmp_path: Path) 
             encoding="utf-8",
         )
         config = load_config(config_path)
-        db = open_state(config.state_path)
+        db = open_store(config)
         result = ingest_sources(config, db, now=NOW, parse_processes=0)
         assert result.reports[0].status.value == "ok"
-        entries = {e.link: e for e in entry_state.current_entries(db, "pages")}
+        entries = {e.link: e for e in db.entries.current_entries("pages")}
         assert len(entries) == 83
         counts = {"title": 0, "image": 0, "date": 0, "bare": 0}
         for i, text in enumerate(texts):

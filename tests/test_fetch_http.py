@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from feed_server import (
     sequence,
     write_config,
 )
+from state_support import sql
 
 from digest.cli import main
 from digest.cli.ingest import status_text
@@ -30,7 +30,7 @@ from digest.errors import FetchError
 from digest.ingest import fetch
 from digest.models import SourceStatus
 from digest.pipeline.ingest import ingest_sources, source_reports
-from digest.state import open_state
+from digest.state.store import Store, open_store
 
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
 FAST = 0.01  # backoff seconds between retries in tests
@@ -60,7 +60,7 @@ def _get(server: FeedServer, path: str, **kwargs: object) -> fetch.Fetched:
     return asyncio.run(go())
 
 
-def _ingest(config_path: Path, db: sqlite3.Connection, now: datetime = NOW) -> dict[str, object]:
+def _ingest(config_path: Path, db: Store, now: datetime = NOW) -> dict[str, object]:
     config = load_config(config_path)
     result = ingest_sources(config, db, now=now, backoff=FAST)
     return {"result": result, "reports": {r.name: r for r in result.reports}}
@@ -83,11 +83,11 @@ def test_200_gives_the_body_validators_and_an_honest_user_agent(server: FeedServ
 def test_304_with_etag_is_persisted_and_costs_one_request(server: FeedServer, tmp_path: Path) -> None:
     server.routes["/feed"] = feed(rss("One", "Two"), etag='"abc"')
     path = write_config(tmp_path, [{"name": "F", "url": server.url + "/feed"}])
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     first = _ingest(path, db)["reports"]["F"]  # type: ignore[index]
     assert first.status is SourceStatus.OK and first.entries == 2
     db.close()
-    db = open_state(tmp_path / "state.db")  # validators survive a new process
+    db = open_store(tmp_path / "state.db")  # validators survive a new process
     second = _ingest(path, db, NOW + timedelta(hours=1))
     report = second["reports"]["F"]  # type: ignore[index]
     assert report.status is SourceStatus.NOT_MODIFIED
@@ -102,7 +102,7 @@ def test_304_with_last_modified(server: FeedServer, tmp_path: Path) -> None:
     stamp = "Thu, 08 May 2025 09:00:00 GMT"
     server.routes["/feed"] = feed(rss("One"), last_modified=stamp)
     path = write_config(tmp_path, [{"name": "F", "url": server.url + "/feed"}])
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     _ingest(path, db)
     report = _ingest(path, db)["reports"]["F"]  # type: ignore[index]
     assert report.status is SourceStatus.NOT_MODIFIED
@@ -113,10 +113,10 @@ def test_304_with_last_modified(server: FeedServer, tmp_path: Path) -> None:
 def test_304_returns_the_stored_entries_without_parsing_again(server: FeedServer, tmp_path: Path) -> None:
     server.routes["/feed"] = feed(rss("Original"), etag='"e"')
     path = write_config(tmp_path, [{"name": "F", "url": server.url + "/feed"}])
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     _ingest(path, db)
     # Change what state holds: if the 304 path parsed the feed again, the original title would come back.
-    db.execute("UPDATE entries SET data = replace(data, '\"Original\"', '\"From state\"')")
+    sql(db).execute("UPDATE entries SET data = replace(data, '\"Original\"', '\"From state\"')")
     result = _ingest(path, db)["result"]
     assert [e.title for e in result.entries] == ["From state"]  # type: ignore[attr-defined]
 
@@ -129,10 +129,10 @@ def test_an_identical_body_without_validators_is_not_modified_and_not_parsed_aga
         200, bodies.pop(0), {"Content-Type": "application/rss+xml"}
     )
     path = write_config(tmp_path, [{"name": "F", "url": server.url + "/feed"}])
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     assert _ingest(path, db)["reports"]["F"].status is SourceStatus.OK  # type: ignore[index]
     # Change what state holds: if the same bytes were parsed again, the original title would come back.
-    db.execute("UPDATE entries SET data = replace(data, '\"Original\"', '\"From state\"')")
+    sql(db).execute("UPDATE entries SET data = replace(data, '\"Original\"', '\"From state\"')")
     again = _ingest(path, db, NOW + timedelta(hours=1))
     report = again["reports"]["F"]  # type: ignore[index]
     assert report.status is SourceStatus.NOT_MODIFIED
@@ -157,7 +157,7 @@ def test_a_body_that_failed_to_parse_is_not_remembered_and_validators_are_kept(
         Reply(304, b"", {"ETag": '"new"'}),
     )
     path = write_config(tmp_path, [{"name": "F", "url": server.url + "/feed"}], retries=0)
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     statuses = [_ingest(path, db)["reports"]["F"].status for _ in range(4)]  # type: ignore[index]
     assert statuses == [
         SourceStatus.OK,
@@ -173,7 +173,7 @@ def test_a_body_that_failed_to_parse_is_not_remembered_and_validators_are_kept(
 def test_a_new_url_is_parsed_even_when_its_body_is_the_same(server: FeedServer, tmp_path: Path) -> None:
     server.routes["/a"] = lambda request: Reply(200, rss("Same"))
     server.routes["/b"] = lambda request: Reply(200, rss("Same"))
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     _ingest(write_config(tmp_path, [{"name": "F", "url": server.url + "/a"}]), db)
     moved = _ingest(write_config(tmp_path, [{"name": "F", "url": server.url + "/b"}]), db)
     assert moved["reports"]["F"].status is SourceStatus.OK  # type: ignore[index]
@@ -191,7 +191,7 @@ def test_404_fails_with_the_status_and_a_hint(server: FeedServer) -> None:
 def test_410_marks_the_source_gone_and_it_is_not_fetched_again(server: FeedServer, tmp_path: Path) -> None:
     server.routes["/old"] = lambda request: Reply(410, b"gone")
     path = write_config(tmp_path, [{"name": "Old", "url": server.url + "/old"}])
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     assert _ingest(path, db)["reports"]["Old"].status is SourceStatus.GONE  # type: ignore[index]
     assert _ingest(path, db)["reports"]["Old"].status is SourceStatus.GONE  # type: ignore[index]
     assert len(server.hits("/old")) == 1
@@ -243,7 +243,7 @@ def test_permanent_redirects_are_recorded_shown_and_used_next_time(
     server.routes["/mid"] = redirect("/new", 308)
     server.routes["/new"] = feed(rss("Moved"))
     path = write_config(tmp_path, [{"name": "M", "url": server.url + "/old"}])
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     report = _ingest(path, db)["reports"]["M"]  # type: ignore[index]
     assert report.status is SourceStatus.OK
     assert report.redirected_to == server.url + "/new"
@@ -277,7 +277,7 @@ def test_wrong_content_type(server: FeedServer, tmp_path: Path) -> None:
         tmp_path,
         [{"name": "Plain", "url": server.url + "/plain"}, {"name": "Page", "url": server.url + "/page"}],
     )
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     reports = _ingest(path, db)["reports"]
     assert reports["Plain"].status is SourceStatus.OK  # type: ignore[index]
     assert reports["Plain"].entries == 1  # type: ignore[index]
@@ -335,7 +335,7 @@ def test_a_broken_source_never_stops_the_others(server: FeedServer, tmp_path: Pa
         ],
         retries=0,
     )
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     out = _ingest(path, db)
     reports = out["reports"]
     assert reports["Good"].status is SourceStatus.OK  # type: ignore[index]
@@ -351,7 +351,7 @@ def test_a_broken_source_never_stops_the_others(server: FeedServer, tmp_path: Pa
 def test_a_failing_source_keeps_its_last_good_entries(server: FeedServer, tmp_path: Path) -> None:
     server.routes["/feed"] = sequence(Reply(200, rss("Kept")), Reply(500, b""))
     path = write_config(tmp_path, [{"name": "F", "url": server.url + "/feed"}], retries=0)
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     _ingest(path, db)
     out = _ingest(path, db)
     assert out["reports"]["F"].status is SourceStatus.FAILED  # type: ignore[index]
@@ -368,7 +368,7 @@ def test_concurrency_is_bounded(server: FeedServer, tmp_path: Path) -> None:
         server.routes[f"/f{i}"] = slowish
         sources.append({"name": f"S{i}", "url": f"{server.url}/f{i}"})
     path = write_config(tmp_path, sources, concurrency=2)
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     out = _ingest(path, db)
     assert all(r.status is SourceStatus.OK for r in out["result"].reports)  # type: ignore[attr-defined]
     assert 1 <= server.max_in_flight <= 2
@@ -389,7 +389,7 @@ def test_per_source_timeout_and_user_agent(server: FeedServer, tmp_path: Path) -
         ],
         retries=0,
     )
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     reports = _ingest(path, db)["reports"]
     assert "timed out after 0.2 s" in reports["Slow"].error  # type: ignore[index]
     assert server.hits("/ua")[0].headers["user-agent"] == "digest-test/1 (+mailto:comms@example.org)"
@@ -408,7 +408,7 @@ def test_digest_fetch_shows_a_permanent_move_and_the_status(
     assert main(["fetch", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "moved" in out and "permanently" in out and "gone (HTTP 410)" in out
-    reports = source_reports(load_config(path), open_state(tmp_path / ".digest" / "state.db"))
+    reports = source_reports(load_config(path), open_store(tmp_path / ".digest" / "state.db"))
     assert (
         status_text(reports[0]) == f"ok; moved permanently to {server.url}/new (update the url in the config)"
     )

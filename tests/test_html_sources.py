@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from feed_server import Reply, feed, running_server
 from listing_pages import SELECT, article_page, blmk_stories, listing_page
+from state_support import sql
 
 from digest.cli import main
 from digest.config import load_config
@@ -19,8 +20,7 @@ from digest.ingest.parse import Listing, ParseContext, parse_document
 from digest.ingest.parse.dates import parse_date
 from digest.models import SourceStatus
 from digest.pipeline.ingest import ingest_sources
-from digest.state import entries as entry_state
-from digest.state import open_state
+from digest.state.store import open_store
 
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
 AS_OF = "2025-05-09T17:00:00+01:00"
@@ -184,7 +184,7 @@ def test_a_layout_change_fails_the_source_naming_the_selector_and_keeps_its_entr
         config = load_config(
             write_site(tmp_path, [html_source(f"{server.url}/our-priorities/", date_format="d MMMM y")])
         )
-        db = open_state(config.state_path)
+        db = open_store(config)
         first = ingest_sources(config, db, now=NOW, parse_processes=0)
         assert first.reports[0].status is SourceStatus.OK
         assert first.reports[0].entries == 6
@@ -198,7 +198,7 @@ def test_a_layout_change_fails_the_source_naming_the_selector_and_keeps_its_entr
         assert report.error is not None
         assert "item selector '.news-card' matched nothing: has the page's layout changed?" in report.error
         assert len(second.entries) == 6  # the last good entries are kept
-        assert len(entry_state.current_entries(db, "BLMK page")) == 6
+        assert len(db.entries.current_entries("BLMK page")) == 6
 
 
 def test_items_that_lose_their_title_or_date_fail_naming_that_selector() -> None:
@@ -300,10 +300,10 @@ def test_enrichment_fills_a_missing_date_and_marks_what_came_from_the_article(tm
         server.routes["/p/"] = feed(listing_page(stories), content_type="text/html")
         _serve_articles(server, stories)
         config = load_config(write_site(tmp_path, [undated_source(f"{server.url}/p/")]))
-        db = open_state(config.state_path)
+        db = open_store(config)
         result = ingest_sources(config, db, now=NOW, parse_processes=0)
         assert result.reports[0].status is SourceStatus.OK
-        for story, entry in zip(stories, entry_state.current_entries(db, "BLMK page"), strict=True):
+        for story, entry in zip(stories, db.entries.current_entries("BLMK page"), strict=True):
             assert not entry.date_estimated
             assert entry.published.astimezone(ZoneInfo("Europe/London")).date().isoformat() == story.date_iso
             assert "date" in entry.enriched and "image" in entry.enriched
@@ -317,10 +317,10 @@ def test_a_page_without_metadata_or_a_failed_fetch_leaves_entries_as_they_were(t
         server.routes[f"/articles/{stories[3].slug}"] = lambda request: Reply(500, b"oops")
         # stories[4:] are not served at all: 404
         config = load_config(write_site(tmp_path, [undated_source(f"{server.url}/p/")], fetch={"retries": 0}))
-        db = open_state(config.state_path)
+        db = open_store(config)
         result = ingest_sources(config, db, now=NOW, parse_processes=0, backoff=0)
         assert result.reports[0].status is SourceStatus.OK
-        entries = entry_state.current_entries(db, "BLMK page")
+        entries = db.entries.current_entries("BLMK page")
         assert len(entries) == 6
         for story, entry in zip(stories, entries, strict=True):
             assert entry.enriched == ()
@@ -342,7 +342,7 @@ def test_robots_txt_and_enrich_max_bound_the_article_fetches(tmp_path: Path) -> 
                 tmp_path, [undated_source(f"{server.url}/p/")], fetch={"enrich_max": 3, "concurrency": 2}
             )
         )
-        db = open_state(config.state_path)
+        db = open_store(config)
         ingest_sources(config, db, now=NOW, parse_processes=0)
         fetched = [s for s in stories if server.hits(f"/articles/{s.slug}")]
         assert not server.hits(f"/articles/{stories[0].slug}")  # disallowed
@@ -362,18 +362,18 @@ def test_an_article_seen_again_as_a_new_entry_is_fetched_with_a_conditional_get(
         server.routes["/p/"] = feed(listing_page(stories), content_type="text/html")
         _serve_articles(server, stories)
         config = load_config(write_site(tmp_path, [undated_source(f"{server.url}/p/")]))
-        db = open_state(config.state_path)
+        db = open_store(config)
         ingest_sources(config, db, now=NOW, parse_processes=0)
         first = server.hits(f"/articles/{stories[0].slug}")
         assert len(first) == 1 and "if-none-match" not in first[0].headers
         # The story leaves state (as after pruning) and comes back: a new entry, so the page is asked again,
         # with the stored ETag; the 304 keeps what state holds.
-        db.execute("DELETE FROM entries")
+        sql(db).execute("DELETE FROM entries")
         server.routes["/p/"] = feed(listing_page(stories) + b" ", content_type="text/html")
         ingest_sources(config, db, now=NOW, parse_processes=0)
         again = server.hits(f"/articles/{stories[0].slug}")
         assert len(again) == 2 and again[1].headers["if-none-match"] == f'"{stories[0].slug}"'
-        entry = entry_state.current_entries(db, "BLMK page")[0]
+        entry = db.entries.current_entries("BLMK page")[0]
         assert entry.enriched == ("date", "title", "image")
         assert entry.image is not None and entry.image.width == 1200
 
@@ -448,11 +448,11 @@ def test_the_shipped_sample_reads_its_listing_page_and_local_articles(tmp_path: 
     shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
     shutil.copytree(REPO / "feeds", tmp_path / "feeds")
     config = load_config(tmp_path / "config.toml")
-    db = open_state(config.state_path)
+    db = open_store(config)
     result = ingest_sources(config, db, now=NOW, parse_processes=0)
     report = next(r for r in result.reports if r.name == "BLMK latest news (web page)")
     assert report.status is SourceStatus.OK and report.entries == 6
-    entries = entry_state.current_entries(db, "BLMK latest news (web page)")
+    entries = db.entries.current_entries("BLMK latest news (web page)")
     assert [e.category for e in entries] == ["News", "News", "Blog", "Blog", "Blog", "News"]
     assert all(e.article and e.article.startswith("feeds/pages/articles/") for e in entries)
     chaplaincy = entries[2]

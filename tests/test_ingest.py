@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,13 +13,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import REPO, SHARED
 from feed_server import Reply, feed, rss, running_server, write_config
+from state_support import sql
 
 from digest.cli import main
 from digest.config import load_config
 from digest.models import SourceStatus
 from digest.pipeline.ingest import ingest_sources, parse_workers, source_reports
-from digest.state import open_state
-from digest.state.issues import mark_issue_sent, record_built_issue, sent_entry_ids
+from digest.state.store import Store, open_store
 
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
 
@@ -64,7 +63,7 @@ def test_digest_fetch_on_the_shipped_sample(sample: Path, capsys: pytest.Capture
 
 def test_sample_entries_are_clean(sample: Path) -> None:
     config = load_config(sample)
-    db = open_state(config.state_path)
+    db = open_store(config)
     result = ingest_sources(config, db, now=NOW)
     by_title = {e.title: e for e in result.entries}
     blog = by_title["\u201cYou Can\u2019t Catch Death\u201d: Reflections from the Chaplaincy of Sarah Crane"]
@@ -90,7 +89,7 @@ def test_sample_entries_are_clean(sample: Path) -> None:
 
 def test_first_seen_dates_survive_later_runs_and_changes(sample: Path) -> None:
     config = load_config(sample)
-    db = open_state(config.state_path)
+    db = open_store(config)
     first = {e.id: e for e in ingest_sources(config, db, now=NOW).entries}
     news = sample.parent / "feeds" / "news.xml"
     news.write_text(news.read_text().replace("Local NHS waiting lists fall", "Local NHS waiting lists drop"))
@@ -104,7 +103,7 @@ def test_first_seen_dates_survive_later_runs_and_changes(sample: Path) -> None:
 
 def test_offline_reads_state_only(sample: Path) -> None:
     config = load_config(sample)
-    db = open_state(config.state_path)
+    db = open_store(config)
     online = ingest_sources(config, db, now=NOW)
     shutil.rmtree(sample.parent / "feeds")
     offline = ingest_sources(config, db, now=NOW + timedelta(hours=1), offline=True)
@@ -115,7 +114,7 @@ def test_offline_reads_state_only(sample: Path) -> None:
 
 def test_offline_before_any_fetch_says_so(sample: Path) -> None:
     config = load_config(sample)
-    db = open_state(config.state_path)
+    db = open_store(config)
     result = ingest_sources(config, db, now=NOW, offline=True)
     assert result.entries == ()
     assert all(r.error and "never fetched" in r.error for r in result.reports)
@@ -123,7 +122,7 @@ def test_offline_before_any_fetch_says_so(sample: Path) -> None:
 
 def test_progress_is_reported_per_source(sample: Path) -> None:
     config = load_config(sample)
-    db = open_state(config.state_path)
+    db = open_store(config)
     seen: list[tuple[str, int, int]] = []
     ingest_sources(config, db, now=NOW, on_progress=lambda r, done, total: seen.append((r.name, done, total)))
     assert sorted(s[0] for s in seen) == [
@@ -162,7 +161,7 @@ def test_local_files_stay_inside_the_config_folder(tmp_path: Path) -> None:
     # The config check refuses such a link; one swapped in after the config was read is refused too.
     (root / "link.xml").unlink()
     (root / "link.xml").symlink_to(outside / "secret.xml")
-    db = open_state(root / "state.db")
+    db = open_store(root / "state.db")
     result = ingest_sources(config, db, now=NOW)
     assert result.entries == ()
     assert "outside the config folder" in (result.reports[0].error or "")
@@ -194,7 +193,7 @@ def test_curated_item_errors_name_the_file_and_key(tmp_path: Path, text: str, me
     _item(tmp_path, "x.md", text)
     _item(tmp_path, "ok.md", "---\ntitle: Fine\n---\nBody\n")
     config = load_config(write_config(tmp_path, [{"name": "Items", "url": "items/*.md"}]))
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     (report,) = ingest_sources(config, db, now=NOW).reports
     assert report.status is SourceStatus.FAILED
     assert message in (report.error or ""), report.error
@@ -221,7 +220,7 @@ def test_curated_item_fields(tmp_path: Path) -> None:
     config = load_config(
         write_config(tmp_path, [{"name": "Items", "url": "items/*.md", "category": "Campaigns"}])
     )
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     (entry,) = ingest_sources(config, db, now=NOW).entries
     assert entry.title == 'Health fair: "come along"'
     assert entry.published == datetime(2025, 5, 10, 8, 30, tzinfo=UTC)
@@ -241,7 +240,7 @@ def test_curated_item_fields(tmp_path: Path) -> None:
 def test_max_entries_keeps_the_first_entries_of_the_feed(tmp_path: Path) -> None:
     (tmp_path / "f.xml").write_bytes(rss("One", "Two", "Three"))
     config = load_config(write_config(tmp_path, [{"name": "F", "url": "f.xml", "max_entries": 2}]))
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     assert [e.title for e in ingest_sources(config, db, now=NOW).entries] == ["One", "Two"]
 
 
@@ -251,7 +250,7 @@ def test_duplicates_across_feeds_are_reported_with_also_from(tmp_path: Path) -> 
     config = load_config(
         write_config(tmp_path, [{"name": "A", "url": "a.xml"}, {"name": "B", "url": "b.xml"}])
     )
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     entries = ingest_sources(config, db, now=NOW).entries
     assert [(e.title, e.source, e.also_from) for e in entries] == [
         ("Shared story", "A", ("B",)),
@@ -262,10 +261,9 @@ def test_duplicates_across_feeds_are_reported_with_also_from(tmp_path: Path) -> 
 def test_an_entry_sent_earlier_is_the_one_kept(tmp_path: Path) -> None:
     (tmp_path / "a.xml").write_bytes(rss("Shared story"))
     config = load_config(write_config(tmp_path, [{"name": "A", "url": "a.xml"}]))
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     (sent,) = ingest_sources(config, db, now=NOW).entries
-    record_built_issue(
-        db,
+    db.issues.record_built_issue(
         issue_id="2025-W19",
         edition=1,
         window_start=NOW - timedelta(days=7),
@@ -278,7 +276,7 @@ def test_an_entry_sent_earlier_is_the_one_kept(tmp_path: Path) -> None:
         entry_ids=[sent.id],
         empty=False,
     )
-    mark_issue_sent(db, "2025-W19", NOW)
+    db.issues.mark_issue_sent("2025-W19", NOW)
     (tmp_path / "b.xml").write_bytes(rss("Shared story").replace(b"<guid>", b"<guid isPermaLink='false'>b-"))
     config = load_config(
         write_config(tmp_path, [{"name": "B", "url": "b.xml"}, {"name": "A", "url": "a.xml"}])
@@ -292,7 +290,7 @@ def test_ingest_works_when_called_from_a_running_event_loop(tmp_path: Path) -> N
         server.routes["/f"] = feed(rss("Async"))
         server.routes["/x"] = lambda request: Reply(404)
         config = load_config(write_config(tmp_path, [{"name": "F", "url": server.url + "/f"}]))
-        db = open_state(tmp_path / "state.db")
+        db = open_store(tmp_path / "state.db")
 
         async def inside() -> list[str]:
             return [e.title for e in ingest_sources(config, db, now=NOW).entries]
@@ -312,7 +310,7 @@ def test_the_readme_curated_item_example_parses(tmp_path: Path) -> None:
     example = readme.split("```markdown\n", 1)[1].split("```", 1)[0]
     _item(tmp_path, "example.md", example)
     config = load_config(write_config(tmp_path, [{"name": "Items", "url": "items/*.md"}]))
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     (entry,) = ingest_sources(config, db, now=NOW).entries
     assert (entry.title, entry.priority, entry.pinned) == (
         "International Day of the Midwife",
@@ -332,7 +330,7 @@ def test_sample_dates_are_the_sites_own_and_none_is_invented(sample: Path) -> No
     for record in json.loads((blmk / "listing-items.json").read_text()):
         known[record["title"]] = record["date_iso"]
     config = load_config(sample)
-    db = open_state(config.state_path)
+    db = open_store(config)
     checked = 0
     for entry in ingest_sources(config, db, now=NOW).entries:
         if entry.source == "BLMK Health and Care Partnership":
@@ -353,7 +351,7 @@ def test_a_bad_file_in_a_glob_is_named(tmp_path: Path) -> None:
     _item(tmp_path, "ok.md", "---\ntitle: Fine\n---\n")
     _item(tmp_path, "notes.txt", "just some notes")
     config = load_config(write_config(tmp_path, [{"name": "Items", "url": "items/*"}]))
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     (report,) = ingest_sources(config, db, now=NOW).reports
     assert report.status is SourceStatus.FAILED
     assert (report.error or "").startswith(
@@ -361,9 +359,8 @@ def test_a_bad_file_in_a_glob_is_named(tmp_path: Path) -> None:
     )
 
 
-def _issue(db: sqlite3.Connection, issue_id: str, entry_ids: list[str], *, sent: bool) -> None:
-    record_built_issue(
-        db,
+def _issue(db: Store, issue_id: str, entry_ids: list[str], *, sent: bool) -> None:
+    db.issues.record_built_issue(
         issue_id=issue_id,
         edition=1,
         window_start=NOW - timedelta(days=7),
@@ -377,11 +374,11 @@ def _issue(db: sqlite3.Connection, issue_id: str, entry_ids: list[str], *, sent:
         empty=False,
     )
     if sent:
-        mark_issue_sent(db, issue_id, NOW)
+        db.issues.mark_issue_sent(issue_id, NOW)
 
 
-def _stored_titles(db: sqlite3.Connection) -> set[str]:
-    return {json.loads(r["data"])["title"] for r in db.execute("SELECT data FROM entries")}
+def _stored_titles(db: Store) -> set[str]:
+    return {json.loads(r["data"])["title"] for r in sql(db).execute("SELECT data FROM entries")}
 
 
 def test_old_entries_that_left_their_feed_are_pruned_but_unsent_issues_and_sent_records_stay(
@@ -394,7 +391,7 @@ def test_old_entries_that_left_their_feed_are_pruned_but_unsent_issues_and_sent_
         write_config(tmp_path, both).read_text().replace("[fetch]", "[state]\nkeep_days = 30\n\n[fetch]")
     )
     config = load_config(tmp_path / "keep.toml")
-    db = open_state(config.state_path)
+    db = open_store(config)
     ids = {e.title: e.id for e in ingest_sources(config, db, now=NOW).entries}
     _issue(db, "2025-W19", [ids["Held"]], sent=False)  # built, waiting to be sent
     _issue(db, "2025-W18", [ids["Sent"]], sent=True)
@@ -408,7 +405,9 @@ def test_old_entries_that_left_their_feed_are_pruned_but_unsent_issues_and_sent_
     assert later.pruned == 3
     assert _stored_titles(db) == {"Held", "Current"}
     assert [e.title for e in later.entries] == ["Current"]
-    assert ids["Sent"] in sent_entry_ids(db)  # what was sent is still known, so it is never sent again
+    assert (
+        ids["Sent"] in db.issues.sent_entry_ids()
+    )  # what was sent is still known, so it is never sent again
     offline = ingest_sources(config, db, now=NOW + timedelta(days=400), offline=True)
     assert offline.pruned == 0 and _stored_titles(db) == {"Held", "Current"}
 
@@ -416,7 +415,7 @@ def test_old_entries_that_left_their_feed_are_pruned_but_unsent_issues_and_sent_
 def test_an_entry_still_in_its_feed_is_never_pruned_however_old(tmp_path: Path) -> None:
     (tmp_path / "a.xml").write_bytes(rss("Evergreen"))
     config = load_config(write_config(tmp_path, [{"name": "A", "url": "a.xml"}]))
-    db = open_state(config.state_path)
+    db = open_store(config)
     ingest_sources(config, db, now=NOW)
     result = ingest_sources(config, db, now=NOW + timedelta(days=1000))
     assert result.pruned == 0 and [e.title for e in result.entries] == ["Evergreen"]
@@ -453,7 +452,7 @@ def test_parsing_in_worker_processes_gives_the_same_entries_and_per_source_error
     config = load_config(write_config(tmp_path, sources))
     results = {}
     for workers in (0, 2):
-        db = open_state(tmp_path / f"state-{workers}.db")
+        db = open_store(tmp_path / f"state-{workers}.db")
         results[workers] = ingest_sources(config, db, now=NOW, parse_processes=workers)
     inline, pooled = results[0], results[2]
     assert pooled.entries == inline.entries and len(pooled.entries) == 5
@@ -468,7 +467,7 @@ def test_a_failed_report_counts_the_entries_kept_and_used(tmp_path: Path) -> Non
     # What a caller needs to say whether a failed source's last good entries were used: `entries`.
     (tmp_path / "a.xml").write_bytes(rss("Kept one", "Kept two"))
     (tmp_path / "b.xml").write_bytes(b"<!DOCTYPE html><html><body>Not a feed</body></html>")
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     never = ingest_sources(load_config(write_config(tmp_path, [{"name": "A", "url": "b.xml"}])), db, now=NOW)
     assert never.reports[0].status is SourceStatus.FAILED and never.reports[0].entries == 0
     assert never.entries == ()
@@ -486,7 +485,7 @@ def test_a_failed_report_counts_the_entries_kept_and_used(tmp_path: Path) -> Non
 def test_a_changed_parse_setting_parses_an_unchanged_feed_again(sample: Path) -> None:
     """Stored entries carry the settings they were parsed with; changing one re-reads the feed."""
     config = load_config(sample)
-    db = open_state(config.state_path)
+    db = open_store(config)
     ingest_sources(config, db, now=NOW)
     again = ingest_sources(config, db, now=NOW + timedelta(hours=1))
     assert [r.status for r in again.reports] == [SourceStatus.NOT_MODIFIED] * 4

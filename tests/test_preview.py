@@ -15,6 +15,7 @@ from web_support import csrf_of, preview_served, sample_project, wait_for
 from digest.cli import main
 from digest.compose.draft import load_draft
 from digest.errors import UsageError
+from digest.state.store import open_store
 from digest.web.security import require_access_token
 from digest.web.workspace import Workspace
 
@@ -403,13 +404,11 @@ def test_the_report_compares_with_the_last_sent_issue(project: Path) -> None:
     from digest.config import load_config
     from digest.pipeline.build import build_issue
     from digest.pipeline.send import send_issue
-    from digest.state import open_state
-    from digest.state.subscribers import upsert_subscriber
 
     config = load_config(project)
-    db = open_state(config.state_path)
+    db = open_store(config)
     sent_at = datetime.fromisoformat("2025-05-02T17:30:00+01:00")
-    upsert_subscriber(db, "reader@example.org", name=None, at=sent_at)
+    db.subscribers.upsert_subscriber("reader@example.org", name=None, at=sent_at)
     last = build_issue(config, db, now=sent_at, as_of=datetime.fromisoformat("2025-05-02T17:00:00+01:00"))
     assert last.built is not None
     assert send_issue(config, db, now=sent_at).completed
@@ -458,16 +457,13 @@ def test_with_nothing_new_since_the_last_sent_issue_the_page_names_it(
 ) -> None:
     from datetime import datetime
 
-    from digest.state import open_state
-    from digest.state.issues import mark_issue_sent, mark_send_started
-
     client, workspace = preview
     issue = workspace.snapshot.issue
     assert issue is not None
-    db = open_state(workspace.config.state_path)
+    db = open_store(workspace.config.state_path)
     sent_at = datetime.fromisoformat("2025-05-09T17:10:00+01:00")
-    mark_send_started(db, issue.id, sent_at)
-    mark_issue_sent(db, issue.id, sent_at)
+    db.issues.mark_send_started(issue.id, sent_at)
+    db.issues.mark_issue_sent(issue.id, sent_at)
     db.close()
     version = workspace.snapshot.version
     post(client, "/refresh", {})
@@ -485,14 +481,11 @@ def test_when_a_part_sent_issue_holds_the_window_the_page_names_it_not_an_as_of(
 ) -> None:
     from datetime import datetime
 
-    from digest.state import open_state
-    from digest.state.issues import mark_issue_sent, mark_send_started
-
     client, workspace = preview
     issue = workspace.snapshot.issue
     assert issue is not None
-    db = open_state(workspace.config.state_path)
-    mark_send_started(db, issue.id, datetime.fromisoformat("2025-05-09T17:10:00+01:00"))
+    db = open_store(workspace.config.state_path)
+    db.issues.mark_send_started(issue.id, datetime.fromisoformat("2025-05-09T17:10:00+01:00"))
     db.close()
     version = workspace.snapshot.version
     post(client, "/refresh", {})
@@ -507,15 +500,15 @@ def test_when_a_part_sent_issue_holds_the_window_the_page_names_it_not_an_as_of(
     assert "No entry was published" not in page
     assert "--as-of" not in page
 
-    db = open_state(workspace.config.state_path)
-    mark_issue_sent(db, issue.id, datetime.fromisoformat("2025-05-09T17:20:00+01:00"))
+    db = open_store(workspace.config.state_path)
+    db.issues.mark_issue_sent(issue.id, datetime.fromisoformat("2025-05-09T17:20:00+01:00"))
     db.close()
     # Asked about that window again, the page's reasoning names the issue and when it went out.
     from digest.web.pages import PageFormat
     from digest.web.view import _held_by
 
     fmt = PageFormat(locale=workspace.config.digest.locale, timezone=workspace.config.digest.timezone)
-    db = open_state(workspace.config.state_path)
+    db = open_store(workspace.config.state_path)
     try:
         empty = _held_by(db, issue.window.start, issue.window.end, fmt)
     finally:

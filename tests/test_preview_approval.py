@@ -3,39 +3,36 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from state_support import sql
 from test_archive import make_config
 from web_support import record_sent, write_built_issue
 
 from digest.errors import ApprovalError, UsageError
 from digest.pipeline.web import approval_status, approve_issue, clean_approver_name
-from digest.state import open_state
-from digest.state.approvals import is_approved
-from digest.state.issues import get_issue, record_built_issue
+from digest.state.store import Store, open_store
 
 NOW = datetime(2025, 5, 8, 15, 0, tzinfo=UTC)
 
 
-def built(tmp_path: Path) -> tuple[sqlite3.Connection, Path, str, str]:
+def built(tmp_path: Path) -> tuple[Store, Path, str, str]:
     config = make_config(tmp_path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     folder = write_built_issue(tmp_path / "out", "2025-W19")
     record_sent(db, folder, "2025-W19", sent_at=NOW)
-    db.execute("UPDATE issues SET sent_at = NULL, send_started_at = NULL")
-    db.execute("DELETE FROM sent_entries")
-    record = get_issue(db, "2025-W19")
+    sql(db).execute("UPDATE issues SET sent_at = NULL, send_started_at = NULL")
+    sql(db).execute("DELETE FROM sent_entries")
+    record = db.issues.get_issue("2025-W19")
     assert record is not None
     return db, folder, record.html_sha256, record.text_sha256
 
 
-def rebuild(db: sqlite3.Connection, folder: Path, html: str) -> None:
+def rebuild(db: Store, folder: Path, html: str) -> None:
     (folder / "email.html").write_text(html)
-    record_built_issue(
-        db,
+    db.issues.record_built_issue(
         issue_id="2025-W19",
         edition=1,
         window_start=NOW - timedelta(days=7),
@@ -67,7 +64,7 @@ def test_an_approval_records_who_when_and_the_hashes(tmp_path: Path) -> None:
     status = approval_status(db, "2025-W19")
     assert status.valid
     assert not status.voided
-    assert is_approved(db, "2025-W19", html_sha, text_sha)
+    assert db.approvals.is_approved("2025-W19", html_sha, text_sha)
 
 
 def test_a_content_change_voids_the_approval(tmp_path: Path) -> None:
@@ -103,7 +100,7 @@ def test_a_file_changed_behind_the_state_record_is_not_approved(tmp_path: Path) 
 
 def test_a_sent_issue_cannot_be_approved(tmp_path: Path) -> None:
     db, _, html_sha, text_sha = built(tmp_path)
-    db.execute("UPDATE issues SET send_started_at = ?", (NOW.isoformat(),))
+    db.issues.mark_send_started("2025-W19", NOW)
     with pytest.raises(UsageError, match="already being sent"):
         approve_issue(
             db, "2025-W19", approved_by="Priya", now=NOW, seen_html_sha256=html_sha, seen_text_sha256=text_sha

@@ -40,7 +40,7 @@ def approve(client: httpx.Client, workspace: Workspace) -> None:
 def approved(workspace: Workspace) -> bool:
     issue = workspace.snapshot.issue
     assert issue is not None
-    db = workspace.open_state()
+    db = workspace.open_store()
     try:
         return approval_status(db, issue.id).valid
     finally:

@@ -25,7 +25,7 @@ from digest.cli import main
 from digest.config import load_config
 from digest.errors import ConfigError
 from digest.pipeline.web import publish_issue
-from digest.state import open_state
+from digest.state.store import open_store
 from digest.web.app import create_preview_app
 from digest.web.hosts import AllowedHosts, bound_names, relative_location
 from digest.web.public import create_public_app
@@ -278,7 +278,7 @@ SENT = datetime(2025, 5, 9, 7, 0, tzinfo=UTC)
 def test_serve_never_copies_the_host_into_a_redirect(tmp_path: Path) -> None:
     config_path = sample_project(tmp_path)
     config = load_config(config_path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     folder = write_built_issue(tmp_path / "out", "2025-W19", subject="Week 19")
     record_sent(db, folder, "2025-W19", sent_at=SENT)
     publish_issue(config, db, "2025-W19")

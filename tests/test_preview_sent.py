@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+from state_support import sql
 from web_support import csrf_of, preview_served, sample_project
 
 from digest.deliver.tokens import issue_url
 from digest.errors import UsageError
-from digest.state import open_state
-from digest.state.issues import mark_issue_sent, mark_send_started
+from digest.state.store import open_store
 from digest.web.workspace import Workspace
 
 STARTED = datetime.fromisoformat("2025-05-09T17:40:00+01:00")
@@ -37,11 +37,11 @@ def mark(workspace: Workspace, *, finished: bool) -> str:
     """Record the shown issue as part-sent (or sent), as `digest send` in another process would."""
     issue = workspace.snapshot.issue
     assert issue is not None
-    db = open_state(workspace.config.state_path)
+    db = open_store(workspace.config.state_path)
     try:
-        mark_send_started(db, issue.id, STARTED)
+        db.issues.mark_send_started(issue.id, STARTED)
         if finished:
-            mark_issue_sent(db, issue.id, SENT)
+            db.issues.mark_issue_sent(issue.id, SENT)
     finally:
         db.close()
     return issue.id
@@ -99,9 +99,9 @@ def test_after_the_send_every_post_is_refused_and_changes_nothing(
         assert archive in notice
         assert draft_bytes(workspace) == before, path
         assert workspace.snapshot.version == version, path  # nothing was rebuilt
-    db = open_state(workspace.config.state_path)
+    db = open_store(workspace.config.state_path)
     try:
-        approvals = db.execute("SELECT count(*) FROM approvals").fetchone()[0]
+        approvals = sql(db).execute("SELECT count(*) FROM approvals").fetchone()[0]
     finally:
         db.close()
     assert approvals == 0

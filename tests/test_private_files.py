@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from run_site import cli_env, digest_command, make_site
 
-from digest.state import open_state
-from digest.state.subscribers import upsert_subscriber
+from digest.state.store import open_store
 
 AS_OF = datetime(2025, 5, 9, 7, tzinfo=UTC)
 UMASKS = (0o022, 0o000)
@@ -38,9 +37,9 @@ def umask(value: int) -> Iterator[None]:
 def test_a_new_state_database_and_its_wal_and_shm_are_0600(tmp_path: Path, value: int) -> None:
     path = tmp_path / "site" / ".digest" / "state.db"
     with umask(value):
-        db = open_state(path)
+        db = open_store(path)
         try:
-            upsert_subscriber(db, "ann@example.org", name="Ann", at=AS_OF)
+            db.subscribers.upsert_subscriber("ann@example.org", name="Ann", at=AS_OF)
             wal, shm = path.with_name("state.db-wal"), path.with_name("state.db-shm")
             assert wal.exists() and shm.exists()  # while the connection is open
             assert (mode(path), mode(wal), mode(shm)) == (0o600, 0o600, 0o600)

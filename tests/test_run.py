@@ -17,10 +17,8 @@ from run_site import SUBSCRIBERS, cli_env, copies, delivered, digest_command, ma
 from digest.errors import BusyError, DigestError
 from digest.pipeline.run import run_once
 from digest.schedule.lock import RunLock
-from digest.state import open_state
 from digest.state import runs as run_state
-from digest.state.approvals import record_approval
-from digest.state.issues import get_issue, latest_issue
+from digest.state.store import open_store
 
 PAUSED_DIGEST = Path(__file__).with_name("paused_digest.py")
 # Week 19 of 2025: the sample's week; the Friday 08:00 BST slot is 07:00Z.
@@ -33,9 +31,9 @@ ITEMS = [
 
 
 def _runs(config_path: Path) -> list[run_state.RunRecord]:
-    db = open_state(config_path)
+    db = open_store(config_path)
     try:
-        return sorted(run_state.recent_runs(db, 50), key=lambda r: r.id)
+        return sorted(db.runs.recent_runs(50), key=lambda r: r.id)
     finally:
         db.close()
 
@@ -74,8 +72,8 @@ def test_send_when_empty_sends_a_short_no_new_updates_issue(tmp_path: Path) -> N
     result = run_once(config, now=NOW, as_of=AS_OF)
     assert result.outcome == "sent"
     assert result.issue_id is not None
-    db = open_state(config.state_path)
-    record = get_issue(db, result.issue_id)
+    db = open_store(config)
+    record = db.issues.get_issue(result.issue_id)
     db.close()
     assert record is not None
     assert record.empty
@@ -91,12 +89,11 @@ def test_approval_gate_waits_then_sends_exactly_what_was_approved(tmp_path: Path
     assert "hint: approve it in digest preview" in waiting.stdout
     assert delivered(config) == []
 
-    db = open_state(config.state_path)
-    record = latest_issue(db)
+    db = open_store(config)
+    record = db.issues.latest_issue()
     assert record is not None
     # An approval of other content (the issue changed after it was approved) does not count.
-    record_approval(
-        db,
+    db.approvals.record_approval(
         issue_id=record.id,
         approved_by="Comms Lead",
         approved_at=NOW,
@@ -107,8 +104,7 @@ def test_approval_gate_waits_then_sends_exactly_what_was_approved(tmp_path: Path
     assert voided.outcome == "waiting for approval"
     assert "no longer matches" in voided.detail
     assert voided.retry
-    record_approval(
-        db,
+    db.approvals.record_approval(
         issue_id=record.id,
         approved_by="Comms Lead",
         approved_at=NOW,
@@ -121,8 +117,8 @@ def test_approval_gate_waits_then_sends_exactly_what_was_approved(tmp_path: Path
     assert all(n == 1 for n in copies(config).values())
     html = next(p for p in delivered(config)[0].walk() if p.get_content_type() == "text/html")
     assert "Midwives celebrated" in str(html.get_content())
-    db = open_state(config.state_path)
-    after = get_issue(db, "2025-W19")
+    db = open_store(config)
+    after = db.issues.get_issue("2025-W19")
     db.close()
     assert after is not None
     assert (after.html_sha256, after.sent_at is not None) == (record.html_sha256, True)
@@ -180,8 +176,8 @@ def test_a_run_killed_between_build_and_send_is_resumed_and_everyone_gets_one_co
     child.send_signal(signal.SIGKILL)
     child.communicate()
     assert child.returncode == -signal.SIGKILL
-    db = open_state(config.state_path)
-    built = latest_issue(db)
+    db = open_store(config)
+    built = db.issues.latest_issue()
     db.close()
     assert built is not None
     assert (built.id, built.sent_at) == ("2025-W19", None)  # built, recorded, not sent

@@ -16,8 +16,7 @@ from run_site import cli_env, digest_command, make_site
 from send_support import Recorder, free_port, smtp_server
 
 from digest.pipeline.run import run_once
-from digest.state import issues, ledger, open_state
-from digest.state import runs as run_state
+from digest.state.store import open_store
 
 AS_OF = datetime(2025, 5, 9, 7, tzinfo=UTC)
 PEOPLE = tuple(f"reader{i:02d}@example.org" for i in range(24))
@@ -49,8 +48,8 @@ def test_a_stop_mid_send_finishes_the_messages_in_flight_and_the_next_run_sends_
         assert stopped.exit_code == 130
         received = handler.recipients()
         assert 5 <= len(received) < len(PEOPLE)
-        db = open_state(config.state_path)
-        recorded = ledger.sent_count(db, "2025-W19")
+        db = open_store(config)
+        recorded = db.ledger.sent_count("2025-W19")
         db.close()
         assert recorded == len(received)  # nothing accepted by the server is missing from the ledger
 
@@ -102,10 +101,10 @@ def test_ctrl_c_while_waiting_to_retry_an_unreachable_server_stops_the_run_at_on
     assert child.returncode == 130, out + err
     assert out.startswith("stopped: will resume (issue 2025-W19): stopped during the send: 0 sent now"), out
     assert "cannot be reached" not in out + err
-    db = open_state(config.state_path)
-    assert list(ledger.iter_ledger(db, "2025-W19")) == []
-    assert ledger.get_claim(db, "2025-W19") is None
-    record = issues.get_issue(db, "2025-W19")
+    db = open_store(config)
+    assert list(db.ledger.iter_ledger("2025-W19")) == []
+    assert db.ledger.get_claim("2025-W19") is None
+    record = db.issues.get_issue("2025-W19")
     assert record is not None and record.sent_at is None
-    assert [r.outcome for r in run_state.recent_runs(db, 5)] == ["stopped: will resume"]
+    assert [r.outcome for r in db.runs.recent_runs(5)] == ["stopped: will resume"]
     db.close()

@@ -30,8 +30,7 @@ from digest.cli.run import StopFlag, scheduled_job
 from digest.config import Config
 from digest.pipeline.run import run_due
 from digest.schedule import ScheduleLoop, next_slot
-from digest.state import open_state
-from digest.state import runs as run_state
+from digest.state.store import open_store
 
 
 @pytest.fixture(autouse=True)
@@ -56,10 +55,10 @@ def _loop(config: Config, clock: FakeClock) -> ScheduleLoop:
 
 
 def _slot_runs(config: Config) -> list[tuple[datetime | None, str | None, str | None]]:
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         return sorted(
-            ((r.slot, r.outcome, r.issue_id) for r in run_state.recent_runs(db, 100)),
+            ((r.slot, r.outcome, r.issue_id) for r in db.runs.recent_runs(100)),
             key=lambda t: t[0] or utc(1970, 1, 1),
         )
     finally:
@@ -140,9 +139,9 @@ def test_a_run_missed_by_more_than_catch_up_hours_is_skipped_once_with_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = make_site(tmp_path, [("Midwives celebrated", utc(2025, 5, 5, 9))], catch_up_hours=6)
-    db = open_state(config.state_path)  # the scheduler ran last week, then the machine was down
+    db = open_store(config)  # the scheduler ran last week, then the machine was down
     last_week = utc(2025, 5, 2, 7)
-    run_state.record_run(db, slot=last_week, at=last_week, outcome="skipped: nothing new")
+    db.runs.record_run(slot=last_week, at=last_week, outcome="skipped: nothing new")
     db.close()
     clock = FakeClock(utc(2025, 5, 9, 14))  # 7 hours after the slot
     clock.install(monkeypatch)
@@ -158,8 +157,8 @@ def test_a_run_missed_by_more_than_catch_up_hours_is_skipped_once_with_why(
         "skipped: the run of Friday 9 May 2025 08:00 BST (2025-05-09T07:00:00Z) was missed by 7.0 h,"
         " more than catch_up_hours = 6; it is not sent late (run `digest run` to send now)"
     ]
-    db = open_state(config.state_path)
-    row = run_state.run_for_slot(db, utc(2025, 5, 9, 7))
+    db = open_store(config)
+    row = db.runs.run_for_slot(utc(2025, 5, 9, 7))
     db.close()
     assert row is not None
     assert row.detail is not None
@@ -169,8 +168,6 @@ def test_a_run_missed_by_more_than_catch_up_hours_is_skipped_once_with_why(
 def test_waiting_for_approval_is_retried_and_sent_soon_after_approval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digest.state.approvals import record_approval
-    from digest.state.issues import latest_issue
 
     config = make_site(tmp_path, [("Midwives celebrated", utc(2025, 5, 5, 9))], approval=True)
     clock = FakeClock(utc(2025, 5, 9, 6))
@@ -178,11 +175,10 @@ def test_waiting_for_approval_is_retried_and_sent_soon_after_approval(
 
     def approve_at_0820(c: FakeClock) -> bool:
         if c.now() >= utc(2025, 5, 9, 7, 20) and not getattr(c, "approved", False):
-            db = open_state(config.state_path)
-            record = latest_issue(db)
+            db = open_store(config)
+            record = db.issues.latest_issue()
             assert record is not None
-            record_approval(
-                db,
+            db.approvals.record_approval(
                 issue_id=record.id,
                 approved_by="Comms Lead",
                 approved_at=c.now(),
@@ -195,8 +191,8 @@ def test_waiting_for_approval_is_retried_and_sent_soon_after_approval(
 
     clock.stop_when = approve_at_0820
     _loop(config, clock).run()
-    db = open_state(config.state_path)
-    row = run_state.run_for_slot(db, utc(2025, 5, 9, 7))
+    db = open_store(config)
+    row = db.runs.run_for_slot(utc(2025, 5, 9, 7))
     db.close()
     assert row is not None
     assert row.outcome == "sent"
@@ -204,8 +200,8 @@ def test_waiting_for_approval_is_retried_and_sent_soon_after_approval(
     assert row.detail is not None
     assert "waiting for approval" in row.detail
     assert len(delivered(config)) == len(SUBSCRIBERS)
-    db = open_state(config.state_path)
-    issue = latest_issue(db)
+    db = open_store(config)
+    issue = db.issues.latest_issue()
     db.close()
     assert issue is not None
     assert issue.built_at == utc(2025, 5, 9, 7)  # built once at the slot; the retries did not rebuild it
@@ -265,8 +261,8 @@ def test_digest_run_scheduled_from_a_timer_runs_each_slot_once_or_says_why_not(t
     assert "; next run Friday 16 May 2025 08:00 BST" in first.detail
     assert _slot_runs(config) == []
 
-    db = open_state(config.state_path)  # now say the job ran the week before: this slot was missed
-    run_state.record_run(db, slot=utc(2025, 5, 2, 7), at=utc(2025, 5, 2, 7), outcome="sent")
+    db = open_store(config)  # now say the job ran the week before: this slot was missed
+    db.runs.record_run(slot=utc(2025, 5, 2, 7), at=utc(2025, 5, 2, 7), outcome="sent")
     db.close()
     second = run_due(config, now=now)
     assert second.outcome == "skipped: missed"

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 from send_support import ISSUE_ID, NOW, SUBJECT, make_built_issue, parse, parts, write_config
+from state_support import sql
 
 from digest.cli import main
 from digest.config import Config, load_config
 from digest.deliver import tokens
 from digest.errors import BusyError, DeliveryError, UsageError
 from digest.pipeline.send import send_issue
-from digest.state import issues, ledger, open_state, subscribers, to_iso
+from digest.state import to_iso
+from digest.state.store import open_store
 
 
 @pytest.fixture
@@ -26,13 +28,13 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     monkeypatch.setenv("DIGEST_SECRET", "test-secret")
     config = write_config(tmp_path)
     make_built_issue(config)
-    db = open_state(config.state_path)
+    db = open_store(config)
     for i in range(5):
-        subscribers.upsert_subscriber(db, f"reader{i}@example.org", name=f"Reader {i}", at=NOW)
-    subscribers.upsert_subscriber(db, "gone@example.org", name=None, at=NOW)
-    subscribers.set_status(db, "gone@example.org", "unsubscribed", at=NOW)
-    subscribers.upsert_subscriber(db, "bounced@example.org", name=None, at=NOW)
-    subscribers.set_status(db, "bounced@example.org", "bounced", at=NOW)
+        db.subscribers.upsert_subscriber(f"reader{i}@example.org", name=f"Reader {i}", at=NOW)
+    db.subscribers.upsert_subscriber("gone@example.org", name=None, at=NOW)
+    db.subscribers.set_status("gone@example.org", "unsubscribed", at=NOW)
+    db.subscribers.upsert_subscriber("bounced@example.org", name=None, at=NOW)
+    db.subscribers.set_status("bounced@example.org", "bounced", at=NOW)
     db.close()
     return config
 
@@ -59,13 +61,13 @@ def test_send_reaches_every_active_subscriber_once_and_marks_the_issue_sent(
     assert "The issue is marked sent." in out
     assert recipients_of(config) == [f"reader{i}@example.org" for i in range(5)]
     assert not list((config.delivery.outbox / "tmp").iterdir())
-    db = open_state(config.state_path)
-    record = issues.get_issue(db, ISSUE_ID)
+    db = open_store(config)
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is not None
-    assert issues.sent_entry_ids(db) == {"entry-1", "entry-2"}
-    assert ledger.sent_count(db, ISSUE_ID) == 5
-    assert ledger.get_claim(db, ISSUE_ID) is None
-    message_ids = {row.message_id for row in ledger.iter_ledger(db, ISSUE_ID)}
+    assert db.issues.sent_entry_ids() == {"entry-1", "entry-2"}
+    assert db.ledger.sent_count(ISSUE_ID) == 5
+    assert db.ledger.get_claim(ISSUE_ID) is None
+    message_ids = {row.message_id for row in db.ledger.iter_ledger(ISSUE_ID)}
     db.close()
     assert message_ids == {str(parse(m)["Message-ID"]) for m in outbox_messages(config)}
     # A second run sends nobody a second copy.
@@ -87,8 +89,8 @@ def test_each_message_is_personalised_with_a_signed_unsubscribe_url(config: Conf
         assert url.startswith("https://news.blmk.example/unsubscribe?token=")
         assert message["List-Unsubscribe"].startswith(f"<{url}>")
         token = url.split("token=", 1)[1]
-        db = open_state(config.state_path)
-        subscriber = subscribers.get_subscriber(db, address)
+        db = open_store(config)
+        subscriber = db.subscribers.get_subscriber(address)
         db.close()
         assert subscriber is not None
         assert tokens.read_unsubscribe_token("test-secret", token) == subscriber.token_id
@@ -99,10 +101,10 @@ def test_each_message_is_personalised_with_a_signed_unsubscribe_url(config: Conf
 def test_a_resumed_send_skips_everyone_in_the_ledger(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = open_state(config.state_path)
-    ledger.record_sent(db, ISSUE_ID, "reader1@example.org", message_id="<x@y>", at=NOW)
-    ledger.record_sent(db, ISSUE_ID, "READER3@example.org", message_id="<z@y>", at=NOW)
-    ledger.record_failed(db, ISSUE_ID, "reader4@example.org", detail="451 try later", at=NOW)
+    db = open_store(config)
+    db.ledger.record_sent(ISSUE_ID, "reader1@example.org", message_id="<x@y>", at=NOW)
+    db.ledger.record_sent(ISSUE_ID, "READER3@example.org", message_id="<z@y>", at=NOW)
+    db.ledger.record_failed(ISSUE_ID, "reader4@example.org", detail="451 try later", at=NOW)
     db.close()
     assert run_send(config) == 0
     assert "sent 3, already sent 2, failed 0" in capsys.readouterr().out
@@ -112,9 +114,9 @@ def test_a_resumed_send_skips_everyone_in_the_ledger(
 def test_send_resumes_an_interrupted_issue_before_a_newer_one_and_says_which_and_why(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = open_state(config.state_path)  # the send of ISSUE_ID stopped after one recipient
-    ledger.record_sent(db, ISSUE_ID, "reader0@example.org", message_id="<x@y>", at=NOW)
-    issues.mark_send_started(db, ISSUE_ID, NOW)
+    db = open_store(config)  # the send of ISSUE_ID stopped after one recipient
+    db.ledger.record_sent(ISSUE_ID, "reader0@example.org", message_id="<x@y>", at=NOW)
+    db.issues.mark_send_started(ISSUE_ID, NOW)
     db.close()
     make_built_issue(config, issue_id="2025-W20", subject="Week 20", built_at=NOW + timedelta(days=7))
 
@@ -138,17 +140,17 @@ def test_send_resumes_an_interrupted_issue_before_a_newer_one_and_says_which_and
 def test_a_test_send_does_not_claim_to_resume_anything(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = open_state(config.state_path)  # the send of ISSUE_ID stopped after one recipient
-    ledger.record_sent(db, ISSUE_ID, "reader0@example.org", message_id="<x@y>", at=NOW)
-    issues.mark_send_started(db, ISSUE_ID, NOW)
+    db = open_store(config)  # the send of ISSUE_ID stopped after one recipient
+    db.ledger.record_sent(ISSUE_ID, "reader0@example.org", message_id="<x@y>", at=NOW)
+    db.issues.mark_send_started(ISSUE_ID, NOW)
     db.close()
     assert run_send(config, "--to", "editor@example.org") == 0
     out = capsys.readouterr().out
     assert "is resumed first" not in out
     assert f"Issue {ISSUE_ID} (the issue digest send sends next; its interrupted send is not resumed" in out
     assert "sent 1, failed 0" in out
-    db = open_state(config.state_path)
-    assert ledger.sent_count(db, ISSUE_ID) == 1  # still only the one from before
+    db = open_store(config)
+    assert db.ledger.sent_count(ISSUE_ID) == 1  # still only the one from before
     db.close()
     assert run_send(config) == 0
     capsys.readouterr()
@@ -188,11 +190,11 @@ def test_test_send_goes_only_to_the_given_addresses_and_records_nothing(
         assert parse(data)["Subject"] == f"[TEST] {SUBJECT}"
     known = next(m for m in outbox_messages(config) if b"reader0@" in m)
     assert parts(parse(known))[0].startswith("Hello Reader 0,")
-    db = open_state(config.state_path)
-    record = issues.get_issue(db, ISSUE_ID)
+    db = open_store(config)
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is None and record.send_started_at is None
-    assert list(ledger.iter_ledger(db, ISSUE_ID)) == []
-    assert issues.sent_entry_ids(db) == frozenset()
+    assert list(db.ledger.iter_ledger(ISSUE_ID)) == []
+    assert db.issues.sent_entry_ids() == frozenset()
     db.close()
     assert run_send(config, "--to", "not-an-address") == 2
 
@@ -208,8 +210,8 @@ def test_dry_run_lists_who_would_get_it_and_sends_nothing(
         assert f"  reader{i}@example.org" in out
     assert "gone@example.org" not in out and "bounced@example.org" not in out
     assert outbox_messages(config) == []
-    db = open_state(config.state_path)
-    record = issues.get_issue(db, ISSUE_ID)
+    db = open_store(config)
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.send_started_at is None
     db.close()
     assert run_send(config, "--dry-run", "--to", "x@example.org") == 0
@@ -221,10 +223,10 @@ def test_a_live_claim_makes_a_second_sender_exit_busy(
 ) -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        db = open_state(config.state_path)
+        db = open_store(config)
         holder = f"{socket.gethostname()}:{sleeper.pid}:abcd"
-        ledger.claim_send(db, ISSUE_ID, holder, at=NOW)
-        db.execute("UPDATE send_claims SET heartbeat_at = ?", (to_iso(datetime.now(UTC)),))
+        db.ledger.claim_send(ISSUE_ID, holder, at=NOW)
+        sql(db).execute("UPDATE send_claims SET heartbeat_at = ?", (to_iso(datetime.now(UTC)),))
         db.close()
         assert run_send(config) == 7
         assert "is being sent by another digest process" in capsys.readouterr().err
@@ -239,14 +241,14 @@ def test_a_live_claim_makes_a_second_sender_exit_busy(
 
 
 def test_a_stale_claim_from_another_host_is_taken_over(config: Config) -> None:
-    db = open_state(config.state_path)
-    ledger.claim_send(db, ISSUE_ID, "other-host:4242:beef", at=NOW - timedelta(hours=1))
+    db = open_store(config)
+    db.ledger.claim_send(ISSUE_ID, "other-host:4242:beef", at=NOW - timedelta(hours=1))
     with pytest.raises(BusyError):  # fresh enough at that time
-        ledger.claim_send(db, ISSUE_ID, "me:1:cafe", at=NOW - timedelta(hours=1) + timedelta(seconds=30))
-    taken = ledger.claim_send(db, ISSUE_ID, "me:1:cafe", at=NOW)
+        db.ledger.claim_send(ISSUE_ID, "me:1:cafe", at=NOW - timedelta(hours=1) + timedelta(seconds=30))
+    taken = db.ledger.claim_send(ISSUE_ID, "me:1:cafe", at=NOW)
     assert taken is not None and taken.holder == "other-host:4242:beef"
-    assert not ledger.refresh_claim(db, ISSUE_ID, "other-host:4242:beef", at=NOW)
-    assert ledger.refresh_claim(db, ISSUE_ID, "me:1:cafe", at=NOW)
+    assert not db.ledger.refresh_claim(ISSUE_ID, "other-host:4242:beef", at=NOW)
+    assert db.ledger.refresh_claim(ISSUE_ID, "me:1:cafe", at=NOW)
     db.close()
 
 
@@ -260,7 +262,7 @@ def test_a_changed_email_file_is_refused(config: Config, capsys: pytest.CaptureF
 
 def test_no_issue_unknown_issue_and_no_subscribers_are_clear_errors(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     with pytest.raises(UsageError, match="no issue has been built"):
         send_issue(config, db, now=NOW)
     make_built_issue(config)
@@ -268,15 +270,15 @@ def test_no_issue_unknown_issue_and_no_subscribers_are_clear_errors(tmp_path: Pa
         send_issue(config, db, now=NOW, issue_id="nope")
     with pytest.raises(DeliveryError, match="no active subscribers"):
         send_issue(config, db, now=NOW)
-    assert ledger.get_claim(db, ISSUE_ID) is None
+    assert db.ledger.get_claim(ISSUE_ID) is None
     db.close()
 
 
 def test_an_issue_without_an_unsubscribe_link_is_never_sent(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     make_built_issue(config, html="<p>Hello %%DIGEST_NAME%%</p>")
-    db = open_state(config.state_path)
-    subscribers.upsert_subscriber(db, "a@example.org", name=None, at=NOW)
+    db = open_store(config)
+    db.subscribers.upsert_subscriber("a@example.org", name=None, at=NOW)
     with pytest.raises(DeliveryError, match="no unsubscribe link"):
         send_issue(config, db, now=NOW)
     db.close()
@@ -289,14 +291,14 @@ def test_publish_issue_is_called_after_a_completed_send(
     fake = types.ModuleType("digest.pipeline.web")
 
     def publish_issue(cfg: Config, db: object, issue_id: str) -> None:
-        check = open_state(cfg.state_path)
-        record = issues.get_issue(check, issue_id)
+        check = open_store(cfg.state_path)
+        record = check.issues.get_issue(issue_id)
         check.close()
         calls.append((issue_id, record is not None and record.sent_at is not None))
 
     fake.publish_issue = publish_issue  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "digest.pipeline.web", fake)
-    db = open_state(config.state_path)
+    db = open_store(config)
     report = send_issue(config, db, now=NOW, to=("x@example.org",))
     assert calls == []  # a test send publishes nothing
     report = send_issue(config, db, now=NOW)
@@ -308,12 +310,12 @@ def test_publish_issue_is_called_after_a_completed_send(
 
 def test_progress_is_reported_for_every_message(config: Config) -> None:
     seen: list[tuple[int, int]] = []
-    db = open_state(config.state_path)
+    db = open_store(config)
     report = send_issue(config, db, now=NOW, on_progress=lambda done, total: seen.append((done, total)))
     db.close()
     assert seen == [(i, 5) for i in range(6)]
     seen.clear()
-    db = open_state(config.state_path)
+    db = open_store(config)
     send_issue(config, db, now=NOW, on_progress=lambda done, total: seen.append((done, total)))
     db.close()
     assert seen == [(0, 0)]  # nothing left to send
@@ -334,8 +336,8 @@ def test_outbox_write_failure_stops_with_exit_5_and_resumes(
     assert run_send(config) == 5
     err = capsys.readouterr().err
     assert "outbox" in err and "error:" in err
-    db = open_state(config.state_path)
-    assert ledger.sent_count(db, ISSUE_ID) == 0
+    db = open_store(config)
+    assert db.ledger.sent_count(ISSUE_ID) == 0
     db.close()
     new = config.delivery.outbox / "new"
     if new.is_file():
@@ -369,8 +371,8 @@ def test_dkim_signs_every_message_when_configured(tmp_path: Path, monkeypatch: p
         tmp_path, 'dkim_key = "keys/dkim.pem"\ndkim_selector = "digest2026"\ndkim_domain = "blmk.example"'
     )
     make_built_issue(config)
-    db = open_state(config.state_path)
-    subscribers.upsert_subscriber(db, "a@example.org", name="A", at=NOW)
+    db = open_store(config)
+    db.subscribers.upsert_subscriber("a@example.org", name="A", at=NOW)
     report = send_issue(config, db, now=NOW)
     db.close()
     assert report.ok
@@ -387,24 +389,22 @@ def test_dkim_signs_every_message_when_configured(tmp_path: Path, monkeypatch: p
 def test_approval_required_blocks_an_unapproved_send_but_not_a_test_send(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from digest.state import approvals
 
     monkeypatch.setenv("DIGEST_SECRET", "test-secret")
     config = write_config(tmp_path)
     config.path.write_text(config.path.read_text() + "\n[approval]\nrequired = true\n")
     config = load_config(config.path)
     make_built_issue(config)
-    db = open_state(config.state_path)
-    subscribers.upsert_subscriber(db, "a@example.org", name="A", at=NOW)
+    db = open_store(config)
+    db.subscribers.upsert_subscriber("a@example.org", name="A", at=NOW)
     db.close()
     assert run_send(config) == 8
     assert "has not been approved" in capsys.readouterr().err
     assert run_send(config, "--to", "editor@example.org") == 0
-    db = open_state(config.state_path)
-    record = issues.get_issue(db, ISSUE_ID)
+    db = open_store(config)
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None
-    approvals.record_approval(
-        db,
+    db.approvals.record_approval(
         issue_id=ISSUE_ID,
         approved_by="editor",
         approved_at=NOW,
@@ -421,20 +421,20 @@ def test_the_heartbeat_keeps_the_claim_fresh_and_notices_a_take_over(config: Con
 
     from digest.deliver.issue import Heartbeat
 
-    db = open_state(config.state_path)
+    db = open_store(config)
     clock = [NOW]
-    ledger.claim_send(db, ISSUE_ID, "me:1:a", at=NOW)
+    db.ledger.claim_send(ISSUE_ID, "me:1:a", at=NOW)
     with Heartbeat(db, ISSUE_ID, "me:1:a", lambda: clock[0], every=timedelta(seconds=0.01)) as beat:
         clock[0] = NOW + timedelta(minutes=1)
         for _ in range(500):  # bounded: until the heartbeat has moved on
-            claim = ledger.get_claim(db, ISSUE_ID)
+            claim = db.ledger.get_claim(ISSUE_ID)
             if claim is not None and claim.heartbeat_at == clock[0]:
                 break
             threading.Event().wait(0.01)
         assert claim is not None and claim.heartbeat_at == clock[0]
         assert not beat.lost
         # Another process takes the claim over (as if ours had gone stale): the heartbeat notices.
-        ledger.claim_send(db, ISSUE_ID, "other:2:b", at=NOW + timedelta(hours=1))
+        db.ledger.claim_send(ISSUE_ID, "other:2:b", at=NOW + timedelta(hours=1))
         for _ in range(500):
             if beat.lost:
                 break
@@ -445,30 +445,30 @@ def test_the_heartbeat_keeps_the_claim_fresh_and_notices_a_take_over(config: Con
 
 def test_a_sender_whose_claim_is_taken_over_stops_before_its_next_message(config: Config) -> None:
     """The claim is checked before every hand-over, not only at the next heartbeat."""
-    other = open_state(config.state_path)
+    other = open_store(config)
 
     def take_over_after_two(done: int, planned: int) -> None:
         if done == 2:  # another process decides our claim is stale and takes the issue over
-            ledger.claim_send(other, ISSUE_ID, "other-host:1:x", at=NOW + timedelta(hours=1))
+            other.ledger.claim_send(ISSUE_ID, "other-host:1:x", at=NOW + timedelta(hours=1))
 
-    db = open_state(config.state_path)
+    db = open_store(config)
     report = send_issue(config, db, now=NOW, on_progress=take_over_after_two)
     assert report.sent == 2
     assert report.error is not None
     assert "another process took over" in report.error
     assert len(recipients_of(config)) == 2
-    assert ledger.get_claim(db, ISSUE_ID) is not None  # the new holder's claim is left alone
+    assert db.ledger.get_claim(ISSUE_ID) is not None  # the new holder's claim is left alone
 
 
 def test_a_recipient_served_by_another_sender_meanwhile_is_skipped(config: Config) -> None:
-    other = open_state(config.state_path)
+    other = open_store(config)
 
     def serve_reader4_elsewhere(done: int, planned: int) -> None:
         if done == 1:  # after our page of pending recipients was read
-            ledger.record_sent(other, ISSUE_ID, "reader4@example.org", message_id="<elsewhere@x>", at=NOW)
+            other.ledger.record_sent(ISSUE_ID, "reader4@example.org", message_id="<elsewhere@x>", at=NOW)
 
-    db = open_state(config.state_path)
+    db = open_store(config)
     report = send_issue(config, db, now=NOW, on_progress=serve_reader4_elsewhere)
     assert report.error is None
     assert recipients_of(config) == [f"reader{i}@example.org" for i in range(4)]
-    assert ledger.ledger_entry(db, ISSUE_ID, "reader4@example.org").message_id == "<elsewhere@x>"
+    assert db.ledger.ledger_entry(ISSUE_ID, "reader4@example.org").message_id == "<elsewhere@x>"

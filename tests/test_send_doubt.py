@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 from send_support import ISSUE_ID, NOW, make_built_issue, smtp_server, write_config, write_lock
+from state_support import sql
 
 from digest.cli import main
 from digest.config import Config
 from digest.errors import DigestError
 from digest.pipeline.send import send_issue
-from digest.state import issues, ledger, open_state, subscribers
+from digest.state.store import open_store
 
 pytestmark = pytest.mark.smtp
 MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
@@ -82,10 +83,10 @@ def setup(root: Path, port: int, *, count: int, smtp: str) -> tuple[Config, list
         f"retries = 2\nretry_delay = 0.02\n{smtp}",
     )
     make_built_issue(config)
-    db = open_state(config.state_path)
+    db = open_store(config)
     emails = [f"reader{i:02d}@example.org" for i in range(count)]
     for address in emails:
-        subscribers.upsert_subscriber(db, address, name=None, at=NOW)
+        db.subscribers.upsert_subscriber(address, name=None, at=NOW)
     db.close()
     return config, emails
 
@@ -133,12 +134,12 @@ def test_no_reply_within_data_timeout_is_in_doubt_not_retried_then_resent_with_t
             captured.out
         )
         assert "cannot be reached" not in captured.out + captured.err
-        db = open_state(config.state_path)
-        row = ledger.ledger_entry(db, ISSUE_ID, held)
+        db = open_store(config)
+        row = db.ledger.ledger_entry(ISSUE_ID, held)
         assert row is not None and row.status == "in_doubt"
         (first_id,) = handler.ids(held)
         assert row.message_id == first_id.decode()
-        record = issues.get_issue(db, ISSUE_ID)
+        record = db.issues.get_issue(ISSUE_ID)
         assert record is not None and record.sent_at is None  # not complete while one is in doubt
         db.close()
         assert main(["status", "--config", str(config.path), "--json"]) == 0
@@ -155,10 +156,10 @@ def test_no_reply_within_data_timeout_is_in_doubt_not_retried_then_resent_with_t
         assert "sent 1, already sent 3" in capsys.readouterr().out
     assert handler.counts()[held] == 2
     assert handler.ids(held) == {first_id}  # the same Message-ID: one message in the reader's client
-    db = open_state(config.state_path)
-    row = ledger.ledger_entry(db, ISSUE_ID, held)
+    db = open_store(config)
+    row = db.ledger.ledger_entry(ISSUE_ID, held)
     assert row is not None and row.status == "sent" and row.message_id == first_id.decode()
-    record = issues.get_issue(db, ISSUE_ID)
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is not None
     db.close()
 
@@ -179,8 +180,8 @@ def test_the_message_id_is_per_issue_and_recipient_and_names_no_one(
     for mid in real:
         assert mid.endswith(b"@blmk.example>")  # the domain of the From address
         assert b"reader" not in mid and b"example.org" not in mid
-    db = open_state(config.state_path)
-    stored = {r.email: r.message_id for r in ledger.iter_ledger(db, ISSUE_ID)}
+    db = open_store(config)
+    stored = {r.email: r.message_id for r in db.ledger.iter_ledger(ISSUE_ID)}
     db.close()
     for rcpt in emails:
         assert stored[rcpt] is not None and stored[rcpt].encode() in ids[rcpt]
@@ -195,8 +196,8 @@ def test_a_failed_ledger_write_stops_every_worker_with_at_most_pool_size_unrecor
     handler = SlowFilter(stall_after=5)
     with smtp_server(handler) as server:
         config, _ = setup(tmp_path, server.port, count=30, smtp=f"pool_size = {pool}\ntimeout = 10")
-        db = open_state(config.state_path)
-        db.execute("PRAGMA busy_timeout = 300")  # give up on the lock soon (the default waits 30 s)
+        db = open_store(config)
+        sql(db).execute("PRAGMA busy_timeout = 300")  # give up on the lock soon (the default waits 30 s)
         outcome: list[BaseException] = []
 
         def run() -> None:
@@ -215,8 +216,8 @@ def test_a_failed_ledger_write_stops_every_worker_with_at_most_pool_size_unrecor
             received = sum(handler.counts().values())
         db.close()
     assert outcome, "the send should fail on the locked state"
-    db = open_state(config.state_path)
-    recorded = ledger.sent_count(db, ISSUE_ID)
+    db = open_store(config)
+    recorded = db.ledger.sent_count(ISSUE_ID)
     db.close()
     assert received - recorded <= pool, (received, recorded)
     assert sum(handler.counts().values()) == received  # nothing was handed over after the failure
@@ -243,13 +244,13 @@ def test_the_ledger_migration_keeps_every_row_and_accepts_the_new_statuses(tmp_p
             (issue_id, email, status, message_id, detail, to_iso(NOW)),
         )
     old.close()
-    db = open_state(path)
+    db = open_store(path)
     kept = [
-        (r.issue_id, r.email, r.status, r.message_id, r.detail) for r in ledger.iter_ledger(db, "2025-W18")
+        (r.issue_id, r.email, r.status, r.message_id, r.detail) for r in db.ledger.iter_ledger("2025-W18")
     ]
     assert kept == rows
-    ledger.record_in_doubt(db, "2025-W18", "B@example.org", message_id="<m@y>", detail="no reply", at=NOW)
-    ledger.record_failed(db, "2025-W18", "c@example.org", detail="550 5.7.1", at=NOW, permanent=True)
-    ledger.record_in_doubt(db, "2025-W18", "a@example.org", message_id="<m@y>", detail="no reply", at=NOW)
-    assert ledger.status_counts(db, "2025-W18") == {"sent": 1, "failed": 0, "refused": 1, "in_doubt": 1}
+    db.ledger.record_in_doubt("2025-W18", "B@example.org", message_id="<m@y>", detail="no reply", at=NOW)
+    db.ledger.record_failed("2025-W18", "c@example.org", detail="550 5.7.1", at=NOW, permanent=True)
+    db.ledger.record_in_doubt("2025-W18", "a@example.org", message_id="<m@y>", detail="no reply", at=NOW)
+    assert db.ledger.status_counts("2025-W18") == {"sent": 1, "failed": 0, "refused": 1, "in_doubt": 1}
     db.close()

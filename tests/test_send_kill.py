@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from send_support import ISSUE_ID, NOW, make_built_issue, smtp_server, write_config, write_lock
 
-from digest.state import issues, ledger, open_state, subscribers
+from digest.state.store import open_store
 
 pytestmark = pytest.mark.smtp
 REPO = Path(__file__).resolve().parent.parent
@@ -123,10 +123,10 @@ def test_sigkill_at_random_points_loses_no_one_and_duplicates_at_most_pool_size(
             "rate_per_second = 1000\ntimeout = 30\nretries = 1\nretry_delay = 0.05",
         )
         make_built_issue(config)
-        db = open_state(config.state_path)
+        db = open_store(config)
         emails = [f"reader{i:03d}@example.org" for i in range(SUBSCRIBERS)]
         for address in emails:
-            subscribers.upsert_subscriber(db, address, name=None, at=NOW)
+            db.subscribers.upsert_subscriber(address, name=None, at=NOW)
         db.close()
         command = [sys.executable, "-m", "digest", "send", "--config", str(config.path)]
 
@@ -179,8 +179,8 @@ def test_sigkill_at_random_points_loses_no_one_and_duplicates_at_most_pool_size(
     for rcpt, mid in handler.copies:
         ids.setdefault(rcpt, set()).add(mid)
     assert all(len(v) == 1 for v in ids.values()), "a re-sent copy carries a different Message-ID"
-    db = open_state(config.state_path)
-    assert ledger.sent_count(db, ISSUE_ID) == SUBSCRIBERS
-    record = issues.get_issue(db, ISSUE_ID)
+    db = open_store(config)
+    assert db.ledger.sent_count(ISSUE_ID) == SUBSCRIBERS
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is not None
     db.close()

@@ -13,7 +13,7 @@ from send_support import ISSUE_ID, NOW, Recorder, make_built_issue, smtp_server,
 from digest.cli import main
 from digest.config import Config, load_config
 from digest.errors import ConfigError
-from digest.state import issues, ledger, open_state, subscribers
+from digest.state.store import open_store
 
 pytestmark = pytest.mark.smtp
 
@@ -32,10 +32,10 @@ def setup(root: Path, port: int, *, count: int, smtp: str = "", retries: int = 2
         f"rate_per_second = 1000\ntimeout = 10\nretries = {retries}\nretry_delay = 0.02\n{smtp}",
     )
     make_built_issue(config)
-    db = open_state(config.state_path)
+    db = open_store(config)
     emails = [f"reader{i:02d}@example.org" for i in range(count)]
     for address in emails:
-        subscribers.upsert_subscriber(db, address, name=None, at=NOW)
+        db.subscribers.upsert_subscriber(address, name=None, at=NOW)
     db.close()
     return config, emails
 
@@ -78,8 +78,8 @@ def test_a_refused_login_stops_the_send_after_the_first_refusal(
     assert auth.attempts == 1, auth.mechanisms  # not 4 connections x (PLAIN, LOGIN)
     assert "refused the login of 'digest'" in captured.err
     assert recorder.messages == [] and recorder.mail_attempts == 0
-    db = open_state(config.state_path)
-    assert list(ledger.iter_ledger(db, ISSUE_ID)) == []  # nobody marked failed
+    db = open_store(config)
+    assert list(db.ledger.iter_ledger(ISSUE_ID)) == []  # nobody marked failed
     db.close()
 
 
@@ -111,12 +111,12 @@ def test_a_permanent_refusal_is_final_for_the_issue_unless_retry_failed(
         assert recorder.rcpt_attempts[refused] == 2
         capsys.readouterr()
     assert sorted(recorder.recipients()) == [e for e in emails if e != refused]
-    db = open_state(config.state_path)
-    row = ledger.ledger_entry(db, ISSUE_ID, refused)
+    db = open_store(config)
+    row = db.ledger.ledger_entry(ISSUE_ID, refused)
     assert row is not None and row.status == "refused" and "5.7.1" in (row.detail or "")
-    subscriber = subscribers.get_subscriber(db, refused)
+    subscriber = db.subscribers.get_subscriber(refused)
     assert subscriber is not None and subscriber.status == "active"  # 5.7.x is not a hard bounce
-    record = issues.get_issue(db, ISSUE_ID)
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is not None
     db.close()
 
@@ -185,6 +185,6 @@ def test_staff_domains_need_allow_special_domains(tmp_path: Path, capsys: pytest
     assert "added 1, updated 0, unchanged 1, rejected 0" in capsys.readouterr().out
     assert main(["subscribers", "add", "dan@host.test", *c]) != 0  # other special names stay refused
     assert main(["subscribers", "remove", "ann@staff.local", *c]) == 0
-    db = open_state(config.state_path)
-    assert subscribers.get_subscriber(db, "bob@hr.local") is not None
+    db = open_store(config)
+    assert db.subscribers.get_subscriber("bob@hr.local") is not None
     db.close()

@@ -32,7 +32,7 @@ from digest.cli import main
 from digest.config import Config
 from digest.deliver import tokens
 from digest.pipeline.send import send_issue
-from digest.state import issues, ledger, open_state, subscribers
+from digest.state.store import open_store
 
 pytestmark = pytest.mark.smtp
 REPO = Path(__file__).resolve().parent.parent
@@ -48,10 +48,10 @@ def setup(
         f"rate_per_second = 500\ntimeout = {timeout}\nretries = 2\nretry_delay = 0.02\n{smtp}",
     )
     make_built_issue(config)
-    db = open_state(config.state_path)
+    db = open_store(config)
     emails = [f"reader{i:02d}@example.org" for i in range(count)]
     for i, address in enumerate(emails):
-        subscribers.upsert_subscriber(db, address, name=f"Reader {i}" if names else None, at=NOW)
+        db.subscribers.upsert_subscriber(address, name=f"Reader {i}" if names else None, at=NOW)
     db.close()
     return config, emails
 
@@ -87,8 +87,8 @@ def test_what_the_server_receives(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert message["Reply-To"] == "comms@blmk.example"
         text, html = parts(message)
         url = text.split("Unsubscribe: ", 1)[1].split("\n", 1)[0]
-        db = open_state(config.state_path)
-        subscriber = subscribers.get_subscriber(db, address)
+        db = open_store(config)
+        subscriber = db.subscribers.get_subscriber(address)
         db.close()
         assert subscriber is not None
         token_id = tokens.read_unsubscribe_token("smtp-test-secret", url.split("token=", 1)[1])
@@ -99,8 +99,8 @@ def test_what_the_server_receives(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert text.startswith(f"Hello Reader {number},\n")
         assert f"<p>Hello Reader {number},</p>" in html and f'href="{url}"' in html
     assert len({parse(m.data)["Message-ID"] for m in recorder.messages}) == 10
-    db = open_state(config.state_path)
-    record = issues.get_issue(db, ISSUE_ID)
+    db = open_store(config)
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is not None
     db.close()
 
@@ -145,10 +145,10 @@ def test_starttls_and_login(
         monkeypatch.delenv("DIGEST_SMTP_PASSWORD", raising=False)
         assert send(config) == 2
         assert "DIGEST_SMTP_PASSWORD is not set" in capsys.readouterr().err
-        db = open_state(config.state_path)
-        record = issues.get_issue(db, ISSUE_ID)
+        db = open_store(config)
+        record = db.issues.get_issue(ISSUE_ID)
         assert record is not None and record.send_started_at is None  # nothing claimed or frozen
-        assert ledger.get_claim(db, ISSUE_ID) is None
+        assert db.ledger.get_claim(ISSUE_ID) is None
         db.close()
         # A wrong password: the login is refused, nothing is sent, exit 5.
         monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "wrong")
@@ -196,8 +196,8 @@ def test_4xx_replies_are_retried_until_they_succeed(
             in out
         )
         assert sorted(recorder.recipients()) == [e for e in emails if e != "reader02@example.org"]
-        db = open_state(config.state_path)
-        record = issues.get_issue(db, ISSUE_ID)
+        db = open_store(config)
+        record = db.issues.get_issue(ISSUE_ID)
         assert record is not None and record.sent_at is None  # not everyone has it yet
         db.close()
         # The mailbox clears; the next run sends only to the one still without it.
@@ -224,12 +224,12 @@ def test_5xx_replies_are_recorded_and_hard_bounces_mark_the_subscriber(
         in out
     )
     assert "failed reader02@example.org: 552 5.2.2 mailbox full (permanent)" in out
-    db = open_state(config.state_path)
-    bounced = subscribers.get_subscriber(db, "reader01@example.org")
+    db = open_store(config)
+    bounced = db.subscribers.get_subscriber("reader01@example.org")
     assert bounced is not None and bounced.status == "bounced" and "no such user" in (bounced.reason or "")
-    full = subscribers.get_subscriber(db, "reader02@example.org")
+    full = db.subscribers.get_subscriber("reader02@example.org")
     assert full is not None and full.status == "active"
-    rows = {r.email: r for r in ledger.iter_ledger(db, ISSUE_ID)}
+    rows = {r.email: r for r in db.ledger.iter_ledger(ISSUE_ID)}
     assert rows["reader01@example.org"].status == "refused" and "550 5.1.1" in (
         rows["reader01@example.org"].detail or ""
     )
@@ -237,7 +237,7 @@ def test_5xx_replies_are_recorded_and_hard_bounces_mark_the_subscriber(
         rows["reader02@example.org"].detail or ""
     )
     # Everyone else has it and the rest were refused permanently: the issue counts as sent.
-    record = issues.get_issue(db, ISSUE_ID)
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is not None
     db.close()
 
@@ -250,10 +250,10 @@ def test_an_unreachable_server_is_exit_5_and_nothing_is_recorded(
     captured = capsys.readouterr()
     assert "cannot be reached" in captured.err and "resumes where it stopped" in captured.err
     assert "sent 0, already sent 0, failed 0, in doubt 0, not attempted 3" in captured.out
-    db = open_state(config.state_path)
-    assert list(ledger.iter_ledger(db, ISSUE_ID)) == []
-    assert ledger.get_claim(db, ISSUE_ID) is None
-    record = issues.get_issue(db, ISSUE_ID)
+    db = open_store(config)
+    assert list(db.ledger.iter_ledger(ISSUE_ID)) == []
+    assert db.ledger.get_claim(ISSUE_ID) is None
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is None
     db.close()
 
@@ -273,10 +273,10 @@ def test_a_refused_sender_stops_the_send_at_once_with_one_error_and_nobody_marke
     assert "refused the sender address 'news@blmk.example': 553 5.7.1" in captured.err
     assert "[delivery] from_address" in captured.err
     assert "failed 0" in captured.out and "not attempted 20" in captured.out
-    db = open_state(config.state_path)
-    assert list(ledger.iter_ledger(db, ISSUE_ID)) == []
-    assert all(s.status == "active" for s in subscribers.iter_subscribers(db, None))
-    assert ledger.get_claim(db, ISSUE_ID) is None
+    db = open_store(config)
+    assert list(db.ledger.iter_ledger(ISSUE_ID)) == []
+    assert all(s.status == "active" for s in db.subscribers.iter_subscribers(None))
+    assert db.ledger.get_claim(ISSUE_ID) is None
     db.close()
 
 
@@ -294,12 +294,12 @@ def test_server_stopped_mid_send_then_restarted_everyone_gets_exactly_one_copy(
 
         stopper = threading.Thread(target=stop_when_stalled)
         stopper.start()
-        db = open_state(config.state_path)
+        db = open_store(config)
         report = send_issue(config, db, now=NOW)
         stopper.join()
         assert report.error is not None and "cannot be reached" in report.error
         assert not report.ok and not report.completed
-        assert ledger.sent_count(db, ISSUE_ID) == report.sent == len(first.messages) == 7
+        assert db.ledger.sent_count(ISSUE_ID) == report.sent == len(first.messages) == 7
         db.close()
     second = Recorder()
     with smtp_server(second, port=port):
@@ -387,9 +387,9 @@ def test_ctrl_c_mid_send_finishes_and_records_the_messages_in_flight_then_the_re
         assert "Stopped on request" in out and "Run digest send again" in out
         first = recorder.recipients()
         assert 2 <= len(first) < len(emails)  # at most the pool's queue more than the two in
-        db = open_state(config.state_path)
-        assert sorted(r.email for r in ledger.iter_ledger(db, ISSUE_ID, "sent")) == sorted(first)
-        assert ledger.get_claim(db, ISSUE_ID) is None
+        db = open_store(config)
+        assert sorted(r.email for r in db.ledger.iter_ledger(ISSUE_ID, "sent")) == sorted(first)
+        assert db.ledger.get_claim(ISSUE_ID) is None
         db.close()
         assert send(config) == 0
     assert Counter(recorder.recipients()) == dict.fromkeys(emails, 1)
@@ -452,10 +452,10 @@ def test_the_issue_digest_build_makes_is_sent_personalised(
         assert url in text_part and url in html_part  # html.escape leaves this URL unchanged
         assert message["Subject"] == "BLMK Health and Care Partnership weekly news: 9 May 2025"
         assert message["To"].addresses[0].addr_spec == address
-    db = open_state(site / ".digest" / "state.db")
-    record = issues.get_issue(db, "2025-W19")
+    db = open_store(site / ".digest" / "state.db")
+    record = db.issues.get_issue("2025-W19")
     assert record is not None and record.sent_at is not None
-    assert issues.sent_entry_ids(db)  # the issue's entries now count as sent
+    assert db.issues.sent_entry_ids()  # the issue's entries now count as sent
     db.close()
 
 
@@ -480,8 +480,8 @@ def test_sigterm_while_waiting_to_retry_an_unreachable_server_stops_at_once_with
         "timeout = 5\nretries = 3\nretry_delay = 60\n",
     )
     make_built_issue(config)
-    db = open_state(config.state_path)
-    subscribers.upsert_subscriber(db, "a@example.org", name="Ann", at=NOW)
+    db = open_store(config)
+    db.subscribers.upsert_subscriber("a@example.org", name="Ann", at=NOW)
     db.close()
     env = {**os.environ, "DIGEST_SECRET": "smtp-test-secret"}
     command = [sys.executable, "-m", "digest", "send", "--config", str(config.path)]
@@ -501,11 +501,11 @@ def test_sigterm_while_waiting_to_retry_an_unreachable_server_stops_at_once_with
     assert "Stopped on request: 1 recipient(s) left" in out
     assert "cannot be reached" not in err
     assert "retrying a@example.org in 120.00 s" not in err
-    db = open_state(config.state_path)
-    assert list(ledger.iter_ledger(db, ISSUE_ID)) == []  # not recorded as failed: it was never tried out
-    assert ledger.get_claim(db, ISSUE_ID) is None
-    record = issues.get_issue(db, ISSUE_ID)
+    db = open_store(config)
+    assert list(db.ledger.iter_ledger(ISSUE_ID)) == []  # not recorded as failed: it was never tried out
+    assert db.ledger.get_claim(ISSUE_ID) is None
+    record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is None
-    subscriber = subscribers.get_subscriber(db, "a@example.org")
+    subscriber = db.subscribers.get_subscriber("a@example.org")
     assert subscriber is not None and subscriber.status == "active"
     db.close()

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 from run_site import cli_env, digest_command, make_site
+from state_support import sql
 
 from digest.config import Config, load_config
 from digest.errors import StateError
 from digest.pipeline.build import build_issue
-from digest.state import open_state, subscribers
 from digest.state.schema import MIGRATIONS
+from digest.state.store import open_store
 
 AS_OF = datetime(2025, 5, 9, 7, tzinfo=UTC)
 FAST_BUSY = {"DIGEST_STATE_BUSY_TIMEOUT_MS": "200"}
@@ -54,7 +55,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A site with three subscribers and one built, unsent issue (copied by each test)."""
     root = tmp_path_factory.mktemp("template") / "site"
     config = make_site(root, [("Midwives celebrated", datetime(2025, 5, 5, 9, tzinfo=UTC))])
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         assert build_issue(config, db, now=AS_OF, as_of=AS_OF).built is not None
     finally:
@@ -219,13 +220,13 @@ def test_a_disk_that_takes_no_more_bytes_is_exit_6(template: Path, tmp_path: Pat
 def test_sqlite_full_says_the_disk_is_full(template: Path, tmp_path: Path) -> None:
     """SQLITE_FULL (here from a page cap on the connection: the same error a full disk gives)."""
     config = copy_site(template, tmp_path / "site")
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
-        db.execute(f"PRAGMA max_page_count = {pages}")
+        pages = sql(db).execute("PRAGMA page_count").fetchone()[0]
+        sql(db).execute(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(StateError) as caught:
             for i in range(2000):
-                subscribers.upsert_subscriber(db, f"p{i}@example.org", name="x" * 500, at=AS_OF)
+                db.subscribers.upsert_subscriber(f"p{i}@example.org", name="x" * 500, at=AS_OF)
     finally:
         db.close()
     assert "the disk is full" in caught.value.message
@@ -236,7 +237,7 @@ def test_sqlite_full_says_the_disk_is_full(template: Path, tmp_path: Path) -> No
 def test_errors_while_iterating_rows_are_state_errors(tmp_path: Path) -> None:
     """An error met while fetching later rows (not at execute) is a StateError too: iteration, fetchone,
     fetchmany and fetchall all go through the boundary."""
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     # Row 1 is abs(-2**62); row 2 is abs(-2**63), which SQLite refuses ("integer overflow").
     query = "WITH t(n) AS (VALUES (1), (2)) SELECT abs(n * -4611686018427387904) FROM t"
     try:
@@ -247,7 +248,7 @@ def test_errors_while_iterating_rows_are_state_errors(tmp_path: Path) -> None:
             lambda c: c.fetchall(),
         ]
         for fetch in fetches:
-            cursor = db.execute(query)  # the first row is fine: execute succeeds
+            cursor = sql(db).execute(query)  # the first row is fine: execute succeeds
             with pytest.raises(StateError, match="integer overflow") as caught:
                 fetch(cursor)
             assert str(tmp_path / "state.db") in caught.value.message
@@ -257,10 +258,10 @@ def test_errors_while_iterating_rows_are_state_errors(tmp_path: Path) -> None:
 
 def test_a_constraint_violation_is_not_a_state_error(tmp_path: Path) -> None:
     """Integrity errors stay answers for the state modules (a slot that already has a run)."""
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     try:
         with pytest.raises(sqlite3.IntegrityError):
-            db.execute("INSERT INTO settings (key, value) VALUES ('a', NULL)")
+            sql(db).execute("INSERT INTO settings (key, value) VALUES ('a', NULL)")
     finally:
         db.close()
 
@@ -269,18 +270,18 @@ def test_the_busy_timeout_comes_from_the_environment_and_is_checked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DIGEST_STATE_BUSY_TIMEOUT_MS", "1234")
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     try:
-        assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
+        assert sql(db).execute("PRAGMA busy_timeout").fetchone()[0] == 1234
     finally:
         db.close()
     monkeypatch.setenv("DIGEST_STATE_BUSY_TIMEOUT_MS", "soon")
     with pytest.raises(Exception, match="DIGEST_STATE_BUSY_TIMEOUT_MS='soon'"):
-        open_state(tmp_path / "state.db")
+        open_store(tmp_path / "state.db")
     monkeypatch.delenv("DIGEST_STATE_BUSY_TIMEOUT_MS")
-    db = open_state(tmp_path / "state.db")
+    db = open_store(tmp_path / "state.db")
     try:
-        assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+        assert sql(db).execute("PRAGMA busy_timeout").fetchone()[0] == 30000
     finally:
         db.close()
 
@@ -355,14 +356,14 @@ def test_read_only_open_does_not_migrate_or_write(template: Path, tmp_path: Path
     """The read-only mode itself (whoever runs the test): nothing is created, nothing written."""
     config = copy_site(template, tmp_path / "site")
     before = config.state_path.read_bytes()
-    db = open_state(config.state_path, read_only=True)
+    db = open_store(config.state_path, read_only=True)
     try:
-        assert db.execute("SELECT count(*) FROM subscribers").fetchone()[0] == 3
+        assert sql(db).execute("SELECT count(*) FROM subscribers").fetchone()[0] == 3
         with pytest.raises(StateError, match="cannot be written"):
-            db.execute("DELETE FROM subscribers")
+            sql(db).execute("DELETE FROM subscribers")
     finally:
         db.close()
     assert config.state_path.read_bytes() == before
     assert not config.state_path.with_name("state.db-wal").exists()
     with pytest.raises(StateError, match="no state database yet"):
-        open_state(tmp_path / "none" / "state.db", read_only=True)
+        open_store(tmp_path / "none" / "state.db", read_only=True)

@@ -11,9 +11,8 @@ import pytest
 
 from digest.cli import main
 from digest.config import load_config
-from digest.state import open_state
 from digest.state.backend import Database, SqliteDatabase, open_database
-from digest.state.runs import start_run
+from digest.state.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 AS_OF = "2025-05-09T17:00:00+01:00"
@@ -32,9 +31,9 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
     for address in ("Ann@Example.org", "bob@example.org", "cat@example.org"):
         assert main(["subscribers", "add", "--config", config, address, "--name", "Reader"]) == 0
     assert main(["send", "--config", config]) == 0
-    db = open_state(folder / ".digest" / "state.db")
-    start_run(db, started_at=datetime(2025, 5, 9, 16, tzinfo=UTC))
-    start_run(db, started_at=datetime(2025, 5, 9, 17, tzinfo=UTC))
+    db = open_store(folder / ".digest" / "state.db")
+    db.runs.start_run(started_at=datetime(2025, 5, 9, 16, tzinfo=UTC))
+    db.runs.start_run(started_at=datetime(2025, 5, 9, 17, tzinfo=UTC))
     db.close()
     capsys.readouterr()
     return folder

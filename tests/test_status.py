@@ -11,7 +11,7 @@ from pathlib import Path
 from run_site import make_site, run_cli
 
 from digest.pipeline.run import run_once
-from digest.state import ledger, open_state
+from digest.state.store import open_store
 
 AS_OF = datetime(2025, 5, 9, 7, tzinfo=UTC)
 
@@ -38,8 +38,8 @@ timeout = 1
     )
     first = run_once(config, now=AS_OF, as_of=AS_OF)
     assert first.outcome == "sent"
-    db = open_state(config.state_path)
-    ledger.record_failed(db, "2025-W19", "gone@example.org", detail="550 no such user", at=AS_OF)
+    db = open_store(config)
+    db.ledger.record_failed("2025-W19", "gone@example.org", detail="550 no such user", at=AS_OF)
     db.close()
     after_one = json.loads(run_cli(config, "status", "--json").stdout)
     partner = next(s for s in after_one["sources"] if s["name"] == "Partner feed")

@@ -13,7 +13,7 @@ import pytest
 from send_support import write_config
 
 from digest.cli import main
-from digest.state import open_state, subscribers
+from digest.state.store import open_store
 
 
 @pytest.fixture
@@ -34,9 +34,9 @@ def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def state(config_path: Path) -> dict[str, tuple[str | None, str]]:
-    db = open_state(config_path.parent / ".digest" / "state.db")
+    db = open_store(config_path.parent / ".digest" / "state.db")
     try:
-        return {s.email: (s.name, s.status) for s in subscribers.iter_subscribers(db)}
+        return {s.email: (s.name, s.status) for s in db.subscribers.iter_subscribers()}
     finally:
         db.close()
 
@@ -77,8 +77,8 @@ def test_reimport_updates_names_and_never_resubscribes(
     csv_file = tmp_path / "people.csv"
     csv_file.write_text("email,name\na@example.org,A\nb@example.org,B\n", encoding="utf-8")
     assert main(["subscribers", "import", str(csv_file), "--config", str(config_path)]) == 0
-    db = open_state(config_path.parent / ".digest" / "state.db")
-    subscribers.set_status(db, "b@example.org", "unsubscribed", at=datetime.now(UTC))
+    db = open_store(config_path.parent / ".digest" / "state.db")
+    db.subscribers.set_status("b@example.org", "unsubscribed", at=datetime.now(UTC))
     db.close()
     csv_file.write_text("email,name\na@example.org,Alice\nb@example.org,B\nc@example.org\n", encoding="utf-8")
     capsys.readouterr()
@@ -142,9 +142,9 @@ def test_add_remove_list_and_status_filter(config_path: Path, capsys: pytest.Cap
     assert main(["subscribers", "add", "tom@example.org", *c]) == 0
     assert main(["subscribers", "add", "not an address", *c]) == 2
     assert "not a valid email address" in capsys.readouterr().err
-    db = open_state(config_path.parent / ".digest" / "state.db")
-    subscribers.set_status(
-        db, "tom@example.org", "bounced", at=datetime.now(UTC), reason="550 5.1.1 no such user"
+    db = open_store(config_path.parent / ".digest" / "state.db")
+    db.subscribers.set_status(
+        "tom@example.org", "bounced", at=datetime.now(UTC), reason="550 5.1.1 no such user"
     )
     db.close()
     assert main(["subscribers", "list", *c]) == 0
@@ -180,8 +180,8 @@ def test_list_never_cuts_an_address_short_on_a_narrow_terminal(
     assert "ann@xn--bcher-kva.example.org: added" in capsys.readouterr().out  # stored as SMTP sends it
     long_one = "communications.and.engagement.team@bedfordshire-luton-milton-keynes.nhs.example"
     assert main(["subscribers", "add", long_one, *c]) == 0
-    db = open_state(config_path.parent / ".digest" / "state.db")
-    subscribers.set_status(db, long_one, "bounced", at=datetime.now(UTC), reason="550 5.1.1 no such user")
+    db = open_store(config_path.parent / ".digest" / "state.db")
+    db.subscribers.set_status(long_one, "bounced", at=datetime.now(UTC), reason="550 5.1.1 no such user")
     db.close()
     for width in ("60", "120"):
         result = subprocess.run(
@@ -210,5 +210,5 @@ def test_remove_accepts_an_address_as_typed_with_a_unicode_domain(
     assert main(["subscribers", "add", "ann@bücher.example.org", *c]) == 0
     assert main(["subscribers", "remove", " Ann@Bücher.example.org ", *c]) == 0
     assert "removed" in capsys.readouterr().out
-    db = open_state(config_path.parent / ".digest" / "state.db")
-    assert subscribers.count_subscribers(db) == 0
+    db = open_store(config_path.parent / ".digest" / "state.db")
+    assert db.subscribers.count_subscribers() == 0

@@ -15,21 +15,15 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 from itsdangerous import URLSafeSerializer
+from state_support import sql
 from test_archive import make_config
 from web_support import served
 
 from digest.config import Config
 from digest.deliver.audience import add_subscriber, import_csv
 from digest.deliver.tokens import unsubscribe_secret, unsubscribe_token, unsubscribe_url
-from digest.state import open_state
 from digest.state.schema import MIGRATIONS
-from digest.state.subscribers import (
-    get_subscriber,
-    iter_subscribers,
-    remove_subscriber,
-    set_status,
-    upsert_subscriber,
-)
+from digest.state.store import open_store
 from digest.web.public import create_public_app
 
 NOW = datetime(2025, 5, 9, 9, 0, tzinfo=UTC)
@@ -39,9 +33,9 @@ NOW = datetime(2025, 5, 9, 9, 0, tzinfo=UTC)
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
     monkeypatch.delenv("DIGEST_SECRET", raising=False)
     config = make_config(tmp_path)
-    db = open_state(config.state_path)
-    upsert_subscriber(db, "Ann.Reader@example.org", name="Ann", at=NOW)
-    upsert_subscriber(db, "bob@example.org", name="Bob", at=NOW)
+    db = open_store(config)
+    db.subscribers.upsert_subscriber("Ann.Reader@example.org", name="Ann", at=NOW)
+    db.subscribers.upsert_subscriber("bob@example.org", name="Bob", at=NOW)
     db.close()
     return config
 
@@ -54,9 +48,9 @@ def client(config: Config) -> Iterator[httpx.Client]:
 
 def token_for(config: Config, email: str) -> str:
     """The token the next email to `email` carries (of its current subscription)."""
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
-        subscriber = get_subscriber(db, email)
+        subscriber = db.subscribers.get_subscriber(email)
         assert subscriber is not None
         return unsubscribe_token(unsubscribe_secret(config, db), subscriber.token_id)
     finally:
@@ -64,9 +58,9 @@ def token_for(config: Config, email: str) -> str:
 
 
 def status(config: Config, email: str) -> str:
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
-        subscriber = get_subscriber(db, email)
+        subscriber = db.subscribers.get_subscriber(email)
         assert subscriber is not None
         return subscriber.status
     finally:
@@ -115,8 +109,8 @@ def test_rfc8058_one_click_post_answers_200_without_a_redirect(config: Config, c
     assert not response.is_redirect
     assert status(config, "bob@example.org") == "unsubscribed"
     assert status(config, "ann.reader@example.org") == "active"
-    db = open_state(config.state_path)
-    subscriber = get_subscriber(db, "bob@example.org")
+    db = open_store(config)
+    subscriber = db.subscribers.get_subscriber("bob@example.org")
     assert subscriber is not None
     assert subscriber.reason == "unsubscribed (one-click)"
     assert subscriber.updated_at == NOW
@@ -173,8 +167,8 @@ def test_the_secret_from_the_environment_signs_the_tokens(
     generated = token_for(config, "bob@example.org")
     monkeypatch.setenv("DIGEST_SECRET", "s3cret-from-the-environment")
     from_env = token_for(config, "bob@example.org")
-    db = open_state(config.state_path)
-    bob = get_subscriber(db, "bob@example.org")
+    db = open_store(config)
+    bob = db.subscribers.get_subscriber("bob@example.org")
     db.close()
     assert bob is not None
     assert from_env == unsubscribe_token("s3cret-from-the-environment", bob.token_id)
@@ -189,8 +183,8 @@ def test_an_address_removed_since_gets_a_link_no_longer_valid_page(
     config: Config, client: httpx.Client
 ) -> None:
     token = token_for(config, "bob@example.org")
-    db = open_state(config.state_path)
-    remove_subscriber(db, "bob@example.org")
+    db = open_store(config)
+    db.subscribers.remove_subscriber("bob@example.org")
     db.close()
     page = client.get("/unsubscribe", params={"token": token})
     assert page.status_code == 200
@@ -200,8 +194,8 @@ def test_an_address_removed_since_gets_a_link_no_longer_valid_page(
 
 
 def test_feed_like_markup_in_an_address_is_escaped(config: Config, client: httpx.Client) -> None:
-    db = open_state(config.state_path)
-    upsert_subscriber(db, '"<script>alert(1)</script>"@example.org', name=None, at=NOW)
+    db = open_store(config)
+    db.subscribers.upsert_subscriber('"<script>alert(1)</script>"@example.org', name=None, at=NOW)
     db.close()
     token = token_for(config, '"<script>alert(1)</script>"@example.org')
     page = client.get("/unsubscribe", params={"token": token})
@@ -244,7 +238,7 @@ def test_a_token_names_no_one(config: Config) -> None:
 
 
 def test_an_old_token_does_not_unsubscribe_after_re_subscribing(config: Config, client: httpx.Client) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     old = token_for(config, "bob@example.org")
     assert client.post("/unsubscribe", data={"token": old}).status_code == 200
     assert status(config, "bob@example.org") == "unsubscribed"
@@ -278,9 +272,9 @@ def test_an_old_token_does_not_unsubscribe_after_re_subscribing(config: Config, 
 
 
 def _token_id(config: Config, email: str) -> str:
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
-        subscriber = get_subscriber(db, email)
+        subscriber = db.subscribers.get_subscriber(email)
         assert subscriber is not None
         return subscriber.token_id
     finally:
@@ -288,22 +282,22 @@ def _token_id(config: Config, email: str) -> str:
 
 
 def test_every_way_of_subscribing_again_gives_a_new_token_id(config: Config, tmp_path: Path) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     ids = {_token_id(config, "bob@example.org")}
     # add after remove
-    remove_subscriber(db, "bob@example.org")
+    db.subscribers.remove_subscriber("bob@example.org")
     add_subscriber(db, "bob@example.org", name=None, at=NOW)
     ids.add(_token_id(config, "bob@example.org"))
     # reactivation of an unsubscribed or bounced address by `add` or a status change
     for before in ("unsubscribed", "bounced"):
-        set_status(db, "bob@example.org", before, at=NOW)
+        db.subscribers.set_status("bob@example.org", before, at=NOW)
         add_subscriber(db, "BOB@example.org", name=None, at=NOW)
         ids.add(_token_id(config, "bob@example.org"))
-        set_status(db, "bob@example.org", before, at=NOW)
-        set_status(db, "bob@example.org", "active", at=NOW)
+        db.subscribers.set_status("bob@example.org", before, at=NOW)
+        db.subscribers.set_status("bob@example.org", "active", at=NOW)
         ids.add(_token_id(config, "bob@example.org"))
     # import of a removed address
-    remove_subscriber(db, "bob@example.org")
+    db.subscribers.remove_subscriber("bob@example.org")
     csv = tmp_path / "people.csv"
     csv.write_text("email,name\nbob@example.org,Bob\n", encoding="utf-8")
     import_csv(db, csv, at=NOW)
@@ -313,15 +307,15 @@ def test_every_way_of_subscribing_again_gives_a_new_token_id(config: Config, tmp
     same = _token_id(config, "bob@example.org")
     add_subscriber(db, "bob@example.org", name="Robert", at=NOW)
     import_csv(db, csv, at=NOW)
-    set_status(db, "bob@example.org", "active", at=NOW)
+    db.subscribers.set_status("bob@example.org", "active", at=NOW)
     db.close()
     assert _token_id(config, "bob@example.org") == same
 
 
 def test_tokens_of_before_the_upgrade_work_until_re_subscribing(config: Config, client: httpx.Client) -> None:
     """Emails sent by the previous version carry tokens naming the address: they keep working."""
-    db = open_state(config.state_path)
-    db.execute("UPDATE subscribers SET address_tokens = 1")  # as the migration leaves existing rows
+    db = open_store(config)
+    sql(db).execute("UPDATE subscribers SET address_tokens = 1")  # as the migration leaves existing rows
     secret = unsubscribe_secret(config, db)
     db.close()
     legacy = {
@@ -332,8 +326,8 @@ def test_tokens_of_before_the_upgrade_work_until_re_subscribing(config: Config, 
     assert "Do you want to stop receiving" in page.text
     assert client.post("/unsubscribe", data={"token": legacy["ann.reader@example.org"]}).status_code == 200
     assert status(config, "ann.reader@example.org") == "unsubscribed"
-    db = open_state(config.state_path)
-    set_status(db, "bob@example.org", "unsubscribed", at=NOW)
+    db = open_store(config)
+    db.subscribers.set_status("bob@example.org", "unsubscribed", at=NOW)
     add_subscriber(db, "bob@example.org", name=None, at=NOW)
     db.close()
     page = client.post("/unsubscribe", data={"token": legacy["bob@example.org"]})
@@ -353,21 +347,21 @@ def test_the_migration_gives_existing_subscribers_distinct_token_ids(tmp_path: P
         )
     db.commit()
     db.close()
-    state = open_state(tmp_path / "state.db")
-    found = list(iter_subscribers(state))
+    state = open_store(tmp_path / "state.db")
+    found = list(state.subscribers.iter_subscribers())
     state.close()
     assert len({s.token_id for s in found}) == 2
     assert all(len(s.token_id) == 32 and s.address_tokens for s in found)
 
 
 def test_a_subscriber_inserted_without_a_token_id_gets_one(tmp_path: Path) -> None:
-    db = open_state(tmp_path / "state.db")
-    db.execute(
+    db = open_store(tmp_path / "state.db")
+    sql(db).execute(
         "INSERT INTO subscribers (email, status, created_at, updated_at)"
         " VALUES ('c@example.org', 'active', ?, ?)",
         (NOW.isoformat(), NOW.isoformat()),
     )
-    found = get_subscriber(db, "c@example.org")
+    found = db.subscribers.get_subscriber("c@example.org")
     db.close()
     assert found is not None
     assert len(found.token_id) == 32

@@ -10,8 +10,7 @@ from test_archive import make_config
 from web_support import axe_serious, screenshot_dir, served
 
 from digest.deliver.tokens import unsubscribe_secret, unsubscribe_token
-from digest.state import open_state
-from digest.state.subscribers import get_subscriber, upsert_subscriber
+from digest.state.store import open_store
 from digest.web.public import create_public_app
 
 NOW = datetime(2025, 5, 9, 9, 0, tzinfo=UTC)
@@ -19,9 +18,9 @@ pytestmark = pytest.mark.browser
 
 
 def status(db_path: Path, email: str) -> str:
-    db = open_state(db_path)
+    db = open_store(db_path)
     try:
-        subscriber = get_subscriber(db, email)
+        subscriber = db.subscribers.get_subscriber(email)
         assert subscriber is not None
         return subscriber.status
     finally:
@@ -37,9 +36,9 @@ def test_unsubscribe_through_the_page(
 
     monkeypatch.delenv("DIGEST_SECRET", raising=False)
     config = load_config(sample_project(tmp_path))  # the shipped sample, as the README screenshots show it
-    db = open_state(config.state_path)
-    upsert_subscriber(db, "ann@example.org", name="Ann", at=NOW)
-    subscriber = get_subscriber(db, "ann@example.org")
+    db = open_store(config)
+    db.subscribers.upsert_subscriber("ann@example.org", name="Ann", at=NOW)
+    subscriber = db.subscribers.get_subscriber("ann@example.org")
     assert subscriber is not None
     token = unsubscribe_token(unsubscribe_secret(config, db), subscriber.token_id)
     db.close()
@@ -73,9 +72,9 @@ def test_one_click_post_from_the_browser(
 ) -> None:
     monkeypatch.delenv("DIGEST_SECRET", raising=False)
     config = make_config(tmp_path / "site")
-    db = open_state(config.state_path)
-    upsert_subscriber(db, "bob@example.org", name=None, at=NOW)
-    subscriber = get_subscriber(db, "bob@example.org")
+    db = open_store(config)
+    db.subscribers.upsert_subscriber("bob@example.org", name=None, at=NOW)
+    subscriber = db.subscribers.get_subscriber("bob@example.org")
     assert subscriber is not None
     token = unsubscribe_token(unsubscribe_secret(config, db), subscriber.token_id)
     db.close()

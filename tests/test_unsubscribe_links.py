@@ -13,7 +13,7 @@ from send_support import NOW, Recorder, make_built_issue, smtp_server, write_con
 from digest.cli import main
 from digest.config import load_config
 from digest.config.links import review_links
-from digest.state import open_state, subscribers
+from digest.state.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -109,8 +109,8 @@ def test_send_refuses_insecure_links_unless_allowed(
         config.path.write_text(text)
         config = load_config(config.path)
         make_built_issue(config)
-        db = open_state(config.state_path)
-        subscribers.upsert_subscriber(db, "reader@example.org", name=None, at=NOW)
+        db = open_store(config)
+        db.subscribers.upsert_subscriber("reader@example.org", name=None, at=NOW)
         db.close()
         c = ["send", "--config", str(config.path)]
         assert main(c) == 2

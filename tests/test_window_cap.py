@@ -21,7 +21,7 @@ from digest.models import Window
 from digest.pipeline.build import build_issue
 from digest.pipeline.run import run_once
 from digest.pipeline.send import send_issue
-from digest.state import open_state
+from digest.state.store import open_store
 from digest.web.workspace import Workspace
 
 FIRST = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)  # the last issue sent before the pause
@@ -48,7 +48,7 @@ def _site(root: Path, max_window_days: int | None = None) -> Config:
 
 
 def _send_first_issue(config: Config) -> None:
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         outcome = build_issue(config, db, now=FIRST)
         assert outcome.built is not None
@@ -71,7 +71,7 @@ def test_a_build_after_a_long_pause_covers_only_max_window_days_and_says_what_wa
     config = _site(tmp_path / "site")
     assert config.digest.max_window_days == 31  # the default
     _send_first_issue(config)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         outcome = build_issue(config, db, now=LATER)
     finally:
@@ -88,7 +88,7 @@ def test_a_build_after_a_long_pause_covers_only_max_window_days_and_says_what_wa
     assert as_of is not None and as_of[1] == "2025-06-09T17:00:00+01:00"
 
     # Following the hint makes an issue of the earlier period, which takes the first left-out entry.
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         earlier = build_issue(config, db, now=LATER, as_of=datetime.fromisoformat(as_of[1]))
     finally:
@@ -99,7 +99,7 @@ def test_a_build_after_a_long_pause_covers_only_max_window_days_and_says_what_wa
 def test_raising_max_window_days_includes_everything_since_the_last_issue(tmp_path: Path) -> None:
     config = _site(tmp_path / "site", max_window_days=1000)
     _send_first_issue(config)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         outcome = build_issue(config, db, now=LATER)
     finally:
@@ -124,7 +124,7 @@ def test_a_first_issue_is_capped_too_when_lookback_days_is_longer(tmp_path: Path
     )
     config.path.write_text(text, encoding="utf-8")
     config = load_config(config.path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         outcome = build_issue(config, db, now=datetime(2025, 6, 5, 12, tzinfo=UTC))
     finally:

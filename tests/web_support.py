@@ -14,6 +14,8 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
+from digest.state.store import Store
+
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
@@ -83,14 +85,10 @@ def write_built_issue(
 def record_sent(db: object, folder: Path, issue_id: str, *, sent_at: datetime, edition: int = 1) -> None:
     """Record the fixture issue as built and sent in state."""
     import hashlib
-    import sqlite3
 
-    from digest.state.issues import mark_issue_sent, record_built_issue
-
-    assert isinstance(db, sqlite3.Connection)
+    assert isinstance(db, Store)
     data = json.loads((folder / "issue.json").read_text())
-    record_built_issue(
-        db,
+    db.issues.record_built_issue(
         issue_id=issue_id,
         edition=edition,
         window_start=datetime.fromisoformat(data["window"]["start"]),
@@ -103,7 +101,7 @@ def record_sent(db: object, folder: Path, issue_id: str, *, sent_at: datetime, e
         entry_ids=["e1"],
         empty=False,
     )
-    mark_issue_sent(db, issue_id, sent_at.astimezone(UTC))
+    db.issues.mark_issue_sent(issue_id, sent_at.astimezone(UTC))
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,8 +11,7 @@ import click
 from digest.cli.common import config_option, read_config, stdout
 from digest.errors import UsageError
 from digest.pipeline.bounces import choose_source, process_bounces
-from digest.state import bounces as bounce_state
-from digest.state import open_state, subscribers
+from digest.state.store import open_store
 
 
 @click.group("bounces")
@@ -42,7 +41,7 @@ def process_command(config_path: Path, maildir: Path | None, imap: bool, dry_run
     """
     config = read_config(config_path)
     source = choose_source(config, maildir=maildir, imap=imap)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         report = process_bounces(
             config, db, source=source, maildir=maildir, dry_run=dry_run, now=lambda: datetime.now(UTC)
@@ -76,10 +75,10 @@ def process_command(config_path: Path, maildir: Path | None, imap: bool, dry_run
 def show_command(config_path: Path, email: str) -> int:
     """Show one subscriber: status, why, and every bounce and complaint with its DSN status."""
     config = read_config(config_path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
-        subscriber = subscribers.get_subscriber(db, email.strip())
-        events = list(bounce_state.events_for(db, email.strip())) if subscriber else []
+        subscriber = db.subscribers.get_subscriber(email.strip())
+        events = list(db.bounces.events_for(email.strip())) if subscriber else []
     finally:
         db.close()
     if subscriber is None:

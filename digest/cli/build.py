@@ -13,7 +13,7 @@ from babel.dates import format_datetime
 from digest.cli.common import config_option, read_config, stderr, stdout
 from digest.config import Config
 from digest.errors import UsageError
-from digest.state import open_state
+from digest.state.store import open_store
 
 
 def parse_as_of(value: str | None, timezone: str) -> datetime | None:
@@ -68,7 +68,7 @@ def build_command(config_path: Path, as_of: str | None, out_dir: Path | None, of
 
     config = read_config(config_path)
     when = parse_as_of(as_of, config.digest.timezone)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         spinner = stderr.status("building") if stderr.is_terminal else None
         with spinner or nullcontext():

@@ -15,7 +15,7 @@ from digest.cli.common import config_option, read_config, stderr, stdout
 from digest.errors import UsageError
 from digest.models import SourceReport, SourceStatus
 from digest.pipeline.ingest import ingest_sources
-from digest.state import open_state
+from digest.state.store import open_store
 
 EXIT_SOURCES_FAILED = 3
 
@@ -98,7 +98,7 @@ def fetch_command(config_path: Path, as_json: bool, strict: bool, offline: bool)
         raise UsageError(
             f"{config.path}: no source is enabled", hint="set enabled = true on a [[sources]] table"
         )
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         with Progress(
             TextColumn("fetching"),

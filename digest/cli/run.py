@@ -21,7 +21,8 @@ from digest.errors import BusyError, DigestError, UsageError
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
 from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time
 from digest.schedule.lock import RunLock
-from digest.state import open_state, writable
+from digest.state import writable
+from digest.state.store import open_store
 
 if TYPE_CHECKING:
     from digest.pipeline.run import RunOutcome
@@ -307,7 +308,7 @@ def status_command(config_path: Path, as_json: bool) -> int:
     """Show recent issues, runs, the next scheduled run and source health."""
     config = read_config(config_path)
     # Reading needs no write access: a read-only state folder is opened read-only, without migrating.
-    db = open_state(config.state_path, read_only=not writable(config.state_path))
+    db = open_store(config.state_path, read_only=not writable(config.state_path))
     try:
         status = gather_status(config, db, now=_now())
     finally:

@@ -27,7 +27,7 @@ from digest.config.links import insecure_links_error, review_links
 from digest.deliver import audience
 from digest.errors import UsageError
 from digest.pipeline.send import SendReport, send_issue
-from digest.state import open_state, subscribers
+from digest.state.store import open_store
 from digest.state.subscribers import STATUSES
 
 _SHOW_FAILURES = 20
@@ -183,7 +183,7 @@ def send_command(
     """
     config = read_config(config_path)
     _refuse_insecure_links(config, allowed=allow_insecure_links, dry_run=dry_run)
-    db = open_state(config.state_path)
+    db = open_store(config)
     addresses = _split_addresses(to)
     if to and not addresses:
         raise UsageError("--to: give at least one address")
@@ -256,7 +256,7 @@ def import_command(config_path: Path, csv_file: Path) -> int:
     Bad rows are reported with their line number and skipped. People who unsubscribed or bounced stay so.
     """
     config = read_config(config_path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         report = audience.import_csv(
             db,
@@ -289,7 +289,7 @@ def import_command(config_path: Path, csv_file: Path) -> int:
 def add_command(config_path: Path, email: str, name: str | None) -> int:
     """Add one subscriber (or re-activate one who unsubscribed or bounced)."""
     config = read_config(config_path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         address, outcome = audience.add_subscriber(
             db,
@@ -310,7 +310,7 @@ def add_command(config_path: Path, email: str, name: str | None) -> int:
 def remove_command(config_path: Path, email: str) -> int:
     """Delete one subscriber from the list (the send history keeps its records)."""
     config = read_config(config_path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         address = audience.normalise_address(
             email, allow_special_domains=config.subscribers.allow_special_domains
@@ -318,7 +318,7 @@ def remove_command(config_path: Path, email: str) -> int:
     except ValueError:
         address = email.strip()  # not a valid address now: it may still be on an old list as written
     try:
-        removed = subscribers.remove_subscriber(db, address)
+        removed = db.subscribers.remove_subscriber(address)
     finally:
         db.close()
     if not removed:
@@ -335,11 +335,11 @@ def remove_command(config_path: Path, email: str) -> int:
 def list_command(config_path: Path, status: str | None) -> int:
     """List subscribers (address, name, status and why) in address order."""
     config = read_config(config_path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         chosen = next((s for s in STATUSES if s == status), None)
-        listed = list(subscribers.iter_subscribers(db, chosen))
-        count = subscribers.count_subscribers(db, chosen)
+        listed = list(db.subscribers.iter_subscribers(chosen))
+        count = db.subscribers.count_subscribers(chosen)
     finally:
         db.close()
     # Addresses are never cut short (they are copied from here): the email column is as wide as the

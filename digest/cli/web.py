@@ -15,8 +15,7 @@ from digest.cli.build import parse_as_of
 from digest.cli.common import config_option, read_config, stdout
 from digest.errors import UsageError
 from digest.pipeline import web
-from digest.state import open_state
-from digest.state.issues import get_issue, recent_issues
+from digest.state.store import open_store
 from digest.web.app import create_preview_app
 from digest.web.hosts import bound_names
 from digest.web.public import create_public_app
@@ -147,14 +146,14 @@ def publish(config_path: Path, issue_id: str | None) -> int:
     losing the archive folder.
     """
     config = read_config(config_path)
-    db = open_state(config.state_path)
+    db = open_store(config)
     try:
         if issue_id is not None:
-            if get_issue(db, issue_id) is None:
+            if db.issues.get_issue(issue_id) is None:
                 raise UsageError(f"issue {issue_id}: not found in state")
             ids = [issue_id]
         else:
-            ids = [r.id for r in reversed(recent_issues(db, limit=10_000)) if r.sent_at is not None]
+            ids = [r.id for r in reversed(db.issues.recent_issues(limit=10_000)) if r.sent_at is not None]
         for one in ids:
             page = web.publish_issue(config, db, one)
             stdout.print(f"published {one}: {page}", markup=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.deliver.headers import clean_text
 from digest.errors import UsageError
-from digest.state import subscribers, transaction
+from digest.state.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +100,7 @@ def clean_name(raw: str | None) -> str | None:
 
 
 def add_subscriber(
-    db: sqlite3.Connection,
+    db: Store,
     email: str,
     *,
     name: str | None,
@@ -120,8 +119,8 @@ def add_subscriber(
             f"{email!r} is not a valid email address: {e}",
             hint="write one address like name@example.org (a name goes in --name)",
         ) from e
-    with transaction(db):
-        outcome = subscribers.upsert_subscriber(db, address, name=clean_name(name), at=at, reactivate=True)
+    with db.transaction():
+        outcome = db.subscribers.upsert_subscriber(address, name=clean_name(name), at=at, reactivate=True)
     return address, outcome
 
 
@@ -160,9 +159,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         yield start, {key: row[i] if i < len(row) else "" for key, i in index.items()}
 
 
-def import_csv(
-    db: sqlite3.Connection, path: Path, *, at: datetime, allow_special_domains: bool = False
-) -> ImportReport:
+def import_csv(db: Store, path: Path, *, at: datetime, allow_special_domains: bool = False) -> ImportReport:
     """Add or update every valid row of a CSV (columns `email`, optional `name`) in one transaction.
 
     Bad rows are skipped and reported with their line number; people who unsubscribed or bounced stay so.
@@ -175,7 +172,7 @@ def import_csv(
     kept = 0
     rejected: list[Rejected] = []
     seen: dict[str, int] = {}
-    with transaction(db):
+    with db.transaction():
         for line, row in rows:
             raw = row.get("email", "")
             try:
@@ -189,9 +186,9 @@ def import_csv(
                 continue
             seen[key] = line
             name = clean_name(row.get("name")) if "name" in row else None
-            outcome = subscribers.upsert_subscriber(db, address, name=name, at=at, reactivate=False)
+            outcome = db.subscribers.upsert_subscriber(address, name=name, at=at, reactivate=False)
             counts[outcome] += 1
-            existing = subscribers.get_subscriber(db, address)
+            existing = db.subscribers.get_subscriber(address)
             if existing is not None and existing.status != "active":
                 kept += 1
     return ImportReport(

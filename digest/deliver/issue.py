@@ -9,13 +9,11 @@ import hashlib
 import hmac
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from digest.config import Config
 from digest.deliver import tokens
@@ -28,8 +26,9 @@ from digest.deliver.smtp import SmtpTransport
 from digest.deliver.tokens import unsubscribe_secret
 from digest.deliver.transport import Job, Transport
 from digest.errors import ConfigError, DeliveryError, DigestError, UsageError
-from digest.state import issues, ledger, open_state
+from digest.state import ledger
 from digest.state.issues import IssueRecord
+from digest.state.store import Store
 
 log = logging.getLogger(__name__)
 TEST_PREFIX = "[TEST] "
@@ -48,7 +47,7 @@ class PreparedIssue:
 
 
 def choose_issue(
-    db: sqlite3.Connection, issue_id: str | None, *, test: bool = False, why: str | None = None
+    db: Store, issue_id: str | None, *, test: bool = False, why: str | None = None
 ) -> tuple[IssueRecord, str]:
     """The issue to send and why it was chosen (in words for the summary and the log).
 
@@ -62,21 +61,21 @@ def choose_issue(
         UsageError: no such issue, or none built yet.
     """
     if issue_id:
-        record = issues.get_issue(db, issue_id)
+        record = db.issues.get_issue(issue_id)
         if record is None:
             raise UsageError(f"no built issue {issue_id!r}", hint="digest status lists the built issues")
         return record, why or "chosen with --issue"
-    interrupted = issues.interrupted_issue(db)
+    interrupted = db.issues.interrupted_issue()
     if interrupted is not None:
         if test:
             return (
                 interrupted,
                 "the issue digest send sends next; its interrupted send is not resumed by a test",
             )
-        latest = issues.latest_issue(db)
+        latest = db.issues.latest_issue()
         newer = f"; issue {latest.id} is sent after it" if latest and latest.id != interrupted.id else ""
         return interrupted, f"its send was interrupted and is resumed first{newer}"
-    record = issues.latest_issue(db)
+    record = db.issues.latest_issue()
     if record is None:
         raise UsageError("no issue has been built yet", hint="run digest build first")
     if record.sent_at is not None:
@@ -125,9 +124,7 @@ def message_sender(config: Config) -> Sender:
     )
 
 
-def prepare_issue(
-    config: Config, db: sqlite3.Connection, record: IssueRecord, *, test: bool
-) -> PreparedIssue:
+def prepare_issue(config: Config, db: Store, record: IssueRecord, *, test: bool) -> PreparedIssue:
     html, text = issue_files(record)
     d = config.delivery
     sender = message_sender(config)
@@ -198,7 +195,7 @@ def make_job(
 
 
 class Heartbeat:
-    """Keeps the send claim fresh from a thread with its own connection; `lost` if it was taken over.
+    """Keeps the send claim fresh from a thread with its own handle on the state; `lost` if taken over.
 
     If the claim cannot be refreshed for half the time after which others may take it over (the state
     file is locked or unwritable), `lost` is set too: better to stop than to risk a second sender.
@@ -206,7 +203,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        db: sqlite3.Connection,
+        db: Store,
         issue_id: str,
         holder: str,
         clock: Callable[[], datetime],
@@ -217,13 +214,11 @@ class Heartbeat:
         self._issue_id, self._holder, self._clock = issue_id, holder, clock
         self._every = every.total_seconds()
         self._stop = threading.Event()
-        row = db.execute("PRAGMA database_list").fetchone()
-        self._path = Path(row["file"]) if row is not None and row["file"] else None
+        self._store = db
         self._thread = threading.Thread(target=self._run, name="send-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
-        if self._path is not None:
-            self._thread.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -232,16 +227,15 @@ class Heartbeat:
             self._thread.join()
 
     def _run(self) -> None:
-        assert self._path is not None  # noqa: S101 - started only with a file
         give_up = ledger.CLAIM_STALE_AFTER.total_seconds() / 2
         last_ok = time.monotonic()
-        db: sqlite3.Connection | None = None
+        db: Store | None = None
         try:
             while not self._stop.wait(self._every):
                 try:
-                    db = db or open_state(self._path)
-                    ours = ledger.refresh_claim(db, self._issue_id, self._holder, at=self._clock())
-                except (sqlite3.Error, DigestError) as e:
+                    db = db or self._store.another()
+                    ours = db.ledger.refresh_claim(self._issue_id, self._holder, at=self._clock())
+                except DigestError as e:
                     log.warning("could not refresh the claim on issue %s: %s", self._issue_id, e)
                     if time.monotonic() - last_ok > give_up:
                         self.lost = True

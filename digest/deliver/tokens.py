@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sqlite3
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 
 from digest.config import Config
-from digest.state.settings import generated_secret, get_setting
+from digest.state.store import Store
 
 _SALT = "digest.unsubscribe.v2"
 # Tokens of digest before token ids: base64 JSON naming the address. Still read (they are in emails
@@ -37,14 +36,14 @@ class StaleTokenError(BadTokenError):
     """The token is genuine but names no current subscription (re-subscribed or removed since)."""
 
 
-def unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str:
+def unsubscribe_secret(config: Config, db: Store) -> str:
     """The secret unsubscribe tokens are signed with: `$<[web] secret_env>`, else one generated in state."""
-    return os.environ.get(config.web.secret_env) or generated_secret(db, _SECRET_KEY)
+    return os.environ.get(config.web.secret_env) or db.settings.generated_secret(_SECRET_KEY)
 
 
-def existing_unsubscribe_secret(config: Config, db: sqlite3.Connection) -> str | None:
+def existing_unsubscribe_secret(config: Config, db: Store) -> str | None:
     """The secret if there is one yet, without creating it (for read-only callers)."""
-    return os.environ.get(config.web.secret_env) or get_setting(db, _SECRET_KEY)
+    return os.environ.get(config.web.secret_env) or db.settings.get_setting(_SECRET_KEY)
 
 
 def _signer(secret: str) -> Signer:

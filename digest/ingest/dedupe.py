@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from digest.ingest.clean import normalised_title
 from digest.models import Entry
@@ -71,7 +71,8 @@ def _join_same_titles(items: list[Entry], titles: list[str], groups: _Groups, wi
     for i, (entry, title) in enumerate(zip(items, titles, strict=True)):
         if title and not entry.date_estimated and (entry.source, title) not in repeated:
             by_title.setdefault(title, []).append(i)
-    anchors: dict[str, list[int]] = {}  # title -> the anchor of each of its stories, in date order
+    # title -> each of its stories as (anchor, the sources in it), in date order
+    anchors: dict[str, list[tuple[int, set[str]]]] = {}
     for title, members in by_title.items():
         members.sort(key=lambda i: (items[i].published, i))
         anchor = -1
@@ -86,7 +87,7 @@ def _join_same_titles(items: list[Entry], titles: list[str], groups: _Groups, wi
                 groups.join(anchor, i)
             else:
                 anchor, sources = i, set()
-                anchors.setdefault(title, []).append(i)
+                anchors.setdefault(title, []).append((i, sources))
             sources.add(entry.source)
     keys = sorted(anchors)
     for title, members in by_title.items():
@@ -104,23 +105,28 @@ def _join_nearest(
     prefix: str,
     *,
     keys: list[str],
-    anchors: dict[str, list[int]],
+    anchors: dict[str, list[tuple[int, set[str]]]],
     items: list[Entry],
     groups: _Groups,
     window: timedelta,
 ) -> None:
+    """Join entry `i` (its title cut short to `prefix`) to the nearest story, in time, whose title starts
+    with `prefix` and which holds an entry from another source. Ties go to the earlier story, then to the
+    title that sorts first, so the outcome does not depend on the order of the input."""
     entry = items[i]
-    best: tuple[timedelta, int] | None = None
+    best: tuple[timedelta, datetime, str, int] | None = None
     for key in keys[bisect.bisect_left(keys, prefix) :]:
         if not key.startswith(prefix):
             break
-        for j in anchors[key]:
-            other = items[j]
-            gap = abs(other.published - entry.published)
-            if j != i and other.source != entry.source and gap <= window and (best is None or gap < best[0]):
-                best = (gap, j)
+        for j, sources in anchors[key]:
+            gap = abs(items[j].published - entry.published)
+            if j == i or gap > window or not sources - {entry.source}:
+                continue
+            candidate = (gap, items[j].published, key, j)
+            if best is None or candidate[:3] < best[:3]:
+                best = candidate
     if best is not None:
-        groups.join(i, best[1])
+        groups.join(i, best[3])
 
 
 def _join_same_keys(items: list[Entry], groups: _Groups) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sqlite3
 import urllib.robotparser
 from dataclasses import replace
 from datetime import datetime
@@ -29,6 +28,7 @@ from digest.ingest import clean, fetch
 from digest.ingest.parse.article import ArticleMeta, read_article
 from digest.models import Entry
 from digest.state import articles as article_state
+from digest.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Enricher:
 
     async def enrich(
         self,
-        db: sqlite3.Connection,
+        db: Store,
         source: Source,
         entries: tuple[Entry, ...],
         *,
@@ -72,7 +72,7 @@ class Enricher:
     ) -> tuple[Entry, ...]:
         """`entries` with what their article pages say filled in (`known`: ids state already holds)."""
         located = {e.id: where for e in entries if (where := article_location(e))}
-        stored = article_state.get_articles(db, sorted(set(located.values())))
+        stored = db.articles.get_articles(sorted(set(located.values())))
         wanted: dict[str, article_state.ArticleRecord | None] = {}
         for entry in entries:
             where = located.get(entry.id)
@@ -101,7 +101,7 @@ class Enricher:
 
     async def _one(
         self,
-        db: sqlite3.Connection,
+        db: Store,
         source: Source,
         where: str,
         record: article_state.ArticleRecord | None,
@@ -112,11 +112,11 @@ class Enricher:
             try:
                 if not where.startswith(("http://", "https://")):
                     meta = await asyncio.to_thread(self._read_file, where)
-                    article_state.record_article(db, where, at=now, status="ok", meta=meta)
+                    db.articles.record_article(where, at=now, status="ok", meta=meta)
                     return meta
                 if not await self._allowed(source, where):
                     log.info("%s: robots.txt disallows %s; not enriching from it", source.name, where)
-                    article_state.record_article(db, where, at=now, status="disallowed")
+                    db.articles.record_article(where, at=now, status="disallowed")
                     return None
                 validators = (
                     fetch.Validators(record.etag, record.last_modified)
@@ -135,26 +135,21 @@ class Enricher:
                 )
             except DigestError as e:
                 log.warning("%s: could not read the article %s: %s", source.name, where, e.message)
-                article_state.record_article(db, where, at=now, status="failed", error=e.message)
+                db.articles.record_article(where, at=now, status="failed", error=e.message)
                 return None
             except Exception as e:  # a bug with one odd page must not fail the source
                 log.exception("%s: unexpected error reading the article %s", source.name, where)
-                article_state.record_article(
-                    db, where, at=now, status="failed", error=f"{type(e).__name__}: {e}"
-                )
+                db.articles.record_article(where, at=now, status="failed", error=f"{type(e).__name__}: {e}")
                 return None
         if fetched.status == "not_modified" and record is not None and record.meta is not None:
-            article_state.touch_article(db, where, at=now)
+            db.articles.touch_article(where, at=now)
             return record.meta
         if fetched.status != "ok" or not fetched.documents:
-            article_state.record_article(
-                db, where, at=now, status="failed", error=f"HTTP {fetched.http_status}"
-            )
+            db.articles.record_article(where, at=now, status="failed", error=f"HTTP {fetched.http_status}")
             return None
         document = fetched.documents[0]
         meta = read_article(document.body, document.location, timezone=self.timezone)
-        article_state.record_article(
-            db,
+        db.articles.record_article(
             where,
             at=now,
             status="ok",

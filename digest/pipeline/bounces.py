@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +21,9 @@ from digest.deliver.bounces import Classified, Kind, classify_message, open_sour
 from digest.deliver.bounces.verp import VerpIndex, verp_id_of
 from digest.deliver.tokens import existing_unsubscribe_secret
 from digest.errors import UsageError
-from digest.state import bounces as bounce_state
-from digest.state import subscribers, transaction
+from digest.state import subscribers
 from digest.state.bounces import EventKind
+from digest.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def choose_source(config: Config, *, maildir: Path | None, imap: bool) -> str:
 
 
 def match(
-    db: sqlite3.Connection,
+    db: Store,
     classified: Classified,
     *,
     bounce_address: str | None,
@@ -111,26 +110,26 @@ def match(
                 email = found
                 break
     if classified.original_message_id:
-        sent = bounce_state.sent_message(db, classified.original_message_id)
+        sent = db.bounces.sent_message(classified.original_message_id)
         if sent is not None:
             issue = sent[0]
             email = email or sent[1]
     if email is None:
         for address in (*classified.recipients, *classified.original_recipients):
-            known = subscribers.get_subscriber(db, address)
+            known = db.subscribers.get_subscriber(address)
             if known is not None:
                 email = known.email
                 break
     if email is not None:
-        known = subscribers.get_subscriber(db, email)
+        known = db.subscribers.get_subscriber(email)
         email = known.email if known else None
     if email is not None and issue is None:
-        issue = bounce_state.latest_issue_sent_to(db, email)
+        issue = db.bounces.latest_issue_sent_to(email)
     return email, issue
 
 
 def apply_event(
-    db: sqlite3.Connection,
+    db: Store,
     *,
     kind: EventKind,
     email: str,
@@ -145,8 +144,8 @@ def apply_event(
 
     Returns the status set (`bounced`, `complained`) or None when nothing changed.
     """
-    with transaction(db):
-        current = subscribers.get_subscriber(db, email)
+    with db.transaction():
+        current = db.subscribers.get_subscriber(email)
         if current is None:
             return None
         new_status: subscribers.SubscriberStatus | None = None
@@ -157,8 +156,7 @@ def apply_event(
             new_status = "complained" if current.status != "complained" else None
         elif kind == "hard":
             new_status = "bounced" if current.status in ("active", "unsubscribed") else None
-        bounce_state.record_event(
-            db,
+        db.bounces.record_event(
             at=at,
             source=source,
             kind=kind,
@@ -169,13 +167,13 @@ def apply_event(
             changed_to=new_status,
         )
         if kind == "soft" and current.status == "active":
-            streak = bounce_state.soft_streak(db, current.email)
+            streak = db.bounces.soft_streak(current.email)
             if streak >= soft_limit:
                 new_status = "bounced"
                 reason = f"{streak} soft bounces in a row (soft_limit {soft_limit}); last: {reason}"
-                bounce_state.mark_last_event(db, current.email, new_status)
+                db.bounces.mark_last_event(current.email, new_status)
         if new_status is not None:
-            subscribers.set_status(db, current.email, new_status, at=at, reason=reason[:500])
+            db.subscribers.set_status(current.email, new_status, at=at, reason=reason[:500])
     if new_status is not None:
         log.info("%s: %s (%s)", current.email, new_status, reason)
     return new_status
@@ -183,7 +181,7 @@ def apply_event(
 
 def process_bounces(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     *,
     source: str,
     maildir: Path | None = None,
@@ -207,7 +205,7 @@ def process_bounces(
             secret = existing_unsubscribe_secret(config, db)
             if not secret:
                 return None
-            index = VerpIndex(secret, (s.email for s in subscribers.iter_subscribers(db)))
+            index = VerpIndex(secret, (s.email for s in db.subscribers.iter_subscribers()))
         return index.address(verp_id)
 
     mailbox = open_source(source, settings, maildir=maildir, dry_run=dry_run)
@@ -267,7 +265,7 @@ class HookOutcome:
 
 def handle_sns(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     body: bytes,
     *,
     now: datetime,
@@ -294,7 +292,7 @@ def handle_sns(
         log.warning("POST /hooks/ses refused: topic %s is not in [bounces] sns_topic_arns", topic)
         return HookOutcome(403, "refused: topic not allowed")
     message_id = str(message.get("MessageId", ""))
-    if bounce_state.hook_message_seen(db, message_id):
+    if db.bounces.hook_message_seen(message_id):
         return HookOutcome(200, "already processed")
     kind = message.get("Type")
     if kind == "SubscriptionConfirmation":
@@ -306,11 +304,11 @@ def handle_sns(
         except ses.SnsError as e:
             log.warning("SNS subscription to %s not confirmed: %s", topic, e)
             return HookOutcome(502, f"confirmation failed: {e}")
-        bounce_state.remember_hook_message(db, message_id, at=now)
+        db.bounces.remember_hook_message(message_id, at=now)
         log.info("confirmed the SNS subscription to %s", topic)
         return HookOutcome(200, "subscription confirmed")
     if kind != "Notification":
-        bounce_state.remember_hook_message(db, message_id, at=now)
+        db.bounces.remember_hook_message(message_id, at=now)
         return HookOutcome(200, "ignored")
     try:
         events = ses.ses_events(message)
@@ -319,23 +317,23 @@ def handle_sns(
     changed = _apply_ses_events(
         db, events, source=f"ses:{message_id}", soft_limit=settings.soft_limit, now=now
     )
-    bounce_state.remember_hook_message(db, message_id, at=now)
+    db.bounces.remember_hook_message(message_id, at=now)
     return HookOutcome(200, f"{len(events)} recipient(s) processed", changed)
 
 
 def _apply_ses_events(
-    db: sqlite3.Connection, events: tuple[ses.SesEvent, ...], *, source: str, soft_limit: int, now: datetime
+    db: Store, events: tuple[ses.SesEvent, ...], *, source: str, soft_limit: int, now: datetime
 ) -> tuple[str, ...]:
     changed: list[str] = []
     for event in events:
-        known = subscribers.get_subscriber(db, event.email)
+        known = db.subscribers.get_subscriber(event.email)
         if known is None:
             continue
         issue = None
         if event.message_id:
-            sent = bounce_state.sent_message(db, event.message_id)
+            sent = db.bounces.sent_message(event.message_id)
             issue = sent[0] if sent and sent[1].lower() == known.email.lower() else None
-        issue = issue or bounce_state.latest_issue_sent_to(db, known.email)
+        issue = issue or db.bounces.latest_issue_sent_to(known.email)
         became = apply_event(
             db,
             kind="complaint" if event.kind == "complaint" else ("hard" if event.kind == "hard" else "soft"),

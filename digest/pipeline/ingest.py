@@ -19,7 +19,6 @@ import json
 import logging
 import multiprocessing
 import os
-import sqlite3
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -36,9 +35,7 @@ from digest.ingest.dedupe import dedupe
 from digest.ingest.enrich import Enricher
 from digest.ingest.parse import Listing, ParseContext, parse_document
 from digest.models import Entry, SourceReport, SourceStatus
-from digest.state import entries as entry_state
-from digest.state import feeds as feed_state
-from digest.state.issues import sent_entry_ids
+from digest.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +66,7 @@ class IngestResult:
 
 def ingest_sources(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     *,
     now: datetime,
     offline: bool = False,
@@ -101,19 +98,19 @@ def ingest_sources(
         reports = _run(
             _fetch_all(config, db, now=now, on_progress=on_progress, backoff=backoff, workers=workers)
         )
-    entries = [e for source in sources for e in entry_state.current_entries(db, source.name)]
+    entries = [e for source in sources for e in db.entries.current_entries(source.name)]
     pruned = 0
     if not offline:
         before = now - timedelta(days=config.keep_days)
-        pruned = entry_state.prune_entries(db, before=before, sources=(s.name for s in config.sources))
+        pruned = db.entries.prune_entries(before=before, sources=(s.name for s in config.sources))
         if pruned:
             log.info("removed %d entries older than %d days that left their feeds", pruned, config.keep_days)
     return IngestResult(
-        entries=dedupe(entries, sent_ids=sent_entry_ids(db)), reports=tuple(reports), pruned=pruned
+        entries=dedupe(entries, sent_ids=db.issues.sent_entry_ids()), reports=tuple(reports), pruned=pruned
     )
 
 
-def source_reports(config: Config, db: sqlite3.Connection) -> tuple[SourceReport, ...]:
+def source_reports(config: Config, db: Store) -> tuple[SourceReport, ...]:
     """The last recorded health of each configured source (enabled or not), without fetching."""
     return tuple(_report_from_state(db, s) for s in config.sources)
 
@@ -164,7 +161,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 async def _fetch_all(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     *,
     now: datetime,
     on_progress: ProgressCallback | None,
@@ -210,7 +207,7 @@ def _configured_url(source: Source) -> str:
 
 async def _ingest_one(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     source: Source,
     client: httpx.AsyncClient,
     pool: concurrent.futures.ProcessPoolExecutor | None,
@@ -220,7 +217,7 @@ async def _ingest_one(
     enricher: Enricher | None = None,
 ) -> SourceReport:
     url = _configured_url(source)
-    record = feed_state.get_feed(db, source.name, url)
+    record = db.feeds.get_feed(source.name, url)
     if record is not None and record.gone:
         return _report_from_state(db, source)
     settings = _parse_settings(config, source)
@@ -266,10 +263,10 @@ async def _ingest_one(
 
 
 def _failed(
-    db: sqlite3.Connection, source: Source, url: str, error: str, status: int | None, *, now: datetime
+    db: Store, source: Source, url: str, error: str, status: int | None, *, now: datetime
 ) -> SourceReport:
-    feed_state.record_fetch(
-        db, source=source.name, url=url, status=SourceStatus.FAILED, at=now, http_status=status, error=error
+    db.feeds.record_fetch(
+        source=source.name, url=url, status=SourceStatus.FAILED, at=now, http_status=status, error=error
     )
     return _report_from_state(db, source)
 
@@ -335,7 +332,7 @@ async def _parse(
 
 async def _store(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     source: Source,
     url: str,
     fetched: fetch.Fetched,
@@ -357,12 +354,11 @@ async def _store(
         "permanent_url": permanent_url,
     }
     if status is not SourceStatus.OK:  # not modified or gone: the stored entries (and their counts) stand
-        feed_state.record_fetch(db, status=status, **common)
+        db.feeds.record_fetch(status=status, **common)
         return _report_from_state(db, source)
     body_sha256 = _body_sha256(fetched.documents)
     if body_sha256 == last_body_sha256:  # a server without validators sent the same bytes: like a 304
-        feed_state.record_fetch(
-            db,
+        db.feeds.record_fetch(
             status=SourceStatus.NOT_MODIFIED,
             **common,
             etag=fetched.validators.etag,
@@ -386,11 +382,10 @@ async def _store(
     if source.max_entries is not None:
         parsed = parsed[: source.max_entries]
     if enricher is not None:
-        known = entry_state.entry_ids(db, source.name)
+        known = db.entries.entry_ids(source.name)
         parsed = await enricher.enrich(db, source, parsed, known=known, now=now)
-    stored = entry_state.store_entries(db, source.name, parsed, now=now)
-    feed_state.record_fetch(
-        db,
+    stored = db.entries.store_entries(source.name, parsed, now=now)
+    db.feeds.record_fetch(
         status=status,
         **common,
         etag=fetched.validators.etag,
@@ -408,8 +403,8 @@ def _newest(entries: tuple[Entry, ...]) -> datetime | None:
     return max((e.published for e in entries if not e.date_estimated), default=None)
 
 
-def _report_from_state(db: sqlite3.Connection, source: Source) -> SourceReport:
-    record = feed_state.get_feed(db, source.name, _configured_url(source))
+def _report_from_state(db: Store, source: Source) -> SourceReport:
+    record = db.feeds.get_feed(source.name, _configured_url(source))
     if record is None or record.status is None:
         return SourceReport(
             name=source.name,
@@ -417,7 +412,7 @@ def _report_from_state(db: sqlite3.Connection, source: Source) -> SourceReport:
             category=source.category,
             status=SourceStatus.FAILED,
             # Not fetched at this url: entries kept from an earlier url of the source are still used
-            entries=len(entry_state.current_entries(db, source.name)),
+            entries=len(db.entries.current_entries(source.name)),
             error="never fetched (run digest fetch)",
         )
     return SourceReport(

@@ -16,7 +16,6 @@ Never double-send, never silently skip:
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,9 +27,9 @@ from digest.pipeline.build import build_issue
 from digest.pipeline.send import SendReport, send_issue
 from digest.schedule import Action, decide, describe_time, friendly_time, next_slot, previous_slot
 from digest.schedule.lock import RunLock
-from digest.state import approvals, issues, open_state
 from digest.state import runs as run_state
 from digest.state.issues import IssueRecord
+from digest.state.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +66,12 @@ def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def _approved(db: sqlite3.Connection, record: IssueRecord) -> bool:
-    return approvals.is_approved(db, record.id, record.html_sha256, record.text_sha256)
+def _approved(db: Store, record: IssueRecord) -> bool:
+    return db.approvals.is_approved(record.id, record.html_sha256, record.text_sha256)
 
 
-def _approved_unsent(db: sqlite3.Connection) -> IssueRecord | None:
-    latest = issues.latest_issue(db)
+def _approved_unsent(db: Store) -> IssueRecord | None:
+    latest = db.issues.latest_issue()
     if latest is not None and latest.sent_at is None and _approved(db, latest):
         return latest
     return None
@@ -80,7 +79,7 @@ def _approved_unsent(db: sqlite3.Connection) -> IssueRecord | None:
 
 def _send(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     record: IssueRecord,
     *,
     now: datetime,
@@ -146,8 +145,8 @@ def _from_report(report: SendReport) -> RunOutcome:
     )
 
 
-def _waiting(db: sqlite3.Connection, record: IssueRecord) -> RunOutcome:
-    approval = approvals.get_approval(db, record.id)
+def _waiting(db: Store, record: IssueRecord) -> RunOutcome:
+    approval = db.approvals.get_approval(record.id)
     why = "its approval no longer matches its content" if approval else "nobody has approved it yet"
     log.warning("issue %s is waiting for approval (%s); it is not sent", record.id, why)
     return RunOutcome(
@@ -160,7 +159,7 @@ def _waiting(db: sqlite3.Connection, record: IssueRecord) -> RunOutcome:
     )
 
 
-def _process_bounces(config: Config, db: sqlite3.Connection, *, now: datetime) -> None:
+def _process_bounces(config: Config, db: Store, *, now: datetime) -> None:
     """Read the bounce mailbox first (when `[bounces]` names one), so this issue skips the addresses
     that bounced or complained since the last. A mailbox that cannot be read is logged, never fatal:
     the issue still goes out."""
@@ -181,7 +180,7 @@ def _process_bounces(config: Config, db: sqlite3.Connection, *, now: datetime) -
 
 def _pipeline(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     *,
     now: datetime,
     as_of: datetime,
@@ -192,7 +191,7 @@ def _pipeline(
     """The stages. `recheck`: the slot already built its issue and waits for its approval, so it is
     not rebuilt (a rebuild could change what the comms team is approving in the preview)."""
     _process_bounces(config, db, now=now)
-    unfinished = issues.interrupted_issue(db)  # resumed before anything is built
+    unfinished = db.issues.interrupted_issue()  # resumed before anything is built
     if unfinished is not None:
         log.info("resuming the interrupted send of issue %s", unfinished.id)
         return _send(
@@ -217,7 +216,7 @@ def _pipeline(
                 on_progress=on_progress,
                 why="approved, so sent as approved without rebuilding",
             )
-        pending = issues.latest_issue(db)
+        pending = db.issues.latest_issue()
         if recheck and pending is not None and pending.sent_at is None:
             return _waiting(db, pending)
 
@@ -231,7 +230,7 @@ def _pipeline(
         log.info("%s: no issue is sent (set [digest] send_when_empty = true to send one anyway)", detail)
         return RunOutcome(run_state.NOTHING_NEW, detail=detail)
     issue_id = outcome.built.issue.id
-    record = issues.get_issue(db, issue_id)
+    record = db.issues.get_issue(issue_id)
     if record is None:  # pragma: no cover - build records every issue it builds
         raise DeliveryError(f"issue {issue_id} was built but is not in state", hint="run digest build again")
     if record.sent_at is not None:
@@ -243,9 +242,9 @@ def _pipeline(
     return _send(config, db, record, now=now, stop=stop, on_progress=on_progress, why="built by this run")
 
 
-def _slot_done(config: Config, db: sqlite3.Connection, slot: datetime) -> RunOutcome | None:
+def _slot_done(config: Config, db: Store, slot: datetime) -> RunOutcome | None:
     """The outcome of a slot that already ran for good (never run again), else None."""
-    record = run_state.run_for_slot(db, slot)
+    record = db.runs.run_for_slot(slot)
     if record is None or record.outcome not in run_state.FINAL:
         return None
     return RunOutcome(
@@ -257,22 +256,22 @@ def _slot_done(config: Config, db: sqlite3.Connection, slot: datetime) -> RunOut
     )
 
 
-def _start(db: sqlite3.Connection, slot: datetime | None, now: datetime) -> tuple[int, str | None]:
+def _start(db: Store, slot: datetime | None, now: datetime) -> tuple[int, str | None]:
     """Start (or take over again) the run's row; returns its id and the slot's previous outcome."""
     previous = None
     if slot is None:
-        run_id = run_state.start_run(db, started_at=now)
+        run_id = db.runs.start_run(started_at=now)
     else:
-        record = run_state.run_for_slot(db, slot)
+        record = db.runs.run_for_slot(slot)
         if record is None:
-            run_id = run_state.start_run(db, started_at=now, slot=slot)
+            run_id = db.runs.start_run(started_at=now, slot=slot)
         else:
             note = (
                 "resumed after an interruption"
                 if record.outcome is None
                 else f"again after '{record.outcome}'"
             )
-            run_state.reopen_run(db, record.id, started_at=now, note=note)
+            db.runs.reopen_run(record.id, started_at=now, note=note)
             run_id, previous = record.id, record.outcome
     if run_id is None:  # pragma: no cover - the run lock is held, so nobody else inserted the slot
         raise StateError("the runs table refused a new run", hint="check the state file with digest status")
@@ -281,7 +280,7 @@ def _start(db: sqlite3.Connection, slot: datetime | None, now: datetime) -> tupl
 
 def _run_locked(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     *,
     now: datetime,
     as_of: datetime | None,
@@ -308,12 +307,11 @@ def _run_locked(
         )
     except DigestError as e:
         try:
-            run_state.finish_run(db, run_id, finished_at=clock(), outcome=f"failed: {e.message}"[:200])
+            db.runs.finish_run(run_id, finished_at=clock(), outcome=f"failed: {e.message}"[:200])
         except StateError as recording:  # the state store is what failed: report the first error
             log.warning("could not record the failed run: %s", recording.message)
         raise
-    run_state.finish_run(
-        db,
+    db.runs.finish_run(
         run_id,
         finished_at=clock(),
         outcome=result.outcome,
@@ -355,7 +353,7 @@ def run_once(
         DigestError: a stage failed (recorded as "failed: ..." in the runs table first).
     """
     with RunLock(config.lock_path, now=now, purpose="digest run"):
-        db = open_state(config.state_path)
+        db = open_store(config)
         try:
             return _run_locked(
                 config,
@@ -391,20 +389,20 @@ def run_due(
     """
     settings = config.schedule
     with RunLock(config.lock_path, now=now, purpose="digest run"):
-        db = open_state(config.state_path)
+        db = open_store(config)
         try:
-            record = run_state.run_for_slot(db, previous_slot(settings, now))
-            verdict = decide(settings, now, record, first=run_state.last_slot_run(db) is None)
+            record = db.runs.run_for_slot(previous_slot(settings, now))
+            verdict = decide(settings, now, record, first=db.runs.last_slot_run() is None)
             upcoming = describe_time(next_slot(settings, now), settings.timezone)
             if verdict.action is Action.SKIP:
                 log.warning("skipped: %s", verdict.reason)
                 if record is None:
-                    run_state.record_run(
-                        db, slot=verdict.slot, at=now, outcome=run_state.MISSED, detail=verdict.reason
+                    db.runs.record_run(
+                        slot=verdict.slot, at=now, outcome=run_state.MISSED, detail=verdict.reason
                     )
                 else:
-                    run_state.finish_run(
-                        db, record.id, finished_at=now, outcome=run_state.INTERRUPTED, detail=verdict.reason
+                    db.runs.finish_run(
+                        record.id, finished_at=now, outcome=run_state.INTERRUPTED, detail=verdict.reason
                     )
                 return RunOutcome(
                     run_state.MISSED, slot=verdict.slot, detail=f"{verdict.reason}; next run {upcoming}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,7 +36,8 @@ from digest.deliver.issue import (
     prepare_issue,
 )
 from digest.errors import ApprovalError, DeliveryError, UsageError
-from digest.state import approvals, issues, ledger, subscribers, transaction
+from digest.state import ledger
+from digest.state.store import Store
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -93,7 +93,7 @@ class SendReport:
 
 def send_issue(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     *,
     now: datetime,
     issue_id: str | None = None,
@@ -142,7 +142,7 @@ def send_issue(
         return replace(report, chosen_because=why)
     if dry_run:
         pending = tuple(
-            email for email, _, _ in ledger.pending_recipients(db, record.id, retry_refused=retry_failed)
+            email for email, _, _ in db.ledger.pending_recipients(record.id, retry_refused=retry_failed)
         )
         return SendReport(
             issue_id=record.id,
@@ -150,13 +150,13 @@ def send_issue(
             transport=config.delivery.transport,
             dry_run=True,
             planned=len(pending),
-            already_sent=ledger.sent_count(db, record.id),
+            already_sent=db.ledger.sent_count(record.id),
             refused_earlier=_refused_earlier(db, record.id, retry_failed),
             recipients=pending,
             chosen_because=why,
         )
-    if config.approval.required and not approvals.is_approved(
-        db, record.id, record.html_sha256, record.text_sha256
+    if config.approval.required and not db.approvals.is_approved(
+        record.id, record.html_sha256, record.text_sha256
     ):
         raise ApprovalError(
             f"issue {record.id} has not been approved since it was last built",
@@ -173,21 +173,21 @@ def _elapsed_clock(now: datetime) -> Callable[[], datetime]:
     return lambda: now + timedelta(seconds=time.monotonic() - start)
 
 
-def _test_recipients(db: sqlite3.Connection, to: Sequence[str]) -> tuple[Recipient, ...]:
+def _test_recipients(db: Store, to: Sequence[str]) -> tuple[Recipient, ...]:
     out = []
     for raw in to:
         try:
             email = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False).ascii_email
         except EmailNotValidError as e:
             raise UsageError(f"--to: {raw!r} is not a valid address: {e}") from e
-        known = subscribers.get_subscriber(db, email or "")
+        known = db.subscribers.get_subscriber(email or "")
         out.append(Recipient(email or raw, known.name if known else None, known.token_id if known else None))
     return tuple(out)
 
 
 def _test_send(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     p: PreparedIssue,
     *,
     recipients: tuple[Recipient, ...],
@@ -227,7 +227,7 @@ def _test_send(
 
 def _real_send(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     p: PreparedIssue,
     on_progress: Progress | None,
     clock: Callable[[], datetime],
@@ -238,12 +238,12 @@ def _real_send(
     issue_id = p.record.id
     transport = make_transport(config, issue_id)  # a missing password fails before anything is claimed
     holder = ledger.new_holder()
-    stale = ledger.claim_send(db, issue_id, holder, at=clock())
+    stale = db.ledger.claim_send(issue_id, holder, at=clock())
     if stale is not None:
         log.warning("took over the send of issue %s from %s, which stopped", issue_id, stale.holder)
     try:
-        already = ledger.sent_count(db, issue_id)
-        planned = ledger.pending_count(db, issue_id, retry_refused=retry_failed)
+        already = db.ledger.sent_count(issue_id)
+        planned = db.ledger.pending_count(issue_id, retry_refused=retry_failed)
         refused_earlier = _refused_earlier(db, issue_id, retry_failed)
         report = SendReport(
             issue_id=issue_id,
@@ -275,32 +275,32 @@ def _real_send(
                 retry_failed=retry_failed,
             )
         if report.error is None and _finished(db, issue_id, report):
-            issues.mark_issue_sent(db, issue_id, clock())
+            db.issues.mark_issue_sent(issue_id, clock())
             # Published when first marked sent; a later run for late subscribers does not publish again.
             notes = _publish(config, db, issue_id) if p.record.sent_at is None else ()
             report = replace(report, completed=True, notes=report.notes + notes)
         return report
     finally:
-        ledger.release_claim(db, issue_id, holder)
+        db.ledger.release_claim(issue_id, holder)
 
 
-def _refused_earlier(db: sqlite3.Connection, issue_id: str, retry_failed: bool) -> int:
+def _refused_earlier(db: Store, issue_id: str, retry_failed: bool) -> int:
     """Active subscribers left out because an earlier send of the issue was refused for them."""
     if retry_failed:
         return 0
-    return ledger.pending_count(db, issue_id, retry_refused=True) - ledger.pending_count(db, issue_id)
+    return db.ledger.pending_count(issue_id, retry_refused=True) - db.ledger.pending_count(issue_id)
 
 
-def _finished(db: sqlite3.Connection, issue_id: str, report: SendReport) -> bool:
+def _finished(db: Store, issue_id: str, report: SendReport) -> bool:
     """Every active subscriber has the issue, except those refused permanently (now or before)."""
     refused = {f.email.lower() for f in report.failed if f.permanent}
-    still = {email.lower() for email, _, _ in ledger.pending_recipients(db, issue_id)}
-    return ledger.sent_count(db, issue_id) > 0 and still <= refused
+    still = {email.lower() for email, _, _ in db.ledger.pending_recipients(issue_id)}
+    return db.ledger.sent_count(issue_id) > 0 and still <= refused
 
 
 def _deliver_pending(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     p: PreparedIssue,
     *,
     transport: Transport,
@@ -320,13 +320,13 @@ def _deliver_pending(
     def jobs(heartbeat: Heartbeat) -> Iterator[Job]:
         nonlocal done
         started = False
-        for email, name, token_id in ledger.pending_recipients(db, issue_id, retry_refused=retry_failed):
+        for email, name, token_id in db.ledger.pending_recipients(issue_id, retry_refused=retry_failed):
             if heartbeat.lost or (should_stop is not None and should_stop()):
                 return
             # Checked just before each hand-over, not only at the heartbeat: a sender whose claim was
             # taken over stops at once, and a recipient served by another sender since our page of
             # pending ones was read is skipped.
-            claim = ledger.get_claim(db, issue_id)
+            claim = db.ledger.get_claim(issue_id)
             if claim is None or claim.holder != holder:
                 heartbeat.lost = True
                 return
@@ -337,12 +337,12 @@ def _deliver_pending(
             try:
                 job = make_job(p, config.web.base_url, recipient, clock(), message_id=earlier)
             except HeaderValueError as e:
-                ledger.record_failed(db, issue_id, email, detail=str(e), at=clock(), permanent=True)
+                db.ledger.record_failed(issue_id, email, detail=str(e), at=clock(), permanent=True)
                 failures.append(Failure(email, str(e), permanent=True))
                 done += 1
                 continue
             if not started:  # from the first message handed over, the issue is frozen (no rebuild)
-                issues.mark_send_started(db, issue_id, clock())
+                db.issues.mark_send_started(issue_id, clock())
                 started = True
             yield job
 
@@ -385,37 +385,35 @@ def _deliver_pending(
     )
 
 
-def _served(
-    db: sqlite3.Connection, issue_id: str, email: str, *, retry_failed: bool
-) -> tuple[bool, str | None]:
+def _served(db: Store, issue_id: str, email: str, *, retry_failed: bool) -> tuple[bool, str | None]:
     """Whether `email` is settled for the issue now (sent, or refused unless retrying those), and the
     Message-ID of a copy in doubt (sent again with the same one)."""
-    row = ledger.ledger_entry(db, issue_id, email)
+    row = db.ledger.ledger_entry(issue_id, email)
     if row is None:
         return False, None
     settled = ("sent",) if retry_failed else ("sent", "refused")
     return row.status in settled, row.message_id if row.status == "in_doubt" else None
 
 
-def _record(db: sqlite3.Connection, issue_id: str, delivery: Delivery, at: datetime) -> None:
+def _record(db: Store, issue_id: str, delivery: Delivery, at: datetime) -> None:
     """The ledger row of one settled message (and a hard bounce on the subscriber)."""
     email = delivery.job.recipient.email
     if delivery.accepted:
-        ledger.record_sent(db, issue_id, email, message_id=delivery.job.message_id, at=at)
+        db.ledger.record_sent(issue_id, email, message_id=delivery.job.message_id, at=at)
     elif delivery.in_doubt:
-        ledger.record_in_doubt(
-            db, issue_id, email, message_id=delivery.job.message_id, detail=delivery.detail, at=at
+        db.ledger.record_in_doubt(
+            issue_id, email, message_id=delivery.job.message_id, detail=delivery.detail, at=at
         )
     else:
-        with transaction(db):
-            ledger.record_failed(
-                db, issue_id, email, detail=delivery.detail, at=at, permanent=delivery.permanent
+        with db.transaction():
+            db.ledger.record_failed(
+                issue_id, email, detail=delivery.detail, at=at, permanent=delivery.permanent
             )
             if delivery.bounced:
-                subscribers.set_status(db, email, "bounced", at=at, reason=delivery.detail)
+                db.subscribers.set_status(email, "bounced", at=at, reason=delivery.detail)
 
 
-def _publish(config: Config, db: sqlite3.Connection, issue_id: str) -> tuple[str, ...]:
+def _publish(config: Config, db: Store, issue_id: str) -> tuple[str, ...]:
     """Publish the sent issue to the web archive when `digest.pipeline.web` provides `publish_issue`."""
     try:
         web = importlib.import_module("digest.pipeline.web")

@@ -6,7 +6,6 @@ Everything is read from state and the lock files; nothing is fetched, locked or 
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,10 +15,9 @@ from digest.models import SourceReport
 from digest.pipeline.ingest import source_reports
 from digest.schedule import next_slot, previous_slot
 from digest.schedule.lock import LockHolder, is_locked, read_holder
-from digest.state import approvals, issues
-from digest.state import bounces as bounce_state
-from digest.state import runs as run_state
+from digest.state import issues
 from digest.state.runs import RunRecord
+from digest.state.store import Store
 
 BOUNCE_RATE_FLAG = 0.02
 COMPLAINT_RATE_FLAG = 0.001
@@ -127,22 +125,13 @@ def scheduler_lock_path(config: Config) -> Path:
     return config.lock_path.with_name(config.lock_path.name + ".schedule")
 
 
-def _issue_status(db: sqlite3.Connection, record: issues.IssueRecord) -> IssueStatus:
-    counts = dict(
-        db.execute(
-            "SELECT status, count(*) FROM send_ledger WHERE issue_id = ? GROUP BY status", (record.id,)
-        ).fetchall()
-    )
+def _issue_status(db: Store, record: issues.IssueRecord) -> IssueStatus:
+    counts = db.ledger.status_counts(record.id)
     failed = tuple(
-        FailedRecipient(row["email"], row["detail"] or "")
-        for row in db.execute(
-            "SELECT email, detail FROM send_ledger WHERE issue_id = ? AND status IN ('failed', 'refused')"
-            " ORDER BY email LIMIT 20",
-            (record.id,),
-        )
+        FailedRecipient(row.email, row.detail or "") for row in db.ledger.failed_rows(record.id, limit=20)
     )
-    approval = approvals.get_approval(db, record.id)
-    bounced = bounce_state.issue_bounces(db, record.id)
+    approval = db.approvals.get_approval(record.id)
+    bounced = db.bounces.issue_bounces(record.id)
     return IssueStatus(
         id=record.id,
         subject=record.subject,
@@ -167,13 +156,13 @@ def _holder(lock: Path) -> LockHolder | None:
     return read_holder(lock) or LockHolder(None, None, None, None)
 
 
-def gather_status(config: Config, db: sqlite3.Connection, *, now: datetime, limit: int = 10) -> Status:
+def gather_status(config: Config, db: Store, *, now: datetime, limit: int = 10) -> Status:
     """Collect the status of the digest from state (read-only)."""
     threshold = config.status.failing_after
     return Status(
         now=now,
-        issues=tuple(_issue_status(db, r) for r in issues.recent_issues(db, limit)),
-        runs=run_state.recent_runs(db, limit),
+        issues=tuple(_issue_status(db, r) for r in db.issues.recent_issues(limit)),
+        runs=db.runs.recent_runs(limit),
         next_run=next_slot(config.schedule, now),
         last_slot=previous_slot(config.schedule, now),
         timezone=config.schedule.timezone,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +24,10 @@ from digest.deliver.tokens import (
 from digest.errors import ApprovalError, StateError, UsageError
 from digest.publish import archive
 from digest.publish.archive import ArchivedIssue, Site
-from digest.state import approvals, issues, subscribers
+from digest.state import subscribers
 from digest.state.approvals import Approval
 from digest.state.issues import IssueRecord
+from digest.state.store import Store
 from digest.web.pages import PageFormat, render_archive_index
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def issue_folder(record: IssueRecord) -> Path:
     )
 
 
-def publish_issue(config: Config, db: sqlite3.Connection, issue_id: str) -> Path:
+def publish_issue(config: Config, db: Store, issue_id: str) -> Path:
     """Publish a sent issue to the web archive (`[web] archive_dir`) and refresh the index and the feed.
 
     Returns the path of the issue's page (`issues/<id>/index.html`); `tokens.issue_url` points at it.
@@ -78,7 +78,7 @@ def publish_issue(config: Config, db: sqlite3.Connection, issue_id: str) -> Path
         UsageError: the issue is unknown, not sent yet, or its build folder is gone.
         StateError: the archive folder cannot be written.
     """
-    record = issues.get_issue(db, issue_id)
+    record = db.issues.get_issue(issue_id)
     if record is None:
         raise UsageError(f"issue {issue_id}: not found in state", hint="`digest status` lists the issues")
     if record.sent_at is None:
@@ -121,7 +121,7 @@ class UnsubscribeOutcome:
     unsubscribed_now: bool
 
 
-def check_unsubscribe_token(config: Config, db: sqlite3.Connection, token: str) -> UnsubscribeOutcome:
+def check_unsubscribe_token(config: Config, db: Store, token: str) -> UnsubscribeOutcome:
     """Read a token without changing anything (the confirmation page of a GET).
 
     Raises:
@@ -142,20 +142,18 @@ def check_unsubscribe_token(config: Config, db: sqlite3.Connection, token: str) 
     )
 
 
-def _token_subscriber(secret: str, db: sqlite3.Connection, token: str) -> subscribers.Subscriber | None:
+def _token_subscriber(secret: str, db: Store, token: str) -> subscribers.Subscriber | None:
     try:
         token_id = read_unsubscribe_token(secret, token)
     except BadTokenError:
         # An old-style token naming the address counts only until the address is re-subscribed.
         email = read_address_token(secret, token)
-        found = subscribers.get_subscriber(db, email)
+        found = db.subscribers.get_subscriber(email)
         return found if found is not None and found.address_tokens else None
-    return subscribers.subscriber_by_token(db, token_id)
+    return db.subscribers.subscriber_by_token(token_id)
 
 
-def unsubscribe(
-    config: Config, db: sqlite3.Connection, token: str, *, now: datetime, how: str
-) -> UnsubscribeOutcome:
+def unsubscribe(config: Config, db: Store, token: str, *, now: datetime, how: str) -> UnsubscribeOutcome:
     """Unsubscribe the subscription a token names (idempotent: an unsubscribed address stays as it is).
 
     `how` is kept as the reason ("one-click", "unsubscribe page").
@@ -167,7 +165,7 @@ def unsubscribe(
     found = check_unsubscribe_token(config, db, token)
     if not found.known or found.status_before == "unsubscribed":
         return found
-    changed = subscribers.set_status(db, found.email, "unsubscribed", at=now, reason=f"unsubscribed ({how})")
+    changed = db.subscribers.set_status(found.email, "unsubscribed", at=now, reason=f"unsubscribed ({how})")
     if changed:
         log.info("unsubscribed %s (%s)", mask_email(found.email), how)
     return UnsubscribeOutcome(found.email, True, found.status_before, unsubscribed_now=changed)
@@ -206,10 +204,10 @@ class ApprovalStatus:
         return self.approval is not None and not self.valid
 
 
-def approval_status(db: sqlite3.Connection, issue_id: str) -> ApprovalStatus:
+def approval_status(db: Store, issue_id: str) -> ApprovalStatus:
     """Whether the issue as it is now built is approved (any change to email.html or email.txt voids it)."""
-    record = issues.get_issue(db, issue_id)
-    approval = approvals.get_approval(db, issue_id)
+    record = db.issues.get_issue(issue_id)
+    approval = db.approvals.get_approval(issue_id)
     if record is None or approval is None:
         return ApprovalStatus(approval, valid=False)
     return ApprovalStatus(approval, valid=approval.covers(record.html_sha256, record.text_sha256))
@@ -232,7 +230,7 @@ def clean_approver_name(name: str) -> str:
 
 
 def approve_issue(
-    db: sqlite3.Connection,
+    db: Store,
     issue_id: str,
     *,
     approved_by: str,
@@ -250,7 +248,7 @@ def approve_issue(
         ApprovalError: the issue changed since the approver loaded it.
     """
     name = clean_approver_name(approved_by)
-    record = issues.get_issue(db, issue_id)
+    record = db.issues.get_issue(issue_id)
     if record is None:
         raise UsageError(f"issue {issue_id}: not found in state")
     if record.send_started_at is not None:
@@ -263,8 +261,7 @@ def approve_issue(
             f"issue {issue_id} changed after you loaded it; nothing was approved",
             hint="review the new version of the draft, then approve it",
         )
-    approval = approvals.record_approval(
-        db,
+    approval = db.approvals.record_approval(
         issue_id=issue_id,
         approved_by=name,
         approved_at=now,

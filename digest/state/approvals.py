@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from digest.state import from_iso, to_iso
+from digest.state.backend import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,39 +22,43 @@ class Approval:
         return self.html_sha256 == html_sha256 and self.text_sha256 == text_sha256
 
 
-def record_approval(
-    db: sqlite3.Connection,
-    *,
-    issue_id: str,
-    approved_by: str,
-    approved_at: datetime,
-    html_sha256: str,
-    text_sha256: str,
-) -> Approval:
-    db.execute(
-        """INSERT INTO approvals (issue_id, approved_by, approved_at, html_sha256, text_sha256)
-           VALUES (?, ?, ?, ?, ?)
-           ON CONFLICT (issue_id) DO UPDATE SET approved_by = excluded.approved_by,
-               approved_at = excluded.approved_at, html_sha256 = excluded.html_sha256,
-               text_sha256 = excluded.text_sha256""",
-        (issue_id, approved_by, to_iso(approved_at), html_sha256, text_sha256),
-    )
-    return Approval(issue_id, approved_by, approved_at, html_sha256, text_sha256)
+class Approvals:
+    """Record and read approvals of built issues."""
 
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-def get_approval(db: sqlite3.Connection, issue_id: str) -> Approval | None:
-    row = db.execute("SELECT * FROM approvals WHERE issue_id = ?", (issue_id,)).fetchone()
-    if row is None:
-        return None
-    return Approval(
-        row["issue_id"],
-        row["approved_by"],
-        from_iso(row["approved_at"]),
-        row["html_sha256"],
-        row["text_sha256"],
-    )
+    def record_approval(
+        self,
+        *,
+        issue_id: str,
+        approved_by: str,
+        approved_at: datetime,
+        html_sha256: str,
+        text_sha256: str,
+    ) -> Approval:
+        self._db.execute(
+            """INSERT INTO approvals (issue_id, approved_by, approved_at, html_sha256, text_sha256)
+               VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (issue_id) DO UPDATE SET approved_by = excluded.approved_by,
+                   approved_at = excluded.approved_at, html_sha256 = excluded.html_sha256,
+                   text_sha256 = excluded.text_sha256""",
+            (issue_id, approved_by, to_iso(approved_at), html_sha256, text_sha256),
+        )
+        return Approval(issue_id, approved_by, approved_at, html_sha256, text_sha256)
 
+    def get_approval(self, issue_id: str) -> Approval | None:
+        row = self._db.fetch_one("SELECT * FROM approvals WHERE issue_id = ?", (issue_id,))
+        if row is None:
+            return None
+        return Approval(
+            row["issue_id"],
+            row["approved_by"],
+            from_iso(row["approved_at"]),
+            row["html_sha256"],
+            row["text_sha256"],
+        )
 
-def is_approved(db: sqlite3.Connection, issue_id: str, html_sha256: str, text_sha256: str) -> bool:
-    approval = get_approval(db, issue_id)
-    return approval is not None and approval.covers(html_sha256, text_sha256)
+    def is_approved(self, issue_id: str, html_sha256: str, text_sha256: str) -> bool:
+        approval = self.get_approval(issue_id)
+        return approval is not None and approval.covers(html_sha256, text_sha256)

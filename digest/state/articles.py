@@ -7,14 +7,14 @@ the stored metadata). Articles no current entry links to go with `prune_articles
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from digest.ingest.parse.article import ArticleMeta
 from digest.models import Image
-from digest.state import from_iso, to_iso, transaction
+from digest.state import from_iso, to_iso
+from digest.state.backend import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,53 +28,6 @@ class ArticleRecord:
     status: str
     meta: ArticleMeta | None
     error: str | None
-
-
-def get_articles(db: sqlite3.Connection, urls: list[str]) -> dict[str, ArticleRecord]:
-    """The stored articles among `urls`, by address."""
-    found: dict[str, ArticleRecord] = {}
-    for start in range(0, len(urls), 500):
-        chunk = urls[start : start + 500]
-        rows = db.execute(
-            f"SELECT * FROM articles WHERE url IN ({', '.join('?' * len(chunk))})", chunk
-        ).fetchall()
-        for row in rows:
-            found[row["url"]] = ArticleRecord(
-                url=row["url"],
-                etag=row["etag"],
-                last_modified=row["last_modified"],
-                fetched_at=from_iso(row["fetched_at"]),
-                status=row["status"],
-                meta=_meta_from_json(row["meta"]) if row["meta"] else None,
-                error=row["error"],
-            )
-    return found
-
-
-def record_article(
-    db: sqlite3.Connection,
-    url: str,
-    *,
-    at: datetime,
-    status: str,
-    meta: ArticleMeta | None = None,
-    etag: str | None = None,
-    last_modified: str | None = None,
-    error: str | None = None,
-) -> None:
-    """Store the outcome of fetching one article (replacing what was stored for the address)."""
-    with transaction(db):
-        db.execute(
-            """INSERT OR REPLACE INTO articles (url, etag, last_modified, fetched_at, status, meta, error)
-               VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            (url, etag, last_modified, to_iso(at), status, _meta_to_json(meta) if meta else None, error),
-        )
-
-
-def touch_article(db: sqlite3.Connection, url: str, *, at: datetime) -> None:
-    """Note that a conditional GET found the stored article unchanged."""
-    with transaction(db):
-        db.execute("UPDATE articles SET fetched_at = ? WHERE url = ?", (to_iso(at), url))
 
 
 def _meta_to_json(meta: ArticleMeta) -> str:
@@ -109,3 +62,57 @@ def _meta_from_json(text: str) -> ArticleMeta:
         summary=data.get("summary"),
         url=data.get("url"),
     )
+
+
+class Articles:
+    """Cache the article pages read for enrichment."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get_articles(self, urls: list[str]) -> dict[str, ArticleRecord]:
+        """The stored articles among `urls`, by address."""
+        found: dict[str, ArticleRecord] = {}
+        for start in range(0, len(urls), 500):
+            chunk = urls[start : start + 500]
+            rows = self._db.fetch_all(
+                f"SELECT * FROM articles WHERE url IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            for row in rows:
+                found[row["url"]] = ArticleRecord(
+                    url=row["url"],
+                    etag=row["etag"],
+                    last_modified=row["last_modified"],
+                    fetched_at=from_iso(row["fetched_at"]),
+                    status=row["status"],
+                    meta=_meta_from_json(row["meta"]) if row["meta"] else None,
+                    error=row["error"],
+                )
+        return found
+
+    def record_article(
+        self,
+        url: str,
+        *,
+        at: datetime,
+        status: str,
+        meta: ArticleMeta | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Store the outcome of fetching one article (replacing what was stored for the address)."""
+        with self._db.transaction():
+            self._db.execute(
+                """INSERT INTO articles (url, etag, last_modified, fetched_at, status, meta, error)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (url) DO UPDATE SET etag = excluded.etag,
+                       last_modified = excluded.last_modified, fetched_at = excluded.fetched_at,
+                       status = excluded.status, meta = excluded.meta, error = excluded.error""",
+                (url, etag, last_modified, to_iso(at), status, _meta_to_json(meta) if meta else None, error),
+            )
+
+    def touch_article(self, url: str, *, at: datetime) -> None:
+        """Note that a conditional GET found the stored article unchanged."""
+        with self._db.transaction():
+            self._db.execute("UPDATE articles SET fetched_at = ? WHERE url = ?", (to_iso(at), url))

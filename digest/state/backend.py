@@ -72,6 +72,11 @@ class Row(Sequence[Any]):
         return [(name, self._values[i]) for name, i in self._index.items()]
 
 
+def count_of(row: Row | None) -> int:
+    """The number a `SELECT count(*) ...` returned (0 when no row came back)."""
+    return int(row[0]) if row else 0
+
+
 def column_index(names: Iterable[str]) -> dict[str, int]:
     """Column name -> position (the first of duplicate names wins, as in sqlite3.Row)."""
     index: dict[str, int] = {}
@@ -266,11 +271,12 @@ class SqliteDatabase:
         self._depth = 0
 
     @classmethod
-    def open(cls, path: Path) -> SqliteDatabase:
-        """Open (creating if needed) and migrate the SQLite state at `path` (as `open_state` does)."""
+    def open(cls, path: Path, *, read_only: bool = False) -> SqliteDatabase:
+        """Open (creating if needed) and migrate the SQLite state at `path` (as `open_state` does);
+        `read_only` opens it without writing anything, and without migrating."""
         from digest.state import open_state  # noqa: PLC0415 - digest.state imports this module
 
-        return cls(open_state(path), str(path))
+        return cls(open_state(path, read_only=read_only), str(path))
 
     @property
     def has_advisory_locks(self) -> bool:

@@ -8,14 +8,14 @@ An entry without a date is dated by the time it was first seen here, which never
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from digest.models import Entry, image_from_dict, image_to_dict
-from digest.state import from_iso, to_iso, transaction
+from digest.state import from_iso, to_iso
+from digest.state.backend import Database
 
 
 def entry_to_json(entry: Entry) -> str:
@@ -71,75 +71,100 @@ def entry_from_json(text: str) -> Entry:
     )
 
 
-def store_entries(
-    db: sqlite3.Connection, source: str, entries: Iterable[Entry], *, now: datetime
-) -> tuple[Entry, ...]:
-    """Make `entries` the current entries of `source` and return them with first-seen dates filled in.
+class Entries:
+    """Store and read entries (as JSON) per source."""
 
-    An entry with `date_estimated` gets `published` = the time it was first seen (now, the first time).
-    Entries of the source not in `entries` are kept but no longer current. Duplicate ids keep the first.
-    """
-    unique: dict[str, Entry] = {}
-    for entry in entries:
-        unique.setdefault(entry.id, entry)
-    stored: list[Entry] = []
-    with transaction(db):
-        seen = {
-            row["id"]: from_iso(row["first_seen_at"])
-            for row in db.execute("SELECT id, first_seen_at FROM entries WHERE source = ?", (source,))
-        }
-        db.execute("UPDATE entries SET current = 0 WHERE source = ?", (source,))
-        for given in unique.values():
-            first_seen = seen.get(given.id, now)
-            entry = replace(given, published=first_seen) if given.date_estimated else given
-            # Delete and insert (rather than upsert) so rowid order is the feed's order.
-            db.execute("DELETE FROM entries WHERE source = ? AND id = ?", (source, entry.id))
-            db.execute(
-                """INSERT INTO entries (source, id, first_seen_at, published_at, current, data)
-                   VALUES (?, ?, ?, ?, 1, ?)""",
-                (source, entry.id, to_iso(first_seen), to_iso(entry.published), entry_to_json(entry)),
-            )
-            stored.append(entry)
-    return tuple(stored)
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
+    def store_entries(self, source: str, entries: Iterable[Entry], *, now: datetime) -> tuple[Entry, ...]:
+        """Make `entries` the current entries of `source` and return them with first-seen dates filled in.
 
-def current_entries(db: sqlite3.Connection, source: str) -> tuple[Entry, ...]:
-    """The entries of `source`'s latest successful fetch, in the order they were stored."""
-    rows = db.execute("SELECT data FROM entries WHERE source = ? AND current = 1 ORDER BY rowid", (source,))
-    return tuple(entry_from_json(r["data"]) for r in rows)
+        An entry with `date_estimated` gets `published` = the time it was first seen (now, the first time).
+        Entries of the source not in `entries` are kept but no longer current. Duplicate ids keep the first.
+        """
+        unique: dict[str, Entry] = {}
+        for entry in entries:
+            unique.setdefault(entry.id, entry)
+        stored: list[Entry] = []
+        with self._db.transaction():
+            seen = {
+                row["id"]: from_iso(row["first_seen_at"])
+                for row in self._db.fetch_all(
+                    "SELECT id, first_seen_at FROM entries WHERE source = ?", (source,)
+                )
+            }
+            self._db.execute("UPDATE entries SET current = 0 WHERE source = ?", (source,))
+            for position, given in enumerate(unique.values()):
+                first_seen = seen.get(given.id, now)
+                entry = replace(given, published=first_seen) if given.date_estimated else given
+                self._db.execute(
+                    """INSERT INTO entries (source, id, first_seen_at, published_at, current, data, position)
+                       VALUES (?, ?, ?, ?, 1, ?, ?)
+                       ON CONFLICT (source, id) DO UPDATE SET first_seen_at = excluded.first_seen_at,
+                           published_at = excluded.published_at, current = 1, data = excluded.data,
+                           position = excluded.position""",
+                    (
+                        source,
+                        entry.id,
+                        to_iso(first_seen),
+                        to_iso(entry.published),
+                        entry_to_json(entry),
+                        position,
+                    ),
+                )
+                stored.append(entry)
+        return tuple(stored)
 
+    def find_entry(self, entry_id: str) -> Entry | None:
+        """The entry with this id, from whichever source state has it (None when it is gone)."""
+        row = self._db.fetch_one("SELECT data FROM entries WHERE id = ? LIMIT 1", (entry_id,))
+        return entry_from_json(row["data"]) if row else None
 
-def entry_ids(db: sqlite3.Connection, source: str) -> frozenset[str]:
-    """The ids of every entry of `source` that state holds (current or not)."""
-    return frozenset(r["id"] for r in db.execute("SELECT id FROM entries WHERE source = ?", (source,)))
-
-
-def first_seen(db: sqlite3.Connection, source: str, entry_id: str) -> datetime | None:
-    row = db.execute(
-        "SELECT first_seen_at FROM entries WHERE source = ? AND id = ?", (source, entry_id)
-    ).fetchone()
-    return from_iso(row["first_seen_at"]) if row else None
-
-
-def prune_entries(db: sqlite3.Connection, *, before: datetime, sources: Iterable[str]) -> int:
-    """Delete entries that left their feed and are older than `before`; return how many were deleted.
-
-    An entry goes when it is not current (not in its source's latest successful fetch, or its source is no
-    longer one of `sources`, the configured names), and both its date and its first sighting are before
-    `before`. Entries of a built issue that has not been sent yet always stay (send and preview still need
-    them); `sent_entries`, which keeps a sent entry from being sent again, is never touched.
-    """
-    names = sorted(set(sources))
-    placeholders = ", ".join("?" * len(names))
-    cutoff = to_iso(before)
-    with transaction(db):
-        cursor = db.execute(
-            f"""DELETE FROM entries
-                WHERE (current = 0 OR source NOT IN ({placeholders}))
-                  AND published_at < ? AND first_seen_at < ?
-                  AND id NOT IN (SELECT issue_entries.entry_id FROM issue_entries
-                                 JOIN issues ON issues.id = issue_entries.issue_id
-                                 WHERE issues.sent_at IS NULL)""",
-            (*names, cutoff, cutoff),
+    def newest_before(self, moment: datetime) -> datetime | None:
+        """When the newest entry published before `moment` was published (None when there is none)."""
+        row = self._db.fetch_one(
+            "SELECT MAX(published_at) FROM entries WHERE published_at < ?", (to_iso(moment),)
         )
-    return cursor.rowcount
+        return from_iso(row[0]) if row and row[0] else None
+
+    def current_entries(self, source: str) -> tuple[Entry, ...]:
+        """The entries of `source`'s latest successful fetch, in the order they were stored."""
+        rows = self._db.fetch_all(
+            "SELECT data FROM entries WHERE source = ? AND current = 1 ORDER BY position", (source,)
+        )
+        return tuple(entry_from_json(r["data"]) for r in rows)
+
+    def entry_ids(self, source: str) -> frozenset[str]:
+        """The ids of every entry of `source` that state holds (current or not)."""
+        return frozenset(
+            r["id"] for r in self._db.fetch_all("SELECT id FROM entries WHERE source = ?", (source,))
+        )
+
+    def first_seen(self, source: str, entry_id: str) -> datetime | None:
+        row = self._db.fetch_one(
+            "SELECT first_seen_at FROM entries WHERE source = ? AND id = ?", (source, entry_id)
+        )
+        return from_iso(row["first_seen_at"]) if row else None
+
+    def prune_entries(self, *, before: datetime, sources: Iterable[str]) -> int:
+        """Delete entries that left their feed and are older than `before`; return how many were deleted.
+
+        An entry goes when it is not current (not in its source's latest successful fetch, or its source is no
+        longer one of `sources`, the configured names), and both its date and its first sighting are before
+        `before`. Entries of a built issue that has not been sent yet always stay (send and preview still need
+        them); `sent_entries`, which keeps a sent entry from being sent again, is never touched.
+        """
+        names = sorted(set(sources))
+        placeholders = ", ".join("?" * len(names))
+        cutoff = to_iso(before)
+        with self._db.transaction():
+            return self._db.execute(
+                f"""DELETE FROM entries
+                    WHERE (current = 0 OR source NOT IN ({placeholders}))
+                      AND published_at < ? AND first_seen_at < ?
+                      AND id NOT IN (SELECT issue_entries.entry_id FROM issue_entries
+                                     JOIN issues ON issues.id = issue_entries.issue_id
+                                     WHERE issues.sent_at IS NULL)""",
+                (*names, cutoff, cutoff),
+            )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from digest.state import from_iso, to_iso, transaction
+from digest.state import from_iso, to_iso
+from digest.state.backend import Database, Row, count_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class IssueRecord:
     sent_at: datetime | None
 
 
-def _record(row: sqlite3.Row) -> IssueRecord:
+def _record(row: Row) -> IssueRecord:
     return IssueRecord(
         id=row["id"],
         edition=row["edition"],
@@ -48,143 +48,142 @@ def _record(row: sqlite3.Row) -> IssueRecord:
     )
 
 
-def record_built_issue(
-    db: sqlite3.Connection,
-    *,
-    issue_id: str,
-    edition: int,
-    window_start: datetime,
-    window_end: datetime,
-    subject: str,
-    built_at: datetime,
-    out_dir: Path,
-    html_sha256: str,
-    text_sha256: str,
-    entry_ids: Iterable[str],
-    empty: bool,
-) -> None:
-    """Insert or replace a built (not yet sent) issue and the ids of the entries it holds.
+class Issues:
+    """Record built issues, their entries, and when they were sent."""
 
-    Rebuilding an issue whose sending has started is refused: its recipients may already hold it.
-    """
-    ids = sorted(set(entry_ids))
-    with transaction(db):
-        row = db.execute("SELECT send_started_at FROM issues WHERE id = ?", (issue_id,)).fetchone()
-        if row is not None and row["send_started_at"] is not None:
-            raise ValueError(f"issue {issue_id} is already being sent or was sent; it cannot be rebuilt")
-        db.execute(
-            """INSERT INTO issues (id, edition, window_start, window_end, subject, built_at, out_dir,
-                                   html_sha256, text_sha256, entry_count, empty)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (id) DO UPDATE SET
-                   edition = excluded.edition, window_start = excluded.window_start,
-                   window_end = excluded.window_end, subject = excluded.subject,
-                   built_at = excluded.built_at, out_dir = excluded.out_dir,
-                   html_sha256 = excluded.html_sha256, text_sha256 = excluded.text_sha256,
-                   entry_count = excluded.entry_count, empty = excluded.empty""",
-            (
-                issue_id,
-                edition,
-                to_iso(window_start),
-                to_iso(window_end),
-                subject,
-                to_iso(built_at),
-                str(out_dir),
-                html_sha256,
-                text_sha256,
-                len(ids),
-                int(empty),
-            ),
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record_built_issue(
+        self,
+        *,
+        issue_id: str,
+        edition: int,
+        window_start: datetime,
+        window_end: datetime,
+        subject: str,
+        built_at: datetime,
+        out_dir: Path,
+        html_sha256: str,
+        text_sha256: str,
+        entry_ids: Iterable[str],
+        empty: bool,
+    ) -> None:
+        """Insert or replace a built (not yet sent) issue and the ids of the entries it holds.
+
+        Rebuilding an issue whose sending has started is refused: its recipients may already hold it.
+        """
+        ids = sorted(set(entry_ids))
+        with self._db.transaction():
+            row = self._db.fetch_one("SELECT send_started_at FROM issues WHERE id = ?", (issue_id,))
+            if row is not None and row["send_started_at"] is not None:
+                raise ValueError(f"issue {issue_id} is already being sent or was sent; it cannot be rebuilt")
+            self._db.execute(
+                """INSERT INTO issues (id, edition, window_start, window_end, subject, built_at, out_dir,
+                                       html_sha256, text_sha256, entry_count, empty)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (id) DO UPDATE SET
+                       edition = excluded.edition, window_start = excluded.window_start,
+                       window_end = excluded.window_end, subject = excluded.subject,
+                       built_at = excluded.built_at, out_dir = excluded.out_dir,
+                       html_sha256 = excluded.html_sha256, text_sha256 = excluded.text_sha256,
+                       entry_count = excluded.entry_count, empty = excluded.empty""",
+                (
+                    issue_id,
+                    edition,
+                    to_iso(window_start),
+                    to_iso(window_end),
+                    subject,
+                    to_iso(built_at),
+                    str(out_dir),
+                    html_sha256,
+                    text_sha256,
+                    len(ids),
+                    int(empty),
+                ),
+            )
+            self._db.execute("DELETE FROM issue_entries WHERE issue_id = ?", (issue_id,))
+            self._db.execute_many(
+                "INSERT INTO issue_entries (issue_id, entry_id) VALUES (?, ?)", [(issue_id, i) for i in ids]
+            )
+
+    def discard_unsent_issue(self, issue_id: str) -> IssueRecord | None:
+        """Forget a built issue whose sending never started: its row, its entry list and any approval of it.
+
+        For a rebuild that finds the issue now holds nothing, so no stale copy can be sent. Returns the record
+        removed, or None when there was none or its sending has started (a started issue is never forgotten).
+        """
+        with self._db.transaction():
+            row = self._db.fetch_one(
+                "SELECT * FROM issues WHERE id = ? AND send_started_at IS NULL", (issue_id,)
+            )
+            if row is None:
+                return None
+            self._db.execute("DELETE FROM issue_entries WHERE issue_id = ?", (issue_id,))
+            self._db.execute("DELETE FROM approvals WHERE issue_id = ?", (issue_id,))
+            self._db.execute("DELETE FROM issues WHERE id = ?", (issue_id,))
+        return _record(row)
+
+    def get_issue(self, issue_id: str) -> IssueRecord | None:
+        row = self._db.fetch_one("SELECT * FROM issues WHERE id = ?", (issue_id,))
+        return _record(row) if row else None
+
+    def latest_issue(self) -> IssueRecord | None:
+        """The most recently built issue (by window end, then build time)."""
+        row = self._db.fetch_one("SELECT * FROM issues ORDER BY window_end DESC, built_at DESC LIMIT 1")
+        return _record(row) if row else None
+
+    def interrupted_issue(self) -> IssueRecord | None:
+        """The issue whose sending began but did not finish (the latest, should there be several), if any."""
+        row = self._db.fetch_one(
+            "SELECT * FROM issues WHERE send_started_at IS NOT NULL AND sent_at IS NULL"
+            " ORDER BY window_end DESC, built_at DESC LIMIT 1"
         )
-        db.execute("DELETE FROM issue_entries WHERE issue_id = ?", (issue_id,))
-        db.executemany(
-            "INSERT INTO issue_entries (issue_id, entry_id) VALUES (?, ?)", [(issue_id, i) for i in ids]
+        return _record(row) if row else None
+
+    def last_sent_issue(self) -> IssueRecord | None:
+        """The sent issue with the latest window end: the next window starts where it ended."""
+        row = self._db.fetch_one(
+            "SELECT * FROM issues WHERE sent_at IS NOT NULL ORDER BY window_end DESC LIMIT 1"
         )
+        return _record(row) if row else None
 
-
-def discard_unsent_issue(db: sqlite3.Connection, issue_id: str) -> IssueRecord | None:
-    """Forget a built issue whose sending never started: its row, its entry list and any approval of it.
-
-    For a rebuild that finds the issue now holds nothing, so no stale copy can be sent. Returns the record
-    removed, or None when there was none or its sending has started (a started issue is never forgotten).
-    """
-    with transaction(db):
-        row = db.execute(
-            "SELECT * FROM issues WHERE id = ? AND send_started_at IS NULL", (issue_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        db.execute("DELETE FROM issue_entries WHERE issue_id = ?", (issue_id,))
-        db.execute("DELETE FROM approvals WHERE issue_id = ?", (issue_id,))
-        db.execute("DELETE FROM issues WHERE id = ?", (issue_id,))
-    return _record(row)
-
-
-def get_issue(db: sqlite3.Connection, issue_id: str) -> IssueRecord | None:
-    row = db.execute("SELECT * FROM issues WHERE id = ?", (issue_id,)).fetchone()
-    return _record(row) if row else None
-
-
-def latest_issue(db: sqlite3.Connection) -> IssueRecord | None:
-    """The most recently built issue (by window end, then build time)."""
-    row = db.execute("SELECT * FROM issues ORDER BY window_end DESC, built_at DESC LIMIT 1").fetchone()
-    return _record(row) if row else None
-
-
-def interrupted_issue(db: sqlite3.Connection) -> IssueRecord | None:
-    """The issue whose sending began but did not finish (the latest, should there be several), if any."""
-    row = db.execute(
-        "SELECT * FROM issues WHERE send_started_at IS NOT NULL AND sent_at IS NULL"
-        " ORDER BY window_end DESC, built_at DESC LIMIT 1"
-    ).fetchone()
-    return _record(row) if row else None
-
-
-def last_sent_issue(db: sqlite3.Connection) -> IssueRecord | None:
-    """The sent issue with the latest window end: the next window starts where it ended."""
-    row = db.execute(
-        "SELECT * FROM issues WHERE sent_at IS NOT NULL ORDER BY window_end DESC LIMIT 1"
-    ).fetchone()
-    return _record(row) if row else None
-
-
-def recent_issues(db: sqlite3.Connection, limit: int = 10) -> tuple[IssueRecord, ...]:
-    rows = db.execute("SELECT * FROM issues ORDER BY window_end DESC, built_at DESC LIMIT ?", (limit,))
-    return tuple(_record(r) for r in rows)
-
-
-def sent_issue_count(db: sqlite3.Connection) -> int:
-    return int(db.execute("SELECT count(*) FROM issues WHERE sent_at IS NOT NULL").fetchone()[0])
-
-
-def issue_entry_ids(db: sqlite3.Connection, issue_id: str) -> frozenset[str]:
-    rows = db.execute("SELECT entry_id FROM issue_entries WHERE issue_id = ?", (issue_id,))
-    return frozenset(r[0] for r in rows)
-
-
-def mark_send_started(db: sqlite3.Connection, issue_id: str, at: datetime) -> None:
-    """Record that sending began (from then on the issue is frozen: rebuilding it is refused)."""
-    db.execute(
-        "UPDATE issues SET send_started_at = coalesce(send_started_at, ?) WHERE id = ?",
-        (to_iso(at), issue_id),
-    )
-
-
-def mark_issue_sent(db: sqlite3.Connection, issue_id: str, at: datetime) -> None:
-    """Mark the issue sent and its entries as sent, so later windows leave them out."""
-    with transaction(db):
-        db.execute(
-            "UPDATE issues SET sent_at = coalesce(sent_at, ?), send_started_at = coalesce(send_started_at, ?)"
-            " WHERE id = ?",
-            (to_iso(at), to_iso(at), issue_id),
+    def recent_issues(self, limit: int = 10) -> tuple[IssueRecord, ...]:
+        rows = self._db.fetch_all(
+            "SELECT * FROM issues ORDER BY window_end DESC, built_at DESC LIMIT ?", (limit,)
         )
-        db.execute(
-            """INSERT OR IGNORE INTO sent_entries (entry_id, issue_id, sent_at)
-               SELECT entry_id, issue_id, ? FROM issue_entries WHERE issue_id = ?""",
+        return tuple(_record(r) for r in rows)
+
+    def sent_issue_count(self) -> int:
+        return count_of(self._db.fetch_one("SELECT count(*) FROM issues WHERE sent_at IS NOT NULL"))
+
+    def issue_entry_ids(self, issue_id: str) -> frozenset[str]:
+        rows = self._db.fetch_all("SELECT entry_id FROM issue_entries WHERE issue_id = ?", (issue_id,))
+        return frozenset(r[0] for r in rows)
+
+    def mark_send_started(self, issue_id: str, at: datetime) -> None:
+        """Record that sending began (from then on the issue is frozen: rebuilding it is refused)."""
+        self._db.execute(
+            "UPDATE issues SET send_started_at = coalesce(send_started_at, ?) WHERE id = ?",
             (to_iso(at), issue_id),
         )
 
+    def mark_issue_sent(self, issue_id: str, at: datetime) -> None:
+        """Mark the issue sent and its entries as sent, so later windows leave them out."""
+        with self._db.transaction():
+            self._db.execute(
+                "UPDATE issues SET sent_at = coalesce(sent_at, ?),"
+                " send_started_at = coalesce(send_started_at, ?)"
+                " WHERE id = ?",
+                (to_iso(at), to_iso(at), issue_id),
+            )
+            self._db.execute(
+                """INSERT INTO sent_entries (entry_id, issue_id, sent_at)
+                   SELECT entry_id, issue_id, ? FROM issue_entries WHERE issue_id = ?
+                   ON CONFLICT (entry_id) DO NOTHING""",
+                (to_iso(at), issue_id),
+            )
 
-def sent_entry_ids(db: sqlite3.Connection) -> frozenset[str]:
-    """Ids of every entry that went out in an earlier, sent issue."""
-    return frozenset(r[0] for r in db.execute("SELECT entry_id FROM sent_entries"))
+    def sent_entry_ids(self) -> frozenset[str]:
+        """Ids of every entry that went out in an earlier, sent issue."""
+        return frozenset(r[0] for r in self._db.fetch_all("SELECT entry_id FROM sent_entries"))

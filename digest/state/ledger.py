@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from digest.errors import BusyError
-from digest.state import from_iso, to_iso, transaction
+from digest.state import from_iso, to_iso
+from digest.state.backend import Database, Row, count_of
 
 CLAIM_STALE_AFTER = timedelta(minutes=2)
 HEARTBEAT_EVERY = timedelta(seconds=10)
@@ -83,7 +83,7 @@ def _process_gone(claim: Claim) -> bool:
     return False
 
 
-def _claim(row: sqlite3.Row) -> Claim:
+def _claim(row: Row) -> Claim:
     return Claim(
         issue_id=row["issue_id"],
         holder=row["holder"],
@@ -92,110 +92,7 @@ def _claim(row: sqlite3.Row) -> Claim:
     )
 
 
-def get_claim(db: sqlite3.Connection, issue_id: str) -> Claim | None:
-    row = db.execute("SELECT * FROM send_claims WHERE issue_id = ?", (issue_id,)).fetchone()
-    return _claim(row) if row else None
-
-
-def claim_send(
-    db: sqlite3.Connection,
-    issue_id: str,
-    holder: str,
-    *,
-    at: datetime,
-    stale_after: timedelta = CLAIM_STALE_AFTER,
-) -> Claim | None:
-    """Claim the right to send `issue_id`; returns the stale claim that was taken over, if any.
-
-    Raises:
-        BusyError: another live process holds the claim.
-    """
-    with transaction(db):
-        existing = get_claim(db, issue_id)
-        if existing is not None and existing.holder != holder:
-            stale = at - existing.heartbeat_at > stale_after
-            if not stale and not _process_gone(existing):
-                raise BusyError(
-                    f"issue {issue_id} is being sent by another digest process ({existing.holder},"
-                    f" since {existing.claimed_at:%Y-%m-%d %H:%M:%S} UTC)",
-                    hint="wait for it to finish; if that process is gone, its claim expires"
-                    f" {int(stale_after.total_seconds())} s after its last heartbeat",
-                )
-        db.execute(
-            """INSERT INTO send_claims (issue_id, holder, claimed_at, heartbeat_at) VALUES (?, ?, ?, ?)
-               ON CONFLICT (issue_id) DO UPDATE SET holder = excluded.holder,
-                   claimed_at = excluded.claimed_at, heartbeat_at = excluded.heartbeat_at""",
-            (issue_id, holder, to_iso(at), to_iso(at)),
-        )
-    return existing if existing is not None and existing.holder != holder else None
-
-
-def refresh_claim(db: sqlite3.Connection, issue_id: str, holder: str, *, at: datetime) -> bool:
-    """Move the heartbeat on; False when the claim is no longer ours (taken over as stale)."""
-    cursor = db.execute(
-        "UPDATE send_claims SET heartbeat_at = ? WHERE issue_id = ? AND holder = ?",
-        (to_iso(at), issue_id, holder),
-    )
-    return cursor.rowcount > 0
-
-
-def release_claim(db: sqlite3.Connection, issue_id: str, holder: str) -> None:
-    db.execute("DELETE FROM send_claims WHERE issue_id = ? AND holder = ?", (issue_id, holder))
-
-
-def record_sent(db: sqlite3.Connection, issue_id: str, email: str, *, message_id: str, at: datetime) -> None:
-    """Record that the transport accepted the message for `email` (committed at once)."""
-    db.execute(
-        """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
-           VALUES (?, ?, 'sent', ?, NULL, ?)
-           ON CONFLICT (issue_id, email) DO UPDATE SET status = 'sent', message_id = excluded.message_id,
-               detail = NULL, at = excluded.at""",
-        (issue_id, email, message_id, to_iso(at)),
-    )
-
-
-def record_failed(
-    db: sqlite3.Connection,
-    issue_id: str,
-    email: str,
-    *,
-    detail: str,
-    at: datetime,
-    permanent: bool = False,
-) -> None:
-    """Record why the message for `email` was not accepted (`refused` when `permanent`, else `failed`).
-
-    A `sent` row is never overwritten.
-    """
-    status = "refused" if permanent else "failed"
-    db.execute(
-        """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
-           VALUES (?, ?, ?, NULL, ?, ?)
-           ON CONFLICT (issue_id, email) DO UPDATE SET status = excluded.status, detail = excluded.detail,
-               at = excluded.at
-           WHERE send_ledger.status <> 'sent'""",
-        (issue_id, email, status, detail, to_iso(at)),
-    )
-
-
-def record_in_doubt(
-    db: sqlite3.Connection, issue_id: str, email: str, *, message_id: str, detail: str, at: datetime
-) -> None:
-    """Record that the message for `email` was handed over but its reply never came.
-
-    A `sent` row is never overwritten.
-    """
-    db.execute(
-        """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
-           VALUES (?, ?, 'in_doubt', ?, ?, ?)
-           ON CONFLICT (issue_id, email) DO UPDATE SET status = 'in_doubt',
-               message_id = excluded.message_id, detail = excluded.detail, at = excluded.at
-           WHERE send_ledger.status <> 'sent'""",
-        (issue_id, email, message_id, detail, to_iso(at)),
-    )
-
-
-def _row(row: sqlite3.Row) -> LedgerRow:
+def _row(row: Row) -> LedgerRow:
     return LedgerRow(
         issue_id=row["issue_id"],
         email=row["email"],
@@ -203,45 +100,6 @@ def _row(row: sqlite3.Row) -> LedgerRow:
         message_id=row["message_id"],
         detail=row["detail"],
         at=from_iso(row["at"]),
-    )
-
-
-def ledger_entry(db: sqlite3.Connection, issue_id: str, email: str) -> LedgerRow | None:
-    row = db.execute(
-        "SELECT * FROM send_ledger WHERE issue_id = ? AND email = ?", (issue_id, email)
-    ).fetchone()
-    return _row(row) if row else None
-
-
-def iter_ledger(
-    db: sqlite3.Connection, issue_id: str, status: LedgerStatus | None = None
-) -> Iterator[LedgerRow]:
-    if status is None:
-        rows = db.execute("SELECT * FROM send_ledger WHERE issue_id = ? ORDER BY email", (issue_id,))
-    else:
-        rows = db.execute(
-            "SELECT * FROM send_ledger WHERE issue_id = ? AND status = ? ORDER BY email", (issue_id, status)
-        )
-    for row in rows.fetchall():
-        yield _row(row)
-
-
-def status_counts(db: sqlite3.Connection, issue_id: str) -> dict[str, int]:
-    """How many ledger rows of the issue have each status (statuses without rows are 0)."""
-    counts = dict.fromkeys(("sent", "failed", "refused", "in_doubt"), 0)
-    for status, count in db.execute(
-        "SELECT status, count(*) FROM send_ledger WHERE issue_id = ? GROUP BY status", (issue_id,)
-    ).fetchall():
-        counts[str(status)] = int(count)
-    return counts
-
-
-def sent_count(db: sqlite3.Connection, issue_id: str) -> int:
-    """How many recipients the issue was accepted for."""
-    return int(
-        db.execute(
-            "SELECT count(*) FROM send_ledger WHERE issue_id = ? AND status = 'sent'", (issue_id,)
-        ).fetchone()[0]
     )
 
 
@@ -255,27 +113,173 @@ def _pending(retry_refused: bool) -> str:
     return _PENDING.format(settled="'sent'" if retry_refused else "'sent', 'refused'")
 
 
-def pending_count(db: sqlite3.Connection, issue_id: str, *, retry_refused: bool = False) -> int:
-    """Active subscribers the issue has not yet been sent to (nor refused, unless `retry_refused`)."""
-    return int(db.execute(f"SELECT count(*) {_pending(retry_refused)}", (issue_id,)).fetchone()[0])
+class Ledger:
+    """The send ledger and send claims: what makes every issue go out exactly once."""
 
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-def pending_recipients(
-    db: sqlite3.Connection, issue_id: str, *, page_size: int = 500, retry_refused: bool = False
-) -> Iterator[tuple[str, str | None, str]]:
-    """(email, name, token id) of every active subscriber without a `sent` (or `refused`) row, by address.
+    def get_claim(self, issue_id: str) -> Claim | None:
+        row = self._db.fetch_one("SELECT * FROM send_claims WHERE issue_id = ?", (issue_id,))
+        return _claim(row) if row else None
 
-    A `refused` row (a permanent refusal) settles the recipient for this issue unless `retry_refused`.
-    Read a page at a time (keyset pagination), so the ledger can be written between pages and a
-    large list is never held in memory.
-    """
-    after = ""
-    columns = "s.email, s.name, s.token_id"
-    query = f"SELECT {columns} {_pending(retry_refused)} AND s.email > ? ORDER BY s.email LIMIT ?"
-    while True:
-        rows = db.execute(query, (issue_id, after, page_size)).fetchall()
-        if not rows:
-            return
+    def claim_send(
+        self,
+        issue_id: str,
+        holder: str,
+        *,
+        at: datetime,
+        stale_after: timedelta = CLAIM_STALE_AFTER,
+    ) -> Claim | None:
+        """Claim the right to send `issue_id`; returns the stale claim that was taken over, if any.
+
+        Raises:
+            BusyError: another live process holds the claim.
+        """
+        with self._db.transaction():
+            existing = self.get_claim(issue_id)
+            if existing is not None and existing.holder != holder:
+                stale = at - existing.heartbeat_at > stale_after
+                if not stale and not _process_gone(existing):
+                    raise BusyError(
+                        f"issue {issue_id} is being sent by another digest process ({existing.holder},"
+                        f" since {existing.claimed_at:%Y-%m-%d %H:%M:%S} UTC)",
+                        hint="wait for it to finish; if that process is gone, its claim expires"
+                        f" {int(stale_after.total_seconds())} s after its last heartbeat",
+                    )
+            self._db.execute(
+                """INSERT INTO send_claims (issue_id, holder, claimed_at, heartbeat_at) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (issue_id) DO UPDATE SET holder = excluded.holder,
+                       claimed_at = excluded.claimed_at, heartbeat_at = excluded.heartbeat_at""",
+                (issue_id, holder, to_iso(at), to_iso(at)),
+            )
+        return existing if existing is not None and existing.holder != holder else None
+
+    def refresh_claim(self, issue_id: str, holder: str, *, at: datetime) -> bool:
+        """Move the heartbeat on; False when the claim is no longer ours (taken over as stale)."""
+        changed = self._db.execute(
+            "UPDATE send_claims SET heartbeat_at = ? WHERE issue_id = ? AND holder = ?",
+            (to_iso(at), issue_id, holder),
+        )
+        return changed > 0
+
+    def release_claim(self, issue_id: str, holder: str) -> None:
+        self._db.execute("DELETE FROM send_claims WHERE issue_id = ? AND holder = ?", (issue_id, holder))
+
+    def record_sent(self, issue_id: str, email: str, *, message_id: str, at: datetime) -> None:
+        """Record that the transport accepted the message for `email` (committed at once)."""
+        self._db.execute(
+            """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
+               VALUES (?, ?, 'sent', ?, NULL, ?)
+               ON CONFLICT (issue_id, email) DO UPDATE SET status = 'sent', message_id = excluded.message_id,
+                   detail = NULL, at = excluded.at""",
+            (issue_id, email, message_id, to_iso(at)),
+        )
+
+    def record_failed(
+        self,
+        issue_id: str,
+        email: str,
+        *,
+        detail: str,
+        at: datetime,
+        permanent: bool = False,
+    ) -> None:
+        """Record why the message for `email` was not accepted (`refused` when `permanent`, else `failed`).
+
+        A `sent` row is never overwritten.
+        """
+        status = "refused" if permanent else "failed"
+        self._db.execute(
+            """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
+               VALUES (?, ?, ?, NULL, ?, ?)
+               ON CONFLICT (issue_id, email) DO UPDATE SET status = excluded.status, detail = excluded.detail,
+                   at = excluded.at
+               WHERE send_ledger.status <> 'sent'""",
+            (issue_id, email, status, detail, to_iso(at)),
+        )
+
+    def record_in_doubt(
+        self, issue_id: str, email: str, *, message_id: str, detail: str, at: datetime
+    ) -> None:
+        """Record that the message for `email` was handed over but its reply never came.
+
+        A `sent` row is never overwritten.
+        """
+        self._db.execute(
+            """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
+               VALUES (?, ?, 'in_doubt', ?, ?, ?)
+               ON CONFLICT (issue_id, email) DO UPDATE SET status = 'in_doubt',
+                   message_id = excluded.message_id, detail = excluded.detail, at = excluded.at
+               WHERE send_ledger.status <> 'sent'""",
+            (issue_id, email, message_id, detail, to_iso(at)),
+        )
+
+    def ledger_entry(self, issue_id: str, email: str) -> LedgerRow | None:
+        row = self._db.fetch_one(
+            "SELECT * FROM send_ledger WHERE issue_id = ? AND email = ?", (issue_id, email)
+        )
+        return _row(row) if row else None
+
+    def iter_ledger(self, issue_id: str, status: LedgerStatus | None = None) -> Iterator[LedgerRow]:
+        if status is None:
+            rows = self._db.fetch_all(
+                "SELECT * FROM send_ledger WHERE issue_id = ? ORDER BY email", (issue_id,)
+            )
+        else:
+            rows = self._db.fetch_all(
+                "SELECT * FROM send_ledger WHERE issue_id = ? AND status = ? ORDER BY email",
+                (issue_id, status),
+            )
         for row in rows:
-            yield row[0], row[1], row[2]
-        after = rows[-1][0]
+            yield _row(row)
+
+    def status_counts(self, issue_id: str) -> dict[str, int]:
+        """How many ledger rows of the issue have each status (statuses without rows are 0)."""
+        counts = dict.fromkeys(("sent", "failed", "refused", "in_doubt"), 0)
+        for status, count in self._db.fetch_all(
+            "SELECT status, count(*) FROM send_ledger WHERE issue_id = ? GROUP BY status", (issue_id,)
+        ):
+            counts[str(status)] = int(count)
+        return counts
+
+    def failed_rows(self, issue_id: str, *, limit: int) -> tuple[LedgerRow, ...]:
+        """The first `limit` recipients (by address) the issue failed for or was refused for."""
+        rows = self._db.fetch_all(
+            "SELECT * FROM send_ledger WHERE issue_id = ? AND status IN ('failed', 'refused')"
+            " ORDER BY email LIMIT ?",
+            (issue_id, limit),
+        )
+        return tuple(_row(r) for r in rows)
+
+    def sent_count(self, issue_id: str) -> int:
+        """How many recipients the issue was accepted for."""
+        return count_of(
+            self._db.fetch_one(
+                "SELECT count(*) FROM send_ledger WHERE issue_id = ? AND status = 'sent'", (issue_id,)
+            )
+        )
+
+    def pending_count(self, issue_id: str, *, retry_refused: bool = False) -> int:
+        """Active subscribers the issue has not yet been sent to (nor refused, unless `retry_refused`)."""
+        return count_of(self._db.fetch_one(f"SELECT count(*) {_pending(retry_refused)}", (issue_id,)))
+
+    def pending_recipients(
+        self, issue_id: str, *, page_size: int = 500, retry_refused: bool = False
+    ) -> Iterator[tuple[str, str | None, str]]:
+        """(email, name, token id) of every active subscriber without a `sent` (or `refused`) row, by address.
+
+        A `refused` row (a permanent refusal) settles the recipient for this issue unless `retry_refused`.
+        Read a page at a time (keyset pagination), so the ledger can be written between pages and a
+        large list is never held in memory.
+        """
+        after = ""
+        columns = "s.email, s.name, s.token_id"
+        query = f"SELECT {columns} {_pending(retry_refused)} AND s.email > ? ORDER BY s.email LIMIT ?"
+        while True:
+            rows = self._db.fetch_all(query, (issue_id, after, page_size))
+            if not rows:
+                return
+            for row in rows:
+                yield row[0], row[1], row[2]
+            after = rows[-1][0]

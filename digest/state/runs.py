@@ -8,11 +8,11 @@ which); such a run is resumed by `reopen_run`, never started twice.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.state import from_iso, to_iso, transaction
+from digest.state import from_iso, to_iso
+from digest.state.backend import Database, Row
 
 SENT = "sent"
 NOTHING_NEW = "skipped: nothing new"
@@ -43,7 +43,7 @@ class RunRecord:
         return self.finished_at is not None
 
 
-def _record(row: sqlite3.Row) -> RunRecord:
+def _record(row: Row) -> RunRecord:
     return RunRecord(
         id=row["id"],
         slot=from_iso(row["slot"]) if row["slot"] else None,
@@ -55,91 +55,88 @@ def _record(row: sqlite3.Row) -> RunRecord:
     )
 
 
-def start_run(db: sqlite3.Connection, *, started_at: datetime, slot: datetime | None = None) -> int | None:
-    """Record a run as started; returns its id, or None when a run for `slot` already exists."""
-    try:
-        cursor = db.execute(
-            "INSERT INTO runs (slot, started_at) VALUES (?, ?)",
+class Runs:
+    """Record runs of the scheduled job, one per slot."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def start_run(self, *, started_at: datetime, slot: datetime | None = None) -> int | None:
+        """Record a run as started; returns its id, or None when a run for `slot` already exists."""
+        row = self._db.fetch_one(
+            "INSERT INTO runs (slot, started_at) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id",
             (to_iso(slot) if slot else None, to_iso(started_at)),
         )
-    except sqlite3.IntegrityError:
-        return None
-    return int(cursor.lastrowid or 0)
+        return int(row[0]) if row else None
 
+    def record_run(
+        self,
+        *,
+        slot: datetime | None,
+        at: datetime,
+        outcome: str,
+        detail: str | None = None,
+        issue_id: str | None = None,
+    ) -> int | None:
+        """Record a finished run at once (a skipped slot); None when the slot already has a run."""
+        with self._db.transaction():
+            run_id = self.start_run(started_at=at, slot=slot)
+            if run_id is not None:
+                self.finish_run(run_id, finished_at=at, outcome=outcome, detail=detail, issue_id=issue_id)
+        return run_id
 
-def record_run(
-    db: sqlite3.Connection,
-    *,
-    slot: datetime | None,
-    at: datetime,
-    outcome: str,
-    detail: str | None = None,
-    issue_id: str | None = None,
-) -> int | None:
-    """Record a finished run at once (a skipped slot); None when the slot already has a run."""
-    with transaction(db):
-        run_id = start_run(db, started_at=at, slot=slot)
-        if run_id is not None:
-            finish_run(db, run_id, finished_at=at, outcome=outcome, detail=detail, issue_id=issue_id)
-    return run_id
+    def reopen_run(self, run_id: int, *, started_at: datetime, note: str) -> None:
+        """Take over a slot's run again (resume after a crash, or re-check an approval), keeping its row."""
+        row = self._db.fetch_one("SELECT detail FROM runs WHERE id = ?", (run_id,))
+        previous = row["detail"] if row and row["detail"] else ""
+        detail = f"{previous}; {note}" if previous else note
+        self._db.execute(
+            "UPDATE runs SET started_at = ?, finished_at = NULL, outcome = NULL, detail = ? WHERE id = ?",
+            (to_iso(started_at), detail[-2000:], run_id),
+        )
 
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        finished_at: datetime,
+        outcome: str,
+        detail: str | None = None,
+        issue_id: str | None = None,
+    ) -> None:
+        """Record how a run ended; `detail` is appended to what an earlier attempt of the slot noted."""
+        row = self._db.fetch_one("SELECT detail FROM runs WHERE id = ?", (run_id,))
+        previous = row["detail"] if row and row["detail"] else ""
+        if detail and previous:
+            detail = f"{previous}; {detail}"
+        elif not detail:
+            detail = previous or None
+        self._db.execute(
+            "UPDATE runs SET finished_at = ?, outcome = ?, detail = ?, issue_id = coalesce(?, issue_id)"
+            " WHERE id = ?",
+            (to_iso(finished_at), outcome, detail[-2000:] if detail else None, issue_id, run_id),
+        )
 
-def reopen_run(db: sqlite3.Connection, run_id: int, *, started_at: datetime, note: str) -> None:
-    """Take over a slot's run again (resume after a crash, or re-check an approval), keeping its row."""
-    row = db.execute("SELECT detail FROM runs WHERE id = ?", (run_id,)).fetchone()
-    previous = row["detail"] if row and row["detail"] else ""
-    detail = f"{previous}; {note}" if previous else note
-    db.execute(
-        "UPDATE runs SET started_at = ?, finished_at = NULL, outcome = NULL, detail = ? WHERE id = ?",
-        (to_iso(started_at), detail[-2000:], run_id),
-    )
+    def get_run(self, run_id: int) -> RunRecord | None:
+        row = self._db.fetch_one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _record(row) if row else None
 
+    def run_for_slot(self, slot: datetime) -> RunRecord | None:
+        row = self._db.fetch_one("SELECT * FROM runs WHERE slot = ?", (to_iso(slot),))
+        return _record(row) if row else None
 
-def finish_run(
-    db: sqlite3.Connection,
-    run_id: int,
-    *,
-    finished_at: datetime,
-    outcome: str,
-    detail: str | None = None,
-    issue_id: str | None = None,
-) -> None:
-    """Record how a run ended; `detail` is appended to what an earlier attempt of the slot noted."""
-    row = db.execute("SELECT detail FROM runs WHERE id = ?", (run_id,)).fetchone()
-    previous = row["detail"] if row and row["detail"] else ""
-    if detail and previous:
-        detail = f"{previous}; {detail}"
-    elif not detail:
-        detail = previous or None
-    db.execute(
-        "UPDATE runs SET finished_at = ?, outcome = ?, detail = ?, issue_id = coalesce(?, issue_id)"
-        " WHERE id = ?",
-        (to_iso(finished_at), outcome, detail[-2000:] if detail else None, issue_id, run_id),
-    )
+    def recent_runs(self, limit: int = 10) -> tuple[RunRecord, ...]:
+        """The latest runs, newest first."""
+        rows = self._db.fetch_all("SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
+        return tuple(_record(r) for r in rows)
 
+    def last_slot_run(self) -> RunRecord | None:
+        """The run of the latest scheduled slot (manual runs are not slots)."""
+        row = self._db.fetch_one("SELECT * FROM runs WHERE slot IS NOT NULL ORDER BY slot DESC LIMIT 1")
+        return _record(row) if row else None
 
-def get_run(db: sqlite3.Connection, run_id: int) -> RunRecord | None:
-    row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return _record(row) if row else None
-
-
-def run_for_slot(db: sqlite3.Connection, slot: datetime) -> RunRecord | None:
-    row = db.execute("SELECT * FROM runs WHERE slot = ?", (to_iso(slot),)).fetchone()
-    return _record(row) if row else None
-
-
-def recent_runs(db: sqlite3.Connection, limit: int = 10) -> tuple[RunRecord, ...]:
-    """The latest runs, newest first."""
-    rows = db.execute("SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
-    return tuple(_record(r) for r in rows)
-
-
-def last_slot_run(db: sqlite3.Connection) -> RunRecord | None:
-    """The run of the latest scheduled slot (manual runs are not slots)."""
-    row = db.execute("SELECT * FROM runs WHERE slot IS NOT NULL ORDER BY slot DESC LIMIT 1").fetchone()
-    return _record(row) if row else None
-
-
-def runs_for_issue(db: sqlite3.Connection, issue_id: str) -> tuple[RunRecord, ...]:
-    rows = db.execute("SELECT * FROM runs WHERE issue_id = ? ORDER BY started_at, id", (issue_id,))
-    return tuple(_record(r) for r in rows)
+    def runs_for_issue(self, issue_id: str) -> tuple[RunRecord, ...]:
+        rows = self._db.fetch_all(
+            "SELECT * FROM runs WHERE issue_id = ? ORDER BY started_at, id", (issue_id,)
+        )
+        return tuple(_record(r) for r in rows)

@@ -214,6 +214,12 @@ CREATE TABLE hook_messages (
     received_at TEXT NOT NULL
 )
 """,
+    """
+-- The entry's place in its source's latest fetch (the feed's order), so reading it back does not
+-- depend on a storage detail (SQLite's rowid) that PostgreSQL does not have.
+ALTER TABLE entries ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
+UPDATE entries SET position = rowid
+""",
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -375,5 +381,8 @@ CREATE TABLE hook_messages (
     message_id  TEXT PRIMARY KEY,
     received_at TEXT NOT NULL
 )
+""",
+    """
+ALTER TABLE entries ADD COLUMN position INTEGER NOT NULL DEFAULT 0
 """,
 )

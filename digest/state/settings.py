@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import secrets
-import sqlite3
 
-from digest.state import transaction
-
-
-def get_setting(db: sqlite3.Connection, key: str) -> str | None:
-    row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
-    return str(row[0]) if row else None
+from digest.state.backend import Database
 
 
-def set_setting(db: sqlite3.Connection, key: str, value: str) -> None:
-    db.execute(
-        "INSERT INTO settings (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, value),
-    )
+class Settings:
+    """Small named values, such as the generated signing secret."""
 
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-def generated_secret(db: sqlite3.Connection, key: str) -> str:
-    """A random secret created on first use and kept in state, the same for every later call."""
-    with transaction(db):
-        existing = get_setting(db, key)
-        if existing:
-            return existing
-        value = secrets.token_urlsafe(32)
-        set_setting(db, key, value)
-        return value
+    def get_setting(self, key: str) -> str | None:
+        row = self._db.fetch_one("SELECT value FROM settings WHERE key = ?", (key,))
+        return str(row[0]) if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def generated_secret(self, key: str) -> str:
+        """A random secret created on first use and kept in state, the same for every later call."""
+        with self._db.transaction():
+            existing = self.get_setting(key)
+            if existing:
+                return existing
+            value = secrets.token_urlsafe(32)
+            self.set_setting(key, value)
+            return value

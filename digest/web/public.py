@@ -10,7 +10,6 @@ both from that form and as the RFC 8058 one-click POST a mail client sends (body
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,7 +26,7 @@ from digest.config import BounceSettings, Config
 from digest.deliver.bounces import ses
 from digest.deliver.tokens import BadTokenError, StaleTokenError
 from digest.pipeline import bounces, web
-from digest.state import open_state
+from digest.state.store import Store, open_store
 from digest.web.hosts import RelativeRedirects
 from digest.web.pages import STATIC, render_message, render_page
 from digest.web.security import SecurityHeaders, error_handlers
@@ -59,8 +58,8 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
     footer = config.theme.organisation or config.digest.title
 
     @contextmanager
-    def state() -> Iterator[sqlite3.Connection]:
-        db = open_state(config.state_path)
+    def state() -> Iterator[Store]:
+        db = open_store(config)
         try:
             yield db
         finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -17,9 +16,7 @@ from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, IssueEn
 from digest.pipeline import web
 from digest.pipeline.ingest import source_reports
 from digest.render import html_lang, part_language
-from digest.state import from_iso, to_iso
-from digest.state.entries import entry_from_json
-from digest.state.issues import issue_entry_ids, last_sent_issue, recent_issues
+from digest.state.store import Store
 from digest.web.edits import can_move, highlight_ranks
 from digest.web.pages import PageFormat
 from digest.web.report import SizeReport, changes_since, source_rows
@@ -128,20 +125,20 @@ def _entry_views(
     return highlights, tuple(sections)
 
 
-def _dropped(db: sqlite3.Connection, snapshot: Snapshot) -> tuple[tuple[str, str], ...]:
+def _dropped(db: Store, snapshot: Snapshot) -> tuple[tuple[str, str], ...]:
     """(id, title) of the entries the draft drops (the id alone when state no longer has the entry)."""
     rows = []
     for entry_id in snapshot.draft.dropped:
-        found = db.execute("SELECT data FROM entries WHERE id = ? LIMIT 1", (entry_id,)).fetchone()
-        rows.append((entry_id, entry_from_json(found[0]).title if found else entry_id))
+        found = db.entries.find_entry(entry_id)
+        rows.append((entry_id, found.title if found else entry_id))
     return tuple(rows)
 
 
-def _changes(db: sqlite3.Connection, snapshot: Snapshot, fmt: PageFormat) -> tuple[str, ...]:
+def _changes(db: Store, snapshot: Snapshot, fmt: PageFormat) -> tuple[str, ...]:
     issue = snapshot.issue
     if issue is None:
         return ()
-    last = last_sent_issue(db)
+    last = db.issues.last_sent_issue()
     if last is None or last.id == issue.id:
         return changes_since(
             issue, size=snapshot.size, last_id=None, last_json=None, last_size=None, last_sent=None
@@ -178,12 +175,12 @@ class EmptyWindow:
     held_count: int = 0
 
 
-def _held_by(db: sqlite3.Connection, since: datetime, until: datetime, fmt: PageFormat) -> EmptyWindow | None:
+def _held_by(db: Store, since: datetime, until: datetime, fmt: PageFormat) -> EmptyWindow | None:
     """The window's entries are already in an issue whose sending started: name it and say what to do."""
-    for record in recent_issues(db, limit=1_000_000):
+    for record in db.issues.recent_issues(limit=1_000_000):
         if record.send_started_at is None or not (record.window_start < until and since < record.window_end):
             continue
-        count = len(issue_entry_ids(db, record.id))
+        count = len(db.issues.issue_entry_ids(record.id))
         if not count:
             continue
         sent_on = fmt.date(record.sent_at) if record.sent_at else None
@@ -191,9 +188,7 @@ def _held_by(db: sqlite3.Connection, since: datetime, until: datetime, fmt: Page
     return None
 
 
-def _empty_window(
-    db: sqlite3.Connection, workspace: Workspace, snapshot: Snapshot, fmt: PageFormat
-) -> EmptyWindow | None:
+def _empty_window(db: Store, workspace: Workspace, snapshot: Snapshot, fmt: PageFormat) -> EmptyWindow | None:
     since = snapshot.nothing_new_since
     if snapshot.issue is not None or since is None:
         return None
@@ -201,14 +196,11 @@ def _empty_window(
     held = _held_by(db, since, until, fmt)
     if held is not None:
         return held
-    last = last_sent_issue(db)
+    last = db.issues.last_sent_issue()
     if last is not None:
         when = f", sent {fmt.date(last.sent_at)}" if last.sent_at else ""
         return EmptyWindow(since, until, f"issue {last.id}{when}", None, None)
-    row = db.execute(
-        "SELECT MAX(published_at) FROM entries WHERE published_at < ?", (to_iso(since),)
-    ).fetchone()
-    newest = from_iso(row[0]) if row and row[0] else None
+    newest = db.entries.newest_before(since)
     suggested = None
     if newest is not None:
         # The start of the day after the newest entry, in the edition's time zone: its window holds it.
@@ -243,7 +235,7 @@ def page_context(workspace: Workspace) -> dict[str, Any]:
     config = workspace.config
     fmt = PageFormat(locale=config.digest.locale, timezone=config.digest.timezone)
     highlights, sections = _entry_views(snapshot, fmt)
-    db = workspace.open_state()
+    db = workspace.open_store()
     try:
         approval = web.approval_status(db, snapshot.issue.id) if snapshot.issue else None
         # Read from state on every page load: `digest send` may have started since the build.

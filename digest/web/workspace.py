@@ -13,7 +13,6 @@ import asyncio
 import functools
 import glob
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -32,8 +31,7 @@ from digest.pipeline.build import build_issue, plan_issue
 from digest.pipeline.ingest import IngestResult, ingest_sources
 from digest.pipeline.send import send_issue
 from digest.render import html_lang, template_search_path
-from digest.state import open_state
-from digest.state.issues import get_issue, issue_entry_ids
+from digest.state.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +96,9 @@ class SendState:
         )
 
 
-def send_state_of(db: sqlite3.Connection, issue_id: str, base_url: str) -> SendState | None:
+def send_state_of(db: Store, issue_id: str, base_url: str) -> SendState | None:
     """The send state of `issue_id`, or None when its sending has not started (it can still change)."""
-    record = get_issue(db, issue_id)
+    record = db.issues.get_issue(issue_id)
     if record is None or record.send_started_at is None:
         return None
     return SendState(record.id, record.send_started_at, record.sent_at, issue_url(base_url, record.id))
@@ -192,7 +190,7 @@ class Workspace:
             return replace(self.snapshot, version=self._next_version(), made_at=now, error=error, hint=e.hint)
         config = self.config
         try:
-            db = open_state(config.state_path)
+            db = open_store(config)
             try:
                 if not force:
                     result = ingest_sources(config, db, now=now, offline=not fetch)
@@ -237,14 +235,14 @@ class Workspace:
             return replace(self.snapshot, version=self._next_version(), made_at=now, error=str(e), hint=None)
 
     def _held(
-        self, config: Config, db: sqlite3.Connection, result: IngestResult, *, now: datetime, fetch: bool
+        self, config: Config, db: Store, result: IngestResult, *, now: datetime, fetch: bool
     ) -> Snapshot | None:
         """The approved next issue as it was approved, or None when it is not (validly) approved.
 
         Compares what a rebuild would hold with what was approved, so the page can say what is new.
         """
         planned = plan_issue(config, db, result.entries, result.reports, now=now, as_of=self.as_of)
-        record = get_issue(db, planned.issue.id)
+        record = db.issues.get_issue(planned.issue.id)
         if record is None or record.send_started_at is not None:
             return None
         if not web.approval_status(db, record.id).valid:
@@ -256,7 +254,7 @@ class Workspace:
             return None
         if web.file_sha256(folder / "email.html") != record.html_sha256:
             return None
-        approved_ids = issue_entry_ids(db, record.id)
+        approved_ids = db.issues.issue_entry_ids(record.id)
         approved = plan_issue(
             config,
             db,
@@ -305,15 +303,15 @@ class Workspace:
             save_draft(draft_file, change(load_draft(draft_file)))
             return self.rebuild(fetch=False, force=True)
 
-    def open_state(self) -> sqlite3.Connection:
-        return open_state(self.config.state_path)
+    def open_store(self) -> Store:
+        return open_store(self.config.state_path)
 
     def send_state(self) -> SendState | None:
         """Whether the issue shown has started sending (read from state now, not from the snapshot)."""
         issue = self.snapshot.issue
         if issue is None:
             return None
-        db = self.open_state()
+        db = self.open_store()
         try:
             return send_state_of(db, issue.id, self.config.web.base_url)
         finally:
@@ -338,7 +336,7 @@ class Workspace:
         if issue is None:
             raise UsageError("there is no issue to approve")
         self.refuse_if_sent()
-        db = self.open_state()
+        db = self.open_store()
         try:
             approval = web.approve_issue(
                 db,
@@ -361,7 +359,7 @@ class Workspace:
         if issue is None:
             raise UsageError("there is no issue to send yet")
         self.refuse_if_sent()
-        db = self.open_state()
+        db = self.open_store()
         try:
             report = send_issue(self.config, db, now=self.clock(), issue_id=issue.id, to=addresses)
         finally:

@@ -13,7 +13,6 @@ size budget), `files` (issue.json, the sample message, writing the files); this 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -37,8 +36,7 @@ from digest.pipeline.build.files import (
 from digest.pipeline.build.plan import PlannedIssue, free_issue_id, plan_issue, retire_stale_issue
 from digest.pipeline.ingest import ingest_sources
 from digest.render import RenderSettings
-from digest.state import feeds as feed_state
-from digest.state import issues as state_issues
+from digest.state.store import Store
 
 __all__ = [
     "FALLBACK_CAPS",
@@ -77,14 +75,14 @@ class BuildOutcome:
     notes: tuple[str, ...] = ()
 
 
-def failure_note(db: sqlite3.Connection, report: SourceReport, entries: Iterable[Entry]) -> str:
+def failure_note(db: Store, report: SourceReport, entries: Iterable[Entry]) -> str:
     """What a failed source meant for the build: its kept entries were used, or it has none yet."""
     why = (report.error or report.status.value).removeprefix(f"{report.name}: ")
     kept = sum(1 for e in entries if e.source == report.name or report.name in e.also_from)
     if kept:
         used = f"its last good entries were used ({kept} kept from earlier fetches)"
     else:
-        record = feed_state.get_feed(db, report.name)
+        record = db.feeds.get_feed(report.name)
         if record is None or record.status is None:  # never tried: the error says so
             used = "no entries from it yet"
         elif record.last_success_at is None:
@@ -94,14 +92,14 @@ def failure_note(db: sqlite3.Connection, report: SourceReport, entries: Iterable
     return f"source {report.name!r} failed ({why}); {used}"
 
 
-def _unsubscribe_sample(config: Config, db: sqlite3.Connection) -> str:
+def _unsubscribe_sample(config: Config, db: Store) -> str:
     secret = unsubscribe_secret(config, db)
     return unsubscribe_url(config.web.base_url, unsubscribe_token(secret, NO_SUBSCRIPTION))
 
 
 def build_from_entries(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     entries: Iterable[Entry],
     reports: tuple[SourceReport, ...],
     *,
@@ -139,8 +137,7 @@ def build_from_entries(
     progress(f"writing {out / issue_id}")
     built = write_issue(rendered, out / issue_id, timezone=config.digest.timezone, eml=eml, draft=draft_file)
     try:
-        state_issues.record_built_issue(
-            db,
+        db.issues.record_built_issue(
             issue_id=issue_id,
             edition=rendered.issue.edition,
             window_start=window.start,
@@ -161,19 +158,19 @@ def build_from_entries(
     return BuildOutcome(built=built, nothing_new_since=None, notes=tuple(notes))
 
 
-def _part_sent_notes(db: sqlite3.Connection) -> list[str]:
+def _part_sent_notes(db: Store) -> list[str]:
     """Why a window can look empty although entries are in it: they are held by an issue being sent."""
     return [
         f"issue {record.id} holds this period's entries and its send is not finished:"
         " run digest send to finish it"
-        for record in state_issues.recent_issues(db)
+        for record in db.issues.recent_issues()
         if record.send_started_at is not None and record.sent_at is None
     ]
 
 
 def build_issue(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     *,
     now: datetime,
     as_of: datetime | None = None,

@@ -7,7 +7,6 @@ approved issue, and what `build_from_entries` renders.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,14 +26,14 @@ from digest.compose.draft import draft_path, load_draft
 from digest.config import Config
 from digest.errors import RenderError
 from digest.models import Draft, Entry, Issue, SourceReport, Window
-from digest.state import issues as state_issues
+from digest.state.store import Store
 
 
-def _frozen_issue_ids(db: sqlite3.Connection) -> dict[str, frozenset[str]]:
+def _frozen_issue_ids(db: Store) -> dict[str, frozenset[str]]:
     """Issues whose sending started (they can no longer be rebuilt), with their entry ids."""
     return {
-        r.id: state_issues.issue_entry_ids(db, r.id)
-        for r in state_issues.recent_issues(db, limit=1_000_000)
+        r.id: db.issues.issue_entry_ids(r.id)
+        for r in db.issues.recent_issues(limit=1_000_000)
         if r.send_started_at is not None
     }
 
@@ -54,14 +53,14 @@ def _is_issue_folder(folder: Path, issue_id: str) -> bool:
     return folder.name == issue_id and folder.is_dir() and (folder / "issue.json").is_file()
 
 
-def retire_stale_issue(db: sqlite3.Connection, issue_id: str, out: Path) -> tuple[str, ...]:
+def retire_stale_issue(db: Store, issue_id: str, out: Path) -> tuple[str, ...]:
     """Remove an unsent issue that a rebuild found empty: its state record first, then its folder.
 
     Once the record is gone nothing can send the stale copy (`digest send` finds issues through state);
     the folder goes too, so no stale email.html is left for a person to mistake for the issue. The draft
     is kept: it holds the comms team's edits. Returns notes for the user.
     """
-    record = state_issues.discard_unsent_issue(db, issue_id)
+    record = db.issues.discard_unsent_issue(issue_id)
     folders = {out / issue_id} | ({record.out_dir} if record else set())
     removed = [f for f in sorted(folders) if _is_issue_folder(f, issue_id)]
     if record is None and not removed:
@@ -105,7 +104,7 @@ class PlannedIssue:
 
 def plan_issue(
     config: Config,
-    db: sqlite3.Connection,
+    db: Store,
     entries: Iterable[Entry],
     reports: tuple[SourceReport, ...],
     *,
@@ -121,7 +120,7 @@ def plan_issue(
     """
     entries = tuple(entries)
     out = out_dir or config.root / "out"
-    last_sent = state_issues.last_sent_issue(db)
+    last_sent = db.issues.last_sent_issue()
     window, cut = cap_window(
         issue_window(
             as_of=as_of or now,
@@ -131,7 +130,7 @@ def plan_issue(
         config.digest.max_window_days,
     )
     frozen = _frozen_issue_ids(db)
-    exclude = state_issues.sent_entry_ids(db).union(*frozen.values())
+    exclude = db.issues.sent_entry_ids().union(*frozen.values())
     left_out = left_out_entries(entries, cut, exclude_ids=exclude) if cut else ()
     issue_id = free_issue_id(base_issue_id(window, config.digest.timezone), frozen)
     draft_file = draft_path(out, issue_id)
@@ -141,7 +140,7 @@ def plan_issue(
         entries,
         window=window,
         issue_id=issue_id,
-        edition=state_issues.sent_issue_count(db) + 1,
+        edition=db.issues.sent_issue_count() + 1,
         settings=ComposeSettings.from_config(config),
         draft=draft,
         exclude_ids=exclude,

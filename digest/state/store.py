@@ -1,0 +1,107 @@
+"""The Store: every operation on digest's state, named for what it does, over SQLite or PostgreSQL.
+
+Callers (the pipeline, the web apps through it, deliver, the CLI) hold a `Store` and call its parts:
+`store.ledger.record_sent(...)`, `store.issues.get_issue(...)`, `store.subscribers.upsert_subscriber(...)`.
+They never see a connection, a cursor or SQL. Each part is a small class in its own module
+(`digest.state.ledger.Ledger`, ...) over one `Database` (`digest.state.backend`), which is where every
+backend error becomes a `StateError`. `transaction()` groups operations into one transaction.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from digest.state.approvals import Approvals
+from digest.state.articles import Articles
+from digest.state.backend import Database, Dialect, SqliteDatabase, open_database
+from digest.state.bounces import Bounces
+from digest.state.entries import Entries
+from digest.state.feeds import Feeds
+from digest.state.issues import Issues
+from digest.state.ledger import Ledger
+from digest.state.runs import Runs
+from digest.state.settings import Settings
+from digest.state.subscribers import Subscribers
+
+if TYPE_CHECKING:
+    from digest.config import Config
+
+__all__ = ["Store", "open_store"]
+
+
+class Store:
+    """digest's state: feeds, entries, articles, issues, the send ledger, subscribers, bounces, runs."""
+
+    def __init__(self, database: Database, *, owns_database: bool = True) -> None:
+        self._database = database
+        self._owns_database = owns_database
+        self.settings = Settings(database)
+        self.feeds = Feeds(database)
+        self.entries = Entries(database)
+        self.articles = Articles(database)
+        self.issues = Issues(database)
+        self.ledger = Ledger(database)
+        self.approvals = Approvals(database)
+        self.subscribers = Subscribers(database)
+        self.bounces = Bounces(database)
+        self.runs = Runs(database)
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._database.dialect
+
+    @property
+    def name(self) -> str:
+        """The state file's path, or the PostgreSQL URL without its password (for messages)."""
+        return self._database.name
+
+    @property
+    def has_advisory_locks(self) -> bool:
+        """True when `advisory_lock` works (PostgreSQL): a lock every host using this state shares."""
+        return self._database.has_advisory_locks
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Run the operations in the block as one transaction (committed at its end, rolled back on error)."""
+        return self._database.transaction()
+
+    def advisory_lock(self, name: str) -> AbstractContextManager[bool]:
+        """Try to take the lock `name` across hosts, without waiting (PostgreSQL only): yields if taken."""
+        return self._database.advisory_lock(name)
+
+    def another(self) -> Store:
+        """A second handle on the same state, for another thread that must not wait behind this one's
+        transactions: SQLite gets its own connection; PostgreSQL shares the pool (a connection per use)."""
+        if isinstance(self._database, SqliteDatabase):
+            return Store(SqliteDatabase.open(Path(self._database.name)))
+        return Store(self._database, owns_database=False)
+
+    def close(self) -> None:
+        if self._owns_database:
+            self._database.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_store(where: Config | Path, *, read_only: bool = False) -> Store:
+    """Open the state the config names (`[state] url` PostgreSQL, else the `[state] path` SQLite file),
+    or the SQLite file at a path, creating or migrating its schema (not when `read_only`).
+
+    Raises:
+        StateError: the database cannot be reached, opened or migrated (the message names it).
+    """
+    if isinstance(where, Path):
+        return Store(SqliteDatabase.open(where, read_only=read_only))
+    if where.state_url is None and read_only:
+        return Store(SqliteDatabase.open(where.state_path, read_only=True))
+    return Store(
+        open_database(path=where.state_path, url=where.state_url, password_env=where.state_password_env)
+    )
