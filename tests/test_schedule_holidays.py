@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ from digest.schedule import (
 )
 
 LONDON = ZoneInfo("Europe/London")
+REPO = Path(__file__).resolve().parent.parent
 SOURCE = {"name": "a", "url": "https://example.org/feed"}
 
 
@@ -122,6 +124,14 @@ def test_on_holiday_must_be_one_of_the_three_modes(tmp_path: Path) -> None:
     assert caught.value.problems == (
         "schedule.on_holiday: must be one of 'send', 'next_working_day', 'skip', not 'tuesday'",
     )
+
+
+def test_the_shipped_config_example_works_when_uncommented(tmp_path: Path) -> None:
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    assert '# holidays = "england-and-wales"' in text and '# on_holiday = "next_working_day"' in text
+    text = text.replace("# holidays = ", "holidays = ").replace("# on_holiday = ", "on_holiday = ")
+    config = parse_config(tomllib.loads(text), REPO / "config.toml")
+    assert (config.schedule.holidays, config.schedule.on_holiday) == ("england-and-wales", "next_working_day")
 
 
 # --- slots: next_working_day ------------------------------------------------------------------------
@@ -250,6 +260,9 @@ def test_decide_runs_the_moved_slot_and_its_reason_names_the_holiday() -> None:
         "scheduled run for Tuesday 27 May 2025 08:00 BST (2025-05-27T07:00:00Z) "
         "(moved from Monday 26 May 2025, a bank holiday: Spring Bank Holiday)"
     )
+    send = decide(weekly("monday", "send"), london(2025, 5, 26, 8), None)
+    assert send.slot == london(2025, 5, 26, 8)
+    assert send.reason.endswith("(a bank holiday: Spring Bank Holiday)")
     # On the holiday itself nothing new is due: the latest slot is still the week before's.
     assert decide(MONDAY, london(2025, 5, 26, 8), None, first=True).slot == london(2025, 5, 19, 8)
 

@@ -2,14 +2,19 @@
 
 A *slot* is one scheduled moment, e.g. Friday 08:00 Europe/London, held as an aware UTC datetime. Slots
 are computed here with zoneinfo, so they are right on both sides of the BST/GMT changes; they identify
-runs in state (the unique `runs.slot`), which is what keeps a slot from running twice.
+runs in state (the unique `runs.slot`), which is what keeps a slot from running twice. With
+`[schedule] holidays`, a week whose configured day is a bank holiday keeps its slot, moves it to the
+next working day at the same local time, or has none (`on_holiday`); `place` decides, and every slot
+function here goes through it, so a moved slot is a slot like any other.
 
 `ScheduleLoop` drives the `schedule` library (`every().friday.at("08:00", "Europe/London")`) to fire
 the job, and cross-checks each firing against the slot computed here. The library reads the wall clock
 itself (`datetime.datetime.now()`); the loop reads `now` and waits through the functions it is handed,
 so tests run it on a controlled clock with no real sleeping (they point the library's clock at the same
-controlled clock). The loop never sleeps longer than `max_sleep` seconds at a time, so a suspended
-machine, a changed system clock or a DST change of the host's own zone cannot make it oversleep.
+controlled clock). With holidays the library fires daily at the configured time and only the firings
+that reach a new slot call the job. The loop never sleeps longer than `max_sleep` seconds at a time,
+so a suspended machine, a changed system clock or a DST change of the host's own zone cannot make it
+oversleep.
 """
 
 from __future__ import annotations
