@@ -36,6 +36,7 @@ HEAVY = (
     "schedule",
     "pytz",
     "sqlite3",
+    "holidays",  # only when [schedule] holidays is set
 )
 
 

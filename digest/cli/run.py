@@ -19,7 +19,7 @@ from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
-from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time
+from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time, next_slot_note
 from digest.schedule.lock import RunLock
 from digest.state import writable
 from digest.state.store import open_store
@@ -134,11 +134,15 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def status_json(status: Status) -> dict[str, Any]:
-    """The status as plain JSON-ready data (the shape of `digest status --json`)."""
+def status_json(status: Status, next_run_note: str | None = None) -> dict[str, Any]:
+    """The status as plain JSON-ready data (the shape of `digest status --json`).
+
+    `next_run_note` says what a bank holiday did to the next run (`next_slot_note`), else None.
+    """
     return {
         "now": _iso(status.now),
         "next_run": _iso(status.next_run),
+        "next_run_note": next_run_note,
         "timezone": status.timezone,
         "scheduler": None
         if status.scheduler is None
@@ -210,9 +214,11 @@ def _local(value: datetime | None, status: Status) -> str:
     return friendly_time(value, status.display_timezone, status.locale)
 
 
-def _print_status(status: Status) -> None:
+def _print_status(status: Status, next_run_note: str | None = None) -> None:
     tz = status.timezone
     stdout.print(f"next scheduled run: {describe_time(status.next_run, tz)}", markup=False)
+    if next_run_note:
+        stdout.print(f"  {next_run_note}", markup=False)
     if status.scheduler:
         stdout.print(f"scheduler: running, {status.scheduler.describe()}", markup=False)
     else:
@@ -313,10 +319,11 @@ def status_command(config_path: Path, as_json: bool) -> int:
         status = gather_status(config, db, now=_now())
     finally:
         db.close()
+    note = next_slot_note(config.schedule, status.now)
     if as_json:
-        click.echo(json.dumps(status_json(status), indent=2))
+        click.echo(json.dumps(status_json(status, note), indent=2))
     else:
-        _print_status(status)
+        _print_status(status, note)
     return 0
 
 

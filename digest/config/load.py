@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from digest.config.bounces import read_bounces
+from digest.config.holidays import region_problem
 from digest.config.schema import (
     ApprovalSettings,
     Config,
     DigestSettings,
     GroupBy,
     HighlightSettings,
+    OnHoliday,
     PreviewSettings,
     Priority,
     ScheduleSettings,
@@ -48,6 +50,7 @@ from digest.errors import ConfigError
 # Gmail clips an HTML part above about 102 KB, hiding the footer and its unsubscribe link.
 MAX_HTML_KB = 102
 
+ON_HOLIDAY = ("send", "next_working_day", "skip")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -128,6 +131,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         timezone=checked(s, "timezone", s.text("timezone", sd.timezone), timezone_problem),
         catch_up_hours=s.number("catch_up_hours", sd.catch_up_hours, minimum=0.0, maximum=8760.0),
         retry_minutes=s.integer("retry_minutes", sd.retry_minutes, minimum=1, maximum=10_080),
+        holidays=read_holidays(s),
+        on_holiday=cast(OnHoliday, s.choice("on_holiday", ON_HOLIDAY, sd.on_holiday)),
     )
     s.finish()
 
@@ -180,6 +185,14 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         bounces=bounces,
         enablers=enablers,
     )
+
+
+def read_holidays(s: Table) -> str | None:
+    """`[schedule] holidays`: a bank holiday region the `holidays` package knows, or None (not set)."""
+    region = s.text("holidays", None)
+    if isinstance(region, str):
+        return checked(s, "holidays", region.strip(), region_problem) or None
+    return None
 
 
 def read_highlights(h: Table) -> HighlightSettings:

@@ -15,6 +15,7 @@ USER_AGENT = "digest/0.1 (+https://github.com/digest-newsletter/digest; newslett
 
 SourceKind = Literal["http", "file", "glob"]
 GroupBy = Literal["day", "week", "none"]
+OnHoliday = Literal["send", "next_working_day", "skip"]
 Transport = Literal["outbox", "smtp"]
 Security = Literal["none", "starttls", "tls"]
 
@@ -205,6 +206,10 @@ class ScheduleSettings:
     timezone: str = "Europe/London"
     catch_up_hours: float = 12.0
     retry_minutes: int = 15
+    # A bank holiday region ("england-and-wales", "scotland", "DE-BY"; see digest/config/holidays.py) and
+    # what a slot on one of its holidays does: runs anyway, moves to the next working day, or is skipped.
+    holidays: str | None = None
+    on_holiday: OnHoliday = "send"
 
     @property
     def at(self) -> time_of_day:

@@ -2,21 +2,26 @@
 
 A *slot* is one scheduled moment, e.g. Friday 08:00 Europe/London, held as an aware UTC datetime. Slots
 are computed here with zoneinfo, so they are right on both sides of the BST/GMT changes; they identify
-runs in state (the unique `runs.slot`), which is what keeps a slot from running twice.
+runs in state (the unique `runs.slot`), which is what keeps a slot from running twice. With
+`[schedule] holidays`, a week whose configured day is a bank holiday keeps its slot, moves it to the
+next working day at the same local time, or has none (`on_holiday`); `place` decides, and every slot
+function here goes through it, so a moved slot is a slot like any other.
 
 `ScheduleLoop` drives the `schedule` library (`every().friday.at("08:00", "Europe/London")`) to fire
 the job, and cross-checks each firing against the slot computed here. The library reads the wall clock
 itself (`datetime.datetime.now()`); the loop reads `now` and waits through the functions it is handed,
 so tests run it on a controlled clock with no real sleeping (they point the library's clock at the same
-controlled clock). The loop never sleeps longer than `max_sleep` seconds at a time, so a suspended
-machine, a changed system clock or a DST change of the host's own zone cannot make it oversleep.
+controlled clock). With holidays the library fires daily at the configured time and only the firings
+that reach a new slot call the job. The loop never sleeps longer than `max_sleep` seconds at a time,
+so a suspended machine, a changed system clock or a DST change of the host's own zone cannot make it
+oversleep.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -25,6 +30,8 @@ import schedule as schedule_lib
 from babel.dates import format_datetime
 
 from digest.config import ScheduleSettings
+from digest.config.holidays import bank_holiday
+from digest.errors import ConfigError
 from digest.state import runs as run_state
 from digest.state.runs import RunRecord
 
@@ -33,6 +40,9 @@ log = logging.getLogger(__name__)
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # How far a firing of the schedule library may be from the slot computed here before it is reported.
 _FIRING_TOLERANCE = timedelta(minutes=5)
+_SATURDAY = 5
+# How many weeks in a row may have no slot (every one skipped for a bank holiday) before a search gives up.
+_MAX_WEEKS = 60
 
 
 def slot_on(settings: ScheduleSettings, day: date) -> datetime:
@@ -51,22 +61,125 @@ def _weekday(settings: ScheduleSettings) -> int:
     return _WEEKDAYS.index(settings.day)
 
 
-def previous_slot(settings: ScheduleSettings, now: datetime) -> datetime:
-    """The latest slot at or before `now` (aware UTC)."""
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one week's slot lands after `[schedule] holidays` / `on_holiday`.
+
+    `nominal` is the configured day and time that week; `slot` is when it runs (the same, a later working
+    day, or None: skipped); `holiday` names the bank holiday on the configured day, if there is one.
+    """
+
+    nominal: datetime
+    slot: datetime | None
+    holiday: str | None = None
+
+
+def _working_day(region: str, day: date) -> bool:
+    return day.weekday() < _SATURDAY and bank_holiday(region, day) is None
+
+
+def place(settings: ScheduleSettings, day: date) -> Placement:
+    """The slot of the week whose configured day is the local date `day`.
+
+    On a bank holiday of `[schedule] holidays`: `send` keeps the slot, `next_working_day` moves it to the
+    first later day that is neither a weekend day nor a bank holiday (same local time; skipped if there
+    is none within six days, so a slot never passes the next week's), `skip` drops it.
+    """
+    nominal = slot_on(settings, day)
+    if settings.holidays is None:
+        return Placement(nominal, nominal)
+    holiday = bank_holiday(settings.holidays, day)
+    if holiday is None or settings.on_holiday == "send":
+        return Placement(nominal, nominal, holiday)
+    if settings.on_holiday == "next_working_day":
+        for ahead in range(1, 7):
+            later = day + timedelta(days=ahead)
+            if _working_day(settings.holidays, later):
+                return Placement(nominal, slot_on(settings, later), holiday)
+    return Placement(nominal, None, holiday)
+
+
+def _nominal_day(settings: ScheduleSettings, now: datetime) -> date:
+    """The local date of the latest configured day whose slot time is at or before `now`."""
     local_day = now.astimezone(ZoneInfo(settings.timezone)).date()
     day = local_day - timedelta(days=(local_day.weekday() - _weekday(settings)) % 7)
-    slot = slot_on(settings, day)
-    if slot > now:
-        slot = slot_on(settings, day - timedelta(days=7))
+    return day if slot_on(settings, day) <= now else day - timedelta(days=7)
+
+
+def _weeks(settings: ScheduleSettings, now: datetime, step: int) -> Iterator[Placement]:
+    """The placements of the weeks from the one of `now` on, going back (`step` -1) or forward (+1)."""
+    day = _nominal_day(settings, now)
+    for week in range(_MAX_WEEKS):
+        yield place(settings, day + timedelta(weeks=week * step))
+    raise ConfigError(
+        f"schedule.holidays: no slot within {_MAX_WEEKS} weeks of {now.isoformat()}",
+        hint="check [schedule] holidays and on_holiday",
+    )
+
+
+def placement_before(settings: ScheduleSettings, now: datetime) -> Placement:
+    """The placement of the latest slot at or before `now` (a moved slot counts at its new time)."""
+    # Slots only move forward, by less than a week, so they stay in order: the first found is the latest.
+    return next(p for p in _weeks(settings, now, -1) if p.slot is not None and p.slot <= now)
+
+
+def placement_after(settings: ScheduleSettings, now: datetime) -> Placement:
+    """The placement of the first slot strictly after `now`."""
+    return next(p for p in _weeks(settings, now, 1) if p.slot is not None and p.slot > now)
+
+
+def previous_slot(settings: ScheduleSettings, now: datetime) -> datetime:
+    """The latest slot at or before `now` (aware UTC), bank holidays applied."""
+    slot = placement_before(settings, now).slot
+    assert slot is not None  # noqa: S101 - placement_before only returns placed slots
     return slot
 
 
 def next_slot(settings: ScheduleSettings, now: datetime) -> datetime:
-    """The first slot strictly after `now` (aware UTC)."""
-    before = previous_slot(settings, now)
-    local_day = before.astimezone(ZoneInfo(settings.timezone)).date()
-    slot = slot_on(settings, local_day + timedelta(days=7))
-    return slot if slot > now else slot_on(settings, local_day + timedelta(days=14))
+    """The first slot strictly after `now` (aware UTC), bank holidays applied."""
+    slot = placement_after(settings, now).slot
+    assert slot is not None  # noqa: S101 - placement_after only returns placed slots
+    return slot
+
+
+def _local_day(moment: datetime, timezone: str) -> str:
+    local = moment.astimezone(ZoneInfo(timezone))
+    return f"{local:%A} {local.day} {local:%B %Y}"
+
+
+def holiday_note(settings: ScheduleSettings, placement: Placement) -> str | None:
+    """What a bank holiday did to one week's slot, in words; None when the week has no holiday.
+
+    "Monday 26 May 2025 is a bank holiday (Spring Bank Holiday): sending on Tuesday 27 May 2025 at 08:00"
+    """
+    if placement.holiday is None:
+        return None
+    tz = settings.timezone
+    said = f"{_local_day(placement.nominal, tz)} is a bank holiday ({placement.holiday})"
+    if placement.slot is None:
+        why = "on_holiday = skip" if settings.on_holiday == "skip" else "no working day before the next"
+        return f"{said}: no issue that week ({why})"
+    at = f"{placement.slot.astimezone(ZoneInfo(tz)):%H:%M}"
+    if placement.slot == placement.nominal:
+        return f"{said}: sending as usual at {at} (on_holiday = send)"
+    return f"{said}: sending on {_local_day(placement.slot, tz)} at {at}"
+
+
+def next_slot_note(settings: ScheduleSettings, now: datetime) -> str | None:
+    """Why the next slot is where it is when a bank holiday is involved, else None (for `digest status`
+    and the schedule's log): the weeks skipped since `now` and the holiday that moved the next slot."""
+    if settings.holidays is None:
+        return None
+    notes: list[str] = []
+    for placement in _weeks(settings, now, 1):
+        if placement.slot is not None and placement.slot <= now:
+            continue  # this week's slot has already been
+        note = holiday_note(settings, placement)
+        if note:
+            notes.append(note)
+        if placement.slot is not None:
+            break
+    return "; ".join(notes) or None
 
 
 def describe_time(moment: datetime, timezone: str) -> str:
@@ -118,12 +231,20 @@ def decide(
     - waiting for approval or failed: try again within `catch_up_hours`;
     - sent, nothing new, skipped: nothing to do until the next slot.
     """
+    placement = placement_before(settings, now)
     slot = previous_slot(settings, now)
     late = now - slot
     window = timedelta(hours=settings.catch_up_hours)
     within = late <= window
     limit = f"catch_up_hours = {settings.catch_up_hours:g}"
     when = describe_time(slot, settings.timezone)
+    if placement.holiday is not None:
+        moved_from = _local_day(placement.nominal, settings.timezone)
+        when += (
+            f" (moved from {moved_from}, a bank holiday: {placement.holiday})"
+            if placement.slot != placement.nominal
+            else f" (a bank holiday: {placement.holiday})"
+        )
     if record is None:
         if late < timedelta(minutes=1):
             return Decision(Action.RUN, slot, f"scheduled run for {when}")
@@ -202,14 +323,24 @@ class ScheduleLoop:
         self.scheduler = schedule_lib.Scheduler()
         self._retrying = False
         self._announced: datetime | None = None
+        self._handled: datetime | None = None  # the latest slot at the last call of the job
 
     def _weekly(self) -> None:
+        if self.settings.holidays is not None:
+            # A bank holiday can move a slot to another weekday: fire at the time every day and let the
+            # slots computed here say which firings are slots (see _fire_slot).
+            daily = self.scheduler.every().day
+            daily.at(self.settings.time, self.settings.timezone).do(self._fire_slot).tag("weekly")
+            return
         weekly = getattr(self.scheduler.every(), self.settings.day)
         weekly.at(self.settings.time, self.settings.timezone).do(self._fire_slot).tag("weekly")
 
     def _fire_slot(self) -> None:
         now = self.now()
         expected = previous_slot(self.settings, now)
+        if self.settings.holidays is not None and expected == self._handled:
+            log.debug("no slot at %s (bank holidays move or skip slots)", now.isoformat())
+            return
         if now - expected > _FIRING_TOLERANCE:
             log.warning(
                 "the schedule fired at %s, %s after the slot of %s; running that slot's checks anyway",
@@ -226,6 +357,7 @@ class ScheduleLoop:
         return None if self._retrying else schedule_lib.CancelJob
 
     def _call(self, now: datetime) -> None:
+        self._handled = previous_slot(self.settings, now)
         result = self.job(now)
         log.debug("job done: %s", result.summary)
         if result.retry and not self._retrying:
@@ -247,16 +379,22 @@ class ScheduleLoop:
 
     def _announce(self) -> None:
         upcoming = self.next_run()
+        slot = next_slot(self.settings, self.now())
+        if self.settings.holidays is not None:  # the daily firing is not the next run: the slot is
+            upcoming = min(upcoming, slot) if self._retrying else slot
         if upcoming == self._announced:
             return
         self._announced = upcoming
-        kind = "retry" if self._retrying and upcoming < next_slot(self.settings, self.now()) else "run"
+        kind = "retry" if self._retrying and upcoming < slot else "run"
         log.info(
             "next %s: %s",
             kind,
             describe_time(upcoming, self.settings.timezone),
             extra={"next_run": upcoming.isoformat()},
         )
+        note = next_slot_note(self.settings, self.now()) if kind == "run" else None
+        if note:
+            log.info("%s", note, extra={"next_run_note": note})
 
     def run(self) -> None:
         """Run until `wait` reports a stop. Catches up a missed slot first."""
@@ -267,6 +405,8 @@ class ScheduleLoop:
             self.settings.timezone,
             self.settings.catch_up_hours,
         )
+        if self.settings.holidays is not None:
+            log.info("bank holidays: %s (on_holiday = %s)", self.settings.holidays, self.settings.on_holiday)
         self._weekly()
         self._call(self.now())
         while True:
