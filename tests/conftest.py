@@ -111,3 +111,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if IN_CI and marked and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"browser/SMTP test skipped in CI: {report.longrepr}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """("sqlite", the state file's path) or ("postgresql", the URL of a fresh database): what to open."""
+    if request.param == "sqlite":
+        yield "sqlite", tmp_path / "state.db"
+    else:
+        yield "postgresql", request.getfixturevalue("postgres_db")
+
+
+@pytest.fixture
+def store(backend: tuple[str, Any], tmp_path: Path) -> Iterator[Any]:
+    """A migrated Store on each backend in turn (SQLite file, then a fresh real PostgreSQL database)."""
+    from digest.state.backend import open_database
+    from digest.state.store import Store
+
+    kind, where = backend
+    if kind == "sqlite":
+        database = open_database(path=where)
+    else:
+        database = open_database(path=tmp_path / "unused.db", url=where)
+    opened = Store(database)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -1,31 +1,27 @@
 """State's own guards, tested at the state layer (the pipeline's checks in front of them must not hide them).
 
 A sent ledger row is never overwritten by a later failure; an issue whose sending has started is never
-rebuilt (its row and its entry list stay as they were sent).
+rebuilt (its row and its entry list stay as they were sent). Each test runs on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from digest.errors import DigestError
-from digest.state.store import Store, open_store
+from digest.state.store import Store
 
 ISSUE_ID = "2025-W19"
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Store]:
-    connection = open_store(tmp_path / "state.db")
-    try:
-        yield connection
-    finally:
-        connection.close()
+def db(store: Store) -> Store:
+    """The Store on each backend (SQLite and PostgreSQL: the `store` fixture of conftest.py)."""
+    return store
 
 
 def build(db: Store, tmp_path: Path, *, subject: str, entry_ids: tuple[str, ...]) -> None:

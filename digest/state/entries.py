@@ -156,12 +156,13 @@ class Entries:
         them); `sent_entries`, which keeps a sent entry from being sent again, is never touched.
         """
         names = sorted(set(sources))
-        placeholders = ", ".join("?" * len(names))
+        # An empty `IN ()` is SQLite-only: with no configured source every entry counts as left.
+        left = f"current = 0 OR source NOT IN ({', '.join('?' * len(names))})" if names else "1 = 1"
         cutoff = to_iso(before)
         with self._db.transaction():
             return self._db.execute(
                 f"""DELETE FROM entries
-                    WHERE (current = 0 OR source NOT IN ({placeholders}))
+                    WHERE ({left})
                       AND published_at < ? AND first_seen_at < ?
                       AND id NOT IN (SELECT issue_entries.entry_id FROM issue_entries
                                      JOIN issues ON issues.id = issue_entries.issue_id
