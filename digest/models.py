@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from urllib.parse import quote
 
 
 class SourceStatus(enum.StrEnum):
@@ -245,3 +246,16 @@ class Draft:
                 *(i for i, _ in self.retag),
             )
         )
+
+
+# --- the digest's own addresses (pure: used by render, publish, deliver and the web apps) -------------
+
+
+def unsubscribe_url(base_url: str, token: str) -> str:
+    """The page (GET: confirmation form, POST: unsubscribe) a token is used at."""
+    return f"{base_url.rstrip('/')}/unsubscribe?token={quote(token, safe='')}"
+
+
+def issue_url(base_url: str, issue_id: str) -> str:
+    """The web-archive page of one issue: the email's "view in browser" link."""
+    return f"{base_url.rstrip('/')}/issues/{quote(issue_id, safe='')}/"

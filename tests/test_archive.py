@@ -14,8 +14,8 @@ from web_support import record_sent, served, write_built_issue
 
 from digest.cli import main
 from digest.config import Config, load_config
-from digest.deliver.tokens import issue_url
 from digest.errors import StateError, UsageError
+from digest.models import issue_url
 from digest.pipeline.web import publish_issue, rebuild_archive
 from digest.publish.archive import check_issue_id, load_manifest
 from digest.state.store import open_store

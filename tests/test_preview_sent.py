@@ -17,8 +17,8 @@ import pytest
 from state_support import sql
 from web_support import csrf_of, preview_served, sample_project
 
-from digest.deliver.tokens import issue_url
 from digest.errors import UsageError
+from digest.models import issue_url
 from digest.state.store import open_store
 from digest.web.workspace import Workspace
 

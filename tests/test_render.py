@@ -89,7 +89,9 @@ def test_the_built_in_templates_are_found_by_env_then_beside_the_package(tmp_pat
 def test_without_built_in_templates_the_error_names_the_folder_and_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(render, "BUILTIN_TEMPLATES", tmp_path / "site-packages" / "digest" / "templates")
+    monkeypatch.setattr(
+        render.settings, "BUILTIN_TEMPLATES", tmp_path / "site-packages" / "digest" / "templates"
+    )
     dirs = builtin_template_dirs({})
     assert dirs == (tmp_path / "site-packages" / "digest" / "templates",)
     with pytest.raises(TemplateNotFoundError) as caught:

@@ -1,4 +1,4 @@
-"""Every operation of every Store part, on SQLite and on a real PostgreSQL (the `store` fixture is parametrised).
+"""Every operation of every Store part, on SQLite and on a real PostgreSQL (`store` is parametrised).
 
 What differs between the dialects is what these tests pin down: unique keys and ON CONFLICT paths,
 case-insensitive addresses, RETURNING ids, ordering (entries by feed position, subscribers by address),
@@ -35,7 +35,9 @@ def entry(entry_id: str, *, source: str = "blog", published: datetime = NOW, **e
     )
 
 
-def build(store: Store, issue_id: str = ISSUE, *, entry_ids: tuple[str, ...] = ("e1",), at: datetime = NOW) -> None:
+def build(
+    store: Store, issue_id: str = ISSUE, *, entry_ids: tuple[str, ...] = ("e1",), at: datetime = NOW
+) -> None:
     store.issues.record_built_issue(
         issue_id=issue_id,
         edition=1,
@@ -43,7 +45,7 @@ def build(store: Store, issue_id: str = ISSUE, *, entry_ids: tuple[str, ...] = (
         window_end=at,
         subject=f"Weekly {issue_id}",
         built_at=at,
-        out_dir=Path("/tmp/out") / issue_id,
+        out_dir=Path("out") / issue_id,
         html_sha256="a" * 64,
         text_sha256="b" * 64,
         entry_ids=entry_ids,
@@ -121,7 +123,9 @@ def test_entries_keep_feed_order_first_sight_and_round_trip(store: Store) -> Non
     assert store.entries.current_entries("blog")[0] == given[0]
     # The next fetch in another order, without "m": order follows the feed, first sighting stays.
     later = NOW + timedelta(days=1)
-    store.entries.store_entries("blog", [entry("m"), entry("a", date_estimated=True, published=later)], now=later)
+    store.entries.store_entries(
+        "blog", [entry("m"), entry("a", date_estimated=True, published=later)], now=later
+    )
     assert [e.id for e in store.entries.current_entries("blog")] == ["m", "a"]
     assert store.entries.current_entries("blog")[1].published == NOW
     assert store.entries.first_seen("blog", "a") == NOW
@@ -264,7 +268,11 @@ def test_subscriber_status_changes_and_new_token_on_resubscribe(store: Store) ->
     assert subs.set_status("B@example.org", "unsubscribed", at=NOW, reason="one-click") is True
     assert subs.set_status("nobody@example.org", "bounced", at=NOW) is False
     off = subs.get_subscriber("b@example.org")
-    assert off is not None and (off.status, off.reason, off.token_id) == ("unsubscribed", "one-click", first.token_id)
+    assert off is not None and (off.status, off.reason, off.token_id) == (
+        "unsubscribed",
+        "one-click",
+        first.token_id,
+    )
     assert subs.upsert_subscriber("b@example.org", name=None, at=NOW, reactivate=False) == "unchanged"
     assert subs.upsert_subscriber("b@example.org", name=None, at=NOW + timedelta(days=1)) == "updated"
     again = subs.get_subscriber("b@example.org")
@@ -345,7 +353,11 @@ def test_claims_refuse_a_live_holder_and_take_over_a_stale_one(store: Store) -> 
     with pytest.raises(BusyError):
         ledger.claim_send(ISSUE, "otherhost:2:bb", at=NOW + timedelta(minutes=2))
     taken = ledger.claim_send(ISSUE, "otherhost:2:bb", at=NOW + timedelta(minutes=4))
-    assert taken is not None and taken.holder == "otherhost:1:aa" and taken.heartbeat_at == NOW + timedelta(minutes=1)
+    assert (
+        taken is not None
+        and taken.holder == "otherhost:1:aa"
+        and taken.heartbeat_at == NOW + timedelta(minutes=1)
+    )
     assert ledger.refresh_claim(ISSUE, "otherhost:1:aa", at=NOW + timedelta(minutes=5)) is False
     claim = ledger.get_claim(ISSUE)
     assert claim is not None and (claim.holder, claim.host, claim.pid) == ("otherhost:2:bb", "otherhost", 2)
@@ -361,7 +373,9 @@ def test_claims_refuse_a_live_holder_and_take_over_a_stale_one(store: Store) -> 
 def test_bounce_events_streaks_messages_and_hook_replays(store: Store) -> None:
     bounces = store.bounces
     for week, issue in enumerate(("2025-W17", "2025-W18", "2025-W19")):
-        store.ledger.record_sent(issue, "s@example.org", message_id=f"<{issue}@x>", at=NOW + timedelta(weeks=week))
+        store.ledger.record_sent(
+            issue, "s@example.org", message_id=f"<{issue}@x>", at=NOW + timedelta(weeks=week)
+        )
     assert bounces.soft_streak("s@example.org") == 0
     for issue in ("2025-W18", "2025-W19"):
         bounces.record_event(

@@ -21,7 +21,8 @@ from web_support import served
 
 from digest.config import Config
 from digest.deliver.audience import add_subscriber, import_csv
-from digest.deliver.tokens import unsubscribe_secret, unsubscribe_token, unsubscribe_url
+from digest.deliver.tokens import unsubscribe_secret, unsubscribe_token
+from digest.models import unsubscribe_url
 from digest.state.schema import MIGRATIONS
 from digest.state.store import open_store
 from digest.web.public import create_public_app

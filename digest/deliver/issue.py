@@ -26,6 +26,7 @@ from digest.deliver.smtp import SmtpTransport
 from digest.deliver.tokens import unsubscribe_secret
 from digest.deliver.transport import Job, Transport
 from digest.errors import ConfigError, DeliveryError, DigestError, UsageError
+from digest.models import unsubscribe_url
 from digest.state import ledger
 from digest.state.issues import IssueRecord
 from digest.state.store import Store
@@ -179,7 +180,7 @@ def make_job(
     else derived from the issue and the address (the same for a copy sent again after a crash), except
     in a test send, which gets a fresh one (a test copy must not hide the real one in the mailbox)."""
     token_id = recipient.token_id or tokens.NO_SUBSCRIPTION
-    url = tokens.unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, token_id))
+    url = unsubscribe_url(base_url, tokens.unsubscribe_token(p.secret, token_id))
     if message_id is None and test:
         message_id = p.template.new_message_id()
     elif message_id is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from urllib.parse import quote
 
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 
@@ -91,13 +90,3 @@ def read_address_token(secret: str, token: str) -> str:
     if not isinstance(email, str) or "@" not in email:
         raise BadTokenError("this unsubscribe link is not valid")
     return email
-
-
-def unsubscribe_url(base_url: str, token: str) -> str:
-    """The page (GET: confirmation form, POST: unsubscribe) a token is used at."""
-    return f"{base_url.rstrip('/')}/unsubscribe?token={quote(token, safe='')}"
-
-
-def issue_url(base_url: str, issue_id: str) -> str:
-    """The web-archive page of one issue: the email's "view in browser" link."""
-    return f"{base_url.rstrip('/')}/issues/{quote(issue_id, safe='')}/"

@@ -1,7 +1,9 @@
 """The web area's pipeline: publishing sent issues, unsubscribing, approving, and the site's identity.
 
 `publish_issue` is called by the send pipeline once an issue is sent. The Starlette apps in
-`digest.web` are thin shells over the functions here.
+`digest.web` are thin shells over the functions here: they reach state (`open_state` and the
+operations below) and page rendering (`render_page`, `html_lang`, ...) only through this module,
+never `digest.state` or `digest.render` themselves.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,11 +27,40 @@ from digest.deliver.tokens import (
 from digest.errors import ApprovalError, StateError, UsageError
 from digest.publish import archive
 from digest.publish.archive import ArchivedIssue, Site
+from digest.render import html_lang, part_language, template_search_path
+from digest.render.pages import PageFormat, render_message, render_page
 from digest.state import subscribers
 from digest.state.approvals import Approval
 from digest.state.issues import IssueRecord
-from digest.state.store import Store
-from digest.web.pages import PageFormat, render_archive_index
+from digest.state.store import Store, open_store
+
+__all__ = [
+    "ApprovalStatus",
+    "IssueRecord",
+    "PageFormat",
+    "Store",
+    "UnsubscribeOutcome",
+    "approval_status",
+    "approve_issue",
+    "check_unsubscribe_token",
+    "dropped_titles",
+    "html_lang",
+    "issue_entry_ids",
+    "issue_folder",
+    "issue_record",
+    "last_sent_issue",
+    "newest_entry_before",
+    "open_state",
+    "part_language",
+    "publish_issue",
+    "rebuild_archive",
+    "render_archive_index",
+    "render_message",
+    "render_page",
+    "started_issue_in_window",
+    "template_search_path",
+    "unsubscribe",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +74,19 @@ def site_of(config: Config) -> Site:
         base_url=config.web.base_url,
         lang=config.digest.locale.replace("_", "-"),
         organisation=config.theme.organisation,
+    )
+
+
+def render_archive_index(site: Site, issues: Sequence[ArchivedIssue], *, fmt: PageFormat) -> str:
+    """The archive's index page: every published issue, newest first, and a link to the Atom feed."""
+    return render_page(
+        "archive_index.html",
+        lang=site.lang,
+        title=f"{site.title}: all issues",
+        site=site,
+        issues=issues,
+        fmt=fmt,
+        css="assets/site.css",
     )
 
 
@@ -72,7 +117,7 @@ def issue_folder(record: IssueRecord) -> Path:
 def publish_issue(config: Config, db: Store, issue_id: str) -> Path:
     """Publish a sent issue to the web archive (`[web] archive_dir`) and refresh the index and the feed.
 
-    Returns the path of the issue's page (`issues/<id>/index.html`); `tokens.issue_url` points at it.
+    Returns the path of the issue's page (`issues/<id>/index.html`); `models.issue_url` points at it.
 
     Raises:
         UsageError: the issue is unknown, not sent yet, or its build folder is gone.
@@ -106,6 +151,59 @@ def rebuild_archive(config: Config) -> tuple[ArchivedIssue, ...]:
         StateError: the archive folder cannot be written or its manifest read.
     """
     return archive.rebuild(config.web.archive_dir, site=site_of(config), render_index=_index_renderer(config))
+
+
+# --- state, as the web apps need it ----------------------------------------------------------------
+
+
+def open_state(config: Config) -> Store:
+    """The configured state (`[state] url` PostgreSQL, else the `[state] path` SQLite file); close it after.
+
+    Raises:
+        StateError: the database cannot be reached, opened or migrated.
+    """
+    return open_store(config)
+
+
+def issue_record(db: Store, issue_id: str) -> IssueRecord | None:
+    """What state knows about one built issue (None when it is unknown)."""
+    return db.issues.get_issue(issue_id)
+
+
+def issue_entry_ids(db: Store, issue_id: str) -> frozenset[str]:
+    """The ids of the entries a built issue holds."""
+    return db.issues.issue_entry_ids(issue_id)
+
+
+def last_sent_issue(db: Store) -> IssueRecord | None:
+    """The sent issue with the latest window end (the next window starts where it ended)."""
+    return db.issues.last_sent_issue()
+
+
+def dropped_titles(db: Store, entry_ids: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """(id, title) of each entry id (the id alone as title when state no longer has the entry)."""
+    rows = []
+    for entry_id in entry_ids:
+        found = db.entries.find_entry(entry_id)
+        rows.append((entry_id, found.title if found else entry_id))
+    return tuple(rows)
+
+
+def newest_entry_before(db: Store, moment: datetime) -> datetime | None:
+    """When the newest stored entry published before `moment` was published (None when there is none)."""
+    return db.entries.newest_before(moment)
+
+
+def started_issue_in_window(db: Store, since: datetime, until: datetime) -> tuple[IssueRecord, int] | None:
+    """The latest issue whose sending started and whose window overlaps [since, until), with how many
+    entries it holds (issues holding none are passed over); None when there is none."""
+    for record in db.issues.recent_issues(limit=1_000_000):
+        if record.send_started_at is None or not (record.window_start < until and since < record.window_end):
+            continue
+        count = len(db.issues.issue_entry_ids(record.id))
+        if count:
+            return record, count
+    return None
 
 
 # --- unsubscribe ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Layout of the archive folder (`[web] archive_dir`), which any static web server 
 
     index.html               every published issue, newest first
     feed.atom                Atom 1.0 feed of the newest issues
-    issues/<id>/index.html   the issue's web version (the build's `web.html`), so `tokens.issue_url` resolves
+    issues/<id>/index.html   the issue's web version (the build's `web.html`), so `models.issue_url` resolves
     assets/site.css          the style sheet of the index (and of the unsubscribe pages of `digest serve`)
     archive.json             what the archive holds (the index and the feed are regenerated from it)
 
@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from digest.deliver.tokens import issue_url
 from digest.errors import StateError, UsageError
+from digest.models import issue_url
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import nh3
@@ -22,12 +22,17 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from wcwidth import wcswidth, wcwidth
 
-from digest.deliver.tokens import issue_url
-from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, IssueEntry
+from digest.models import (
+    NAME_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Entry,
+    Image,
+    Issue,
+    IssueEntry,
+    issue_url,
+)
 from digest.render.markdown_text import markdown_to_text
-
-if TYPE_CHECKING:  # render.py imports this module; these are only annotations here
-    from digest.render import PriorityStyle, RenderOptions, RenderSettings
+from digest.render.settings import PriorityStyle, RenderOptions, RenderSettings
 
 TEXT_WIDTH = 78
 # After the hidden preheader: zero-width non-joiners and no-break spaces, so the inbox preview ends there.

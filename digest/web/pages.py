@@ -1,71 +1,15 @@
-"""HTML pages of the web area (preview, unsubscribe, archive index, errors) from Jinja2 templates.
+"""The web area's static files, and its page rendering as the pipeline provides it.
 
-Rendered through `digest.render.PageSet` (render.py stays the only importer of jinja2): autoescape is on
-for every page template and undefined names raise, so feed content reaches a page only as escaped text.
+Pages are rendered by `digest.render.pages` (Jinja2 lives in `digest.render`); the web apps reach it
+through `digest.pipeline.web`, never directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
+from digest.pipeline.web import PageFormat, render_message, render_page
 
-from digest.publish.archive import ArchivedIssue, Site
-from digest.render import PageSet
+__all__ = ["STATIC", "PageFormat", "render_message", "render_page"]
 
-TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
-
-
-class PageFormat:
-    """Dates shown in the edition's time zone and locale ("Friday 9 May 2025")."""
-
-    def __init__(self, *, locale: str, timezone: str) -> None:
-        self.locale = locale
-        self.tz = ZoneInfo(timezone)
-
-    def date(self, value: datetime) -> str:
-        return str(format_date(value.astimezone(self.tz).date(), "EEEE d MMMM y", locale=self.locale))
-
-    def datetime(self, value: datetime) -> str:
-        return str(format_datetime(value.astimezone(self.tz), "EEEE d MMMM y, HH:mm zzz", locale=self.locale))
-
-
-_PAGES = PageSet(TEMPLATES, filters={"kb": lambda size: f"{size / 1024:.1f} KB"})
-
-
-def render_page(name: str, **context: Any) -> str:
-    """Render one page template with `context` (every value escaped unless marked safe)."""
-    return _PAGES.render(name, **context)
-
-
-def render_message(
-    *,
-    lang: str,
-    title: str,
-    heading: str,
-    message: str,
-    detail: str | None = None,
-    css: str = "assets/site.css",
-) -> str:
-    """A plain page with one message: errors, a bad unsubscribe link, a page not found."""
-    return render_page(
-        "message.html", lang=lang, title=title, heading=heading, message=message, detail=detail, css=css
-    )
-
-
-def render_archive_index(site: Site, issues: Sequence[ArchivedIssue], *, fmt: PageFormat) -> str:
-    """The archive's index page: every published issue, newest first, and a link to the Atom feed."""
-    return render_page(
-        "archive_index.html",
-        lang=site.lang,
-        title=f"{site.title}: all issues",
-        site=site,
-        issues=issues,
-        fmt=fmt,
-        css="assets/site.css",
-    )

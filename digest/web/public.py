@@ -26,7 +26,7 @@ from digest.config import BounceSettings, Config
 from digest.deliver.bounces import ses
 from digest.deliver.tokens import BadTokenError, StaleTokenError
 from digest.pipeline import bounces, web
-from digest.state.store import Store, open_store
+from digest.pipeline.web import Store
 from digest.web.hosts import RelativeRedirects
 from digest.web.pages import STATIC, render_message, render_page
 from digest.web.security import SecurityHeaders, error_handlers
@@ -59,7 +59,7 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
 
     @contextmanager
     def state() -> Iterator[Store]:
-        db = open_store(config)
+        db = web.open_state(config)
         try:
             yield db
         finally:

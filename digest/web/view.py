@@ -10,13 +10,17 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from digest.checks.email import SIZE_LIMIT, SIZE_TARGET
-from digest.deliver.tokens import unsubscribe_url
 from digest.errors import UsageError
-from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, IssueEntry, PriorityMatch
+from digest.models import (
+    NAME_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    IssueEntry,
+    PriorityMatch,
+    unsubscribe_url,
+)
 from digest.pipeline import web
 from digest.pipeline.ingest import source_reports
-from digest.render import html_lang, part_language
-from digest.state.store import Store
+from digest.pipeline.web import Store, html_lang, part_language
 from digest.web.edits import can_move, highlight_ranks
 from digest.web.pages import PageFormat
 from digest.web.report import SizeReport, changes_since, source_rows
@@ -127,18 +131,14 @@ def _entry_views(
 
 def _dropped(db: Store, snapshot: Snapshot) -> tuple[tuple[str, str], ...]:
     """(id, title) of the entries the draft drops (the id alone when state no longer has the entry)."""
-    rows = []
-    for entry_id in snapshot.draft.dropped:
-        found = db.entries.find_entry(entry_id)
-        rows.append((entry_id, found.title if found else entry_id))
-    return tuple(rows)
+    return web.dropped_titles(db, snapshot.draft.dropped)
 
 
 def _changes(db: Store, snapshot: Snapshot, fmt: PageFormat) -> tuple[str, ...]:
     issue = snapshot.issue
     if issue is None:
         return ()
-    last = db.issues.last_sent_issue()
+    last = web.last_sent_issue(db)
     if last is None or last.id == issue.id:
         return changes_since(
             issue, size=snapshot.size, last_id=None, last_json=None, last_size=None, last_sent=None
@@ -177,15 +177,12 @@ class EmptyWindow:
 
 def _held_by(db: Store, since: datetime, until: datetime, fmt: PageFormat) -> EmptyWindow | None:
     """The window's entries are already in an issue whose sending started: name it and say what to do."""
-    for record in db.issues.recent_issues(limit=1_000_000):
-        if record.send_started_at is None or not (record.window_start < until and since < record.window_end):
-            continue
-        count = len(db.issues.issue_entry_ids(record.id))
-        if not count:
-            continue
-        sent_on = fmt.date(record.sent_at) if record.sent_at else None
-        return EmptyWindow(since, until, None, None, None, record.id, sent_on, count)
-    return None
+    found = web.started_issue_in_window(db, since, until)
+    if found is None:
+        return None
+    record, count = found
+    sent_on = fmt.date(record.sent_at) if record.sent_at else None
+    return EmptyWindow(since, until, None, None, None, record.id, sent_on, count)
 
 
 def _empty_window(db: Store, workspace: Workspace, snapshot: Snapshot, fmt: PageFormat) -> EmptyWindow | None:
@@ -196,11 +193,11 @@ def _empty_window(db: Store, workspace: Workspace, snapshot: Snapshot, fmt: Page
     held = _held_by(db, since, until, fmt)
     if held is not None:
         return held
-    last = db.issues.last_sent_issue()
+    last = web.last_sent_issue(db)
     if last is not None:
         when = f", sent {fmt.date(last.sent_at)}" if last.sent_at else ""
         return EmptyWindow(since, until, f"issue {last.id}{when}", None, None)
-    newest = db.entries.newest_before(since)
+    newest = web.newest_entry_before(db, since)
     suggested = None
     if newest is not None:
         # The start of the day after the newest entry, in the edition's time zone: its window holds it.

@@ -23,15 +23,13 @@ from digest.checks.email import EmailProblem, check_email
 from digest.checks.links import LinkChecker, LinkStatus, extract_links
 from digest.compose.draft import Draft, load_draft, save_draft
 from digest.config import Config, load_config
-from digest.deliver.tokens import issue_url
 from digest.errors import ConfigError, DigestError, UsageError
-from digest.models import Issue
+from digest.models import Issue, issue_url
 from digest.pipeline import web
 from digest.pipeline.build import build_issue, plan_issue
 from digest.pipeline.ingest import IngestResult, ingest_sources
 from digest.pipeline.send import send_issue
-from digest.render import html_lang, template_search_path
-from digest.state.store import Store, open_store
+from digest.pipeline.web import Store, html_lang, template_search_path
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +96,7 @@ class SendState:
 
 def send_state_of(db: Store, issue_id: str, base_url: str) -> SendState | None:
     """The send state of `issue_id`, or None when its sending has not started (it can still change)."""
-    record = db.issues.get_issue(issue_id)
+    record = web.issue_record(db, issue_id)
     if record is None or record.send_started_at is None:
         return None
     return SendState(record.id, record.send_started_at, record.sent_at, issue_url(base_url, record.id))
@@ -190,7 +188,7 @@ class Workspace:
             return replace(self.snapshot, version=self._next_version(), made_at=now, error=error, hint=e.hint)
         config = self.config
         try:
-            db = open_store(config)
+            db = web.open_state(config)
             try:
                 if not force:
                     result = ingest_sources(config, db, now=now, offline=not fetch)
@@ -242,7 +240,7 @@ class Workspace:
         Compares what a rebuild would hold with what was approved, so the page can say what is new.
         """
         planned = plan_issue(config, db, result.entries, result.reports, now=now, as_of=self.as_of)
-        record = db.issues.get_issue(planned.issue.id)
+        record = web.issue_record(db, planned.issue.id)
         if record is None or record.send_started_at is not None:
             return None
         if not web.approval_status(db, record.id).valid:
@@ -254,7 +252,7 @@ class Workspace:
             return None
         if web.file_sha256(folder / "email.html") != record.html_sha256:
             return None
-        approved_ids = db.issues.issue_entry_ids(record.id)
+        approved_ids = web.issue_entry_ids(db, record.id)
         approved = plan_issue(
             config,
             db,
@@ -304,7 +302,8 @@ class Workspace:
             return self.rebuild(fetch=False, force=True)
 
     def open_store(self) -> Store:
-        return open_store(self.config.state_path)
+        """The configured state (SQLite or PostgreSQL, as `[state]` says); the caller closes it."""
+        return web.open_state(self.config)
 
     def send_state(self) -> SendState | None:
         """Whether the issue shown has started sending (read from state now, not from the snapshot)."""

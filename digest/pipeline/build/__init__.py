@@ -19,9 +19,9 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.config import Config
-from digest.deliver.tokens import NO_SUBSCRIPTION, unsubscribe_secret, unsubscribe_token, unsubscribe_url
+from digest.deliver.tokens import NO_SUBSCRIPTION, unsubscribe_secret, unsubscribe_token
 from digest.errors import SourceError, StateError
-from digest.models import Entry, SourceReport
+from digest.models import Entry, SourceReport, unsubscribe_url
 from digest.pipeline.build.budget import FALLBACK_CAPS, SHORT_EXCERPT, render_within_budget
 from digest.pipeline.build.files import (
     SAMPLE_ADDRESS,
