@@ -1,5 +1,6 @@
 """A small digest installation in a temporary folder for run/schedule/status tests: a local RSS feed
-whose items the test chooses, subscribers, the outbox transport, and helpers to read what was sent."""
+whose items the test chooses, subscribers, the outbox transport, and helpers to read what was sent.
+`state_url` puts its state in PostgreSQL (`[state] url`) instead of the SQLite file."""
 
 from __future__ import annotations
 
@@ -46,13 +47,14 @@ def make_site(
     transport: str = "outbox",
     smtp: str = "",
     subscribers: tuple[str, ...] = SUBSCRIBERS,
+    state_url: str | None = None,
 ) -> Config:
     root.mkdir(parents=True, exist_ok=True)
     (root / "news.xml").write_text(rss(items), encoding="utf-8")
     (root / "config.toml").write_text(
         f"""
 [state]
-path = ".digest/state.db"
+{f'url = "{state_url}"' if state_url else 'path = ".digest/state.db"'}
 lock = ".digest/run.lock"
 
 [fetch]

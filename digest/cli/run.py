@@ -313,8 +313,10 @@ def _print_sources(status: Status) -> None:
 def status_command(config_path: Path, as_json: bool) -> int:
     """Show recent issues, runs, the next scheduled run and source health."""
     config = read_config(config_path)
-    # Reading needs no write access: a read-only state folder is opened read-only, without migrating.
-    db = open_store(config.state_path, read_only=not writable(config.state_path))
+    # Reading needs no write access: a read-only SQLite state folder is opened read-only, without
+    # migrating. PostgreSQL ([state] url) is opened as configured: the file is not used then.
+    read_only = config.state_url is None and not writable(config.state_path)
+    db = open_store(config, read_only=read_only)
     try:
         status = gather_status(config, db, now=_now())
     finally:

@@ -1,8 +1,10 @@
-"""`digest state migrate --to URL`: move the SQLite state into an empty PostgreSQL database."""
+"""`digest state migrate --to URL`: move the SQLite state into an empty PostgreSQL database.
+`digest state fold`: fold the old send-ledger rows into per-issue counts."""
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -10,6 +12,8 @@ import click
 from digest.cli.common import config_option, read_config, stdout
 from digest.config.state import url_problem
 from digest.errors import UsageError
+from digest.pipeline.ledger import fold_old_ledger
+from digest.state.store import open_store
 
 
 @click.group("state")
@@ -91,3 +95,27 @@ def migrate_command(config_path: Path, url: str, password_env: str | None) -> in
 def register(group: click.Group) -> None:
     """Add `state` to the `digest` group."""
     group.add_command(state_group)
+
+
+@state_group.command("fold")
+@config_option
+def fold_command(config_path: Path) -> int:
+    """Fold send-ledger rows older than [state] ledger_keep_days into per-issue counts.
+
+    For each issue whose sending has finished, the rows of its recipients (address, Message-ID,
+    outcome) older than ledger_keep_days (default 400) become one count per outcome: digest status
+    still shows them, the addresses are gone. digest run does this at the end of every run.
+    """
+    config = read_config(config_path)
+    db = open_store(config)
+    try:
+        result = fold_old_ledger(config, db, now=datetime.now(UTC))
+    finally:
+        db.close()
+    stdout.print(
+        f"Folded {result.rows} send-ledger row{'s' * (result.rows != 1)} of {result.issues}"
+        f" issue{'s' * (result.issues != 1)} older than {config.ledger_keep_days} days"
+        " into per-issue counts.",
+        markup=False,
+    )
+    return 0

@@ -64,6 +64,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
     state_path = root / state.text("path", ".digest/state.db")
     lock_path = root / state.text("lock", ".digest/run.lock")
     keep_days = state.integer("keep_days", 90, minimum=1, maximum=36_500)
+    ledger_keep_days = state.integer("ledger_keep_days", 400, minimum=30, maximum=36_500)
     state_url, state_password_env = read_state_url(state)
     state.finish()
 
@@ -166,6 +167,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         state_path=state_path,
         lock_path=lock_path,
         keep_days=keep_days,
+        ledger_keep_days=ledger_keep_days,
         fetch=fetch,
         sources=tuple(s for s in sources if s),
         digest=digest,

@@ -244,6 +244,8 @@ class Config:
     """The whole validated configuration. `root` is the folder of the config file.
 
     `keep_days` is `[state] keep_days`: how long entries that left their feed are kept in state.
+    `ledger_keep_days` is `[state] ledger_keep_days`: after how many days the send ledger's rows of a
+    sent issue (one per recipient) are folded into per-issue counts.
     `state_url` is `[state] url`: when set, the state is in that PostgreSQL database (not at
     `state_path`), with the password from the environment variable `state_password_env` names.
     """
@@ -268,6 +270,7 @@ class Config:
     preview: PreviewSettings
     state_url: str | None = None
     state_password_env: str | None = None
+    ledger_keep_days: int = 400
     subscribers: SubscriberSettings = SubscriberSettings()
     bounces: BounceSettings | None = None  # None: no [bounces] table
     enablers: tuple[Priority, ...] = ()

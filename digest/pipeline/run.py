@@ -24,6 +24,7 @@ from digest.config import Config
 from digest.errors import ApprovalError, DeliveryError, DigestError, MailboxError, StateError
 from digest.pipeline.bounces import process_bounces
 from digest.pipeline.build import build_issue
+from digest.pipeline.ledger import fold_old_ledger
 from digest.pipeline.send import SendReport, send_issue
 from digest.schedule import Action, decide, describe_time, friendly_time, next_slot, previous_slot
 from digest.schedule.lock import RunLock
@@ -318,6 +319,10 @@ def _run_locked(
         detail=result.detail or None,
         issue_id=result.issue_id,
     )
+    try:
+        fold_old_ledger(config, db, now=now)
+    except StateError as e:  # the run itself is done and recorded: the next run folds again
+        log.warning("could not fold the old send-ledger rows: %s", e.message)
     log.info(
         "run finished: %s%s",
         result.outcome,

@@ -127,6 +127,8 @@ def scheduler_lock_path(config: Config) -> Path:
 
 def _issue_status(db: Store, record: issues.IssueRecord) -> IssueStatus:
     counts = db.ledger.status_counts(record.id)
+    for status, folded in db.folds.folded_counts(record.id).items():  # rows folded after ledger_keep_days
+        counts[status] = counts.get(status, 0) + folded
     failed = tuple(
         FailedRecipient(row.email, row.detail or "") for row in db.ledger.failed_rows(record.id, limit=20)
     )

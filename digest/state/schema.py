@@ -220,6 +220,18 @@ CREATE TABLE hook_messages (
 ALTER TABLE entries ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
 UPDATE entries SET position = rowid
 """,
+    """
+-- Old send-ledger rows folded into counts ([state] ledger_keep_days): one row per issue and status,
+-- no address, no Message-ID. digest status adds them to the counts of the rows still in send_ledger.
+CREATE TABLE ledger_counts (
+    issue_id  TEXT NOT NULL,
+    status    TEXT NOT NULL CHECK (status IN ('sent', 'failed', 'refused', 'in_doubt')),
+    count     INTEGER NOT NULL,
+    folded_at TEXT NOT NULL,
+    PRIMARY KEY (issue_id, status)
+);
+CREATE INDEX send_ledger_at ON send_ledger (at)
+""",
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -384,5 +396,15 @@ CREATE TABLE hook_messages (
 """,
     """
 ALTER TABLE entries ADD COLUMN position INTEGER NOT NULL DEFAULT 0
+""",
+    """
+CREATE TABLE ledger_counts (
+    issue_id  TEXT NOT NULL,
+    status    TEXT NOT NULL CHECK (status IN ('sent', 'failed', 'refused', 'in_doubt')),
+    count     BIGINT NOT NULL,
+    folded_at TEXT NOT NULL,
+    PRIMARY KEY (issue_id, status)
+);
+CREATE INDEX send_ledger_at ON send_ledger (at)
 """,
 )

@@ -20,6 +20,7 @@ from digest.state.backend import Database, Dialect, SqliteDatabase, open_databas
 from digest.state.bounces import Bounces
 from digest.state.entries import Entries
 from digest.state.feeds import Feeds
+from digest.state.folds import LedgerFolds
 from digest.state.issues import Issues
 from digest.state.ledger import Ledger
 from digest.state.runs import Runs
@@ -48,6 +49,7 @@ class Store:
         self.subscribers = Subscribers(database)
         self.bounces = Bounces(database)
         self.runs = Runs(database)
+        self.folds = LedgerFolds(database)
 
     @property
     def dialect(self) -> Dialect:

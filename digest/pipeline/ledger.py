@@ -1,0 +1,31 @@
+"""Keeping the send ledger small: fold the per-recipient rows of old, sent issues into counts."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from digest.config import Config
+from digest.state.folds import FoldResult
+from digest.state.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def fold_old_ledger(config: Config, db: Store, *, now: datetime) -> FoldResult:
+    """Fold the ledger rows older than `[state] ledger_keep_days` of every sent issue into per-issue
+    counts (addresses and Message-IDs go; `digest status` keeps showing the counts).
+
+    Raises:
+        StateError: the state database failed (nothing is folded then: it is one transaction).
+    """
+    before = now - timedelta(days=config.ledger_keep_days)
+    result = db.folds.fold_ledger(before=before, at=now)
+    if result.rows:
+        log.info(
+            "folded %d send-ledger rows of %d issue(s) older than %d days into per-issue counts",
+            result.rows,
+            result.issues,
+            config.ledger_keep_days,
+        )
+    return result
