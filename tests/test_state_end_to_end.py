@@ -24,6 +24,7 @@ from run_site import cli_env
 from web_support import AS_OF, csrf_of, preview_served, sample_project
 
 from digest.config import load_config
+from digest.pipeline.web import SharedState
 from digest.state.store import open_store
 
 SAMPLE_AS_OF = "2025-05-09T17:00:00+01:00"  # as in the Makefile
@@ -159,3 +160,24 @@ def test_reading_commands_open_the_configured_backend(
     ok(cli(config_path, *command))
     state_file = config_path.parent / ".digest" / "state.db"
     assert state_file.exists() == (backend[0] == "sqlite")
+
+
+def test_a_web_app_keeps_one_postgresql_pool_for_its_life(tmp_path: Path, backend: tuple[str, Any]) -> None:
+    """`digest serve` and the preview do not connect anew on every request when the state is PostgreSQL."""
+    config = load_config(project(tmp_path, backend))
+    shared = SharedState()
+    try:
+        seen = set()
+        for i in range(5):
+            with shared.use(config) as db:
+                db.settings.set_setting("visit", str(i))
+                if backend[0] == "postgresql":
+                    row = db._database.fetch_one("SELECT pg_backend_pid()")
+                    assert row is not None
+                    seen.add(row[0])
+        with shared.use(config) as db:
+            assert db.settings.get_setting("visit") == "4"
+        if backend[0] == "postgresql":
+            assert len(seen) == 1, seen  # one pooled connection served every use
+    finally:
+        shared.close()

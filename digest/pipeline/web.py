@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +40,7 @@ __all__ = [
     "ApprovalStatus",
     "IssueRecord",
     "PageFormat",
+    "SharedState",
     "Store",
     "UnsubscribeOutcome",
     "approval_status",
@@ -163,6 +166,61 @@ def open_state(config: Config) -> Store:
         StateError: the database cannot be reached, opened or migrated.
     """
     return open_store(config)
+
+
+class SharedState:
+    """The state of a long-running web app (the preview, `digest serve`), one handle per use.
+
+    SQLite is opened for each use (a connection to a local file is cheap). PostgreSQL keeps one
+    connection pool for the app's life, so a request does not connect, check the migrations and open
+    a pool again: each use gets a handle on it (closing the handle leaves the pool open). A changed
+    `[state] url` (the preview reloads its config) opens a new pool; `close()` closes every pool.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._store: Store | None = None
+        self._key: tuple[str, str | None] | None = None
+        self._retired: list[Store] = []
+
+    def open(self, config: Config) -> Store:
+        """A handle on the configured state for one use; close it after.
+
+        Raises:
+            StateError: the database cannot be reached, opened or migrated.
+        """
+        if config.state_url is None:
+            return open_store(config)
+        key = (config.state_url, config.state_password_env)
+        with self._lock:
+            if self._store is None or self._key != key:
+                if self._store is not None:
+                    self._retired.append(self._store)  # a request may still use it: closed at the end
+                self._store, self._key = open_store(config), key
+            return self._store.another()
+
+    @contextmanager
+    def use(self, config: Config) -> Iterator[Store]:
+        """`open` for the block, closing the handle at its end."""
+        db = self.open(config)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @asynccontextmanager
+    async def lifespan(self, app: object) -> AsyncIterator[None]:
+        """An ASGI app's lifespan that closes the pool when the app stops."""
+        try:
+            yield
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for store in (*self._retired, *((self._store,) if self._store else ())):
+                store.close()
+            self._store, self._key, self._retired = None, None, []
 
 
 def issue_record(db: Store, issue_id: str) -> IssueRecord | None:

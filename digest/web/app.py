@@ -455,6 +455,7 @@ def create_preview_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            workspace.close_state()
 
     return Starlette(
         routes=preview.routes(),

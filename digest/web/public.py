@@ -9,9 +9,9 @@ both from that form and as the RFC 8058 one-click POST a mail client sends (body
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 
 from starlette.applications import Starlette
@@ -26,7 +26,6 @@ from digest.config import BounceSettings, Config
 from digest.deliver.bounces import ses
 from digest.deliver.tokens import BadTokenError, StaleTokenError
 from digest.pipeline import bounces, web
-from digest.pipeline.web import Store
 from digest.web.hosts import RelativeRedirects
 from digest.web.pages import STATIC, render_message, render_page
 from digest.web.security import SecurityHeaders, error_handlers
@@ -56,14 +55,8 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
     """The app `digest serve` runs: `[web] archive_dir` as static files, and `/unsubscribe`."""
     lang = config.digest.locale.replace("_", "-")
     footer = config.theme.organisation or config.digest.title
-
-    @contextmanager
-    def state() -> Iterator[Store]:
-        db = web.open_state(config)
-        try:
-            yield db
-        finally:
-            db.close()
+    shared = web.SharedState()  # PostgreSQL: one pool for the app's life
+    state = functools.partial(shared.use, config)
 
     def page(name: str, status: int = 200, **context: object) -> HTMLResponse:
         html = render_page(
@@ -180,4 +173,5 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
         middleware=[Middleware(SecurityHeaders, headers=PUBLIC_HEADERS), Middleware(RelativeRedirects)],
         exception_handlers=error_handlers(error_page),
         max_body_size=MAX_BODY,
+        lifespan=shared.lifespan,
     )

@@ -136,6 +136,7 @@ class Workspace:
         self.links_version = 0
         self.links_checking = False
         self.background: set[asyncio.Task[None]] = set()
+        self._state = web.SharedState()  # PostgreSQL: one pool for the preview's life
 
     # --- building ----------------------------------------------------------------------------------
 
@@ -188,7 +189,7 @@ class Workspace:
             return replace(self.snapshot, version=self._next_version(), made_at=now, error=error, hint=e.hint)
         config = self.config
         try:
-            db = web.open_state(config)
+            db = self._state.open(config)
             try:
                 if not force:
                     result = ingest_sources(config, db, now=now, offline=not fetch)
@@ -303,7 +304,11 @@ class Workspace:
 
     def open_store(self) -> Store:
         """The configured state (SQLite or PostgreSQL, as `[state]` says); the caller closes it."""
-        return web.open_state(self.config)
+        return self._state.open(self.config)
+
+    def close_state(self) -> None:
+        """Close the state's connection pool (PostgreSQL), when the preview stops."""
+        self._state.close()
 
     def send_state(self) -> SendState | None:
         """Whether the issue shown has started sending (read from state now, not from the snapshot)."""
