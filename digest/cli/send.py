@@ -21,7 +21,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from digest.cli.common import StopFlag, config_option, read_config, stderr, stdout
+from digest.cli.common import (
+    StopFlag,
+    config_option,
+    edition_option,
+    read_config,
+    require_edition,
+    stderr,
+    stdout,
+)
 from digest.config import Config
 from digest.config.links import insecure_links_error, review_links
 from digest.deliver import audience
@@ -164,9 +172,11 @@ def _print_doubts(report: SendReport) -> None:
     help="Send over SMTP although [web] base_url is not https:// or names a loopback or private address"
     " (the unsubscribe links will not work for readers; `digest check` lists the problems).",
 )
+@edition_option
 def send_command(
     config_path: Path,
     *,
+    edition: str | None,
     issue_id: str | None,
     to: tuple[str, ...],
     dry_run: bool,
@@ -181,7 +191,10 @@ def send_command(
     permanently or the mail server could not be reached. A permanent refusal (5xx) is final for that
     recipient in that issue: later sends leave them out unless --retry-failed is given.
     """
-    config = read_config(config_path)
+    config = read_config(config_path, edition)
+    if config.editions and edition is None and issue_id is not None:
+        config = read_config(config_path, _edition_of_issue(config, issue_id))
+    require_edition(config, "send")
     _refuse_insecure_links(config, allowed=allow_insecure_links, dry_run=dry_run)
     db = open_store(config)
     addresses = _split_addresses(to)
@@ -242,6 +255,13 @@ def send_command(
     return 0 if report.ok else 5
 
 
+def _edition_of_issue(config: Config, issue_id: str) -> str | None:
+    """The `[[editions]]` id `--issue` was built for (so `--edition` may be left out), None if unknown."""
+    with open_store(config) as db:
+        edition = db.issues.issue_edition(issue_id)
+    return edition or None
+
+
 @click.group("subscribers")
 def subscribers_group() -> None:
     """Manage the subscriber list kept in the state database."""
@@ -251,7 +271,9 @@ def subscribers_group() -> None:
 @config_option
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
 def import_command(config_path: Path, csv_file: Path) -> int:
-    """Add or update subscribers from a CSV file with an `email` column and an optional `name` column.
+    """Add or update subscribers from a CSV file with an `email` column and optional `name` and `tags`.
+
+    `tags` holds tags separated by ';' (e.g. staff;partners); they are added to the subscriber's tags.
 
     Bad rows are reported with their line number and skipped. People who unsubscribed or bounced stay so.
     """
@@ -318,7 +340,10 @@ def remove_command(config_path: Path, email: str) -> int:
     except ValueError:
         address = email.strip()  # not a valid address now: it may still be on an old list as written
     try:
-        removed = db.subscribers.remove_subscriber(address)
+        with db.transaction():
+            removed = db.subscribers.remove_subscriber(address)
+            if removed:
+                db.tags.forget(address)
     finally:
         db.close()
     if not removed:
@@ -332,14 +357,25 @@ def remove_command(config_path: Path, email: str) -> int:
 @click.option(
     "--status", type=click.Choice(STATUSES), default=None, help="Only subscribers with this status."
 )
-def list_command(config_path: Path, status: str | None) -> int:
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    help="Only subscribers holding this tag (repeat for any of several).",
+)
+def list_command(config_path: Path, status: str | None, tags: tuple[str, ...]) -> int:
     """List subscribers (address, name, status and why) in address order."""
     config = read_config(config_path)
     db = open_store(config)
     try:
         chosen = next((s for s in STATUSES if s == status), None)
-        listed = list(db.subscribers.iter_subscribers(chosen))
-        count = db.subscribers.count_subscribers(chosen)
+        if tags:
+            listed = list(db.tags.iter_tagged(tags, chosen))
+            count = db.tags.count_tagged(tags, chosen)
+        else:
+            listed = list(db.subscribers.iter_subscribers(chosen))
+            count = db.subscribers.count_subscribers(chosen)
     finally:
         db.close()
     # Addresses are never cut short (they are copied from here): the email column is as wide as the
@@ -353,7 +389,8 @@ def list_command(config_path: Path, status: str | None) -> int:
         cells = (s.email, s.name or "", s.status, s.reason or "", f"{s.updated_at:%Y-%m-%d}")
         table.add_row(*(Text(cell) for cell in cells))
     stdout.print(table)
-    stdout.print(f"{count} subscriber(s)" + (f" {status}" if status else ""), markup=False)
+    tagged = f" tagged {' or '.join(tags)}" if tags else ""
+    stdout.print(f"{count} subscriber(s)" + (f" {status}" if status else "") + tagged, markup=False)
     return 0
 
 
@@ -371,3 +408,14 @@ def _add_show() -> None:
 
 
 _add_show()
+
+
+def _add_tags() -> None:
+    """`digest subscribers tag` and `untag` live in `digest.cli.tags`."""
+    from digest.cli.tags import tag_command, untag_command  # noqa: PLC0415 - beside _add_show
+
+    subscribers_group.add_command(tag_command)
+    subscribers_group.add_command(untag_command)
+
+
+_add_tags()

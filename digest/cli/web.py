@@ -12,7 +12,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from digest.cli.build import parse_as_of
-from digest.cli.common import config_option, read_config, stdout
+from digest.cli.common import config_option, edition_option, read_config, require_edition, stdout
 from digest.errors import UsageError
 from digest.pipeline import web
 from digest.state.store import open_store
@@ -101,8 +101,16 @@ def _address(sock: socket.socket) -> str:
 )
 @click.option("--offline", is_flag=True, help="Never fetch the feeds: build from the entries state holds.")
 @click.option("--no-link-check", "no_link_check", is_flag=True, help="Do not check the email's links.")
+@edition_option
 def preview(  # click passes every option by keyword
-    *, config_path: Path, host: str, port: int, as_of: str | None, offline: bool, no_link_check: bool
+    *,
+    config_path: Path,
+    host: str,
+    port: int,
+    as_of: str | None,
+    offline: bool,
+    no_link_check: bool,
+    edition: str | None,
 ) -> int:
     """Serve the comms team's preview of the next issue, with its controls and pre-send report.
 
@@ -112,7 +120,8 @@ def preview(  # click passes every option by keyword
     Binding any address but 127.0.0.1/localhost needs an access token in the environment variable
     named by [preview] access_token_env.
     """
-    config = read_config(config_path)
+    config = read_config(config_path, edition)
+    require_edition(config, "preview")
     env_name = config.preview.access_token_env
     token = require_access_token(host, os.environ.get(env_name), env_name=env_name)
     workspace = Workspace(
@@ -121,6 +130,7 @@ def preview(  # click passes every option by keyword
         as_of=parse_as_of(as_of, config.digest.timezone),
         offline=offline,
         check_links=not no_link_check,
+        edition=edition,
     )
     app = create_preview_app(workspace, access_token=token, host=host)
     sock = _listen(host, port)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -124,6 +125,83 @@ def add_subscriber(
     return address, outcome
 
 
+TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+def check_tag(raw: str) -> str:
+    """A tag as stored (lower case), checked: 1-40 letters, digits, '_' or '-'.
+
+    Raises:
+        ValueError: the tag has other characters or is too long.
+    """
+    tag = raw.strip().casefold()
+    if not TAG.match(tag):
+        raise ValueError(f"{raw.strip()!r} is not a tag (1-40 letters, digits, '_' or '-')")
+    return tag
+
+
+def split_tags(cell: str) -> tuple[str, ...]:
+    """The tags of an import cell, separated by `;` (empty parts ignored).
+
+    Raises:
+        ValueError: one of them is not a tag.
+    """
+    return tuple(dict.fromkeys(check_tag(part) for part in cell.split(";") if part.strip()))
+
+
+def _known_address(db: Store, email: str, *, allow_special_domains: bool) -> str:
+    """The canonical form of a subscriber's address.
+
+    Raises:
+        UsageError: the address is not on the list.
+    """
+    try:
+        address = normalise_address(email, allow_special_domains=allow_special_domains)
+    except ValueError:
+        address = email.strip()
+    if db.subscribers.get_subscriber(address) is None:
+        raise UsageError(
+            f"{email.strip()} is not a subscriber",
+            hint="add it first with digest subscribers add EMAIL (digest subscribers list shows the list)",
+        )
+    return address
+
+
+def _checked_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    try:
+        return tuple(dict.fromkeys(check_tag(t) for t in tags))
+    except ValueError as e:
+        raise UsageError(f"tag {e}", hint="tags name audiences, e.g. staff, residents, gp_practices") from e
+
+
+def tag_subscriber(
+    db: Store, email: str, tags: Iterable[str], *, allow_special_domains: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """Give a subscriber tags; returns its address and all its tags now.
+
+    Raises:
+        UsageError: the address is not a subscriber, or a tag is not valid.
+    """
+    wanted = _checked_tags(tags)
+    address = _known_address(db, email, allow_special_domains=allow_special_domains)
+    db.tags.add_tags(address, wanted)
+    return address, db.tags.tags_of(address)
+
+
+def untag_subscriber(
+    db: Store, email: str, tags: Iterable[str], *, allow_special_domains: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """Take tags from a subscriber; returns its address and the tags it still holds.
+
+    Raises:
+        UsageError: the address is not a subscriber, or a tag is not valid.
+    """
+    wanted = _checked_tags(tags)
+    address = _known_address(db, email, allow_special_domains=allow_special_domains)
+    db.tags.remove_tags(address, wanted)
+    return address, db.tags.tags_of(address)
+
+
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -150,7 +228,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             f"{path}: the first line must name the columns, with an 'email' column (and optionally 'name')",
             hint="for example: email,name",
         )
-    index = {name: columns.index(name) for name in ("email", "name") if name in columns}
+    index = {name: columns.index(name) for name in ("email", "name", "tags") if name in columns}
     line = reader.line_num
     for row in reader:
         start, line = line + 1, reader.line_num
@@ -160,7 +238,9 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def import_csv(db: Store, path: Path, *, at: datetime, allow_special_domains: bool = False) -> ImportReport:
-    """Add or update every valid row of a CSV (columns `email`, optional `name`) in one transaction.
+    """Add or update every valid row of a CSV (columns `email`, optional `name` and `tags`) in one
+    transaction. `tags` holds tags separated by `;` (e.g. `staff;partners`): they are added to the
+    subscriber's tags (an import never takes a tag away; `digest subscribers untag` does).
 
     Bad rows are skipped and reported with their line number; people who unsubscribed or bounced stay so.
 
@@ -186,7 +266,14 @@ def import_csv(db: Store, path: Path, *, at: datetime, allow_special_domains: bo
                 continue
             seen[key] = line
             name = clean_name(row.get("name")) if "name" in row else None
+            try:
+                tags = split_tags(row.get("tags", ""))
+            except ValueError as e:
+                rejected.append(Rejected(line, row.get("tags", ""), f"tags: {e}"))
+                continue
             outcome = db.subscribers.upsert_subscriber(address, name=name, at=at, reactivate=False)
+            if tags and db.tags.add_tags(address, tags) and outcome == "unchanged":
+                outcome = "updated"
             counts[outcome] += 1
             existing = db.subscribers.get_subscriber(address)
             if existing is not None and existing.status != "active":

@@ -125,6 +125,12 @@ def send_issue(
     """
     clock = clock or _elapsed_clock(now)
     record, why = choose_issue(db, issue_id, test=bool(to), why=why)
+    built_for = db.issues.issue_edition(record.id) or None
+    if config.editions and built_for != config.edition_id:
+        raise UsageError(
+            f"issue {record.id} was built for edition {built_for or '(none)'}, not {config.edition_id}",
+            hint=f"send it with --edition {built_for}" if built_for else "build the edition first",
+        )
     log.info("issue %s: %s", record.id, why)
     prepared = prepare_issue(config, db, record, test=bool(to))
     if to:

@@ -39,7 +39,7 @@ def site_of(config: Config) -> Site:
     """The public site's identity, from `[digest]`, `[web]` and `[theme]`."""
     return Site(
         title=config.digest.title,
-        base_url=config.web.base_url,
+        base_url=config.archive_url,
         lang=config.digest.locale.replace("_", "-"),
         organisation=config.theme.organisation,
     )

@@ -109,15 +109,24 @@ _PENDING = """FROM subscribers s
     WHERE s.status = 'active' AND l.email IS NULL"""
 
 
-def _pending(retry_refused: bool) -> str:
-    return _PENDING.format(settled="'sent'" if retry_refused else "'sent', 'refused'")
+# An edition's `audience`: only subscribers holding one of its tags.
+_AUDIENCE = " AND EXISTS (SELECT 1 FROM subscriber_tags t WHERE t.email = s.email AND t.tag IN ({tags}))"
+
+
+def _pending(retry_refused: bool, audience: tuple[str, ...] = ()) -> str:
+    query = _PENDING.format(settled="'sent'" if retry_refused else "'sent', 'refused'")
+    if audience:
+        query += _AUDIENCE.format(tags=", ".join("?" for _ in audience))
+    return query
 
 
 class Ledger:
     """The send ledger and send claims: what makes every issue go out exactly once."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audience: tuple[str, ...] = ()) -> None:
         self._db = db
+        # `[[editions]] audience`: the tags whose holders are an edition's recipients; () is everyone.
+        self._audience = audience
 
     def get_claim(self, issue_id: str) -> Claim | None:
         row = self._db.fetch_one("SELECT * FROM send_claims WHERE issue_id = ?", (issue_id,))
@@ -262,7 +271,11 @@ class Ledger:
 
     def pending_count(self, issue_id: str, *, retry_refused: bool = False) -> int:
         """Active subscribers the issue has not yet been sent to (nor refused, unless `retry_refused`)."""
-        return count_of(self._db.fetch_one(f"SELECT count(*) {_pending(retry_refused)}", (issue_id,)))
+        return count_of(
+            self._db.fetch_one(
+                f"SELECT count(*) {_pending(retry_refused, self._audience)}", (issue_id, *self._audience)
+            )
+        )
 
     def pending_recipients(
         self, issue_id: str, *, page_size: int = 500, retry_refused: bool = False
@@ -275,9 +288,10 @@ class Ledger:
         """
         after = ""
         columns = "s.email, s.name, s.token_id"
-        query = f"SELECT {columns} {_pending(retry_refused)} AND s.email > ? ORDER BY s.email LIMIT ?"
+        pending = _pending(retry_refused, self._audience)
+        query = f"SELECT {columns} {pending} AND s.email > ? ORDER BY s.email LIMIT ?"
         while True:
-            rows = self._db.fetch_all(query, (issue_id, after, page_size))
+            rows = self._db.fetch_all(query, (issue_id, *self._audience, after, page_size))
             if not rows:
                 return
             for row in rows:

@@ -220,6 +220,22 @@ CREATE TABLE hook_messages (
 ALTER TABLE entries ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
 UPDATE entries SET position = rowid
 """,
+    """
+-- [[editions]] (issue 15): each issue and each scheduled run belongs to an edition ('' for the one
+-- edition of a config without [[editions]]), so two editions may share a slot time; subscribers carry
+-- tags (an edition's audience) in a table of their own.
+ALTER TABLE issues ADD COLUMN edition_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX issues_edition ON issues (edition_id, window_end);
+ALTER TABLE runs ADD COLUMN edition_id TEXT NOT NULL DEFAULT '';
+DROP INDEX runs_slot;
+CREATE UNIQUE INDEX runs_slot ON runs (edition_id, slot) WHERE slot IS NOT NULL;
+CREATE TABLE subscriber_tags (
+    email TEXT NOT NULL COLLATE NOCASE,
+    tag   TEXT NOT NULL,
+    PRIMARY KEY (email, tag)
+);
+CREATE INDEX subscriber_tags_tag ON subscriber_tags (tag)
+""",
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -384,5 +400,21 @@ CREATE TABLE hook_messages (
 """,
     """
 ALTER TABLE entries ADD COLUMN position INTEGER NOT NULL DEFAULT 0
+""",
+    """
+-- [[editions]] (issue 15): each issue and each scheduled run belongs to an edition ('' for the one
+-- edition of a config without [[editions]]), so two editions may share a slot time; subscribers carry
+-- tags (an edition's audience) in a table of their own.
+ALTER TABLE issues ADD COLUMN edition_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX issues_edition ON issues (edition_id, window_end);
+ALTER TABLE runs ADD COLUMN edition_id TEXT NOT NULL DEFAULT '';
+DROP INDEX runs_slot;
+CREATE UNIQUE INDEX runs_slot ON runs (edition_id, slot) WHERE slot IS NOT NULL;
+CREATE TABLE subscriber_tags (
+    email TEXT NOT NULL COLLATE digest_nocase,
+    tag   TEXT NOT NULL,
+    PRIMARY KEY (email, tag)
+);
+CREATE INDEX subscriber_tags_tag ON subscriber_tags (tag)
 """,
 )

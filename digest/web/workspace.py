@@ -23,6 +23,7 @@ from digest.checks.email import EmailProblem, check_email
 from digest.checks.links import LinkChecker, LinkStatus, extract_links
 from digest.compose.draft import Draft, load_draft, save_draft
 from digest.config import Config, load_config
+from digest.config.editions import edition_config
 from digest.deliver.tokens import issue_url
 from digest.errors import ConfigError, DigestError, UsageError
 from digest.models import Issue
@@ -115,12 +116,14 @@ class Workspace:
         as_of: datetime | None = None,
         offline: bool = False,
         check_links: bool = True,
+        edition: str | None = None,
     ) -> None:
         self.config_path = config_path
         self.clock = clock
         self.as_of = as_of
         self.offline = offline
-        self.config: Config = load_config(config_path)
+        self.edition = edition  # an [[editions]] id: the preview shows that edition's next issue
+        self.config: Config = self._load()
         self.snapshot = Snapshot(version=0, made_at=clock())
         self.building = False
         self._lock = threading.RLock()
@@ -183,7 +186,7 @@ class Workspace:
     def _build(self, *, fetch: bool, force: bool = False) -> Snapshot:
         now = self.clock()
         try:
-            self.config = load_config(self.config_path)
+            self.config = self._load()
         except ConfigError as e:
             problems = "; ".join(e.problems)
             error = f"{e.message}: {problems}" if problems else e.message
@@ -302,6 +305,10 @@ class Workspace:
             self.refuse_if_sent()
             save_draft(draft_file, change(load_draft(draft_file)))
             return self.rebuild(fetch=False, force=True)
+
+    def _load(self) -> Config:
+        config = load_config(self.config_path)
+        return edition_config(config, self.edition) if self.edition is not None else config
 
     def open_store(self) -> Store:
         return open_store(self.config.state_path)
