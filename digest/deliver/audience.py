@@ -159,12 +159,13 @@ def _known_address(db: Store, email: str, *, allow_special_domains: bool) -> str
         address = normalise_address(email, allow_special_domains=allow_special_domains)
     except ValueError:
         address = email.strip()
-    if db.subscribers.get_subscriber(address) is None:
+    known = db.subscribers.get_subscriber(address)
+    if known is None:
         raise UsageError(
             f"{email.strip()} is not a subscriber",
             hint="add it first with digest subscribers add EMAIL (digest subscribers list shows the list)",
         )
-    return address
+    return known.email
 
 
 def _checked_tags(tags: Iterable[str]) -> tuple[str, ...]:
