@@ -192,9 +192,9 @@ def test_commands_on_one_issue_need_the_edition_when_the_config_has_editions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = _site(tmp_path)
-    assert main(["build", "--offline", "--config", str(config.path)]) == 2  # noqa: PLR2004
+    assert main(["build", "--offline", "--config", str(config.path)]) == 2
     assert "has [[editions]]: say which with --edition ID" in capsys.readouterr().err
-    assert main(["build", "--offline", "--edition", "nope", "--config", str(config.path)]) == 2  # noqa: PLR2004
+    assert main(["build", "--offline", "--edition", "nope", "--config", str(config.path)]) == 2
     assert "editions configured: staff, residents" in capsys.readouterr().err
     as_of = ["--as-of", "2025-05-09T08:00:00+01:00"]
     assert main(["build", "--edition", "staff", *as_of, "--config", str(config.path)]) == 0
@@ -218,7 +218,7 @@ def test_commands_on_one_issue_need_the_edition_when_the_config_has_editions(
             str(config.path),
         ]
     )
-    assert code == 2  # noqa: PLR2004
+    assert code == 2
     assert "was built for edition staff, not residents" in capsys.readouterr().err
 
 
@@ -231,9 +231,9 @@ def test_subscriber_tags_from_the_command_line_and_the_import(
     assert "dan@example.org: tags partners, staff" in capsys.readouterr().out
     assert main(["subscribers", "untag", "dan@example.org", "staff", *args]) == 0
     assert "dan@example.org: tags partners" in capsys.readouterr().out
-    assert main(["subscribers", "tag", "eve@example.org", "staff", *args]) == 2  # noqa: PLR2004
+    assert main(["subscribers", "tag", "eve@example.org", "staff", *args]) == 2
     assert "eve@example.org is not a subscriber" in capsys.readouterr().err
-    assert main(["subscribers", "tag", "dan@example.org", "no spaces", *args]) == 2  # noqa: PLR2004
+    assert main(["subscribers", "tag", "dan@example.org", "no spaces", *args]) == 2
     assert "is not a tag" in capsys.readouterr().err
 
     csv_file = tmp_path / "list.csv"
