@@ -81,6 +81,7 @@ def _print_summary(config: Config, report: SendReport) -> None:
     if len(report.failed) > _SHOW_FAILURES:
         stdout.print(f"  ... and {len(report.failed) - _SHOW_FAILURES} more failures", markup=False)
     _print_doubts(report)
+    _print_variants(report)
     if report.took_over_from:
         stdout.print(f"Resumed a send left by a stopped process ({report.took_over_from}).", markup=False)
     for note in report.notes:
@@ -93,6 +94,18 @@ def _print_summary(config: Config, report: SendReport) -> None:
         stderr.print(f"[bold red]error:[/] {escape(report.error)}")
         if report.hint:
             stderr.print(f"[bold]hint:[/] {escape(report.hint)}")
+
+
+def _print_variants(report: SendReport) -> None:
+    """Readers left out because their topic variant is empty, and the copies sent of each variant."""
+    if report.no_entries:
+        stdout.print(
+            f"{report.no_entries} reader(s) not sent this issue: their topics have no entries in it",
+            markup=False,
+        )
+    if len(report.variants) > 1 or any(key for key, _ in report.variants):
+        copies = ", ".join(f"{key or 'whole issue'}: {count}" for key, count in report.variants)
+        stdout.print(f"Copies by topic variant: {copies}", markup=False)
 
 
 def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> None:
@@ -274,6 +287,7 @@ def import_command(config_path: Path, csv_file: Path) -> int:
     """Add or update subscribers from a CSV file with an `email` column and optional `name` and `tags`.
 
     `tags` holds tags separated by ';' (e.g. staff;partners); they are added to the subscriber's tags.
+    `topics` holds the priorities the reader chose, separated by ';' (e.g. Start Well;Age Well).
 
     Bad rows are reported with their line number and skipped. People who unsubscribed or bounced stay so.
     """
@@ -285,6 +299,7 @@ def import_command(config_path: Path, csv_file: Path) -> int:
             csv_file,
             at=datetime.now(UTC),
             allow_special_domains=config.subscribers.allow_special_domains,
+            priorities=tuple(p.name for p in config.priorities),
         )
     finally:
         db.close()
@@ -412,10 +427,11 @@ _add_show()
 
 def _add_tags() -> None:
     """`digest subscribers tag` and `untag` live in `digest.cli.tags`."""
-    from digest.cli.tags import tag_command, untag_command  # noqa: PLC0415 - beside _add_show
+    from digest.cli.tags import tag_command, topics_command, untag_command  # noqa: PLC0415 - as _add_show
 
     subscribers_group.add_command(tag_command)
     subscribers_group.add_command(untag_command)
+    subscribers_group.add_command(topics_command)
 
 
 _add_tags()

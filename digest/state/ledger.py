@@ -175,15 +175,27 @@ class Ledger:
     def release_claim(self, issue_id: str, holder: str) -> None:
         self._db.execute("DELETE FROM send_claims WHERE issue_id = ? AND holder = ?", (issue_id, holder))
 
-    def record_sent(self, issue_id: str, email: str, *, message_id: str, at: datetime) -> None:
-        """Record that the transport accepted the message for `email` (committed at once)."""
+    def record_sent(
+        self, issue_id: str, email: str, *, message_id: str, at: datetime, variant: str | None = None
+    ) -> None:
+        """Record that the transport accepted the message for `email` (committed at once); `variant` is
+        the key of the topic variant it was (None: the whole issue)."""
         self._db.execute(
-            """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
-               VALUES (?, ?, 'sent', ?, NULL, ?)
+            """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at, variant)
+               VALUES (?, ?, 'sent', ?, NULL, ?, ?)
                ON CONFLICT (issue_id, email) DO UPDATE SET status = 'sent', message_id = excluded.message_id,
-                   detail = NULL, at = excluded.at""",
-            (issue_id, email, message_id, to_iso(at)),
+                   detail = NULL, at = excluded.at, variant = excluded.variant""",
+            (issue_id, email, message_id, to_iso(at), variant),
         )
+
+    def sent_variants(self, issue_id: str) -> dict[str, int]:
+        """How many recipients got each topic variant of an issue ("" for the whole issue)."""
+        rows = self._db.fetch_all(
+            "SELECT coalesce(variant, ''), count(*) FROM send_ledger WHERE issue_id = ? AND status = 'sent'"
+            " GROUP BY coalesce(variant, '')",
+            (issue_id,),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def record_failed(
         self,

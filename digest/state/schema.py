@@ -234,7 +234,24 @@ CREATE TABLE subscriber_tags (
     tag   TEXT NOT NULL,
     PRIMARY KEY (email, tag)
 );
-CREATE INDEX subscriber_tags_tag ON subscriber_tags (tag)
+CREATE INDEX subscriber_tags_tag ON subscriber_tags (tag);
+-- Topics: the priorities a reader chose (none: the whole issue); each issue's topic variants (a
+-- variant with no entries has entry_count 0 and is not sent); the variant each recipient got.
+CREATE TABLE subscriber_topics (
+    email    TEXT NOT NULL COLLATE NOCASE,
+    priority TEXT NOT NULL,
+    PRIMARY KEY (email, priority)
+);
+CREATE TABLE issue_variants (
+    issue_id    TEXT NOT NULL,
+    variant     TEXT NOT NULL,
+    folder      TEXT NOT NULL,
+    html_sha256 TEXT NOT NULL,
+    text_sha256 TEXT NOT NULL,
+    entry_count INTEGER NOT NULL,
+    PRIMARY KEY (issue_id, variant)
+);
+ALTER TABLE send_ledger ADD COLUMN variant TEXT
 """,
 )
 
@@ -415,6 +432,23 @@ CREATE TABLE subscriber_tags (
     tag   TEXT NOT NULL,
     PRIMARY KEY (email, tag)
 );
-CREATE INDEX subscriber_tags_tag ON subscriber_tags (tag)
+CREATE INDEX subscriber_tags_tag ON subscriber_tags (tag);
+-- Topics: the priorities a reader chose (none: the whole issue); each issue's topic variants (a
+-- variant with no entries has entry_count 0 and is not sent); the variant each recipient got.
+CREATE TABLE subscriber_topics (
+    email    TEXT NOT NULL COLLATE digest_nocase,
+    priority TEXT NOT NULL,
+    PRIMARY KEY (email, priority)
+);
+CREATE TABLE issue_variants (
+    issue_id    TEXT NOT NULL,
+    variant     TEXT NOT NULL,
+    folder      TEXT NOT NULL,
+    html_sha256 TEXT NOT NULL,
+    text_sha256 TEXT NOT NULL,
+    entry_count INTEGER NOT NULL,
+    PRIMARY KEY (issue_id, variant)
+);
+ALTER TABLE send_ledger ADD COLUMN variant TEXT
 """,
 )

@@ -26,6 +26,7 @@ from digest.state.runs import Runs
 from digest.state.settings import Settings
 from digest.state.subscribers import Subscribers
 from digest.state.tags import SubscriberTags
+from digest.state.topics import Topics
 
 if TYPE_CHECKING:
     from digest.config import Config
@@ -59,6 +60,7 @@ class Store:
         self.bounces = Bounces(database)
         self.runs = Runs(database, edition)
         self.tags = SubscriberTags(database)
+        self.topics = Topics(database)
 
     @property
     def dialect(self) -> Dialect:
