@@ -167,3 +167,45 @@ def test_topics_from_the_command_line_and_the_import(
     with open_store(config) as db:
         assert db.topics.topics_of("bob@example.org") == ("Start Well", "Work Well")
         assert db.topics.topics_of("ann@example.org") == ()
+
+
+def test_one_approval_covers_every_variant_and_a_change_to_any_voids_it(tmp_path: Path) -> None:
+    config = make_site(tmp_path, ITEMS, extra=PRIORITIES, approval=True)
+    args = ["--config", str(config.path), "--as-of", "2025-05-09T08:00:00+01:00"]
+    with open_store(config) as db:
+        db.topics.set_topics("ann@example.org", ["Start Well"])
+    assert main(["build", *args]) == 0
+    with open_store(config) as db:
+        record = db.issues.get_issue("2025-W19")
+        assert record is not None
+        db.approvals.record_approval(
+            issue_id=record.id,
+            approved_by="Comms",
+            approved_at=AS_OF,
+            html_sha256=record.html_sha256,
+            text_sha256=record.text_sha256,
+        )
+        assert db.approvals.is_approved(record.id, record.html_sha256, record.text_sha256)
+        db.topics.set_topics("bob@example.org", ["Age Well"])  # a new choice: a new variant
+    assert main(["build", *args]) == 0
+    with open_store(config) as db:
+        rebuilt = db.issues.get_issue("2025-W19")
+        assert (
+            rebuilt is not None and rebuilt.html_sha256 == record.html_sha256
+        )  # the whole issue is as approved
+        assert set(db.topics.variants_of("2025-W19")) == {"Start Well", "Age Well"}
+        assert not db.approvals.is_approved(rebuilt.id, rebuilt.html_sha256, rebuilt.text_sha256)
+    waiting = run_once(config, now=AS_OF, as_of=AS_OF)
+    assert waiting.outcome == "waiting for approval"
+    with open_store(config) as db:
+        db.approvals.record_approval(
+            issue_id=rebuilt.id,
+            approved_by="Comms",
+            approved_at=AS_OF,
+            html_sha256=rebuilt.html_sha256,
+            text_sha256=rebuilt.text_sha256,
+        )
+    sent = run_once(config, now=AS_OF, as_of=AS_OF)
+    assert (sent.outcome, sent.sent) == ("sent", 3)
+    with open_store(config) as db:
+        assert db.ledger.sent_variants("2025-W19") == {"": 1, "Start Well": 1, "Age Well": 1}

@@ -251,7 +251,9 @@ CREATE TABLE issue_variants (
     entry_count INTEGER NOT NULL,
     PRIMARY KEY (issue_id, variant)
 );
-ALTER TABLE send_ledger ADD COLUMN variant TEXT
+ALTER TABLE send_ledger ADD COLUMN variant TEXT;
+-- What an approval covered of the issue's topic variants ('' when it had none): see state/approvals.py.
+ALTER TABLE approvals ADD COLUMN variants_sha256 TEXT NOT NULL DEFAULT ''
 """,
 )
 
@@ -449,6 +451,8 @@ CREATE TABLE issue_variants (
     entry_count INTEGER NOT NULL,
     PRIMARY KEY (issue_id, variant)
 );
-ALTER TABLE send_ledger ADD COLUMN variant TEXT
+ALTER TABLE send_ledger ADD COLUMN variant TEXT;
+-- What an approval covered of the issue's topic variants ('' when it had none): see state/approvals.py.
+ALTER TABLE approvals ADD COLUMN variants_sha256 TEXT NOT NULL DEFAULT ''
 """,
 )

@@ -7,6 +7,7 @@ their hashes, and how many entries it holds (0: not sent that week).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,22 @@ class VariantRecord:
     html_sha256: str
     text_sha256: str
     entry_count: int
+
+
+def variants_fingerprint(db: Database, issue_id: str) -> str:
+    """One hash of every topic variant recorded for an issue (keys, file hashes, entry counts); "" when the
+    issue has none. An approval keeps it: any variant added, dropped or changed voids the approval."""
+    rows = db.fetch_all(
+        "SELECT variant, html_sha256, text_sha256, entry_count FROM issue_variants WHERE issue_id = ?"
+        " ORDER BY variant",
+        (issue_id,),
+    )
+    if not rows:
+        return ""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(f"{row[0]}\0{row[1]}\0{row[2]}\0{row[3]}\n".encode())
+    return digest.hexdigest()
 
 
 class Topics:
