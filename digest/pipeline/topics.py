@@ -10,10 +10,13 @@ made after the build (no variant of it was built) gets the whole issue, and the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from digest.compose.variants import choice_key
+from digest.checks.email import check_email
+from digest.compose.variants import choice_key, variant_folder_name
 from digest.config import Config
 from digest.deliver.issue import PreparedIssue, prepare_issue
+from digest.render import html_lang
 from digest.state.store import Store
 
 
@@ -85,3 +88,81 @@ class VariantRouter:
     def is_empty_for(self, email: str) -> bool:
         """True when the recipient's variant has no entries this week (without counting them)."""
         return self.key_of(email) in self.empty
+
+
+@dataclass(frozen=True, slots=True)
+class VariantSummary:
+    """One copy of an issue as the preview and the pre-send report show it: the whole issue (key "") or a
+    topic variant, its readers, entries, HTML size and the email checks' problems."""
+
+    key: str
+    name: str  # the variant's folder name ("" for the whole issue): what the preview's picker passes
+    readers: int
+    entries: int
+    size: int
+    problems: tuple[str, ...]
+    folder: Path | None  # where its email.html is (None: an empty variant, not sent)
+
+    @property
+    def label(self) -> str:
+        return self.key or "Whole issue (no topics chosen)"
+
+
+def variant_summaries(config: Config, db: Store, issue_id: str) -> tuple[VariantSummary, ...]:
+    """The whole issue and each topic variant of a built issue, with how many active readers of the
+    edition get it (those of an empty variant get nothing), for the preview's picker and report.
+
+    `db` should be scoped to the edition (`Store.for_edition`) so the readers are its audience.
+    """
+    record = db.issues.get_issue(issue_id)
+    if record is None:
+        return ()
+    configured = [p.name for p in config.priorities]
+    readers: dict[str, int] = {}
+    for names in db.topics.active_choices(db.audience).values():
+        key = choice_key(names, configured)
+        readers[key] = readers.get(key, 0) + 1
+    active = (
+        db.tags.count_tagged(db.audience, "active")
+        if db.audience
+        else db.subscribers.count_subscribers("active")
+    )
+    variants = db.topics.variants_of(issue_id)
+    chosen = sum(n for key, n in readers.items() if key in variants)
+    whole_folder = next(
+        (f for f in (record.out_dir / record.id, record.out_dir) if (f / "email.html").is_file()), None
+    )
+    rows = [
+        _summary(
+            "",
+            name="",
+            readers=active - chosen,
+            entries=record.entry_count,
+            folder=whole_folder,
+            config=config,
+        )
+    ]
+    rows += [
+        _summary(
+            key,
+            name=variant_folder_name(key),
+            readers=readers.get(key, 0),
+            entries=v.entry_count,
+            folder=v.folder if v.entry_count else None,
+            config=config,
+        )
+        for key, v in variants.items()
+    ]
+    return tuple(rows)
+
+
+def _summary(
+    key: str, *, name: str, readers: int, entries: int, folder: Path | None, config: Config
+) -> VariantSummary:
+    if folder is None or not (folder / "email.html").is_file():
+        return VariantSummary(key, name, readers, entries, 0, (), None)
+    html = (folder / "email.html").read_text(encoding="utf-8")
+    problems = tuple(
+        f"{p.check}: {p.message}" for p in check_email(html, lang=html_lang(config.digest.locale))
+    )
+    return VariantSummary(key, name, readers, entries, len(html.encode("utf-8")), problems, folder)

@@ -103,6 +103,10 @@ class Topics:
                 ],
             )
 
+    def fingerprint(self, issue_id: str) -> str:
+        """`variants_fingerprint` of an issue: what an approval of it records of its variants."""
+        return variants_fingerprint(self._db, issue_id)
+
     def variants_of(self, issue_id: str) -> dict[str, VariantRecord]:
         rows = self._db.fetch_all(
             "SELECT * FROM issue_variants WHERE issue_id = ? ORDER BY variant", (issue_id,)

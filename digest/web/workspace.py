@@ -332,7 +332,14 @@ class Workspace:
 
     # --- actions -----------------------------------------------------------------------------------
 
-    def approve(self, name: str, *, seen_html_sha256: str, seen_text_sha256: str) -> str:
+    def approve(
+        self,
+        name: str,
+        *,
+        seen_html_sha256: str,
+        seen_text_sha256: str,
+        seen_variants_sha256: str | None = None,
+    ) -> str:
         """Record an approval of the issue as the approver saw it; returns the confirmation to show.
 
         Raises:
@@ -352,6 +359,7 @@ class Workspace:
                 now=self.clock(),
                 seen_html_sha256=seen_html_sha256,
                 seen_text_sha256=seen_text_sha256,
+                seen_variants_sha256=seen_variants_sha256,
             )
         finally:
             db.close()
