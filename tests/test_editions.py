@@ -3,6 +3,8 @@ with its own window, sent record, archive section and audience (subscriber tags)
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -75,7 +77,7 @@ def _runs(config: Config, edition: str) -> list[tuple[datetime | None, str | Non
 
 
 def test_two_editions_run_at_their_own_cadences_on_the_controlled_clock_each_to_its_audience_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = _site(tmp_path)
     clock = FakeClock(utc(2025, 5, 7, 5, 30))  # Wednesday 06:30 BST
@@ -122,6 +124,24 @@ def test_two_editions_run_at_their_own_cadences_on_the_controlled_clock_each_to_
     archive = config.web.archive_dir
     assert (archive / "staff" / "issues" / "staff-2025-W19" / "index.html").is_file()
     assert (archive / "residents" / "issues" / "residents-2025-05-09" / "index.html").is_file()
+    assert not (archive / "issues").exists()
+    # `digest status --edition` shows that edition's issues and runs; without it, each edition's next run.
+    capsys.readouterr()
+    assert main(["status", "--json", "--edition", "staff", "--config", str(config.path)]) == 0
+    staff_status = json.loads(capsys.readouterr().out)
+    assert staff_status["edition"] == "staff"
+    assert [i["id"] for i in staff_status["issues"]] == ["staff-2025-W19"]
+    assert {r["issue_id"] for r in staff_status["runs"]} == {"staff-2025-W19"}
+    assert main(["status", "--json", "--config", str(config.path)]) == 0
+    overall = json.loads(capsys.readouterr().out)
+    assert [e["id"] for e in overall["editions"]] == ["staff", "residents"]
+    assert len(overall["issues"]) == 4
+    # `digest publish` puts each edition's sent issues back in its own part of the archive.
+    shutil.rmtree(archive)
+    assert main(["publish", "--config", str(config.path)]) == 0
+    assert (archive / "staff" / "issues" / "staff-2025-W19" / "index.html").is_file()
+    assert (archive / "residents" / "index.html").is_file()
+    assert (archive / "residents" / "issues" / "residents-2025-05-07" / "index.html").is_file()
     assert not (archive / "issues").exists()
 
 

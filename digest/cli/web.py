@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from digest.cli.build import parse_as_of
 from digest.cli.common import config_option, edition_option, read_config, require_edition, stdout
+from digest.config import Config
 from digest.errors import UsageError
 from digest.pipeline import web
 from digest.state.store import open_store
@@ -155,7 +156,23 @@ def publish(config_path: Path, issue_id: str | None) -> int:
     `digest send` publishes each issue as it completes; use this after changing `[web]` settings or
     losing the archive folder.
     """
-    config = read_config(config_path)
+    base = read_config(config_path)
+    if not base.editions:
+        _publish_edition(base, issue_id)
+        return 0
+    # [[editions]]: each edition's sent issues go to its own part of the archive.
+    with open_store(base) as db:
+        wanted = db.issues.issue_edition(issue_id) if issue_id is not None else None
+    if issue_id is not None and not wanted:
+        raise UsageError(f"issue {issue_id}: not found in state, or built for no edition")
+    for edition in base.editions:
+        if wanted is None or edition.id == wanted:
+            _publish_edition(read_config(config_path, edition.id), issue_id)
+    return 0
+
+
+def _publish_edition(config: Config, issue_id: str | None) -> None:
+    """Publish one edition's sent issues (or the one named) and regenerate its index and feed."""
     db = open_store(config)
     try:
         if issue_id is not None:
@@ -172,7 +189,6 @@ def publish(config_path: Path, issue_id: str | None) -> int:
         db.close()
     count = f"{len(published)} issue{'s' if len(published) != 1 else ''}"
     stdout.print(f"{config.web.archive_dir}: {count} in the archive", markup=False)
-    return 0
 
 
 def register(group: click.Group) -> None:
