@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from run_site import make_site
 from send_support import Recorder, parse, parts, smtp_server
 
@@ -209,3 +211,43 @@ def test_one_approval_covers_every_variant_and_a_change_to_any_voids_it(tmp_path
     assert (sent.outcome, sent.sent) == ("sent", 3)
     with open_store(config) as db:
         assert db.ledger.sent_variants("2025-W19") == {"": 1, "Start Well": 1, "Age Well": 1}
+
+
+_NAMES = ("Start Well", "Age Well", "Work Well")
+
+
+@st.composite
+def _issues(draw: st.DrawFn) -> Issue:
+    items = []
+    for n in range(draw(st.integers(0, 12))):
+        chosen = draw(st.lists(st.sampled_from(_NAMES), unique=True, max_size=3))
+        matches = tuple(PriorityMatch(name, "r", 1.0) for name in chosen)
+        items.append(IssueEntry(_entry(f"e{n}", pinned=draw(st.booleans())), matches))
+    cut = draw(st.integers(0, len(items)))
+    groups = tuple(
+        g for g in (Group("a", None, tuple(items[:cut])), Group("b", None, tuple(items[cut:]))) if g.entries
+    )
+    highlights = tuple(Highlight(i.priorities[0], "r", i) for i in items if i.priorities)[:3]
+    sections = (Section("News", groups),) if groups else ()
+    return Issue("2025-W19", 1, "T", Window(AS_OF, AS_OF), "S", "P", "", highlights, sections)
+
+
+@given(issue=_issues(), chosen=st.lists(st.sampled_from(_NAMES), max_size=3))
+def test_a_variant_is_the_issue_filtered_in_order_to_its_priorities_and_pinned_entries(
+    issue: Issue, chosen: list[str]
+) -> None:
+    key = choice_key(chosen, _NAMES)
+    variant = topic_variant(issue, key)
+    if not key:
+        assert variant is issue
+        return
+    wanted = {n.casefold() for n in chosen}
+    expected = [
+        e.entry.id
+        for e in issue.entries
+        if e.entry.pinned or any(p.casefold() in wanted for p in e.priorities)
+    ]
+    assert [e.entry.id for e in variant.entries] == expected
+    assert variant.empty is (not expected)
+    assert all(g.entries for s in variant.sections for g in s.groups)
+    assert {h.item.entry.id for h in variant.highlights} <= set(expected)
