@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
-from web_support import csrf_of, preview_served, sample_project
+import pytest
+from web_support import axe_serious, csrf_of, preview_served, sample_project
 
 from digest.compose.variants import variant_folder_name
 from digest.config import load_config
@@ -65,3 +67,38 @@ def test_the_picker_lists_every_variant_with_its_readers_and_shows_the_one_chose
         with open_store(config) as db:
             assert snapshot.issue is not None
             assert db.approvals.is_approved(snapshot.issue.id, snapshot.html_sha256, snapshot.text_sha256)
+
+
+@pytest.mark.browser
+def test_the_picker_switches_the_frames_and_the_page_has_no_serious_accessibility_violations(
+    browser: Any, tmp_path: Path
+) -> None:
+    config_path = sample_project(tmp_path)
+    config = load_config(config_path)
+    names = [p.name for p in config.priorities]
+    with open_store(config) as db:
+        db.subscribers.upsert_subscriber("all@example.org", name=None, at=AT)
+        db.subscribers.upsert_subscriber("start@example.org", name=None, at=AT)
+        db.topics.set_topics("start@example.org", [names[0]])
+    with preview_served(config_path) as (base, _workspace):
+        context = browser.new_context(bypass_csp=True, viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        try:
+            page.goto(base)
+            page.select_option(
+                "#variant",
+                label=f"{names[0]}: 1 reader, "
+                + page.locator(f"#variant option[value='{variant_folder_name(names[0])}']")
+                .inner_text()
+                .split(", ")[-1],
+            )
+            with page.expect_navigation():
+                page.get_by_role("button", name="Show").click()
+            src = page.locator("#frame-desktop").get_attribute("src")
+            assert src is not None and src.startswith(f"/variant/{variant_folder_name(names[0])}/email.html")
+            frame_text = page.frame_locator("#frame-desktop").locator("body").inner_text()
+            assert "Sam Sample" in frame_text
+            assert axe_serious(page) == []
+            assert axe_serious(page, scheme="dark") == []
+        finally:
+            context.close()
