@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 from babel.dates import format_datetime
 
-from digest.cli.common import config_option, read_config, stderr, stdout
+from digest.cli.common import config_option, edition_option, read_config, require_edition, stderr, stdout
 from digest.config import Config
 from digest.errors import UsageError
 from digest.state.store import open_store
@@ -56,7 +56,10 @@ def _local(value: datetime, config: Config) -> str:
     help="Folder the issue is written into, as DIR/<issue-id>/ [default: out/ next to the config file].",
 )
 @click.option("--offline", is_flag=True, help="Fetch nothing: build from the entries state holds.")
-def build_command(config_path: Path, as_of: str | None, out_dir: Path | None, offline: bool) -> int:
+@edition_option
+def build_command(
+    config_path: Path, as_of: str | None, out_dir: Path | None, offline: bool, edition: str | None
+) -> int:
     """Fetch, compose and render one issue (email.html, email.txt, email.eml, web.html, issue.json).
 
     Prints the path of email.html. With nothing new since the last sent issue it says so, builds
@@ -66,7 +69,8 @@ def build_command(config_path: Path, as_of: str | None, out_dir: Path | None, of
     # Imported here: rendering pulls in premailer, lxml and mjml, which every other command can do without.
     from digest.pipeline.build import build_issue  # noqa: PLC0415 - keeps `digest` start-up fast
 
-    config = read_config(config_path)
+    config = read_config(config_path, edition)
+    require_edition(config, "build")
     when = parse_as_of(as_of, config.digest.timezone)
     db = open_store(config)
     try:

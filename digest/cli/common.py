@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 
 from digest.config import DEFAULT_CONFIG, Config, load_config
+from digest.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("digest.cli")
@@ -36,9 +37,40 @@ def config_option(func: F) -> F:
     )(func)
 
 
-def read_config(config_path: Path) -> Config:
-    """Load and validate the config file (raises ConfigError listing every problem)."""
-    return load_config(config_path)
+def read_config(config_path: Path, edition: str | None = None) -> Config:
+    """Load and validate the config file (raises ConfigError listing every problem); with `edition`,
+    narrowed to that `[[editions]]` table (raises UsageError for an unknown id)."""
+    config = load_config(config_path)
+    if edition is None:
+        return config
+    from digest.config.editions import edition_config  # noqa: PLC0415 - light, but only with --edition
+
+    return edition_config(config, edition)
+
+
+def edition_option(func: F) -> F:
+    """Add `--edition ID` (an `[[editions]]` id) to a command."""
+    return click.option(
+        "--edition",
+        "edition",
+        metavar="ID",
+        default=None,
+        help="The [[editions]] edition to act on (its id, e.g. staff); needed when the config has editions.",
+    )(func)
+
+
+def require_edition(config: Config, command: str) -> None:
+    """A config with `[[editions]]` needs `--edition` for commands that act on one issue.
+
+    Raises:
+        UsageError: naming the editions configured.
+    """
+    if config.editions and config.edition is None:
+        ids = ", ".join(e.id for e in config.editions)
+        raise UsageError(
+            f"{config.path} has [[editions]]: say which with --edition ID",
+            hint=f"digest {command} --edition one of: {ids}",
+        )
 
 
 class StopFlag:

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from digest.cli.build import parse_as_of
-from digest.cli.common import StopFlag, config_option, read_config, stdout
+from digest.cli.common import StopFlag, config_option, edition_option, read_config, stdout
 from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
@@ -63,28 +63,43 @@ def _report(outcome: RunOutcome) -> int:
     help="Run the [schedule] slot that is due, if any (at most once per slot; missed slots are "
     "caught up within catch_up_hours): for systemd timers and cron.",
 )
-def run_command(config_path: Path, as_of: str | None, scheduled: bool) -> int:
-    """Fetch, build and send the current issue once (resuming an interrupted send)."""
+@edition_option
+def run_command(config_path: Path, as_of: str | None, scheduled: bool, edition: str | None) -> int:
+    """Fetch, build and send the current issue once (resuming an interrupted send).
+
+    With [[editions]], --edition ID runs that edition; without it every edition runs in turn (the exit
+    code is the highest of theirs).
+    """
     # Imported here: the run pipeline pulls in rendering (premailer, lxml, mjml); other commands start fast.
     from digest.pipeline.run import run_due, run_once  # noqa: PLC0415 - keeps `digest` start-up fast
 
-    config = read_config(config_path)
+    base = read_config(config_path)
     if scheduled and as_of:
         raise UsageError(
             "--scheduled and --as-of cannot be used together", hint="a scheduled run ends at its slot"
         )
     stop = StopFlag().install()
-    if scheduled:
-        return _report(run_due(config, now=_now(), stop=stop.is_set, clock=_now))
-    return _report(
-        run_once(
-            config,
-            now=_now(),
-            as_of=parse_as_of(as_of, config.digest.timezone),
-            stop=stop.is_set,
-            clock=_now,
-        )
-    )
+    configs = [read_config(config_path, edition)] if edition or not base.editions else _editions(base)
+    code = 0
+    for config in configs:
+        if stop.is_set():
+            break
+        if config.edition is not None and len(configs) > 1:
+            stdout.print(f"edition {config.edition.id}:", markup=False)
+        if scheduled:
+            outcome = run_due(config, now=_now(), stop=stop.is_set, clock=_now)
+        else:
+            when = parse_as_of(as_of, config.digest.timezone)
+            outcome = run_once(config, now=_now(), as_of=when, stop=stop.is_set, clock=_now)
+        code = max(code, _report(outcome))
+    return code
+
+
+def _editions(config: Config) -> list[Config]:
+    """The config narrowed to each of its `[[editions]]`, in the order of the file."""
+    from digest.config.editions import edition_config  # noqa: PLC0415 - only configs with editions
+
+    return [edition_config(config, e.id) for e in config.editions]
 
 
 def scheduled_job(
@@ -116,9 +131,28 @@ def scheduled_job(
 @click.command("schedule")
 @config_option
 def schedule_command(config_path: Path) -> int:
-    """Stay in the foreground and run the weekly send at [schedule] day/time/timezone."""
+    """Stay in the foreground and run the weekly send at [schedule] day/time/timezone.
+
+    With [[editions]], every edition runs at its own slots (its cadence, day, time and timezone), with
+    the same catch-up, lock and approval rules.
+    """
     config = read_config(config_path)
     stop = StopFlag().install()
+    if config.editions:
+        from digest.schedule.cadence import EditionsLoop  # noqa: PLC0415 - only configs with editions
+
+        with RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"):
+            EditionsLoop(
+                [
+                    (c.edition, c.schedule, scheduled_job(c, stop, _now))
+                    for c in _editions(config)
+                    if c.edition
+                ],
+                now=_now,
+                wait=stop.wait,
+                retry_minutes=config.schedule.retry_minutes,
+            ).run()
+        return 0
     with RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"):
         ScheduleLoop(
             config.schedule,
@@ -310,23 +344,44 @@ def _print_sources(status: Status) -> None:
 @click.command("status")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
-def status_command(config_path: Path, as_json: bool) -> int:
-    """Show recent issues, runs, the next scheduled run and source health."""
-    config = read_config(config_path)
+@edition_option
+def status_command(config_path: Path, as_json: bool, edition: str | None) -> int:
+    """Show recent issues, runs, the next scheduled run and source health.
+
+    With [[editions]], --edition ID shows that edition's issues, runs and next run; without it, every
+    edition's issues and runs, and each edition's next run.
+    """
+    config = read_config(config_path, edition)
     # Reading needs no write access: a read-only SQLite state folder is opened read-only, without
     # migrating. PostgreSQL ([state] url) is opened as configured: the file is not used then.
     read_only = config.state_url is None and not writable(config.state_path)
     db = open_store(config, read_only=read_only)
     try:
-        status = gather_status(config, db, now=_now())
+        status = gather_status(config, db.for_edition(config.edition_id), now=_now())
     finally:
         db.close()
     note = next_slot_note(config.schedule, status.now)
+    nexts = _edition_next_runs(config, status.now) if config.editions and config.edition is None else {}
     if as_json:
-        click.echo(json.dumps(status_json(status, note), indent=2))
+        data = status_json(status, note)
+        if config.editions:
+            data["edition"] = config.edition_id
+            data["editions"] = [{"id": i, "next_run": _iso(t)} for i, t in nexts.items()]
+        click.echo(json.dumps(data, indent=2))
     else:
+        if config.edition is not None:
+            stdout.print(f"edition {config.edition.id}: {config.edition.title}", markup=False)
+        for edition_id, upcoming in nexts.items():
+            stdout.print(f"edition {edition_id}: next run {describe_time(upcoming, 'UTC')}", markup=False)
         _print_status(status, note)
     return 0
+
+
+def _edition_next_runs(config: Config, now: datetime) -> dict[str, datetime]:
+    """Each edition's next slot (`digest status` without --edition on a config with editions)."""
+    from digest.schedule.cadence import slot_after  # noqa: PLC0415 - only configs with editions
+
+    return {c.edition.id: slot_after(c.schedule, c.edition, now) for c in _editions(config) if c.edition}
 
 
 def register(group: click.Group) -> None:

@@ -21,7 +21,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from digest.cli.common import StopFlag, config_option, read_config, stderr, stdout
+from digest.cli.common import (
+    StopFlag,
+    config_option,
+    edition_option,
+    read_config,
+    require_edition,
+    stderr,
+    stdout,
+)
 from digest.config import Config
 from digest.config.links import insecure_links_error, review_links
 from digest.deliver import audience
@@ -73,6 +81,7 @@ def _print_summary(config: Config, report: SendReport) -> None:
     if len(report.failed) > _SHOW_FAILURES:
         stdout.print(f"  ... and {len(report.failed) - _SHOW_FAILURES} more failures", markup=False)
     _print_doubts(report)
+    _print_variants(report)
     if report.took_over_from:
         stdout.print(f"Resumed a send left by a stopped process ({report.took_over_from}).", markup=False)
     for note in report.notes:
@@ -85,6 +94,18 @@ def _print_summary(config: Config, report: SendReport) -> None:
         stderr.print(f"[bold red]error:[/] {escape(report.error)}")
         if report.hint:
             stderr.print(f"[bold]hint:[/] {escape(report.hint)}")
+
+
+def _print_variants(report: SendReport) -> None:
+    """Readers left out because their topic variant is empty, and the copies sent of each variant."""
+    if report.no_entries:
+        stdout.print(
+            f"{report.no_entries} reader(s) not sent this issue: their topics have no entries in it",
+            markup=False,
+        )
+    if len(report.variants) > 1 or any(key for key, _ in report.variants):
+        copies = ", ".join(f"{key or 'whole issue'}: {count}" for key, count in report.variants)
+        stdout.print(f"Copies by topic variant: {copies}", markup=False)
 
 
 def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> None:
@@ -164,9 +185,11 @@ def _print_doubts(report: SendReport) -> None:
     help="Send over SMTP although [web] base_url is not https:// or names a loopback or private address"
     " (the unsubscribe links will not work for readers; `digest check` lists the problems).",
 )
+@edition_option
 def send_command(
     config_path: Path,
     *,
+    edition: str | None,
     issue_id: str | None,
     to: tuple[str, ...],
     dry_run: bool,
@@ -181,7 +204,10 @@ def send_command(
     permanently or the mail server could not be reached. A permanent refusal (5xx) is final for that
     recipient in that issue: later sends leave them out unless --retry-failed is given.
     """
-    config = read_config(config_path)
+    config = read_config(config_path, edition)
+    if config.editions and edition is None and issue_id is not None:
+        config = read_config(config_path, _edition_of_issue(config, issue_id))
+    require_edition(config, "send")
     _refuse_insecure_links(config, allowed=allow_insecure_links, dry_run=dry_run)
     db = open_store(config)
     addresses = _split_addresses(to)
@@ -242,6 +268,13 @@ def send_command(
     return 0 if report.ok else 5
 
 
+def _edition_of_issue(config: Config, issue_id: str) -> str | None:
+    """The `[[editions]]` id `--issue` was built for (so `--edition` may be left out), None if unknown."""
+    with open_store(config) as db:
+        edition = db.issues.issue_edition(issue_id)
+    return edition or None
+
+
 @click.group("subscribers")
 def subscribers_group() -> None:
     """Manage the subscriber list kept in the state database."""
@@ -251,7 +284,10 @@ def subscribers_group() -> None:
 @config_option
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
 def import_command(config_path: Path, csv_file: Path) -> int:
-    """Add or update subscribers from a CSV file with an `email` column and an optional `name` column.
+    """Add or update subscribers from a CSV file with an `email` column and optional `name` and `tags`.
+
+    `tags` holds tags separated by ';' (e.g. staff;partners); they are added to the subscriber's tags.
+    `topics` holds the priorities the reader chose, separated by ';' (e.g. Start Well;Age Well).
 
     Bad rows are reported with their line number and skipped. People who unsubscribed or bounced stay so.
     """
@@ -263,6 +299,7 @@ def import_command(config_path: Path, csv_file: Path) -> int:
             csv_file,
             at=datetime.now(UTC),
             allow_special_domains=config.subscribers.allow_special_domains,
+            priorities=tuple(p.name for p in config.priorities),
         )
     finally:
         db.close()
@@ -318,7 +355,10 @@ def remove_command(config_path: Path, email: str) -> int:
     except ValueError:
         address = email.strip()  # not a valid address now: it may still be on an old list as written
     try:
-        removed = db.subscribers.remove_subscriber(address)
+        with db.transaction():
+            removed = db.subscribers.remove_subscriber(address)
+            if removed:
+                db.tags.forget(address)
     finally:
         db.close()
     if not removed:
@@ -332,14 +372,25 @@ def remove_command(config_path: Path, email: str) -> int:
 @click.option(
     "--status", type=click.Choice(STATUSES), default=None, help="Only subscribers with this status."
 )
-def list_command(config_path: Path, status: str | None) -> int:
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG",
+    help="Only subscribers holding this tag (repeat for any of several).",
+)
+def list_command(config_path: Path, status: str | None, tags: tuple[str, ...]) -> int:
     """List subscribers (address, name, status and why) in address order."""
     config = read_config(config_path)
     db = open_store(config)
     try:
         chosen = next((s for s in STATUSES if s == status), None)
-        listed = list(db.subscribers.iter_subscribers(chosen))
-        count = db.subscribers.count_subscribers(chosen)
+        if tags:
+            listed = list(db.tags.iter_tagged(tags, chosen))
+            count = db.tags.count_tagged(tags, chosen)
+        else:
+            listed = list(db.subscribers.iter_subscribers(chosen))
+            count = db.subscribers.count_subscribers(chosen)
     finally:
         db.close()
     # Addresses are never cut short (they are copied from here): the email column is as wide as the
@@ -353,7 +404,8 @@ def list_command(config_path: Path, status: str | None) -> int:
         cells = (s.email, s.name or "", s.status, s.reason or "", f"{s.updated_at:%Y-%m-%d}")
         table.add_row(*(Text(cell) for cell in cells))
     stdout.print(table)
-    stdout.print(f"{count} subscriber(s)" + (f" {status}" if status else ""), markup=False)
+    tagged = f" tagged {' or '.join(tags)}" if tags else ""
+    stdout.print(f"{count} subscriber(s)" + (f" {status}" if status else "") + tagged, markup=False)
     return 0
 
 
@@ -371,3 +423,15 @@ def _add_show() -> None:
 
 
 _add_show()
+
+
+def _add_tags() -> None:
+    """`digest subscribers tag` and `untag` live in `digest.cli.tags`."""
+    from digest.cli.tags import tag_command, topics_command, untag_command  # noqa: PLC0415 - as _add_show
+
+    subscribers_group.add_command(tag_command)
+    subscribers_group.add_command(untag_command)
+    subscribers_group.add_command(topics_command)
+
+
+_add_tags()

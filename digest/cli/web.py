@@ -12,7 +12,8 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from digest.cli.build import parse_as_of
-from digest.cli.common import config_option, read_config, stdout
+from digest.cli.common import config_option, edition_option, read_config, require_edition, stdout
+from digest.config import Config
 from digest.errors import UsageError
 from digest.pipeline import web
 from digest.state.store import open_store
@@ -101,8 +102,16 @@ def _address(sock: socket.socket) -> str:
 )
 @click.option("--offline", is_flag=True, help="Never fetch the feeds: build from the entries state holds.")
 @click.option("--no-link-check", "no_link_check", is_flag=True, help="Do not check the email's links.")
+@edition_option
 def preview(  # click passes every option by keyword
-    *, config_path: Path, host: str, port: int, as_of: str | None, offline: bool, no_link_check: bool
+    *,
+    config_path: Path,
+    host: str,
+    port: int,
+    as_of: str | None,
+    offline: bool,
+    no_link_check: bool,
+    edition: str | None,
 ) -> int:
     """Serve the comms team's preview of the next issue, with its controls and pre-send report.
 
@@ -112,7 +121,8 @@ def preview(  # click passes every option by keyword
     Binding any address but 127.0.0.1/localhost needs an access token in the environment variable
     named by [preview] access_token_env.
     """
-    config = read_config(config_path)
+    config = read_config(config_path, edition)
+    require_edition(config, "preview")
     env_name = config.preview.access_token_env
     token = require_access_token(host, os.environ.get(env_name), env_name=env_name)
     workspace = Workspace(
@@ -121,6 +131,7 @@ def preview(  # click passes every option by keyword
         as_of=parse_as_of(as_of, config.digest.timezone),
         offline=offline,
         check_links=not no_link_check,
+        edition=edition,
     )
     app = create_preview_app(workspace, access_token=token, host=host)
     sock = _listen(host, port)
@@ -145,7 +156,23 @@ def publish(config_path: Path, issue_id: str | None) -> int:
     `digest send` publishes each issue as it completes; use this after changing `[web]` settings or
     losing the archive folder.
     """
-    config = read_config(config_path)
+    base = read_config(config_path)
+    if not base.editions:
+        _publish_edition(base, issue_id)
+        return 0
+    # [[editions]]: each edition's sent issues go to its own part of the archive.
+    with open_store(base) as db:
+        wanted = db.issues.issue_edition(issue_id) if issue_id is not None else None
+    if issue_id is not None and not wanted:
+        raise UsageError(f"issue {issue_id}: not found in state, or built for no edition")
+    for edition in base.editions:
+        if wanted is None or edition.id == wanted:
+            _publish_edition(read_config(config_path, edition.id), issue_id)
+    return 0
+
+
+def _publish_edition(config: Config, issue_id: str | None) -> None:
+    """Publish one edition's sent issues (or the one named) and regenerate its index and feed."""
     db = open_store(config)
     try:
         if issue_id is not None:
@@ -162,7 +189,6 @@ def publish(config_path: Path, issue_id: str | None) -> int:
         db.close()
     count = f"{len(published)} issue{'s' if len(published) != 1 else ''}"
     stdout.print(f"{config.web.archive_dir}: {count} in the archive", markup=False)
-    return 0
 
 
 def register(group: click.Group) -> None:

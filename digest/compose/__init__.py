@@ -123,6 +123,18 @@ def base_issue_id(window: Window, timezone: str) -> str:
     return f"{year}-W{week:02d}"
 
 
+def edition_issue_id(window: Window, edition_id: str, cadence: str, timezone: str) -> str:
+    """The id of an `[[editions]]` issue: the edition's id, then the period its window ends in, in the
+    edition's time zone: `staff-2025-W19` (weekly), `staff-2025-05` (monthly), `staff-2025-05-09` (daily
+    and cron). Re-runs in the same period give the same id, so they rebuild that issue."""
+    last = (window.end - _ONE).astimezone(ZoneInfo(timezone))
+    if cadence == "weekly":
+        return f"{edition_id}-{base_issue_id(window, timezone)}"
+    if cadence == "monthly":
+        return f"{edition_id}-{last:%Y-%m}"
+    return f"{edition_id}-{last:%Y-%m-%d}"
+
+
 def in_window(entry: Entry, window: Window) -> bool:
     return window.start <= entry.published < window.end
 

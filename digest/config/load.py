@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from digest.config.bounces import read_bounces
+from digest.config.editions import read_editions
 from digest.config.holidays import region_problem
 from digest.config.schema import (
     ApprovalSettings,
@@ -153,6 +154,14 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
     p.finish()
 
     subscriber_settings = read_subscribers(top.table("subscribers"))
+    editions = read_editions(
+        top,
+        root,
+        theme=theme,
+        schedule=schedule,
+        sources=tuple(s for s in sources if s),
+        priorities=priorities,
+    )
 
     top.finish()
     if problems:
@@ -186,6 +195,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         subscribers=subscriber_settings,
         bounces=bounces,
         enablers=enablers,
+        editions=editions,
     )
 
 

@@ -239,6 +239,45 @@ class SubscriberSettings:
     allow_special_domains: bool = False  # accept .local / .internal (and other special-use) domains
 
 
+Cadence = Literal["daily", "weekly", "monthly", "cron"]
+
+
+@dataclass(frozen=True, slots=True)
+class Edition:
+    """One `[[editions]]` table: a newsletter of its own made from the shared pool of sources.
+
+    `cadence` is daily, weekly, monthly or cron (then `cron` holds the expression, evaluated with
+    croniter in `timezone`); `day` is a weekday name (weekly) or a day of the month 1-28 (monthly).
+    Empty `sources`/`priorities` mean all of them; empty `audience` means every active subscriber.
+    `theme` is `[theme]` with the keys of `[editions.theme]` (and `templates`) over it; None: `[theme]`.
+    """
+
+    id: str
+    title: str
+    cadence: Cadence
+    time: str
+    timezone: str
+    day: str = ""
+    cron: str = ""
+    sources: tuple[str, ...] = ()
+    priorities: tuple[str, ...] = ()
+    audience: tuple[str, ...] = ()
+    theme: ThemeSettings | None = None
+
+    @property
+    def cron_expression(self) -> str:
+        """The cadence as a five-field cron expression (minute hour day-of-month month day-of-week)."""
+        if self.cadence == "cron":
+            return self.cron
+        hours, minutes = self.time.split(":")
+        at = f"{int(minutes)} {int(hours)}"
+        if self.cadence == "daily":
+            return f"{at} * * *"
+        if self.cadence == "monthly":
+            return f"{at} {int(self.day or 1)} * *"
+        return f"{at} * * {self.day[:3]}"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration. `root` is the folder of the config file.
@@ -274,6 +313,17 @@ class Config:
     subscribers: SubscriberSettings = SubscriberSettings()
     bounces: BounceSettings | None = None  # None: no [bounces] table
     enablers: tuple[Priority, ...] = ()
+    editions: tuple[Edition, ...] = ()  # [[editions]]; empty: one edition from [digest]/[schedule]
+    edition: Edition | None = None  # the edition this config was narrowed to (`edition_config`)
+
+    @property
+    def edition_id(self) -> str | None:
+        return self.edition.id if self.edition else None
+
+    @property
+    def archive_url(self) -> str:
+        """The public URL of this edition's part of the web archive (`[web] base_url`, plus `/<id>`)."""
+        return f"{self.web.base_url}/{self.edition.id}" if self.edition else self.web.base_url
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -124,6 +125,125 @@ def add_subscriber(
     return address, outcome
 
 
+TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+def check_tag(raw: str) -> str:
+    """A tag as stored (lower case), checked: 1-40 letters, digits, '_' or '-'.
+
+    Raises:
+        ValueError: the tag has other characters or is too long.
+    """
+    tag = raw.strip().casefold()
+    if not TAG.match(tag):
+        raise ValueError(f"{raw.strip()!r} is not a tag (1-40 letters, digits, '_' or '-')")
+    return tag
+
+
+def split_tags(cell: str) -> tuple[str, ...]:
+    """The tags of an import cell, separated by `;` (empty parts ignored).
+
+    Raises:
+        ValueError: one of them is not a tag.
+    """
+    return tuple(dict.fromkeys(check_tag(part) for part in cell.split(";") if part.strip()))
+
+
+def _known_address(db: Store, email: str, *, allow_special_domains: bool) -> str:
+    """The canonical form of a subscriber's address.
+
+    Raises:
+        UsageError: the address is not on the list.
+    """
+    try:
+        address = normalise_address(email, allow_special_domains=allow_special_domains)
+    except ValueError:
+        address = email.strip()
+    known = db.subscribers.get_subscriber(address)
+    if known is None:
+        raise UsageError(
+            f"{email.strip()} is not a subscriber",
+            hint="add it first with digest subscribers add EMAIL (digest subscribers list shows the list)",
+        )
+    return known.email
+
+
+def _checked_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    try:
+        return tuple(dict.fromkeys(check_tag(t) for t in tags))
+    except ValueError as e:
+        raise UsageError(f"tag {e}", hint="tags name audiences, e.g. staff, residents, gp_practices") from e
+
+
+def tag_subscriber(
+    db: Store, email: str, tags: Iterable[str], *, allow_special_domains: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """Give a subscriber tags; returns its address and all its tags now.
+
+    Raises:
+        UsageError: the address is not a subscriber, or a tag is not valid.
+    """
+    wanted = _checked_tags(tags)
+    address = _known_address(db, email, allow_special_domains=allow_special_domains)
+    db.tags.add_tags(address, wanted)
+    return address, db.tags.tags_of(address)
+
+
+def untag_subscriber(
+    db: Store, email: str, tags: Iterable[str], *, allow_special_domains: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """Take tags from a subscriber; returns its address and the tags it still holds.
+
+    Raises:
+        UsageError: the address is not a subscriber, or a tag is not valid.
+    """
+    wanted = _checked_tags(tags)
+    address = _known_address(db, email, allow_special_domains=allow_special_domains)
+    db.tags.remove_tags(address, wanted)
+    return address, db.tags.tags_of(address)
+
+
+def check_topics(names: Iterable[str], configured: Iterable[str]) -> tuple[str, ...]:
+    """Priority names as configured (matched case-insensitively), without repeats.
+
+    Raises:
+        ValueError: a name is not a configured priority (the message lists them).
+    """
+    known = {name.casefold(): name for name in configured}
+    out = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if name.casefold() not in known:
+            listed = ", ".join(known.values()) or "none: the config has no [[priorities]]"
+            raise ValueError(f"{name!r} is not a priority (priorities: {listed})")
+        out.append(known[name.casefold()])
+    return tuple(dict.fromkeys(out))
+
+
+def set_topics(
+    db: Store,
+    email: str,
+    names: Iterable[str],
+    *,
+    configured: Iterable[str],
+    allow_special_domains: bool = False,
+) -> tuple[str, tuple[str, ...]]:
+    """Set the priorities a subscriber chose (none: back to the whole issue); returns address and choice.
+
+    Raises:
+        UsageError: the address is not a subscriber, or a name is not a configured priority.
+    """
+    try:
+        chosen = check_topics(names, configured)
+    except ValueError as e:
+        raise UsageError(f"topics: {e}", hint="name priorities as in [[priorities]] name, or --all") from e
+    address = _known_address(db, email, allow_special_domains=allow_special_domains)
+    db.topics.set_topics(address, chosen)
+    return address, db.topics.topics_of(address)
+
+
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -150,7 +270,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             f"{path}: the first line must name the columns, with an 'email' column (and optionally 'name')",
             hint="for example: email,name",
         )
-    index = {name: columns.index(name) for name in ("email", "name") if name in columns}
+    index = {name: columns.index(name) for name in ("email", "name", "tags", "topics") if name in columns}
     line = reader.line_num
     for row in reader:
         start, line = line + 1, reader.line_num
@@ -159,8 +279,19 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         yield start, {key: row[i] if i < len(row) else "" for key, i in index.items()}
 
 
-def import_csv(db: Store, path: Path, *, at: datetime, allow_special_domains: bool = False) -> ImportReport:
-    """Add or update every valid row of a CSV (columns `email`, optional `name`) in one transaction.
+def import_csv(
+    db: Store,
+    path: Path,
+    *,
+    at: datetime,
+    allow_special_domains: bool = False,
+    priorities: tuple[str, ...] = (),
+) -> ImportReport:
+    """Add or update every valid row of a CSV (columns `email`, optional `name` and `tags`) in one
+    transaction. `tags` holds tags separated by `;` (e.g. `staff;partners`): they are added to the
+    subscriber's tags (an import never takes a tag away; `digest subscribers untag` does). `topics`
+    holds the priorities the reader chose, separated by `;` (names of `priorities`); a row with a
+    `topics` cell sets the choice, an empty cell leaves it as it was.
 
     Bad rows are skipped and reported with their line number; people who unsubscribed or bounced stay so.
 
@@ -186,7 +317,19 @@ def import_csv(db: Store, path: Path, *, at: datetime, allow_special_domains: bo
                 continue
             seen[key] = line
             name = clean_name(row.get("name")) if "name" in row else None
+            try:
+                tags = split_tags(row.get("tags", ""))
+                topics = check_topics(row.get("topics", "").split(";"), priorities)
+            except ValueError as e:
+                cell = "topics" if "priority" in str(e) else "tags"
+                rejected.append(Rejected(line, row.get(cell, ""), f"{cell}: {e}"))
+                continue
             outcome = db.subscribers.upsert_subscriber(address, name=name, at=at, reactivate=False)
+            if tags and db.tags.add_tags(address, tags) and outcome == "unchanged":
+                outcome = "updated"
+            if topics and set(db.topics.topics_of(address)) != set(topics):
+                db.topics.set_topics(address, topics)
+                outcome = "updated" if outcome == "unchanged" else outcome
             counts[outcome] += 1
             existing = db.subscribers.get_subscriber(address)
             if existing is not None and existing.status != "active":

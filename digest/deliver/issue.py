@@ -30,6 +30,7 @@ from digest.models import unsubscribe_url
 from digest.state import ledger
 from digest.state.issues import IssueRecord
 from digest.state.store import Store
+from digest.state.topics import VariantRecord
 
 log = logging.getLogger(__name__)
 TEST_PREFIX = "[TEST] "
@@ -86,17 +87,25 @@ def choose_issue(
     return record, "the latest built issue"
 
 
-def issue_files(record: IssueRecord) -> tuple[str, str]:
-    folder = next(
-        (f for f in (record.out_dir / record.id, record.out_dir) if (f / "email.html").is_file()), None
-    )
+def issue_files(record: IssueRecord, variant: VariantRecord | None = None) -> tuple[str, str]:
+    """The issue's email.html and email.txt (of a topic variant, when given), checked against the hashes
+    recorded at build time.
+
+    Raises:
+        DeliveryError: a file is missing or changed since the build.
+    """
+    candidates = (variant.folder,) if variant else (record.out_dir / record.id, record.out_dir)
+    folder = next((f for f in candidates if (f / "email.html").is_file()), None)
     if folder is None:
         raise DeliveryError(
-            f"issue {record.id}: email.html is not in {record.out_dir}",
+            f"issue {record.id}: email.html is not in {candidates[0] if variant else record.out_dir}",
             hint=f"run digest build again to rebuild issue {record.id}",
         )
+    hashes = (
+        (variant.html_sha256, variant.text_sha256) if variant else (record.html_sha256, record.text_sha256)
+    )
     bodies = []
-    for name, expected in (("email.html", record.html_sha256), ("email.txt", record.text_sha256)):
+    for name, expected in zip(("email.html", "email.txt"), hashes, strict=True):
         path = folder / name
         try:
             data = path.read_bytes()
@@ -125,8 +134,16 @@ def message_sender(config: Config) -> Sender:
     )
 
 
-def prepare_issue(config: Config, db: Store, record: IssueRecord, *, test: bool) -> PreparedIssue:
-    html, text = issue_files(record)
+def prepare_issue(
+    config: Config, db: Store, record: IssueRecord, *, test: bool, variant: VariantRecord | None = None
+) -> PreparedIssue:
+    """The issue (or one of its topic variants) ready to personalise: files checked, template, signer.
+
+    Raises:
+        DeliveryError: the files are missing or changed, or have no unsubscribe link placeholder.
+        ConfigError: a `[delivery]` setting cannot go in a header.
+    """
+    html, text = issue_files(record, variant)
     d = config.delivery
     sender = message_sender(config)
     try:

@@ -26,7 +26,8 @@ from digest.pipeline.bounces import process_bounces
 from digest.pipeline.build import build_issue
 from digest.pipeline.ledger import fold_old_ledger
 from digest.pipeline.send import SendReport, send_issue
-from digest.schedule import Action, decide, describe_time, friendly_time, next_slot, previous_slot
+from digest.schedule import Action, describe_time, friendly_time
+from digest.schedule.cadence import decide_edition, slot_after, slot_before
 from digest.schedule.lock import RunLock
 from digest.state import runs as run_state
 from digest.state.issues import IssueRecord
@@ -392,13 +393,13 @@ def run_due(
         BusyError: another run holds the lock.
         DigestError: a stage failed (recorded in the runs table first).
     """
-    settings = config.schedule
+    settings, edition = config.schedule, config.edition
     with RunLock(config.lock_path, now=now, purpose="digest run"):
         db = open_store(config)
         try:
-            record = db.runs.run_for_slot(previous_slot(settings, now))
-            verdict = decide(settings, now, record, first=db.runs.last_slot_run() is None)
-            upcoming = describe_time(next_slot(settings, now), settings.timezone)
+            record = db.runs.run_for_slot(slot_before(settings, edition, now))
+            verdict = decide_edition(settings, edition, now, record, first=db.runs.last_slot_run() is None)
+            upcoming = describe_time(slot_after(settings, edition, now), settings.timezone)
             if verdict.action is Action.SKIP:
                 log.warning("skipped: %s", verdict.reason)
                 if record is None:

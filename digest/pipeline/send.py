@@ -36,6 +36,7 @@ from digest.deliver.issue import (
     prepare_issue,
 )
 from digest.errors import ApprovalError, DeliveryError, UsageError
+from digest.pipeline.topics import VariantRouter
 from digest.state import ledger
 from digest.state.store import Store
 
@@ -75,6 +76,8 @@ class SendReport:
     took_over_from: str | None = None
     notes: tuple[str, ...] = field(default=())
     chosen_because: str = ""  # why this issue (the latest built, an interrupted send resumed, --issue)
+    no_entries: int = 0  # readers whose topic variant has no entries this issue: not sent, not an error
+    variants: tuple[tuple[str, int], ...] = ()  # copies sent of each topic variant ("" the whole issue)
 
     @property
     def not_sent(self) -> int:
@@ -125,6 +128,12 @@ def send_issue(
     """
     clock = clock or _elapsed_clock(now)
     record, why = choose_issue(db, issue_id, test=bool(to), why=why)
+    built_for = db.issues.issue_edition(record.id) or None
+    if config.editions and built_for != config.edition_id:
+        raise UsageError(
+            f"issue {record.id} was built for edition {built_for or '(none)'}, not {config.edition_id}",
+            hint=f"send it with --edition {built_for}" if built_for else "build the edition first",
+        )
     log.info("issue %s: %s", record.id, why)
     prepared = prepare_issue(config, db, record, test=bool(to))
     if to:
@@ -237,6 +246,7 @@ def _real_send(
 ) -> SendReport:
     issue_id = p.record.id
     transport = make_transport(config, issue_id)  # a missing password fails before anything is claimed
+    router = VariantRouter.make(config, db, p)
     holder = ledger.new_holder()
     stale = db.ledger.claim_send(issue_id, holder, at=clock())
     if stale is not None:
@@ -244,6 +254,8 @@ def _real_send(
     try:
         already = db.ledger.sent_count(issue_id)
         planned = db.ledger.pending_count(issue_id, retry_refused=retry_failed)
+        without = _no_entries(db, issue_id, router, retry_failed) if router.empty else 0
+        planned -= without
         refused_earlier = _refused_earlier(db, issue_id, retry_failed)
         report = SendReport(
             issue_id=issue_id,
@@ -253,8 +265,9 @@ def _real_send(
             already_sent=already,
             refused_earlier=refused_earlier,
             took_over_from=stale.holder if stale else None,
+            no_entries=without,
         )
-        if planned == 0 and already == 0 and refused_earlier == 0:
+        if planned == 0 and already == 0 and refused_earlier == 0 and without == 0:
             raise DeliveryError(
                 f"issue {issue_id}: there are no active subscribers to send it to",
                 hint="add them with digest subscribers import FILE.csv or digest subscribers add EMAIL",
@@ -265,7 +278,7 @@ def _real_send(
             report = _deliver_pending(
                 config,
                 db,
-                p,
+                router,
                 transport=transport,
                 report=report,
                 holder=holder,
@@ -274,7 +287,16 @@ def _real_send(
                 should_stop=should_stop,
                 retry_failed=retry_failed,
             )
-        if report.error is None and _finished(db, issue_id, report):
+        if router.unbuilt:
+            report = replace(
+                report,
+                notes=(
+                    *report.notes,
+                    f"{router.unbuilt} reader(s) chose topics after the build: they got the whole issue",
+                ),
+            )
+        report = replace(report, variants=tuple(sorted(db.ledger.sent_variants(issue_id).items())))
+        if report.error is None and _finished(db, issue_id, report, router):
             db.issues.mark_issue_sent(issue_id, clock())
             # Published when first marked sent; a later run for late subscribers does not publish again.
             notes = _publish(config, db, issue_id) if p.record.sent_at is None else ()
@@ -291,17 +313,25 @@ def _refused_earlier(db: Store, issue_id: str, retry_failed: bool) -> int:
     return db.ledger.pending_count(issue_id, retry_refused=True) - db.ledger.pending_count(issue_id)
 
 
-def _finished(db: Store, issue_id: str, report: SendReport) -> bool:
-    """Every active subscriber has the issue, except those refused permanently (now or before)."""
+def _no_entries(db: Store, issue_id: str, router: VariantRouter, retry_failed: bool) -> int:
+    """Pending recipients whose topic variant has no entries: they get nothing this issue."""
+    pending = db.ledger.pending_recipients(issue_id, retry_refused=retry_failed)
+    return sum(1 for email, _, _ in pending if router.is_empty_for(email))
+
+
+def _finished(db: Store, issue_id: str, report: SendReport, router: VariantRouter) -> bool:
+    """Every active subscriber has the issue, except those refused permanently (now or before) and those
+    whose topic variant has no entries."""
     refused = {f.email.lower() for f in report.failed if f.permanent}
     still = {email.lower() for email, _, _ in db.ledger.pending_recipients(issue_id)}
-    return db.ledger.sent_count(issue_id) > 0 and still <= refused
+    still = {email for email in still if not router.is_empty_for(email)}
+    return (db.ledger.sent_count(issue_id) > 0 or report.no_entries > 0) and still <= refused
 
 
 def _deliver_pending(
     config: Config,
     db: Store,
-    p: PreparedIssue,
+    router: VariantRouter,
     *,
     transport: Transport,
     report: SendReport,
@@ -311,7 +341,7 @@ def _deliver_pending(
     should_stop: Callable[[], bool] | None = None,
     retry_failed: bool = False,
 ) -> SendReport:
-    issue_id = p.record.id
+    issue_id = router.whole.record.id
     failures: list[Failure] = []
     in_doubt: list[Failure] = []
     sent = done = 0
@@ -331,11 +361,12 @@ def _deliver_pending(
                 heartbeat.lost = True
                 return
             served, earlier = _served(db, issue_id, email, retry_failed=retry_failed)
-            if served:
+            # Settled already, or their topic variant has no entries this issue: nothing to send.
+            if served or (copy := router.route(email)[1]) is None:
                 continue
             recipient = Recipient(email, name, token_id)
             try:
-                job = make_job(p, config.web.base_url, recipient, clock(), message_id=earlier)
+                job = make_job(copy, config.web.base_url, recipient, clock(), message_id=earlier)
             except HeaderValueError as e:
                 db.ledger.record_failed(issue_id, email, detail=str(e), at=clock(), permanent=True)
                 failures.append(Failure(email, str(e), permanent=True))
@@ -353,7 +384,13 @@ def _deliver_pending(
         deliveries = transport.send(jobs(heartbeat), should_stop=should_stop)
         try:
             for delivery in deliveries:
-                _record(db, issue_id, delivery, clock())
+                _record(
+                    db,
+                    issue_id,
+                    delivery,
+                    clock(),
+                    variant=router.handed_variant(delivery.job.recipient.email),
+                )
                 email = delivery.job.recipient.email
                 if delivery.accepted:
                     sent += 1
@@ -395,11 +432,14 @@ def _served(db: Store, issue_id: str, email: str, *, retry_failed: bool) -> tupl
     return row.status in settled, row.message_id if row.status == "in_doubt" else None
 
 
-def _record(db: Store, issue_id: str, delivery: Delivery, at: datetime) -> None:
-    """The ledger row of one settled message (and a hard bounce on the subscriber)."""
+def _record(
+    db: Store, issue_id: str, delivery: Delivery, at: datetime, *, variant: str | None = None
+) -> None:
+    """The ledger row of one settled message (and a hard bounce on the subscriber); `variant` is the
+    topic variant the message was (None: the whole issue)."""
     email = delivery.job.recipient.email
     if delivery.accepted:
-        db.ledger.record_sent(issue_id, email, message_id=delivery.job.message_id, at=at)
+        db.ledger.record_sent(issue_id, email, message_id=delivery.job.message_id, at=at, variant=variant)
     elif delivery.in_doubt:
         db.ledger.record_in_doubt(
             issue_id, email, message_id=delivery.job.message_id, detail=delivery.detail, at=at

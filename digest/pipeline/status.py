@@ -13,7 +13,7 @@ from pathlib import Path
 from digest.config import Config
 from digest.models import SourceReport
 from digest.pipeline.ingest import source_reports
-from digest.schedule import next_slot, previous_slot
+from digest.schedule.cadence import slot_after, slot_before
 from digest.schedule.lock import LockHolder, is_locked, read_holder
 from digest.state import issues
 from digest.state.runs import RunRecord
@@ -165,8 +165,8 @@ def gather_status(config: Config, db: Store, *, now: datetime, limit: int = 10) 
         now=now,
         issues=tuple(_issue_status(db, r) for r in db.issues.recent_issues(limit)),
         runs=db.runs.recent_runs(limit),
-        next_run=next_slot(config.schedule, now),
-        last_slot=previous_slot(config.schedule, now),
+        next_run=slot_after(config.schedule, config.edition, now),
+        last_slot=slot_before(config.schedule, config.edition, now),
         timezone=config.schedule.timezone,
         scheduler=_holder(scheduler_lock_path(config)),
         run_in_progress=_holder(config.lock_path),

@@ -74,7 +74,7 @@ def site_of(config: Config) -> Site:
     """The public site's identity, from `[digest]`, `[web]` and `[theme]`."""
     return Site(
         title=config.digest.title,
-        base_url=config.web.base_url,
+        base_url=config.archive_url,
         lang=config.digest.locale.replace("_", "-"),
         organisation=config.theme.organisation,
     )
@@ -393,11 +393,13 @@ def approve_issue(
     now: datetime,
     seen_html_sha256: str,
     seen_text_sha256: str,
+    seen_variants_sha256: str | None = None,
 ) -> Approval:
     """Record that `approved_by` approved the issue exactly as they saw it (the hashes shown to them).
 
     The hashes must match both the issue's state record and the files on disk, so an approval never covers
-    content the approver did not see.
+    content the approver did not see; `seen_variants_sha256` (the preview's) must match the issue's topic
+    variants as recorded now (the approval records them all: a later change to any voids it).
 
     Raises:
         UsageError: the name is unusable, the issue is unknown, or it is already being sent.
@@ -412,7 +414,10 @@ def approve_issue(
     folder = issue_folder(record)
     on_disk = (file_sha256(folder / "email.html"), file_sha256(folder / "email.txt"))
     current = (record.html_sha256, record.text_sha256)
-    if (seen_html_sha256, seen_text_sha256) != current or on_disk != current:
+    variants_changed = seen_variants_sha256 is not None and seen_variants_sha256 != db.topics.fingerprint(
+        issue_id
+    )
+    if (seen_html_sha256, seen_text_sha256) != current or on_disk != current or variants_changed:
         raise ApprovalError(
             f"issue {issue_id} changed after you loaded it; nothing was approved",
             hint="review the new version of the draft, then approve it",

@@ -98,7 +98,7 @@ class RenderSettings:
             timezone=config.digest.timezone,
             locale=config.digest.locale,
             date_format=config.digest.date_format,
-            base_url=config.web.base_url,
+            base_url=config.archive_url,
             organisation=t.organisation,
             organisation_line=t.organisation_line,
             logo_url=t.logo_url,

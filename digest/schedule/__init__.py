@@ -233,10 +233,6 @@ def decide(
     """
     placement = placement_before(settings, now)
     slot = previous_slot(settings, now)
-    late = now - slot
-    window = timedelta(hours=settings.catch_up_hours)
-    within = late <= window
-    limit = f"catch_up_hours = {settings.catch_up_hours:g}"
     when = describe_time(slot, settings.timezone)
     if placement.holiday is not None:
         moved_from = _local_day(placement.nominal, settings.timezone)
@@ -245,6 +241,23 @@ def decide(
             if placement.slot != placement.nominal
             else f" (a bank holiday: {placement.holiday})"
         )
+    return decide_slot(slot, when, settings.catch_up_hours, now, record, first=first)
+
+
+def decide_slot(
+    slot: datetime,
+    when: str,
+    catch_up_hours: float,
+    now: datetime,
+    record: RunRecord | None,
+    *,
+    first: bool = False,
+) -> Decision:
+    """`decide` for a slot already found (`when` describes it): the catch-up rule, whatever the cadence."""
+    late = now - slot
+    window = timedelta(hours=catch_up_hours)
+    within = late <= window
+    limit = f"catch_up_hours = {catch_up_hours:g}"
     if record is None:
         if late < timedelta(minutes=1):
             return Decision(Action.RUN, slot, f"scheduled run for {when}")

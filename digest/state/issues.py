@@ -49,10 +49,22 @@ def _record(row: Row) -> IssueRecord:
 
 
 class Issues:
-    """Record built issues, their entries, and when they were sent."""
+    """Record built issues, their entries, and when they were sent.
 
-    def __init__(self, db: Database) -> None:
+    `edition` scopes the questions "which issue" (latest, interrupted, last sent, recent, the count, the
+    entries sent) to one `[[editions]]` id; None (a config without editions) asks them over every issue,
+    as before editions existed. Looking an issue up by id is never scoped: ids are unique across editions.
+    """
+
+    def __init__(self, db: Database, edition: str | None = None) -> None:
         self._db = db
+        self._edition = edition
+
+    def _scope(self, where: str = "") -> tuple[str, tuple[str, ...]]:
+        """A WHERE clause (joined with `where`) limiting rows to the edition, and its parameters."""
+        if self._edition is None:
+            return (f" WHERE {where}" if where else ""), ()
+        return (f" WHERE edition_id = ? AND {where}" if where else " WHERE edition_id = ?"), (self._edition,)
 
     def record_built_issue(
         self,
@@ -80,8 +92,8 @@ class Issues:
                 raise ValueError(f"issue {issue_id} is already being sent or was sent; it cannot be rebuilt")
             self._db.execute(
                 """INSERT INTO issues (id, edition, window_start, window_end, subject, built_at, out_dir,
-                                       html_sha256, text_sha256, entry_count, empty)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                       html_sha256, text_sha256, entry_count, empty, edition_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (id) DO UPDATE SET
                        edition = excluded.edition, window_start = excluded.window_start,
                        window_end = excluded.window_end, subject = excluded.subject,
@@ -100,6 +112,7 @@ class Issues:
                     text_sha256,
                     len(ids),
                     int(empty),
+                    self._edition or "",
                 ),
             )
             self._db.execute("DELETE FROM issue_entries WHERE issue_id = ?", (issue_id,))
@@ -130,32 +143,41 @@ class Issues:
 
     def latest_issue(self) -> IssueRecord | None:
         """The most recently built issue (by window end, then build time)."""
-        row = self._db.fetch_one("SELECT * FROM issues ORDER BY window_end DESC, built_at DESC LIMIT 1")
+        where, params = self._scope()
+        row = self._db.fetch_one(
+            f"SELECT * FROM issues{where} ORDER BY window_end DESC, built_at DESC LIMIT 1", params
+        )
         return _record(row) if row else None
 
     def interrupted_issue(self) -> IssueRecord | None:
         """The issue whose sending began but did not finish (the latest, should there be several), if any."""
+        where, params = self._scope("send_started_at IS NOT NULL AND sent_at IS NULL")
         row = self._db.fetch_one(
-            "SELECT * FROM issues WHERE send_started_at IS NOT NULL AND sent_at IS NULL"
-            " ORDER BY window_end DESC, built_at DESC LIMIT 1"
+            f"SELECT * FROM issues{where} ORDER BY window_end DESC, built_at DESC LIMIT 1", params
         )
         return _record(row) if row else None
 
     def last_sent_issue(self) -> IssueRecord | None:
         """The sent issue with the latest window end: the next window starts where it ended."""
-        row = self._db.fetch_one(
-            "SELECT * FROM issues WHERE sent_at IS NOT NULL ORDER BY window_end DESC LIMIT 1"
-        )
+        where, params = self._scope("sent_at IS NOT NULL")
+        row = self._db.fetch_one(f"SELECT * FROM issues{where} ORDER BY window_end DESC LIMIT 1", params)
         return _record(row) if row else None
 
     def recent_issues(self, limit: int = 10) -> tuple[IssueRecord, ...]:
+        where, params = self._scope()
         rows = self._db.fetch_all(
-            "SELECT * FROM issues ORDER BY window_end DESC, built_at DESC LIMIT ?", (limit,)
+            f"SELECT * FROM issues{where} ORDER BY window_end DESC, built_at DESC LIMIT ?", (*params, limit)
         )
         return tuple(_record(r) for r in rows)
 
+    def issue_edition(self, issue_id: str) -> str | None:
+        """The `[[editions]]` id an issue was built for ("" without editions), None for an unknown issue."""
+        row = self._db.fetch_one("SELECT edition_id FROM issues WHERE id = ?", (issue_id,))
+        return str(row[0]) if row else None
+
     def sent_issue_count(self) -> int:
-        return count_of(self._db.fetch_one("SELECT count(*) FROM issues WHERE sent_at IS NOT NULL"))
+        where, params = self._scope("sent_at IS NOT NULL")
+        return count_of(self._db.fetch_one(f"SELECT count(*) FROM issues{where}", params))
 
     def issue_entry_ids(self, issue_id: str) -> frozenset[str]:
         rows = self._db.fetch_all("SELECT entry_id FROM issue_entries WHERE issue_id = ?", (issue_id,))
@@ -185,5 +207,13 @@ class Issues:
             )
 
     def sent_entry_ids(self) -> frozenset[str]:
-        """Ids of every entry that went out in an earlier, sent issue."""
-        return frozenset(r[0] for r in self._db.fetch_all("SELECT entry_id FROM sent_entries"))
+        """Ids of every entry that went out in an earlier, sent issue (of this edition, when scoped: an
+        entry another edition sent can still go out in this one)."""
+        if self._edition is None:
+            return frozenset(r[0] for r in self._db.fetch_all("SELECT entry_id FROM sent_entries"))
+        rows = self._db.fetch_all(
+            "SELECT DISTINCT ie.entry_id FROM issue_entries ie JOIN issues i ON i.id = ie.issue_id"
+            " WHERE i.edition_id = ? AND i.sent_at IS NOT NULL",
+            (self._edition,),
+        )
+        return frozenset(r[0] for r in rows)

@@ -109,15 +109,24 @@ _PENDING = """FROM subscribers s
     WHERE s.status = 'active' AND l.email IS NULL"""
 
 
-def _pending(retry_refused: bool) -> str:
-    return _PENDING.format(settled="'sent'" if retry_refused else "'sent', 'refused'")
+# An edition's `audience`: only subscribers holding one of its tags.
+_AUDIENCE = " AND EXISTS (SELECT 1 FROM subscriber_tags t WHERE t.email = s.email AND t.tag IN ({tags}))"
+
+
+def _pending(retry_refused: bool, audience: tuple[str, ...] = ()) -> str:
+    query = _PENDING.format(settled="'sent'" if retry_refused else "'sent', 'refused'")
+    if audience:
+        query += _AUDIENCE.format(tags=", ".join("?" for _ in audience))
+    return query
 
 
 class Ledger:
     """The send ledger and send claims: what makes every issue go out exactly once."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audience: tuple[str, ...] = ()) -> None:
         self._db = db
+        # `[[editions]] audience`: the tags whose holders are an edition's recipients; () is everyone.
+        self._audience = audience
 
     def get_claim(self, issue_id: str) -> Claim | None:
         row = self._db.fetch_one("SELECT * FROM send_claims WHERE issue_id = ?", (issue_id,))
@@ -166,15 +175,27 @@ class Ledger:
     def release_claim(self, issue_id: str, holder: str) -> None:
         self._db.execute("DELETE FROM send_claims WHERE issue_id = ? AND holder = ?", (issue_id, holder))
 
-    def record_sent(self, issue_id: str, email: str, *, message_id: str, at: datetime) -> None:
-        """Record that the transport accepted the message for `email` (committed at once)."""
+    def record_sent(
+        self, issue_id: str, email: str, *, message_id: str, at: datetime, variant: str | None = None
+    ) -> None:
+        """Record that the transport accepted the message for `email` (committed at once); `variant` is
+        the key of the topic variant it was (None: the whole issue)."""
         self._db.execute(
-            """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at)
-               VALUES (?, ?, 'sent', ?, NULL, ?)
+            """INSERT INTO send_ledger (issue_id, email, status, message_id, detail, at, variant)
+               VALUES (?, ?, 'sent', ?, NULL, ?, ?)
                ON CONFLICT (issue_id, email) DO UPDATE SET status = 'sent', message_id = excluded.message_id,
-                   detail = NULL, at = excluded.at""",
-            (issue_id, email, message_id, to_iso(at)),
+                   detail = NULL, at = excluded.at, variant = excluded.variant""",
+            (issue_id, email, message_id, to_iso(at), variant),
         )
+
+    def sent_variants(self, issue_id: str) -> dict[str, int]:
+        """How many recipients got each topic variant of an issue ("" for the whole issue)."""
+        rows = self._db.fetch_all(
+            "SELECT coalesce(variant, ''), count(*) FROM send_ledger WHERE issue_id = ? AND status = 'sent'"
+            " GROUP BY coalesce(variant, '')",
+            (issue_id,),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def record_failed(
         self,
@@ -262,7 +283,11 @@ class Ledger:
 
     def pending_count(self, issue_id: str, *, retry_refused: bool = False) -> int:
         """Active subscribers the issue has not yet been sent to (nor refused, unless `retry_refused`)."""
-        return count_of(self._db.fetch_one(f"SELECT count(*) {_pending(retry_refused)}", (issue_id,)))
+        return count_of(
+            self._db.fetch_one(
+                f"SELECT count(*) {_pending(retry_refused, self._audience)}", (issue_id, *self._audience)
+            )
+        )
 
     def pending_recipients(
         self, issue_id: str, *, page_size: int = 500, retry_refused: bool = False
@@ -275,9 +300,10 @@ class Ledger:
         """
         after = ""
         columns = "s.email, s.name, s.token_id"
-        query = f"SELECT {columns} {_pending(retry_refused)} AND s.email > ? ORDER BY s.email LIMIT ?"
+        pending = _pending(retry_refused, self._audience)
+        query = f"SELECT {columns} {pending} AND s.email > ? ORDER BY s.email LIMIT ?"
         while True:
-            rows = self._db.fetch_all(query, (issue_id, after, page_size))
+            rows = self._db.fetch_all(query, (issue_id, *self._audience, after, page_size))
             if not rows:
                 return
             for row in rows:

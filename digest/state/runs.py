@@ -58,14 +58,20 @@ def _record(row: Row) -> RunRecord:
 class Runs:
     """Record runs of the scheduled job, one per slot."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, edition: str | None = None) -> None:
         self._db = db
+        # `[[editions]]`: the runs of one edition (its slots are its own); None: every run, as before.
+        self._edition = edition
+
+    def _and_edition(self) -> tuple[str, tuple[str, ...]]:
+        return ("", ()) if self._edition is None else (" AND edition_id = ?", (self._edition,))
 
     def start_run(self, *, started_at: datetime, slot: datetime | None = None) -> int | None:
         """Record a run as started; returns its id, or None when a run for `slot` already exists."""
         row = self._db.fetch_one(
-            "INSERT INTO runs (slot, started_at) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING id",
-            (to_iso(slot) if slot else None, to_iso(started_at)),
+            "INSERT INTO runs (slot, started_at, edition_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            (to_iso(slot) if slot else None, to_iso(started_at), self._edition or ""),
         )
         return int(row[0]) if row else None
 
@@ -122,17 +128,25 @@ class Runs:
         return _record(row) if row else None
 
     def run_for_slot(self, slot: datetime) -> RunRecord | None:
-        row = self._db.fetch_one("SELECT * FROM runs WHERE slot = ?", (to_iso(slot),))
+        scope, params = self._and_edition()
+        row = self._db.fetch_one(f"SELECT * FROM runs WHERE slot = ?{scope}", (to_iso(slot), *params))
         return _record(row) if row else None
 
     def recent_runs(self, limit: int = 10) -> tuple[RunRecord, ...]:
         """The latest runs, newest first."""
-        rows = self._db.fetch_all("SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
+        scope, params = self._and_edition()
+        rows = self._db.fetch_all(
+            f"SELECT * FROM runs WHERE 1 = 1{scope} ORDER BY started_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
         return tuple(_record(r) for r in rows)
 
     def last_slot_run(self) -> RunRecord | None:
         """The run of the latest scheduled slot (manual runs are not slots)."""
-        row = self._db.fetch_one("SELECT * FROM runs WHERE slot IS NOT NULL ORDER BY slot DESC LIMIT 1")
+        scope, params = self._and_edition()
+        row = self._db.fetch_one(
+            f"SELECT * FROM runs WHERE slot IS NOT NULL{scope} ORDER BY slot DESC LIMIT 1", params
+        )
         return _record(row) if row else None
 
     def runs_for_issue(self, issue_id: str) -> tuple[RunRecord, ...]:

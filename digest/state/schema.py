@@ -232,6 +232,41 @@ CREATE TABLE ledger_counts (
 );
 CREATE INDEX send_ledger_at ON send_ledger (at)
 """,
+    """
+-- [[editions]] (issue 15): each issue and each scheduled run belongs to an edition ('' for the one
+-- edition of a config without [[editions]]), so two editions may share a slot time; subscribers carry
+-- tags (an edition's audience) in a table of their own.
+ALTER TABLE issues ADD COLUMN edition_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX issues_edition ON issues (edition_id, window_end);
+ALTER TABLE runs ADD COLUMN edition_id TEXT NOT NULL DEFAULT '';
+DROP INDEX runs_slot;
+CREATE UNIQUE INDEX runs_slot ON runs (edition_id, slot) WHERE slot IS NOT NULL;
+CREATE TABLE subscriber_tags (
+    email TEXT NOT NULL COLLATE NOCASE,
+    tag   TEXT NOT NULL,
+    PRIMARY KEY (email, tag)
+);
+CREATE INDEX subscriber_tags_tag ON subscriber_tags (tag);
+-- Topics: the priorities a reader chose (none: the whole issue); each issue's topic variants (a
+-- variant with no entries has entry_count 0 and is not sent); the variant each recipient got.
+CREATE TABLE subscriber_topics (
+    email    TEXT NOT NULL COLLATE NOCASE,
+    priority TEXT NOT NULL,
+    PRIMARY KEY (email, priority)
+);
+CREATE TABLE issue_variants (
+    issue_id    TEXT NOT NULL,
+    variant     TEXT NOT NULL,
+    folder      TEXT NOT NULL,
+    html_sha256 TEXT NOT NULL,
+    text_sha256 TEXT NOT NULL,
+    entry_count INTEGER NOT NULL,
+    PRIMARY KEY (issue_id, variant)
+);
+ALTER TABLE send_ledger ADD COLUMN variant TEXT;
+-- What an approval covered of the issue's topic variants ('' when it had none): see state/approvals.py.
+ALTER TABLE approvals ADD COLUMN variants_sha256 TEXT NOT NULL DEFAULT ''
+""",
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -406,5 +441,40 @@ CREATE TABLE ledger_counts (
     PRIMARY KEY (issue_id, status)
 );
 CREATE INDEX send_ledger_at ON send_ledger (at)
+""",
+    """
+-- [[editions]] (issue 15): each issue and each scheduled run belongs to an edition ('' for the one
+-- edition of a config without [[editions]]), so two editions may share a slot time; subscribers carry
+-- tags (an edition's audience) in a table of their own.
+ALTER TABLE issues ADD COLUMN edition_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX issues_edition ON issues (edition_id, window_end);
+ALTER TABLE runs ADD COLUMN edition_id TEXT NOT NULL DEFAULT '';
+DROP INDEX runs_slot;
+CREATE UNIQUE INDEX runs_slot ON runs (edition_id, slot) WHERE slot IS NOT NULL;
+CREATE TABLE subscriber_tags (
+    email TEXT NOT NULL COLLATE digest_nocase,
+    tag   TEXT NOT NULL,
+    PRIMARY KEY (email, tag)
+);
+CREATE INDEX subscriber_tags_tag ON subscriber_tags (tag);
+-- Topics: the priorities a reader chose (none: the whole issue); each issue's topic variants (a
+-- variant with no entries has entry_count 0 and is not sent); the variant each recipient got.
+CREATE TABLE subscriber_topics (
+    email    TEXT NOT NULL COLLATE digest_nocase,
+    priority TEXT NOT NULL,
+    PRIMARY KEY (email, priority)
+);
+CREATE TABLE issue_variants (
+    issue_id    TEXT NOT NULL,
+    variant     TEXT NOT NULL,
+    folder      TEXT NOT NULL,
+    html_sha256 TEXT NOT NULL,
+    text_sha256 TEXT NOT NULL,
+    entry_count INTEGER NOT NULL,
+    PRIMARY KEY (issue_id, variant)
+);
+ALTER TABLE send_ledger ADD COLUMN variant TEXT;
+-- What an approval covered of the issue's topic variants ('' when it had none): see state/approvals.py.
+ALTER TABLE approvals ADD COLUMN variants_sha256 TEXT NOT NULL DEFAULT ''
 """,
 )

@@ -26,6 +26,8 @@ from digest.state.ledger import Ledger
 from digest.state.runs import Runs
 from digest.state.settings import Settings
 from digest.state.subscribers import Subscribers
+from digest.state.tags import SubscriberTags
+from digest.state.topics import Topics
 
 if TYPE_CHECKING:
     from digest.config import Config
@@ -36,19 +38,30 @@ __all__ = ["Store", "open_store"]
 class Store:
     """digest's state: feeds, entries, articles, issues, the send ledger, subscribers, bounces, runs."""
 
-    def __init__(self, database: Database, *, owns_database: bool = True) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        owns_database: bool = True,
+        edition: str | None = None,
+        audience: tuple[str, ...] = (),
+    ) -> None:
         self._database = database
         self._owns_database = owns_database
+        self.edition = edition  # `[[editions]]`: issues and runs are this edition's; None: no editions
+        self.audience = audience
         self.settings = Settings(database)
         self.feeds = Feeds(database)
         self.entries = Entries(database)
         self.articles = Articles(database)
-        self.issues = Issues(database)
-        self.ledger = Ledger(database)
+        self.issues = Issues(database, edition)
+        self.ledger = Ledger(database, audience)
         self.approvals = Approvals(database)
         self.subscribers = Subscribers(database)
         self.bounces = Bounces(database)
-        self.runs = Runs(database)
+        self.runs = Runs(database, edition)
+        self.tags = SubscriberTags(database)
+        self.topics = Topics(database)
         self.folds = LedgerFolds(database)
 
     @property
@@ -77,8 +90,14 @@ class Store:
         """A second handle on the same state, for another thread that must not wait behind this one's
         transactions: SQLite gets its own connection; PostgreSQL shares the pool (a connection per use)."""
         if isinstance(self._database, SqliteDatabase):
-            return Store(SqliteDatabase.open(Path(self._database.name)))
-        return Store(self._database, owns_database=False)
+            database = SqliteDatabase.open(Path(self._database.name))
+            return Store(database, edition=self.edition, audience=self.audience)
+        return Store(self._database, owns_database=False, edition=self.edition, audience=self.audience)
+
+    def for_edition(self, edition: str | None, audience: tuple[str, ...] = ()) -> Store:
+        """This state seen by one `[[editions]]` edition (its issues, runs and audience), sharing the
+        database (closing the view leaves it open)."""
+        return Store(self._database, owns_database=False, edition=edition, audience=audience)
 
     def close(self) -> None:
         if self._owns_database:
@@ -102,8 +121,15 @@ def open_store(where: Config | Path, *, read_only: bool = False) -> Store:
     """
     if isinstance(where, Path):
         return Store(SqliteDatabase.open(where, read_only=read_only))
+    # A config narrowed to one of its [[editions]] (`edition_config`) sees that edition's state.
+    edition = where.edition.id if where.edition else None
+    audience = where.edition.audience if where.edition else ()
     if where.state_url is None and read_only:
-        return Store(SqliteDatabase.open(where.state_path, read_only=True))
+        return Store(
+            SqliteDatabase.open(where.state_path, read_only=True), edition=edition, audience=audience
+        )
     return Store(
-        open_database(path=where.state_path, url=where.state_url, password_env=where.state_password_env)
+        open_database(path=where.state_path, url=where.state_url, password_env=where.state_password_env),
+        edition=edition,
+        audience=audience,
     )

@@ -33,7 +33,7 @@ def new_token_id() -> str:
     return secrets.token_hex(16)
 
 
-def _subscriber(row: Row) -> Subscriber:
+def subscriber_from_row(row: Row) -> Subscriber:
     return Subscriber(
         email=row["email"],
         name=row["name"],
@@ -44,6 +44,9 @@ def _subscriber(row: Row) -> Subscriber:
         token_id=row["token_id"],
         address_tokens=bool(row["address_tokens"]),
     )
+
+
+_subscriber = subscriber_from_row
 
 
 # Moving a row to 'active' from another status starts a new subscription: a new token id, and old

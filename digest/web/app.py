@@ -66,6 +66,7 @@ EMAIL_HEADERS = {
     "cache-control": "no-store",
 }
 _HEAD = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
+_VARIANT_NAME = re.compile(r"v-[0-9a-f]{12}")  # a topic variant's folder (digest.compose.variants)
 _COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
 Change = Callable[[Draft], Draft]
 
@@ -207,7 +208,7 @@ class PreviewApp:
 
     async def home(self, request: Request) -> Response:
         notice = self.notices.get(request.query_params.get("notice"))
-        context = await run_in_threadpool(page_context, self.workspace)
+        context = await run_in_threadpool(page_context, self.workspace, request.query_params.get("variant"))
         token, new_session = self.csrf.page_token(request)
         body = render_page(
             "preview.html",
@@ -231,6 +232,22 @@ class PreviewApp:
         if request.query_params.get("frame") == "1":
             # In the 600 / 375 px frames, a desktop scroll bar would take ~15 px of the width the email
             # is shown at; phones overlay theirs, so hide it (the frame still scrolls).
+            head += "<style>html { scrollbar-width: none; }</style>"
+        text = _HEAD.sub(lambda m: m.group(0) + head, text, count=1)
+        return HTMLResponse(text, headers=EMAIL_HEADERS)
+
+    async def variant_html(self, request: Request) -> Response:
+        """A topic variant's email.html (the picker's choice), personalised with the sample values."""
+        name = str(request.path_params["name"])
+        folder = self.workspace.snapshot.folder
+        if folder is None or not _VARIANT_NAME.fullmatch(name):
+            raise HTTPException(404)
+        path = folder / "variants" / name / "email.html"
+        if not path.is_file():
+            raise HTTPException(404)
+        text = personalised(path.read_text(encoding="utf-8"), self.workspace.config.web.base_url, escape=True)
+        head = '<base target="_blank">'
+        if request.query_params.get("frame") == "1":
             head += "<style>html { scrollbar-width: none; }</style>"
         text = _HEAD.sub(lambda m: m.group(0) + head, text, count=1)
         return HTMLResponse(text, headers=EMAIL_HEADERS)
@@ -267,7 +284,7 @@ class PreviewApp:
         )
 
     async def links_fragment(self, request: Request) -> Response:
-        context = await run_in_threadpool(page_context, self.workspace)
+        context = await run_in_threadpool(page_context, self.workspace, request.query_params.get("variant"))
         return HTMLResponse(render_page("_links.html", **context))
 
     # --- actions ------------------------------------------------------------------------------------
@@ -336,6 +353,7 @@ class PreviewApp:
                 _text(form, "name"),
                 seen_html_sha256=_text(form, "html_sha256"),
                 seen_text_sha256=_text(form, "text_sha256"),
+                seen_variants_sha256=_text(form, "variants_sha256") if "variants_sha256" in form else None,
             )
         except DigestError as e:
             return self.redirect("error", _message(e), "approval")
@@ -397,6 +415,7 @@ class PreviewApp:
             Route("/email.html", self.email_html),
             Route("/email.txt", self.email_txt),
             Route("/web.html", self.web_html),
+            Route("/variant/{name}/email.html", self.variant_html),
             Route("/priorities.css", self.priorities_css),
             Route("/api/status", self.status),
             Route("/report/links", self.links_fragment),

@@ -20,6 +20,7 @@ from digest.models import (
 )
 from digest.pipeline import web
 from digest.pipeline.ingest import source_reports
+from digest.pipeline.topics import variant_summaries
 from digest.pipeline.web import Store, html_lang, part_language
 from digest.web.edits import can_move, highlight_ranks
 from digest.web.pages import PageFormat
@@ -226,8 +227,9 @@ def sample_text(workspace: Workspace, snapshot: Snapshot) -> str:
     return personalised(text, workspace.config.web.base_url, escape=False)
 
 
-def page_context(workspace: Workspace) -> dict[str, Any]:
-    """Everything the preview page template uses, read at one moment from one snapshot."""
+def page_context(workspace: Workspace, variant: str | None = None) -> dict[str, Any]:
+    """Everything the preview page template uses, read at one moment from one snapshot; `variant` is the
+    folder name of the topic variant the picker chose (None: the whole issue)."""
     snapshot = workspace.snapshot
     config = workspace.config
     fmt = PageFormat(locale=config.digest.locale, timezone=config.digest.timezone)
@@ -245,8 +247,16 @@ def page_context(workspace: Workspace) -> dict[str, Any]:
             if snapshot.issue and snapshot.issue.sources
             else source_reports(config, db)
         )
+        audience = config.edition.audience if config.edition else ()
+        variants = (
+            variant_summaries(config, db.for_edition(config.edition_id, audience), snapshot.issue.id)
+            if snapshot.issue
+            else ()
+        )
+        variants_sha256 = db.topics.fingerprint(snapshot.issue.id) if snapshot.issue else ""
     finally:
         db.close()
+    shown = next((v for v in variants if v.name and v.name == variant and v.folder), None)
     links = workspace.link_results()
     return {
         "snapshot": snapshot,
@@ -280,4 +290,8 @@ def page_context(workspace: Workspace) -> dict[str, Any]:
         "sample_name": SAMPLE_NAME,
         "priority_index": {p.name: i for i, p in enumerate(config.priorities)},
         "links_version": workspace.links_version,
+        "variants": variants if len(variants) > 1 else (),
+        "variant_shown": shown,
+        "variants_sha256": variants_sha256,
+        "email_src": f"/variant/{shown.name}/email.html" if shown else "/email.html",
     }

@@ -23,6 +23,7 @@ from digest.checks.email import EmailProblem, check_email
 from digest.checks.links import LinkChecker, LinkStatus, extract_links
 from digest.compose.draft import Draft, load_draft, save_draft
 from digest.config import Config, load_config
+from digest.config.editions import edition_config
 from digest.errors import ConfigError, DigestError, UsageError
 from digest.models import Issue, issue_url
 from digest.pipeline import web
@@ -113,12 +114,14 @@ class Workspace:
         as_of: datetime | None = None,
         offline: bool = False,
         check_links: bool = True,
+        edition: str | None = None,
     ) -> None:
         self.config_path = config_path
         self.clock = clock
         self.as_of = as_of
         self.offline = offline
-        self.config: Config = load_config(config_path)
+        self.edition = edition  # an [[editions]] id: the preview shows that edition's next issue
+        self.config: Config = self._load()
         self.snapshot = Snapshot(version=0, made_at=clock())
         self.building = False
         self._lock = threading.RLock()
@@ -182,7 +185,7 @@ class Workspace:
     def _build(self, *, fetch: bool, force: bool = False) -> Snapshot:
         now = self.clock()
         try:
-            self.config = load_config(self.config_path)
+            self.config = self._load()
         except ConfigError as e:
             problems = "; ".join(e.problems)
             error = f"{e.message}: {problems}" if problems else e.message
@@ -302,6 +305,10 @@ class Workspace:
             save_draft(draft_file, change(load_draft(draft_file)))
             return self.rebuild(fetch=False, force=True)
 
+    def _load(self) -> Config:
+        config = load_config(self.config_path)
+        return edition_config(config, self.edition) if self.edition is not None else config
+
     def open_store(self) -> Store:
         """The configured state (SQLite or PostgreSQL, as `[state]` says); the caller closes it."""
         return self._state.open(self.config)
@@ -329,7 +336,14 @@ class Workspace:
 
     # --- actions -----------------------------------------------------------------------------------
 
-    def approve(self, name: str, *, seen_html_sha256: str, seen_text_sha256: str) -> str:
+    def approve(
+        self,
+        name: str,
+        *,
+        seen_html_sha256: str,
+        seen_text_sha256: str,
+        seen_variants_sha256: str | None = None,
+    ) -> str:
         """Record an approval of the issue as the approver saw it; returns the confirmation to show.
 
         Raises:
@@ -349,6 +363,7 @@ class Workspace:
                 now=self.clock(),
                 seen_html_sha256=seen_html_sha256,
                 seen_text_sha256=seen_text_sha256,
+                seen_variants_sha256=seen_variants_sha256,
             )
         finally:
             db.close()

@@ -34,6 +34,7 @@ from digest.pipeline.build.files import (
     write_issue,
 )
 from digest.pipeline.build.plan import PlannedIssue, free_issue_id, plan_issue, retire_stale_issue
+from digest.pipeline.build.variants import build_variants, variant_notes
 from digest.pipeline.ingest import ingest_sources
 from digest.render import RenderSettings
 from digest.state.store import Store
@@ -154,6 +155,10 @@ def build_from_entries(
         raise StateError(
             f"issue {issue_id}: {e}", hint="run `digest build` again to build the next issue"
         ) from e
+    progress(f"rendering the topic variants of issue {issue_id}")
+    variants = build_variants(config, db, issue, built.folder)
+    db.topics.record_variants(issue_id, variants)
+    notes += variant_notes(variants)
     logger.debug("built issue %s: %d entries, %d bytes", issue_id, len(rendered.issue.entries), built.size)
     return BuildOutcome(built=built, nothing_new_since=None, notes=tuple(notes))
 

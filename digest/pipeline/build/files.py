@@ -163,7 +163,8 @@ def sample_message(rendered: RenderedIssue, config: Config, *, unsubscribe: str)
 _MODES = {"email.eml": 0o600}
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a file whole or not at all (a temporary file in the same folder, then renamed)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -198,7 +199,7 @@ def write_issue(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
-            _write_atomic(folder / name, data, _MODES.get(name, 0o644))
+            write_atomic(folder / name, data, _MODES.get(name, 0o644))
     except OSError as e:
         raise RenderError(
             f"{folder}: cannot write the issue: {e.strerror}",

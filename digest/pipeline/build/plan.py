@@ -19,6 +19,7 @@ from digest.compose import (
     cap_window,
     compose_issue,
     draft_notes,
+    edition_issue_id,
     issue_window,
     left_out_entries,
 )
@@ -132,7 +133,13 @@ def plan_issue(
     frozen = _frozen_issue_ids(db)
     exclude = db.issues.sent_entry_ids().union(*frozen.values())
     left_out = left_out_entries(entries, cut, exclude_ids=exclude) if cut else ()
-    issue_id = free_issue_id(base_issue_id(window, config.digest.timezone), frozen)
+    edition = config.edition
+    base = (
+        base_issue_id(window, config.digest.timezone)
+        if edition is None
+        else edition_issue_id(window, edition.id, edition.cadence, edition.timezone)
+    )
+    issue_id = free_issue_id(base, frozen)
     draft_file = draft_path(out, issue_id)
     draft = load_draft(draft_file)
     _check_retag(draft, config, draft_file)
