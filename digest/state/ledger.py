@@ -69,8 +69,15 @@ def new_holder() -> str:
 
 def _process_gone(claim: Claim) -> bool:
     """True when the holder ran on this host and its process no longer exists."""
-    pid = claim.pid
-    if claim.host != socket.gethostname() or pid is None:
+    return holder_gone(claim.holder)
+
+
+def holder_gone(holder: str) -> bool:
+    """True when `holder` ("host:pid:nonce") ran on this host and its process no longer exists."""
+    parts = holder.split(":")
+    host = parts[0]
+    pid = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+    if host != socket.gethostname() or pid is None:
         return False
     if pid == os.getpid():
         return False
