@@ -52,11 +52,7 @@ def _where(config: Config) -> str:
 
 
 def _print_summary(config: Config, report: SendReport) -> None:
-    if report.idle:
-        for note in report.notes:
-            stdout.print(note, markup=False)
-        return
-    if report.dry_run:
+    if report.dry_run or report.idle:
         _print_dry_run(config, report)
         return
     parts = [f"sent {report.sent}"]
@@ -117,6 +113,10 @@ def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> N
 
 
 def _print_dry_run(config: Config, report: SendReport) -> None:
+    if report.idle:  # --join with nothing being sent
+        for note in report.notes:
+            stdout.print(note, markup=False)
+        return
     what = "test send" if report.test else "send"
     already = "" if report.test else f"; {report.already_sent} already have it"
     stdout.print(

@@ -395,8 +395,7 @@ def join_send(
     )
     if db.batches.open_count(record.id) == 0:
         report = _complete(config, db, p, report, clock)
-    # The others share the planned recipients: this worker's part is what it sent.
-    return replace(report, planned=report.sent + len(report.failed) + len(report.in_doubt))
+    return report
 
 
 def _refused_earlier(db: Store, issue_id: str, retry_failed: bool) -> int:
@@ -570,6 +569,8 @@ def _deliver_batched(
     took_over = ", ".join(dict.fromkeys(run.took_over_from)) or report.took_over_from
     return replace(
         report,
+        # The senders share the pending recipients: this one's part is what it handed over.
+        planned=counts["sent"] + len(failures) + len(in_doubt),
         sent=counts["sent"],
         failed=tuple(failures),
         in_doubt=tuple(in_doubt),
