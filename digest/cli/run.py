@@ -18,6 +18,7 @@ from digest.cli.common import StopFlag, config_option, read_config, stdout
 from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
+from digest.pipeline.host_lock import SCHEDULE_LOCK, host_lock
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
 from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time, next_slot_note
 from digest.schedule.lock import RunLock
@@ -119,7 +120,11 @@ def schedule_command(config_path: Path) -> int:
     """Stay in the foreground and run the weekly send at [schedule] day/time/timezone."""
     config = read_config(config_path)
     stop = StopFlag().install()
-    with RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"):
+    with (
+        RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"),
+        open_store(config) as db,
+        host_lock(db, SCHEDULE_LOCK, now=_now(), what="schedule"),
+    ):
         ScheduleLoop(
             config.schedule,
             scheduled_job(config, stop, _now),
