@@ -9,6 +9,7 @@ killed with SIGKILL while its replies are held, then the others are let go and f
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -207,3 +208,23 @@ def test_batches_are_claimed_once_each_and_a_dead_or_stale_holder_loses_its_batc
         for batch in (one[0], two[0], three[0]):
             assert db.batches.finish(batch, "host-c:3:z")
         assert db.batches.open_count(ISSUE_ID) == 0 and db.batches.issue_in_progress() is None
+
+
+def test_status_shows_the_senders_of_a_send_in_progress(
+    tmp_path: Path, postgres_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, postgres_db, "config.toml", 2525)
+    make_built_issue(config)
+    with open_store(config) as db:
+        for i in range(25):
+            db.subscribers.upsert_subscriber(f"reader{i:02d}@example.org", name=None, at=NOW)
+        db.batches.open_round(ISSUE_ID, size=BATCH)
+        for holder in ("web1:41:aa", "web2:42:bb"):
+            db.batches.claim_batch(ISSUE_ID, holder, at=NOW, stale_after=timedelta(minutes=2))
+    assert main(["status", "--json", "--config", str(config.path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (issue,) = data["issues"]
+    assert [(w["holder"], w["batches"]) for w in issue["workers"]] == [("web1:41:aa", 1), ("web2:42:bb", 1)]
+    assert main(["status", "--config", str(config.path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "being sent by 2 sender(s), 0 of 3 batches done: web1:41:aa" in out

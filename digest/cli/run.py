@@ -181,6 +181,10 @@ def status_json(status: Status, next_run_note: str | None = None) -> dict[str, A
                 "flagged": bool(i.attention),
                 "attention": list(i.attention),
                 "hint": i.hint,
+                "workers": [
+                    {"holder": w.holder, "batches": w.batches, "heartbeat_at": _iso(w.heartbeat_at)}
+                    for w in i.workers
+                ],
             }
             for i in status.issues
         ],
@@ -268,6 +272,13 @@ def _print_issues(status: Status) -> None:
                 " the next digest send sends them again with the same Message-ID",
                 markup=False,
             )
+        if i.workers:
+            done, total = i.batches
+            stdout.print(
+                f"  {i.id}: being sent by {len(i.workers)} sender(s), {done} of {total} batches done: "
+                + ", ".join(f"{w.holder} (last heartbeat {w.heartbeat_at:%H:%M:%S} UTC)" for w in i.workers),
+                markup=False,
+            )
         for line in i.attention:
             stdout.print(f"attention: {line}", markup=False)
         if i.hint:
@@ -319,7 +330,10 @@ def status_command(config_path: Path, as_json: bool) -> int:
     """Show recent issues, runs, the next scheduled run and source health."""
     config = read_config(config_path)
     # Reading needs no write access: a read-only state folder is opened read-only, without migrating.
-    db = open_store(config.state_path, read_only=not writable(config.state_path))
+    if config.state_url is not None:  # the PostgreSQL state the config names
+        db = open_store(config)
+    else:
+        db = open_store(config.state_path, read_only=not writable(config.state_path))
     try:
         status = gather_status(config, db, now=_now())
     finally:
