@@ -199,7 +199,13 @@ def test_batches_are_claimed_once_each_and_a_dead_or_stale_holder_loses_its_batc
             ISSUE_ID, "host-c:3:z", at=NOW, stale_after=stale, gone=lambda h: h.startswith("host-b")
         )
         assert taken is not None and taken[0].lo == two[0].lo and taken[1] == "host-b:2:y"
-        assert not db.batches.check_recipient(two[0], "host-b:2:y", "reader10@example.org").ours
+        assert not db.batches.holds(two[0], "host-b:2:y") and db.batches.holds(two[0], "host-c:3:z")
+        # the new holder sends what the ledger does not settle; a copy in doubt keeps its Message-ID
+        db.ledger.record_sent(ISSUE_ID, "reader10@example.org", message_id="<a@x>", at=NOW)
+        db.ledger.record_in_doubt(ISSUE_ID, "reader11@example.org", message_id="<b@x>", detail="-", at=NOW)
+        left = db.batches.recipients(two[0])
+        assert [r[0] for r in left][:2] == ["reader11@example.org", "reader12@example.org"]
+        assert (left[0][3], left[1][3], len(left)) == ("<b@x>", None, BATCH - 1)
         assert db.batches.claim_batch(ISSUE_ID, "host-c:3:z", at=NOW, stale_after=stale) is None
         later = db.batches.claim_batch(ISSUE_ID, "host-c:3:z", at=NOW + stale * 2, stale_after=stale)
         assert later is not None and later[0].lo == "" and later[1] == "host-a:1:x"

@@ -28,6 +28,7 @@ from digest.state.store import Store
 
 log = logging.getLogger(__name__)
 POLL = timedelta(seconds=1)
+CHECK_EVERY = timedelta(seconds=1)
 
 MakeJob = Callable[[Recipient, str | None], Job | None]  # None: the recipient was settled as failed
 
@@ -66,7 +67,6 @@ def deliver_batches(  # noqa: PLR0915 - one loop: claim, send, record, settle, l
     """
     run = BatchRun()
     stopping = should_stop or (lambda: False)
-    settled = ("sent",) if retry_failed else ("sent", "refused")
     outstanding: dict[str, int] = {}  # batch lo -> messages handed to the transport, not yet recorded
     exhausted: dict[str, Batch] = {}  # batches whose every message has been handed over
     owner: dict[str, str] = {}  # address (lower case) of a message handed over -> its batch's lo
@@ -94,22 +94,21 @@ def deliver_batches(  # noqa: PLR0915 - one loop: claim, send, record, settle, l
                 log.warning("took over a batch of issue %s from %s, which stopped", issue_id, previous)
                 run.took_over_from.append(previous)
             outstanding[batch.lo] = 0
-            for email, name, token_id in db.batches.recipients(batch, retry_refused=retry_failed):
+            checked = time.monotonic()
+            for email, name, token_id, doubt in db.batches.recipients(batch, retry_refused=retry_failed):
                 if heartbeat.lost or stopping():
                     return
-                # Checked just before each hand-over: a batch taken over as stale is left at once, and
-                # a recipient another sender served meanwhile is skipped.
-                check = db.batches.check_recipient(batch, holder, email)
-                if not check.ours:
-                    log.warning(
-                        "batch from %r of issue %s was taken over by another sender", batch.lo, issue_id
-                    )
-                    break
-                if check.status in settled:
-                    continue
-                job = make_job(
-                    Recipient(email, name, token_id), check.message_id if check.status == "in_doubt" else None
-                )
+                # A batch is taken over only once its heartbeat is `stale_after` old (or its holder is
+                # gone), so asking whether it is still ours at most every CHECK_EVERY before a hand-over
+                # leaves it at once after a freeze (the monotonic clock ran on meanwhile).
+                if time.monotonic() - checked >= CHECK_EVERY.total_seconds():
+                    if not db.batches.holds(batch, holder):
+                        log.warning(
+                            "batch from %r of issue %s was taken over by another sender", batch.lo, issue_id
+                        )
+                        break
+                    checked = time.monotonic()
+                job = make_job(Recipient(email, name, token_id), doubt)
                 if job is None:
                     continue
                 outstanding[batch.lo] += 1

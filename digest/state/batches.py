@@ -52,15 +52,6 @@ class Worker:
     heartbeat_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class RecipientCheck:
-    """Just before a hand-over: is the batch still ours, and what the ledger says of the recipient."""
-
-    ours: bool
-    status: str | None
-    message_id: str | None
-
-
 def _batch(row: Row) -> Batch:
     beat = row["heartbeat_at"]
     return Batch(
@@ -167,28 +158,30 @@ class Batches:
         batch = _batch(row)
         return Batch(issue_id, batch.lo, batch.hi, holder, at, False), previous
 
-    def recipients(self, batch: Batch, *, retry_refused: bool = False) -> list[tuple[str, str | None, str]]:
-        """(email, name, token id) of the batch's active subscribers without a settling row, by address."""
+    def recipients(
+        self, batch: Batch, *, retry_refused: bool = False
+    ) -> list[tuple[str, str | None, str, str | None]]:
+        """(email, name, token id, Message-ID of a copy in doubt) of the batch's active subscribers
+        without a settling row, by address. Read once the batch is claimed: while it is held, only its
+        holder writes the ledger rows of its recipients."""
         upper = " AND s.email < ?" if batch.hi is not None else ""
-        params: tuple[object, ...] = (batch.issue_id, batch.lo) + ((batch.hi,) if batch.hi else ())
+        settled = "'sent'" if retry_refused else "'sent', 'refused'"
         rows = self._db.fetch_all(
-            f"SELECT s.email, s.name, s.token_id {_pending(retry_refused)} AND s.email >= ?{upper}"
-            " ORDER BY s.email",
-            params,
+            f"""SELECT s.email, s.name, s.token_id, d.message_id FROM subscribers s
+                LEFT JOIN send_ledger l ON l.issue_id = ? AND l.email = s.email AND l.status IN ({settled})
+                LEFT JOIN send_ledger d ON d.issue_id = ? AND d.email = s.email AND d.status = 'in_doubt'
+                WHERE s.status = 'active' AND l.email IS NULL AND s.email >= ?{upper}
+                ORDER BY s.email""",
+            (batch.issue_id, batch.issue_id, batch.lo) + ((batch.hi,) if batch.hi is not None else ()),
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-    def check_recipient(self, batch: Batch, holder: str, email: str) -> RecipientCheck:
-        """Whether `holder` still holds `batch`, and the ledger row of `email` (one round trip)."""
+    def holds(self, batch: Batch, holder: str) -> bool:
+        """True while `holder` holds `batch` (it was not taken over as stale)."""
         row = self._db.fetch_one(
-            """SELECT b.holder, l.status, l.message_id FROM send_batches b
-               LEFT JOIN send_ledger l ON l.issue_id = b.issue_id AND l.email = ?
-               WHERE b.issue_id = ? AND b.lo = ?""",
-            (email, batch.issue_id, batch.lo),
+            "SELECT holder FROM send_batches WHERE issue_id = ? AND lo = ?", (batch.issue_id, batch.lo)
         )
-        if row is None:
-            return RecipientCheck(ours=False, status=None, message_id=None)
-        return RecipientCheck(ours=row[0] == holder, status=row[1], message_id=row[2])
+        return row is not None and row[0] == holder
 
     def refresh(self, issue_id: str, holder: str, *, at: datetime) -> int:
         """Move the heartbeat of every open batch `holder` holds on; how many it still holds."""
