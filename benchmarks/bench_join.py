@@ -4,11 +4,13 @@ Needs Debian's PostgreSQL (a throwaway server is started the way tests/pg_server
 start, the figures that need it are skipped with why). Three local aiosmtpd sinks, each in its own
 process, accept every message at once and keep nothing.
 
-1. Throughput: `JOIN_SEND` subscribers (default 6,000; DIGEST_BENCH_JOIN_SEND=N to change) in PostgreSQL.
-   One `digest send` to one sink, then the same send with three senders: the first `digest send` and,
-   once it has cut the batches, two `digest send --join`, each to its own sink. Messages/s are the
-   subscribers over the wall time from the first start to the last exit (process start-up included);
-   the ratio is three senders over one.
+1. Throughput: `JOIN_SEND` subscribers (default 20,000; DIGEST_BENCH_JOIN_SEND=N) in PostgreSQL,
+   to sinks that reply at once; then `RELAY_SEND` (default 5,000; DIGEST_BENCH_JOIN_RELAY=N) to sinks
+   that take `RELAY_DELAY` per message, as a real relay does. One `digest send` to one sink, then the
+   same send with three senders: the first `digest send` and, once it has cut the batches, two
+   `digest send --join`, each to its own sink. Messages/s are the subscribers over the wall time from
+   the first start to the last exit (process start-up included); the ratio is three senders over one.
+   1,000,000 subscribers would take over 20 minutes a run on 2 cores, hence these numbers.
 2. Claiming: `JOIN_CLAIM` subscribers (default 1,000,000; DIGEST_BENCH_JOIN_CLAIM=N) in the state, the
    state operations each message costs, without SMTP: on PostgreSQL the batch path (cut the batches,
    claim a batch, read its recipients, check each recipient before the hand-over, write its ledger row,
@@ -33,20 +35,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-JOIN_SEND = int(os.environ.get("DIGEST_BENCH_JOIN_SEND", "6000"))
+JOIN_SEND = int(os.environ.get("DIGEST_BENCH_JOIN_SEND", "20000"))
+RELAY_SEND = int(os.environ.get("DIGEST_BENCH_JOIN_RELAY", "5000"))
 JOIN_CLAIM = int(os.environ.get("DIGEST_BENCH_JOIN_CLAIM", "1000000"))
-BATCH = 500
+BATCH = 250
 CLAIM_BATCHES = 10
+RELAY_DELAY = 0.05  # seconds a "real relay" sink takes per message (queue write, scan)
 POOL = 4
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
 ISSUE = "2025-W19"
 
 _SINK = """
-import sys, threading
+import asyncio, sys, threading
 from aiosmtpd.controller import Controller
+
+DELAY = float(sys.argv[2])
 
 class Sink:
     async def handle_DATA(self, server, session, envelope):
+        if DELAY:
+            await asyncio.sleep(DELAY)
         return "250 OK"
 
 Controller(Sink(), hostname="127.0.0.1", port=int(sys.argv[1])).start()
@@ -61,13 +69,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def sinks(count: int) -> Iterator[list[int]]:
-    """`count` aiosmtpd sinks, each in its own process: their ports."""
+def sinks(count: int, delay: float = 0.0) -> Iterator[list[int]]:
+    """`count` aiosmtpd sinks, each in its own process, replying after `delay` seconds: their ports."""
     started: list[tuple[subprocess.Popen[bytes], int]] = []
     try:
         for _ in range(count):
             port = _free_port()
-            process = subprocess.Popen([sys.executable, "-c", _SINK, str(port)], stderr=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                [sys.executable, "-c", _SINK, str(port), str(delay)], stderr=subprocess.DEVNULL
+            )
             started.append((process, port))
         for _, port in started:
             for _ in range(200):  # bounded wait for the port to open
@@ -129,15 +139,16 @@ def _finish(process: subprocess.Popen[str]) -> str:
     return out
 
 
-def timed_send(url: str, workers: int) -> float:
-    """Wall seconds of sending the issue to JOIN_SEND subscribers with `workers` senders."""
+def timed_send(url: str, workers: int, delay: float = 0.0, count: int = JOIN_SEND) -> float:
+    """Wall seconds of sending the issue to `count` subscribers with `workers` senders, to sinks
+    replying after `delay` seconds."""
     from digest.config import load_config
     from digest.state.store import open_store
 
-    with tempfile.TemporaryDirectory(prefix="digest-bench-join-") as folder, sinks(workers) as ports:
+    with tempfile.TemporaryDirectory(prefix="digest-bench-join-") as folder, sinks(workers, delay) as ports:
         root = Path(folder)
         configs = _project(root, url, ports)
-        _fill_postgres(url, JOIN_SEND)
+        _fill_postgres(url, count)
         config = load_config(configs[0])
         start = time.perf_counter()
         first = _send(configs[0])
@@ -154,8 +165,8 @@ def timed_send(url: str, workers: int) -> float:
         took = time.perf_counter() - start
         with open_store(config) as db:
             sent = db.ledger.sent_count(ISSUE)
-        if sent != JOIN_SEND:
-            raise RuntimeError(f"{sent} of {JOIN_SEND} recorded sent")
+        if sent != count:
+            raise RuntimeError(f"{sent} of {count} recorded sent")
         return took
 
 
@@ -269,9 +280,43 @@ def _record_issue(store: object, folder: Path) -> None:
 def _timed(what: str, run: Callable[[], float]) -> float | None:
     try:
         return run()
-    except Exception as e:  # a figure that cannot be measured is reported, never fatal to the others
+    except (RuntimeError, OSError, subprocess.SubprocessError, ImportError) as e:
         print(f"  {what}: not measured: {e}", flush=True)
         return None
+
+
+def _throughput(server_url: str, delay: float, count: int) -> None:
+    """One sender vs three, to sinks replying after `delay` seconds."""
+    name = "at once" if not delay else f"after {delay * 1000:.0f} ms each (as a relay writing its queue)"
+    print(f"  {count:,} subscribers, sinks replying {name}:", flush=True)
+    tag = int(delay * 1000)
+    one = _timed("one sender", lambda: timed_send(_fresh_database(server_url, f"one_{tag}"), 1, delay, count))
+    if one is not None:
+        print(f"    one digest send, one sink:           {count / one:8.1f} messages/s ({one:.1f} s)")
+    three = _timed(
+        "three senders", lambda: timed_send(_fresh_database(server_url, f"three_{tag}"), 3, delay, count)
+    )
+    if three is not None:
+        print(f"    send + 2 --join, three sinks:        {count / three:8.1f} messages/s ({three:.1f} s)")
+    if one is not None and three is not None:
+        print(f"    ratio three senders / one:           {one / three:8.2f}x (goal 2.5x)", flush=True)
+
+
+def _claiming(server_url: str) -> None:
+    print(f"  claiming, {JOIN_CLAIM:,} subscribers in state, {CLAIM_BATCHES * BATCH:,} messages:", flush=True)
+    try:
+        cut, pg_claim, pg_ledger, count = claim_cost_postgres(_fresh_database(server_url, "claim"))
+        print(
+            f"    PostgreSQL batches: claim {pg_claim:7.1f} µs/message, ledger row {pg_ledger:7.1f}"
+            f" µs/message; cutting {JOIN_CLAIM:,} into batches took {cut:.1f} s"
+        )
+    except (RuntimeError, OSError, ImportError) as e:
+        print(f"    PostgreSQL claiming: not measured: {e}")
+    sq_claim, sq_ledger, count = claim_cost_sqlite()
+    print(
+        f"    SQLite single sender: claim {sq_claim:7.1f} µs/message, ledger row {sq_ledger:7.1f}"
+        f" µs/message ({count:,} messages)"
+    )
 
 
 def main() -> None:
@@ -279,9 +324,7 @@ def main() -> None:
 
     bin_dir = find_pg_bin()
     if bin_dir is None:
-        print(
-            "  skipped: PostgreSQL is not installed (apt-get install -y postgresql); no figure here needs less"
-        )
+        print("  skipped: PostgreSQL is not installed (apt-get install -y postgresql): every figure needs it")
         return
     server = PgServer(bin_dir)
     try:
@@ -291,43 +334,15 @@ def main() -> None:
             print(f"  skipped: the throwaway PostgreSQL did not start: {e}")
             return
         print(
-            f"  {JOIN_SEND:,} subscribers, state in PostgreSQL, batches of {BATCH}, pool_size {POOL} per"
-            f" sender, {os.cpu_count()} CPU(s)",
+            f"  state in PostgreSQL, batch_size {BATCH}, pool_size {POOL} per sender, {os.cpu_count()}"
+            " CPU(s) shared by the senders, the sinks and PostgreSQL",
             flush=True,
         )
-        one = _timed("one sender", lambda: timed_send(_fresh_database(server.url, "bench_one"), 1))
-        if one is not None:
-            print(f"  one digest send, one sink:             {JOIN_SEND / one:8.1f} messages/s ({one:.1f} s)")
-        three = _timed("three senders", lambda: timed_send(_fresh_database(server.url, "bench_three"), 3))
-        if three is not None:
-            print(
-                f"  digest send + 2 --join, three sinks:   {JOIN_SEND / three:8.1f} messages/s ({three:.1f} s)"
-            )
-        if one is not None and three is not None:
-            print(f"  ratio three senders / one:             {one / three:8.2f}x (goal 2.5x)", flush=True)
-        print(
-            f"  claiming, {JOIN_CLAIM:,} subscribers in state, {CLAIM_BATCHES * BATCH:,} messages:",
-            flush=True,
-        )
-        url = _fresh_database(server.url, "bench_claim")
-        try:
-            cut, pg_claim, pg_ledger, count = claim_cost_postgres(url)
-            print(
-                f"  PostgreSQL batches: cut into batches {cut:.1f} s; claim {pg_claim:7.1f} µs/message,"
-                f" ledger row {pg_ledger:7.1f} µs/message ({count:,} messages)"
-            )
-        except Exception as e:  # noqa: BLE001 - a figure that cannot be measured is reported
-            print(f"  PostgreSQL claiming: not measured: {e}")
+        _throughput(server.url, 0.0, JOIN_SEND)
+        _throughput(server.url, RELAY_DELAY, RELAY_SEND)
+        _claiming(server.url)
     finally:
         server.stop()
-    try:
-        sq_claim, sq_ledger, count = claim_cost_sqlite()
-        print(
-            f"  SQLite single sender: claim {sq_claim:7.1f} µs/message, ledger row {sq_ledger:7.1f} µs/message"
-            f" ({count:,} messages)"
-        )
-    except Exception as e:  # noqa: BLE001 - a figure that cannot be measured is reported
-        print(f"  SQLite claiming: not measured: {e}")
 
 
 if __name__ == "__main__":
