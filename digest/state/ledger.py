@@ -152,7 +152,12 @@ class Ledger:
                         f"issue {issue_id} is being sent by another digest process ({existing.holder},"
                         f" since {existing.claimed_at:%Y-%m-%d %H:%M:%S} UTC)",
                         hint="wait for it to finish; if that process is gone, its claim expires"
-                        f" {int(stale_after.total_seconds())} s after its last heartbeat",
+                        f" {int(stale_after.total_seconds())} s after its last heartbeat"
+                        + (
+                            "; digest send --join adds this process as a sender instead"
+                            if self._db.dialect == "postgresql"
+                            else ""
+                        ),
                     )
             self._db.execute(
                 """INSERT INTO send_claims (issue_id, holder, claimed_at, heartbeat_at) VALUES (?, ?, ?, ?)
