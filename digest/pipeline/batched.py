@@ -62,8 +62,8 @@ def deliver_batches(  # noqa: PLR0915 - one loop: claim, send, record, settle, l
 
     `make_job` builds a recipient's message (given the Message-ID of a copy in doubt); `record` writes
     the ledger row of each settled message. `wait(seconds)` pauses between looks while other senders
-    hold the last batches (default: a sleep cut short once `should_stop()` is true). `also_refresh` is refreshed with the
-    heartbeat (the first sender's issue claim): False from it stops this sender.
+    hold the last batches (default: a sleep cut short once `should_stop()` is true). `also_refresh` is
+    refreshed with the heartbeat (the first sender's issue claim): False from it stops this sender.
     """
     run = BatchRun()
     stopping = should_stop or (lambda: False)
