@@ -18,6 +18,7 @@ from digest.cli.common import StopFlag, config_option, edition_option, read_conf
 from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
+from digest.pipeline.host_lock import SCHEDULE_LOCK, host_lock
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
 from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time, next_slot_note
 from digest.schedule.lock import RunLock
@@ -138,10 +139,14 @@ def schedule_command(config_path: Path) -> int:
     """
     config = read_config(config_path)
     stop = StopFlag().install()
-    if config.editions:
-        from digest.schedule.cadence import EditionsLoop  # noqa: PLC0415 - only configs with editions
+    with (
+        RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"),
+        open_store(config) as db,
+        host_lock(db, SCHEDULE_LOCK, now=_now(), what="schedule"),
+    ):
+        if config.editions:
+            from digest.schedule.cadence import EditionsLoop  # noqa: PLC0415 - only configs with editions
 
-        with RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"):
             EditionsLoop(
                 [
                     (c.edition, c.schedule, scheduled_job(c, stop, _now))
@@ -152,8 +157,7 @@ def schedule_command(config_path: Path) -> int:
                 wait=stop.wait,
                 retry_minutes=config.schedule.retry_minutes,
             ).run()
-        return 0
-    with RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"):
+            return 0
         ScheduleLoop(
             config.schedule,
             scheduled_job(config, stop, _now),
@@ -210,6 +214,10 @@ def status_json(status: Status, next_run_note: str | None = None) -> dict[str, A
                 "flagged": bool(i.attention),
                 "attention": list(i.attention),
                 "hint": i.hint,
+                "workers": [
+                    {"holder": w.holder, "batches": w.batches, "heartbeat_at": _iso(w.heartbeat_at)}
+                    for w in i.workers
+                ],
             }
             for i in status.issues
         ],
@@ -295,6 +303,13 @@ def _print_issues(status: Status) -> None:
             stdout.print(
                 f"  {i.id}: {i.in_doubt} in doubt (handed to the server, its reply never came);"
                 " the next digest send sends them again with the same Message-ID",
+                markup=False,
+            )
+        if i.workers:
+            done, total = i.batches
+            stdout.print(
+                f"  {i.id}: being sent by {len(i.workers)} sender(s), {done} of {total} batches done: "
+                + ", ".join(f"{w.holder} (last heartbeat {w.heartbeat_at:%H:%M:%S} UTC)" for w in i.workers),
                 markup=False,
             )
         for line in i.attention:

@@ -34,7 +34,7 @@ from digest.config import Config
 from digest.config.links import insecure_links_error, review_links
 from digest.deliver import audience
 from digest.errors import UsageError
-from digest.pipeline.send import SendReport, send_issue
+from digest.pipeline.send import SendReport, join_send, send_issue
 from digest.state.store import open_store
 from digest.state.subscribers import STATUSES
 
@@ -60,7 +60,7 @@ def _where(config: Config) -> str:
 
 
 def _print_summary(config: Config, report: SendReport) -> None:
-    if report.dry_run:
+    if report.dry_run or report.idle:
         _print_dry_run(config, report)
         return
     parts = [f"sent {report.sent}"]
@@ -82,8 +82,7 @@ def _print_summary(config: Config, report: SendReport) -> None:
         stdout.print(f"  ... and {len(report.failed) - _SHOW_FAILURES} more failures", markup=False)
     _print_doubts(report)
     _print_variants(report)
-    if report.took_over_from:
-        stdout.print(f"Resumed a send left by a stopped process ({report.took_over_from}).", markup=False)
+    _print_sharing(report)
     for note in report.notes:
         stdout.print(note, markup=False)
     if report.completed:
@@ -108,6 +107,15 @@ def _print_variants(report: SendReport) -> None:
         stdout.print(f"Copies by topic variant: {copies}", markup=False)
 
 
+def _print_sharing(report: SendReport) -> None:
+    """The batches this sender took (state in PostgreSQL), and a send it took over from a stopped one."""
+    if report.batches:
+        what = "joined the send" if report.joined else "shared with any digest send --join"
+        stdout.print(f"Batches sent by this process: {report.batches} ({what}).", markup=False)
+    if report.took_over_from:
+        stdout.print(f"Resumed a send left by a stopped process ({report.took_over_from}).", markup=False)
+
+
 def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> None:
     """Refuse a send whose links `digest check` fails (a dry run only says so).
 
@@ -126,6 +134,10 @@ def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> N
 
 
 def _print_dry_run(config: Config, report: SendReport) -> None:
+    if report.idle:  # --join with nothing being sent
+        for note in report.notes:
+            stdout.print(note, markup=False)
+        return
     what = "test send" if report.test else "send"
     already = "" if report.test else f"; {report.already_sent} already have it"
     stdout.print(
@@ -180,6 +192,13 @@ def _print_doubts(report: SendReport) -> None:
     help="Also send to recipients this issue was refused for permanently (5xx) by an earlier send.",
 )
 @click.option(
+    "--join",
+    "join",
+    is_flag=True,
+    help="Add this process as a sender to the send in progress (state in PostgreSQL, any host with the"
+    " same config): it claims batches of recipients until every batch is done.",
+)
+@click.option(
     "--allow-insecure-links",
     is_flag=True,
     help="Send over SMTP although [web] base_url is not https:// or names a loopback or private address"
@@ -194,6 +213,7 @@ def send_command(
     to: tuple[str, ...],
     dry_run: bool,
     retry_failed: bool,
+    join: bool,
     allow_insecure_links: bool,
 ) -> int:
     """Send the latest built issue to every active subscriber who has not had it yet.
@@ -203,11 +223,27 @@ def send_command(
     Resumes an interrupted send without sending anyone a second copy. Exit code 5 when a message failed
     permanently or the mail server could not be reached. A permanent refusal (5xx) is final for that
     recipient in that issue: later sends leave them out unless --retry-failed is given.
+
+    With the state in PostgreSQL the send is cut into batches of recipients ([delivery] batch_size), and
+    `digest send --join` on any host with the same config adds a sender to it; with nothing being sent,
+    --join says so and exits 0.
     """
     config = read_config(config_path, edition)
     if config.editions and edition is None and issue_id is not None:
         config = read_config(config_path, _edition_of_issue(config, issue_id))
     require_edition(config, "send")
+    if join and (to or dry_run):
+        raise UsageError(
+            f"--join cannot be used with {'--to' if to else '--dry-run'}",
+            hint="--join adds a sender to the send in progress; leave out the other option",
+        )
+    if join and config.state_url is None:
+        raise UsageError(
+            f"--join needs the state in PostgreSQL ([state] url), and this config keeps it in the SQLite"
+            f" file {config.state_path}",
+            hint='set [state] url = "postgresql://user@host:5432/digest" on every host (digest state'
+            " migrate --to URL copies this state there), or run one digest send without --join",
+        )
     _refuse_insecure_links(config, allowed=allow_insecure_links, dry_run=dry_run)
     db = open_store(config)
     addresses = _split_addresses(to)
@@ -238,17 +274,28 @@ def send_command(
 
     try:
         with stop.installed():
-            report = send_issue(
-                config,
-                db,
-                now=datetime.now(UTC),
-                issue_id=issue_id,
-                to=addresses,
-                dry_run=dry_run,
-                on_progress=on_progress,
-                should_stop=stop.is_set,
-                retry_failed=retry_failed,
-            )
+            if join:
+                report = join_send(
+                    config,
+                    db,
+                    now=datetime.now(UTC),
+                    issue_id=issue_id,
+                    on_progress=on_progress,
+                    should_stop=stop.is_set,
+                    retry_failed=retry_failed,
+                )
+            else:
+                report = send_issue(
+                    config,
+                    db,
+                    now=datetime.now(UTC),
+                    issue_id=issue_id,
+                    to=addresses,
+                    dry_run=dry_run,
+                    on_progress=on_progress,
+                    should_stop=stop.is_set,
+                    retry_failed=retry_failed,
+                )
     finally:
         if tasks:
             progress.stop()

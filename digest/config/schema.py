@@ -144,6 +144,7 @@ class DeliverySettings:
     fallback_name: str = "there"
     bounce_address: str | None = None  # SMTP MAIL FROM and Return-Path; None: the From address
     verp: bool = False  # bounces+<signed id>@domain of bounce_address, one per recipient
+    batch_size: int = 500  # recipients a sender claims at a time when the state is PostgreSQL
 
 
 BounceSourceName = Literal["maildir", "imap"]

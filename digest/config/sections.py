@@ -216,6 +216,7 @@ def read_delivery(t: Table, root: Path) -> DeliverySettings:
         fallback_name=t.text("fallback_name", d.fallback_name),
         bounce_address=bounce_address if isinstance(bounce_address, str) else None,
         verp=verp is True,
+        batch_size=t.integer("batch_size", d.batch_size, minimum=1, maximum=100_000),
     )
     t.finish()
     return delivery

@@ -215,6 +215,9 @@ def make_job(
 class Heartbeat:
     """Keeps the send claim fresh from a thread with its own handle on the state; `lost` if taken over.
 
+    `refresh(store, at)` replaces what is kept fresh (a sender sharing a send refreshes its batches
+    too); it returns False when what it refreshes was taken over.
+
     If the claim cannot be refreshed for half the time after which others may take it over (the state
     file is locked or unwritable), `lost` is set too: better to stop than to risk a second sender.
     """
@@ -227,13 +230,18 @@ class Heartbeat:
         clock: Callable[[], datetime],
         *,
         every: timedelta = ledger.HEARTBEAT_EVERY,
+        refresh: Callable[[Store, datetime], bool] | None = None,
     ) -> None:
         self.lost = False
+        self._refresh = refresh or self._refresh_claim
         self._issue_id, self._holder, self._clock = issue_id, holder, clock
         self._every = every.total_seconds()
         self._stop = threading.Event()
         self._store = db
         self._thread = threading.Thread(target=self._run, name="send-heartbeat", daemon=True)
+
+    def _refresh_claim(self, db: Store, at: datetime) -> bool:
+        return db.ledger.refresh_claim(self._issue_id, self._holder, at=at)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -252,7 +260,7 @@ class Heartbeat:
             while not self._stop.wait(self._every):
                 try:
                     db = db or self._store.another()
-                    ours = db.ledger.refresh_claim(self._issue_id, self._holder, at=self._clock())
+                    ours = self._refresh(db, self._clock())
                 except DigestError as e:
                     log.warning("could not refresh the claim on issue %s: %s", self._issue_id, e)
                     if time.monotonic() - last_ok > give_up:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -24,6 +25,7 @@ from digest.config import Config
 from digest.errors import ApprovalError, DeliveryError, DigestError, MailboxError, StateError
 from digest.pipeline.bounces import process_bounces
 from digest.pipeline.build import build_issue
+from digest.pipeline.host_lock import RUN_LOCK, host_lock
 from digest.pipeline.ledger import fold_old_ledger
 from digest.pipeline.send import SendReport, send_issue
 from digest.schedule import Action, describe_time, friendly_time
@@ -360,7 +362,9 @@ def run_once(
     """
     with RunLock(config.lock_path, now=now, purpose="digest run"):
         db = open_store(config)
+        held = ExitStack()  # with the state in PostgreSQL, the lock shared by every host too
         try:
+            held.enter_context(host_lock(db, RUN_LOCK, now=now, what="run"))
             return _run_locked(
                 config,
                 db,
@@ -372,6 +376,7 @@ def run_once(
                 clock=clock or _wall_clock,
             )
         finally:
+            held.close()
             db.close()
 
 
@@ -396,7 +401,9 @@ def run_due(
     settings, edition = config.schedule, config.edition
     with RunLock(config.lock_path, now=now, purpose="digest run"):
         db = open_store(config)
+        held = ExitStack()  # with the state in PostgreSQL, the lock shared by every host too
         try:
+            held.enter_context(host_lock(db, RUN_LOCK, now=now, what="run"))
             record = db.runs.run_for_slot(slot_before(settings, edition, now))
             verdict = decide_edition(settings, edition, now, record, first=db.runs.last_slot_run() is None)
             upcoming = describe_time(slot_after(settings, edition, now), settings.timezone)
@@ -430,4 +437,5 @@ def run_due(
                 clock=clock or _wall_clock,
             )
         finally:
+            held.close()
             db.close()

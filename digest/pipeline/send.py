@@ -35,7 +35,8 @@ from digest.deliver.issue import (
     make_transport,
     prepare_issue,
 )
-from digest.errors import ApprovalError, DeliveryError, UsageError
+from digest.errors import ApprovalError, DeliveryError, StateError, UsageError
+from digest.pipeline import batched
 from digest.pipeline.topics import VariantRouter
 from digest.state import ledger
 from digest.state.store import Store
@@ -78,6 +79,9 @@ class SendReport:
     chosen_because: str = ""  # why this issue (the latest built, an interrupted send resumed, --issue)
     no_entries: int = 0  # readers whose topic variant has no entries this issue: not sent, not an error
     variants: tuple[tuple[str, int], ...] = ()  # copies sent of each topic variant ("" the whole issue)
+    joined: bool = False  # a `digest send --join` worker
+    idle: bool = False  # --join found no send in progress: nothing was done
+    batches: int = 0  # batches this sender claimed (state in PostgreSQL)
 
     @property
     def not_sent(self) -> int:
@@ -274,7 +278,24 @@ def _real_send(
             )
         if on_progress:
             on_progress(0, planned)
-        if planned:
+        if planned and db.dialect == "postgresql" and not router.has_variants:
+            # Cut into batches that `digest send --join` workers on any host can share. (An issue with
+            # topic variants is sent by this one sender: batches carry the whole issue only.)
+            db.batches.open_round(issue_id, size=config.delivery.batch_size, retry_refused=retry_failed)
+            report = _deliver_batched(
+                config,
+                db,
+                p,
+                transport=transport,
+                report=report,
+                holder=holder,
+                on_progress=on_progress,
+                clock=clock,
+                should_stop=should_stop,
+                retry_failed=retry_failed,
+                claim=True,
+            )
+        elif planned:
             report = _deliver_pending(
                 config,
                 db,
@@ -296,14 +317,114 @@ def _real_send(
                 ),
             )
         report = replace(report, variants=tuple(sorted(db.ledger.sent_variants(issue_id).items())))
-        if report.error is None and _finished(db, issue_id, report, router):
-            db.issues.mark_issue_sent(issue_id, clock())
-            # Published when first marked sent; a later run for late subscribers does not publish again.
-            notes = _publish(config, db, issue_id) if p.record.sent_at is None else ()
-            report = replace(report, completed=True, notes=report.notes + notes)
-        return report
+        return _complete(config, db, p, report, clock, router=router)
     finally:
         db.ledger.release_claim(issue_id, holder)
+
+
+def _complete(
+    config: Config,
+    db: Store,
+    p: PreparedIssue,
+    report: SendReport,
+    clock: Callable[[], datetime],
+    *,
+    router: VariantRouter | None = None,
+) -> SendReport:
+    """Mark the issue sent (and publish it) when every active subscriber has it."""
+    issue_id = p.record.id
+    if report.error is None and _finished(db, issue_id, report, router):
+        current = db.issues.get_issue(issue_id)
+        first = current is not None and current.sent_at is None
+        db.issues.mark_issue_sent(issue_id, clock())
+        # Published when first marked sent; a later run for late subscribers does not publish again.
+        notes = _publish(config, db, issue_id) if first else ()
+        report = replace(report, completed=True, notes=report.notes + notes)
+    return report
+
+
+def join_send(
+    config: Config,
+    db: Store,
+    *,
+    now: datetime,
+    issue_id: str | None = None,
+    on_progress: Progress | None = None,
+    clock: Callable[[], datetime] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    retry_failed: bool = False,
+) -> SendReport:
+    """Add this process as a sender to the send in progress (`digest send --join`, state in PostgreSQL).
+
+    Claims batches of recipients until every batch is done (taking over those of senders that died),
+    then marks the issue sent when every active subscriber has it. With no send in progress (no open
+    batches: the first `digest send` makes them) the report is `idle` and nothing is sent.
+
+    Raises:
+        StateError: the state is not in PostgreSQL.
+        UsageError: `issue_id` names no built issue.
+        DeliveryError, ConfigError, ApprovalError: as `send_issue`.
+    """
+    if db.dialect != "postgresql":
+        raise StateError(
+            f"digest send --join needs the state in PostgreSQL, and {db.name} is a SQLite file",
+            hint='set [state] url = "postgresql://..." on every host (digest state migrate --to URL copies'
+            " this state there), or run a single digest send without --join",
+        )
+    clock = clock or _elapsed_clock(now)
+    chosen = issue_id or db.batches.issue_in_progress()
+    if chosen is None or db.batches.open_count(chosen) == 0:
+        what = f"issue {issue_id} is" if issue_id else "no issue is"
+        return SendReport(
+            issue_id=issue_id or "",
+            subject="",
+            transport=config.delivery.transport,
+            joined=True,
+            idle=True,
+            notes=(
+                f"Nothing to join: {what} being sent (the first digest send starts a send; --join adds"
+                " workers to it while it runs).",
+            ),
+        )
+    record, why = choose_issue(db, chosen, why="the issue being sent")
+    p = prepare_issue(config, db, record, test=False)
+    if config.approval.required and not db.approvals.is_approved(
+        record.id, record.html_sha256, record.text_sha256
+    ):
+        raise ApprovalError(
+            f"issue {record.id} has not been approved since it was last built",
+            hint="approve it in digest preview ([approval] required = true)",
+        )
+    transport = make_transport(config, record.id)
+    planned = db.ledger.pending_count(record.id, retry_refused=retry_failed)
+    report = SendReport(
+        issue_id=record.id,
+        subject=record.subject,
+        transport=config.delivery.transport,
+        planned=planned,
+        already_sent=db.ledger.sent_count(record.id),
+        refused_earlier=_refused_earlier(db, record.id, retry_failed),
+        chosen_because=why,
+        joined=True,
+    )
+    if on_progress:
+        on_progress(0, planned)
+    report = _deliver_batched(
+        config,
+        db,
+        p,
+        transport=transport,
+        report=report,
+        holder=ledger.new_holder(),
+        on_progress=on_progress,
+        clock=clock,
+        should_stop=should_stop,
+        retry_failed=retry_failed,
+        claim=False,
+    )
+    if db.batches.open_count(record.id) == 0:
+        report = _complete(config, db, p, report, clock)
+    return report
 
 
 def _refused_earlier(db: Store, issue_id: str, retry_failed: bool) -> int:
@@ -319,12 +440,13 @@ def _no_entries(db: Store, issue_id: str, router: VariantRouter, retry_failed: b
     return sum(1 for email, _, _ in pending if router.is_empty_for(email))
 
 
-def _finished(db: Store, issue_id: str, report: SendReport, router: VariantRouter) -> bool:
+def _finished(db: Store, issue_id: str, report: SendReport, router: VariantRouter | None = None) -> bool:
     """Every active subscriber has the issue, except those refused permanently (now or before) and those
     whose topic variant has no entries."""
     refused = {f.email.lower() for f in report.failed if f.permanent}
     still = {email.lower() for email, _, _ in db.ledger.pending_recipients(issue_id)}
-    still = {email for email in still if not router.is_empty_for(email)}
+    if router is not None:
+        still = {email for email in still if not router.is_empty_for(email)}
     return (db.ledger.sent_count(issue_id) > 0 or report.no_entries > 0) and still <= refused
 
 
@@ -419,6 +541,88 @@ def _deliver_pending(
         in_doubt=tuple(in_doubt),
         error=error.message if error else None,
         hint=error.hint if error else None,
+    )
+
+
+def _deliver_batched(
+    config: Config,
+    db: Store,
+    p: PreparedIssue,
+    *,
+    transport: Transport,
+    report: SendReport,
+    holder: str,
+    on_progress: Progress | None,
+    clock: Callable[[], datetime],
+    should_stop: Callable[[], bool] | None,
+    retry_failed: bool,
+    claim: bool,
+) -> SendReport:
+    """This sender's share of a send cut into batches (see `digest.pipeline.batched`)."""
+    issue_id = p.record.id
+    failures: list[Failure] = []
+    in_doubt: list[Failure] = []
+    counts = {"sent": 0, "done": 0, "started": 0}
+
+    def job_for(recipient: Recipient, earlier: str | None) -> Job | None:
+        try:
+            job = make_job(p, config.web.base_url, recipient, clock(), message_id=earlier)
+        except HeaderValueError as e:
+            db.ledger.record_failed(issue_id, recipient.email, detail=str(e), at=clock(), permanent=True)
+            failures.append(Failure(recipient.email, str(e), permanent=True))
+            counts["done"] += 1
+            return None
+        if not counts["started"]:  # from the first message handed over, the issue is frozen (no rebuild)
+            db.issues.mark_send_started(issue_id, clock())
+            counts["started"] = 1
+        return job
+
+    def record(delivery: Delivery) -> None:
+        _record(db, issue_id, delivery, clock())
+        email = delivery.job.recipient.email
+        if delivery.accepted:
+            counts["sent"] += 1
+        elif delivery.in_doubt:
+            in_doubt.append(Failure(email, delivery.detail, permanent=False))
+        else:
+            failures.append(Failure(email, delivery.detail, delivery.permanent, delivery.bounced))
+        counts["done"] += 1
+        if on_progress:
+            on_progress(counts["done"], report.planned)
+
+    def refresh_claim(store: Store, at: datetime) -> bool:
+        return store.ledger.refresh_claim(issue_id, holder, at=at)
+
+    run = batched.deliver_batches(
+        db,
+        issue_id,
+        transport=transport,
+        holder=holder,
+        make_job=job_for,
+        record=record,
+        clock=clock,
+        should_stop=should_stop,
+        retry_failed=retry_failed,
+        also_refresh=refresh_claim if claim else None,
+    )
+    error = run.error
+    if run.lost and error is None:
+        error = DeliveryError(
+            f"issue {issue_id}: another process took over this send (our claim went stale)",
+            hint="check digest status; the other process sends the rest",
+        )
+    took_over = ", ".join(dict.fromkeys(run.took_over_from)) or report.took_over_from
+    return replace(
+        report,
+        # The senders share the pending recipients: this one's part is what it handed over.
+        planned=counts["sent"] + len(failures) + len(in_doubt),
+        sent=counts["sent"],
+        failed=tuple(failures),
+        in_doubt=tuple(in_doubt),
+        error=error.message if error else None,
+        hint=error.hint if error else None,
+        took_over_from=took_over,
+        batches=run.batches,
     )
 
 

@@ -16,6 +16,7 @@ from digest.pipeline.ingest import source_reports
 from digest.schedule.cadence import slot_after, slot_before
 from digest.schedule.lock import LockHolder, is_locked, read_holder
 from digest.state import issues
+from digest.state.batches import Worker
 from digest.state.runs import RunRecord
 from digest.state.store import Store
 
@@ -48,6 +49,8 @@ class IssueStatus:
     hard_bounces: int = 0
     soft_bounces: int = 0
     complaints: int = 0
+    workers: tuple[Worker, ...] = ()  # senders holding batches of a send in progress (PostgreSQL)
+    batches: tuple[int, int] = (0, 0)  # (done, all) batches of the send in progress
 
     @property
     def bounce_rate(self) -> float:
@@ -149,6 +152,8 @@ def _issue_status(db: Store, record: issues.IssueRecord) -> IssueStatus:
         hard_bounces=bounced.hard,
         soft_bounces=bounced.soft,
         complaints=bounced.complaints,
+        workers=db.batches.workers(record.id) if record.sent_at is None else (),
+        batches=db.batches.progress(record.id) if record.sent_at is None else (0, 0),
     )
 
 

@@ -69,8 +69,15 @@ def new_holder() -> str:
 
 def _process_gone(claim: Claim) -> bool:
     """True when the holder ran on this host and its process no longer exists."""
-    pid = claim.pid
-    if claim.host != socket.gethostname() or pid is None:
+    return holder_gone(claim.holder)
+
+
+def holder_gone(holder: str) -> bool:
+    """True when `holder` ("host:pid:nonce") ran on this host and its process no longer exists."""
+    parts = holder.split(":")
+    host = parts[0]
+    pid = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+    if host != socket.gethostname() or pid is None:
         return False
     if pid == os.getpid():
         return False
@@ -154,7 +161,12 @@ class Ledger:
                         f"issue {issue_id} is being sent by another digest process ({existing.holder},"
                         f" since {existing.claimed_at:%Y-%m-%d %H:%M:%S} UTC)",
                         hint="wait for it to finish; if that process is gone, its claim expires"
-                        f" {int(stale_after.total_seconds())} s after its last heartbeat",
+                        f" {int(stale_after.total_seconds())} s after its last heartbeat"
+                        + (
+                            "; digest send --join adds this process as a sender instead"
+                            if self._db.dialect == "postgresql"
+                            else ""
+                        ),
                     )
             self._db.execute(
                 """INSERT INTO send_claims (issue_id, holder, claimed_at, heartbeat_at) VALUES (?, ?, ?, ?)

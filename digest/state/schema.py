@@ -267,6 +267,22 @@ ALTER TABLE send_ledger ADD COLUMN variant TEXT;
 -- What an approval covered of the issue's topic variants ('' when it had none): see state/approvals.py.
 ALTER TABLE approvals ADD COLUMN variants_sha256 TEXT NOT NULL DEFAULT ''
 """,
+    """
+-- Batches of recipients for senders sharing one send (`digest send --join`, PostgreSQL): a batch is
+-- the range of addresses from lo (inclusive) to hi (exclusive; NULL: no end), so the batches of an
+-- issue cover every address, also one subscribed after they were made. A sender holds a batch
+-- (holder, with a heartbeat) until every message of it is recorded in the ledger, then marks it done.
+CREATE TABLE send_batches (
+    issue_id     TEXT NOT NULL,
+    lo           TEXT NOT NULL COLLATE NOCASE,
+    hi           TEXT COLLATE NOCASE,
+    holder       TEXT,
+    claimed_at   TEXT,
+    heartbeat_at TEXT,
+    done         INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (issue_id, lo)
+)
+""",
 )
 
 POSTGRES_MIGRATIONS: tuple[str, ...] = (
@@ -476,5 +492,17 @@ CREATE TABLE issue_variants (
 ALTER TABLE send_ledger ADD COLUMN variant TEXT;
 -- What an approval covered of the issue's topic variants ('' when it had none): see state/approvals.py.
 ALTER TABLE approvals ADD COLUMN variants_sha256 TEXT NOT NULL DEFAULT ''
+""",
+    """
+CREATE TABLE send_batches (
+    issue_id     TEXT NOT NULL,
+    lo           TEXT COLLATE digest_nocase NOT NULL,
+    hi           TEXT COLLATE digest_nocase,
+    holder       TEXT,
+    claimed_at   TEXT,
+    heartbeat_at TEXT,
+    done         INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (issue_id, lo)
+)
 """,
 )

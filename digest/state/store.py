@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from digest.state.approvals import Approvals
 from digest.state.articles import Articles
 from digest.state.backend import Database, Dialect, SqliteDatabase, open_database
+from digest.state.batches import Batches
 from digest.state.bounces import Bounces
 from digest.state.entries import Entries
 from digest.state.feeds import Feeds
@@ -56,6 +57,7 @@ class Store:
         self.articles = Articles(database)
         self.issues = Issues(database, edition)
         self.ledger = Ledger(database, audience)
+        self.batches = Batches(database)
         self.approvals = Approvals(database)
         self.subscribers = Subscribers(database)
         self.bounces = Bounces(database)
