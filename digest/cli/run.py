@@ -18,6 +18,7 @@ from digest.cli.common import StopFlag, config_option, read_config, stdout
 from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
+from digest.pipeline import desk
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
 from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time, next_slot_note
 from digest.schedule.lock import RunLock
@@ -307,14 +308,51 @@ def _print_sources(status: Status) -> None:
         )
 
 
+def _print_audit(events: list[desk.AuditEvent], *, as_json: bool) -> None:
+    if as_json:
+        rows = [
+            {
+                "at": e.at.isoformat(),
+                "issue_id": e.issue_id,
+                "actor": e.actor,
+                "action": e.action,
+                "detail": e.detail,
+                "content_change": e.content,
+            }
+            for e in events
+        ]
+        click.echo(json.dumps({"audit": rows}, indent=2))
+        return
+    if not events:
+        stdout.print("the audit trail is empty", markup=False)
+    for e in events:
+        stdout.print(
+            f"{e.at:%Y-%m-%d %H:%M:%S} UTC  {e.issue_id or '-'}  {e.action:<9}  {e.actor}: {e.detail}",
+            markup=False,
+        )
+
+
 @click.command("status")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
-def status_command(config_path: Path, as_json: bool) -> int:
+@click.option(
+    "--audit",
+    "audit",
+    is_flag=True,
+    help="Show the audit trail instead: who edited, rebuilt, test-sent, approved and sent, and when.",
+)
+def status_command(config_path: Path, as_json: bool, audit: bool) -> int:
     """Show recent issues, runs, the next scheduled run and source health."""
     config = read_config(config_path)
     # Reading needs no write access: a read-only state folder is opened read-only, without migrating.
     db = open_store(config.state_path, read_only=not writable(config.state_path))
+    if audit:
+        try:
+            events = desk.audit_events(db, limit=200)
+        finally:
+            db.close()
+        _print_audit(events, as_json=as_json)
+        return 0
     try:
         status = gather_status(config, db, now=_now())
     finally:

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from digest.config.bounces import read_bounces
 from digest.config.holidays import region_problem
+from digest.config.preview import read_preview
 from digest.config.schema import (
     ApprovalSettings,
     Config,
@@ -19,7 +20,6 @@ from digest.config.schema import (
     GroupBy,
     HighlightSettings,
     OnHoliday,
-    PreviewSettings,
     Priority,
     ScheduleSettings,
     StatusSettings,
@@ -37,7 +37,6 @@ from digest.config.sections import (
 from digest.config.state import read_state_url
 from digest.config.table import (
     Table,
-    allowed_hosts,
     checked,
     date_format_problem,
     http_url,
@@ -137,7 +136,9 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
     s.finish()
 
     a = top.table("approval")
-    approval = ApprovalSettings(required=a.boolean("required", False))
+    approval = ApprovalSettings(
+        required=a.boolean("required", False), four_eyes=a.boolean("four_eyes", False)
+    )
     a.finish()
 
     st = top.table("status")
@@ -145,10 +146,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
     st.finish()
 
     p = top.table("preview")
-    preview = PreviewSettings(
-        access_token_env=p.text("access_token_env", PreviewSettings().access_token_env),
-        allowed_hosts=allowed_hosts(p, "allowed_hosts"),
-    )
+    preview = read_preview(p)
     p.finish()
 
     subscriber_settings = read_subscribers(top.table("subscribers"))

@@ -220,6 +220,8 @@ class ScheduleSettings:
 @dataclass(frozen=True, slots=True)
 class ApprovalSettings:
     required: bool = False
+    # Whoever made the last change to an issue's content cannot approve it (needs signed-in users).
+    four_eyes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +234,13 @@ class PreviewSettings:
     access_token_env: str = "DIGEST_PREVIEW_TOKEN"  # noqa: S105 - a variable name
     # Host names (optionally `name:port`) the preview answers besides 127.0.0.1, localhost and [::1].
     allowed_hosts: tuple[str, ...] = ()
+    # Sign-in: "password" (users added with `digest users add`) or "header" (a trusted proxy names the user).
+    auth: str = "password"
+    session_hours: float = 12.0
+    user_header: str = "X-Forwarded-Email"
+    trusted_proxies: tuple[str, ...] = ()  # addresses or networks ("10.0.0.5", "10.0.0.0/24")
+    # [preview.roles]: header-authenticated user -> role; "*" is the role of anyone not listed.
+    roles: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

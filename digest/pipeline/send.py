@@ -36,6 +36,7 @@ from digest.deliver.issue import (
     prepare_issue,
 )
 from digest.errors import ApprovalError, DeliveryError, UsageError
+from digest.pipeline.desk import record_audit
 from digest.state import ledger
 from digest.state.store import Store
 
@@ -165,6 +166,16 @@ def send_issue(
     report = _real_send(
         config, db, prepared, on_progress, clock, should_stop=should_stop, retry_failed=retry_failed
     )
+    if report.sent or report.failed:
+        record_audit(
+            db,
+            at=clock(),
+            issue_id=record.id,
+            actor="digest send",
+            action="send",
+            detail=f"sent to {report.sent} of {report.planned} recipients through {report.transport}"
+            + (f", {len(report.failed)} failed" if report.failed else ""),
+        )
     return replace(report, chosen_because=why)
 
 

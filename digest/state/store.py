@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from digest.state.approvals import Approvals
 from digest.state.articles import Articles
+from digest.state.audit import Audit
 from digest.state.backend import Database, Dialect, SqliteDatabase, open_database
 from digest.state.bounces import Bounces
 from digest.state.entries import Entries
@@ -25,6 +26,7 @@ from digest.state.ledger import Ledger
 from digest.state.runs import Runs
 from digest.state.settings import Settings
 from digest.state.subscribers import Subscribers
+from digest.state.users import Users
 
 if TYPE_CHECKING:
     from digest.config import Config
@@ -48,6 +50,8 @@ class Store:
         self.subscribers = Subscribers(database)
         self.bounces = Bounces(database)
         self.runs = Runs(database)
+        self.users = Users(database)
+        self.audit = Audit(database)
 
     @property
     def dialect(self) -> Dialect:

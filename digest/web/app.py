@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import secrets
@@ -28,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from digest.compose.draft import Draft
 from digest.errors import DigestError
+from digest.pipeline import desk
 from digest.web import edits
 from digest.web.hosts import AllowedHosts, HostGuard, bound_names
 from digest.web.pages import STATIC, render_message, render_page
@@ -39,6 +41,16 @@ from digest.web.security import (
     LoginThrottle,
     SecurityHeaders,
     error_handlers,
+)
+from digest.web.signin import (
+    OPEN,
+    USER_COOKIE,
+    Identity,
+    Sessions,
+    SignInMiddleware,
+    from_trusted_proxy,
+    identity_of,
+    to_sign_in,
 )
 from digest.web.view import entry_anchor, page_context, personalised
 from digest.web.workspace import Workspace
@@ -94,6 +106,32 @@ def _text(form: FormData, name: str) -> str:
 
 def _texts(form: FormData, name: str) -> list[str]:
     return [v for v in form.getlist(name) if isinstance(v, str)]
+
+
+def _audit_text(done: str) -> str:
+    """A notice as an audit entry: "Dropped “X” from the issue." -> "dropped “X” from the issue"."""
+    return (done[:1].lower() + done[1:]).rstrip(".")
+
+
+RIGHT_WORDS = {"edit": "change the draft or send tests", "approve": "approve issues"}
+
+
+def require(request: Request, right: str) -> Identity:
+    """The request's identity when its role has `right`; raises HTTPException 403 (nothing changes)."""
+    who = identity_of(request)
+    if not desk.allowed(who.role, right):
+        log.warning(
+            "preview: refused %s %s to %s (role %s)", request.method, request.url.path, who.name, who.role
+        )
+        role = f"your role ({who.role})" if who.role else "you"
+        raise HTTPException(
+            403, f"{role[:1].upper() + role[1:]} cannot {RIGHT_WORDS.get(right, right)}; nothing was changed."
+        )
+    return who
+
+
+def actor_of(who: Identity) -> str:
+    return who.name if who.signed_in else "preview user (no sign-in)"
 
 
 def _message(error: Exception) -> str:
@@ -157,9 +195,16 @@ class PreviewApp:
     """The preview's endpoints, over one workspace; `create_preview_app` turns them into a Starlette app."""
 
     def __init__(
-        self, workspace: Workspace, *, access_token: str | None, csrf: Csrf, throttle: LoginThrottle
+        self,
+        workspace: Workspace,
+        *,
+        access_token: str | None,
+        csrf: Csrf,
+        throttle: LoginThrottle,
+        sessions: Sessions | None = None,
     ) -> None:
         self.workspace = workspace
+        self.sessions = sessions or Sessions()
         self.csrf = csrf
         self.throttle = throttle
         self.gate = AccessGate(access_token)
@@ -208,6 +253,8 @@ class PreviewApp:
     async def home(self, request: Request) -> Response:
         notice = self.notices.get(request.query_params.get("notice"))
         context = await run_in_threadpool(page_context, self.workspace)
+        eyes, audit = await run_in_threadpool(self.workspace.desk_state)
+        who = identity_of(request)
         token, new_session = self.csrf.page_token(request)
         body = render_page(
             "preview.html",
@@ -218,6 +265,11 @@ class PreviewApp:
             notice=notice,
             access_protected=self.gate.token is not None,
             site_name=self.workspace.config.digest.title,
+            who=who,
+            can_edit=desk.allowed(who.role, "edit"),
+            can_approve=desk.allowed(who.role, "approve"),
+            four_eyes=eyes,
+            audit=audit,
             **context,
         )
         response = HTMLResponse(body)
@@ -277,13 +329,18 @@ class PreviewApp:
     ) -> Callable[[Request], object]:
         async def endpoint(request: Request) -> Response:
             form = await self.form_of(request)
+            who = require(request, "edit")
             entry_id = _text(form, "entry")
             refused = await self.refused_if_sent()
             if refused is not None:
                 return refused
             try:
                 change, done = describe(form, entry_id)
-                snapshot = await run_in_threadpool(self.workspace.edit_draft, change)
+                snapshot = await run_in_threadpool(
+                    functools.partial(
+                        self.workspace.edit_draft, change, actor=actor_of(who), what=_audit_text(done)
+                    )
+                )
             except (DigestError, ValueError) as e:
                 return self.redirect("error", _message(e), "entries")
             self.check_links_soon()
@@ -295,7 +352,10 @@ class PreviewApp:
 
     async def refresh(self, request: Request) -> Response:
         await self.form_of(request)
-        snapshot = await run_in_threadpool(self.workspace.rebuild, fetch=True)
+        who = require(request, "edit")
+        snapshot = await run_in_threadpool(
+            functools.partial(self.workspace.rebuild_by, actor_of(who), fetch=True)
+        )
         self.check_links_soon()
         if snapshot.error:
             return self.redirect("error", f"The rebuild failed: {snapshot.error}", "top")
@@ -314,10 +374,13 @@ class PreviewApp:
     async def rebuild_approved(self, request: Request) -> Response:
         """The explicit rebuild of an approved issue with what changed since (it voids the approval)."""
         await self.form_of(request)
+        who = require(request, "edit")
         refused = await self.refused_if_sent("approval")
         if refused is not None:
             return refused
-        snapshot = await run_in_threadpool(self.workspace.rebuild, force=True)
+        snapshot = await run_in_threadpool(
+            functools.partial(self.workspace.rebuild_by, actor_of(who), force=True)
+        )
         self.check_links_soon()
         if snapshot.error:
             return self.redirect("error", f"The rebuild failed: {snapshot.error}", "top")
@@ -327,15 +390,19 @@ class PreviewApp:
 
     async def approve(self, request: Request) -> Response:
         form = await self.form_of(request)
+        who = require(request, "approve")
         refused = await self.refused_if_sent("approval")
         if refused is not None:
             return refused
         try:
             text = await run_in_threadpool(
-                self.workspace.approve,
-                _text(form, "name"),
-                seen_html_sha256=_text(form, "html_sha256"),
-                seen_text_sha256=_text(form, "text_sha256"),
+                functools.partial(
+                    self.workspace.approve,
+                    who.name if who.signed_in else _text(form, "name"),
+                    seen_html_sha256=_text(form, "html_sha256"),
+                    seen_text_sha256=_text(form, "text_sha256"),
+                    signed_in=who.signed_in,
+                )
             )
         except DigestError as e:
             return self.redirect("error", _message(e), "approval")
@@ -343,6 +410,7 @@ class PreviewApp:
 
     async def test_send(self, request: Request) -> Response:
         form = await self.form_of(request)
+        who = require(request, "edit")
         refused = await self.refused_if_sent()
         if refused is not None:
             return refused
@@ -354,7 +422,9 @@ class PreviewApp:
                 "error", f"A test goes to at most {MAX_TEST_ADDRESSES} addresses.", "test-send"
             )
         try:
-            kind, text = await run_in_threadpool(self.workspace.test_send, addresses)
+            kind, text = await run_in_threadpool(
+                functools.partial(self.workspace.test_send, addresses, actor=actor_of(who))
+            )
         except DigestError as e:
             return self.redirect("error", _message(e), "test-send")
         return self.redirect(kind, text, "test-send")
@@ -389,6 +459,83 @@ class PreviewApp:
         )
         return HTMLResponse(body, status_code=401 if error else 200)
 
+    # --- sign-in ------------------------------------------------------------------------------------
+
+    async def identify(self, request: Request) -> Identity | Response:
+        """Who sent the request (see `digest.web.signin`), or the answer when nobody acceptable did."""
+        settings = self.workspace.config.preview
+        if settings.auth == "header":
+            if not from_trusted_proxy(request, settings.trusted_proxies):
+                client = request.client.host if request.client else "unknown"
+                log.warning("preview: refused a request from %s, which is not a trusted proxy", client)
+                return PlainTextResponse(
+                    "Sign in through the organisation's sign-in proxy: this address is not trusted.\n",
+                    status_code=403,
+                )
+            name = request.headers.get(settings.user_header, "").strip()
+            role = desk.header_role(self.workspace.config, name) if name else None
+            if role is None:
+                log.warning("preview: the proxy named %r, who has no role in [preview.roles]", name)
+                return PlainTextResponse(
+                    f"{name or 'This user'} has no role in this preview ([preview.roles]).\n", status_code=403
+                )
+            return Identity(name, role, "header")
+        if not await run_in_threadpool(self.workspace.has_users):
+            return OPEN
+        user = self.sessions.user_of(request.cookies.get(USER_COOKIE))
+        user_role = await run_in_threadpool(self.workspace.user_role, user) if user else None
+        if user is None or user_role is None:
+            return to_sign_in(request)
+        return Identity(user, user_role, "password")
+
+    async def signin(self, request: Request) -> Response:
+        """The user name and password form: no CSRF token (anyone may see it); failures are throttled."""
+        error = None
+        if request.method == "POST":
+            self.csrf.check_origin(request)
+            client = self.throttle.client_of(request)
+            wait = self.throttle.retry_after(client)
+            if wait is not None:
+                log.warning("preview: throttled sign-ins from %s (too many wrong passwords)", client)
+                return self.throttle.refusal(wait)
+            form = await request.form()
+            name = _text(form, "username").strip()
+            user = await run_in_threadpool(self.workspace.authenticate, name, _text(form, "password"))
+            if user is not None:
+                hours = self.workspace.config.preview.session_hours
+                response = RedirectResponse("/", status_code=303)
+                response.set_cookie(
+                    USER_COOKIE,
+                    self.sessions.start(user.name, hours),
+                    max_age=int(hours * 3600),
+                    httponly=True,
+                    samesite="strict",
+                    secure=request.url.scheme == "https",
+                    path="/",
+                )
+                self.csrf.set_session(response, self.csrf.new_session())  # a fresh CSRF session too
+                log.info("preview: %s signed in", user.name)
+                return response
+            self.throttle.failed(client)
+            log.warning("preview: a failed sign-in from %s", client)
+            error = "That user name and password do not match."
+        body = render_page(
+            "signin.html",
+            lang=self.lang,
+            title="Preview: sign in",
+            css="/static/site.css",
+            error=error,
+            site_name=self.workspace.config.digest.title,
+        )
+        return HTMLResponse(body, status_code=401 if error else 200)
+
+    async def signout(self, request: Request) -> Response:
+        await self.form_of(request)
+        self.sessions.end(request.cookies.get(USER_COOKIE))
+        response = RedirectResponse("/signin", status_code=303)
+        response.delete_cookie(USER_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
     def routes(self) -> list[BaseRoute]:
         e = self.edits
         post = ["POST"]
@@ -401,6 +548,8 @@ class PreviewApp:
             Route("/api/status", self.status),
             Route("/report/links", self.links_fragment),
             Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/signin", self.signin, methods=["GET", "POST"]),
+            Route("/signout", self.signout, methods=post),
             Route("/refresh", self.refresh, methods=post),
             Route("/approve", self.approve, methods=post),
             Route("/rebuild", self.rebuild_approved, methods=post),
@@ -429,6 +578,7 @@ def create_preview_app(
     csrf: Csrf | None = None,
     host: str = "127.0.0.1",
     login_throttle: LoginThrottle | None = None,
+    sessions: Sessions | None = None,
 ) -> Starlette:
     """The preview app: builds at start-up, then watches its inputs every `watch_interval` seconds.
 
@@ -437,7 +587,9 @@ def create_preview_app(
     `[preview] allowed_hosts` are answered (see `hosts.HostGuard`).
     """
     throttle = login_throttle or LoginThrottle()
-    preview = PreviewApp(workspace, access_token=access_token, csrf=csrf or Csrf(), throttle=throttle)
+    preview = PreviewApp(
+        workspace, access_token=access_token, csrf=csrf or Csrf(), throttle=throttle, sessions=sessions
+    )
     hosts = AllowedHosts(bound_names(host), lambda: workspace.config.preview.allowed_hosts)
 
     @contextlib.asynccontextmanager
@@ -466,6 +618,9 @@ def create_preview_app(
                 gate=preview.gate,
                 open_paths=("/login", "/static/site.css"),
                 throttle=throttle,
+            ),
+            Middleware(
+                SignInMiddleware, resolve=preview.identify, open_paths=("/signin", "/static/site.css")
             ),
         ],
         exception_handlers=error_handlers(preview.error_page),

@@ -1,0 +1,62 @@
+"""`[preview]`: the preview's addresses, sign-in (password users or a trusted proxy's header) and sessions."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from digest.config.schema import PreviewSettings
+from digest.config.table import Table, allowed_hosts
+
+AUTH_MODES = ("password", "header")
+ROLES = ("editor", "approver", "admin")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def read_preview(p: Table) -> PreviewSettings:
+    """Read `[preview]` and its `[preview.roles]` table (header sign-in: user -> role)."""
+    pd = PreviewSettings()
+    header = p.text("user_header", pd.user_header)
+    if isinstance(header, str) and not _HEADER_NAME.fullmatch(header):
+        p.problem("user_header", f"{header!r} is not an HTTP header name (such as 'X-Forwarded-Email')")
+        header = pd.user_header
+    preview = PreviewSettings(
+        access_token_env=p.text("access_token_env", pd.access_token_env),
+        allowed_hosts=allowed_hosts(p, "allowed_hosts"),
+        auth=p.choice("auth", AUTH_MODES, pd.auth),
+        session_hours=p.number("session_hours", pd.session_hours, maximum=24.0 * 90),
+        user_header=header if isinstance(header, str) else pd.user_header,
+        trusted_proxies=_networks(p, "trusted_proxies"),
+        roles=_roles(p.table("roles")),
+    )
+    if preview.auth == "header" and not preview.trusted_proxies:
+        p.problem(
+            "trusted_proxies",
+            'auth = "header" needs the address of the proxy that sets the header (such as ["127.0.0.1"])',
+        )
+    if preview.auth == "header" and not preview.roles:
+        p.problem("roles", 'auth = "header" needs [preview.roles] mapping users (or "*") to a role')
+    p.finish()
+    return preview
+
+
+def _networks(table: Table, key: str) -> tuple[str, ...]:
+    out = []
+    for i, value in enumerate(table.strings(key)):
+        try:
+            out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            table.problems.append(
+                f"{table.where(key)}[{i}]: {value!r} is not an IP address or network (such as '10.0.0.0/24')"
+            )
+    return tuple(out)
+
+
+def _roles(t: Table) -> tuple[tuple[str, str], ...]:
+    out = []
+    for name in sorted(t.data):
+        role = t.choice(name, ROLES, "editor")
+        if isinstance(t.data[name], str) and t.data[name] in ROLES:
+            out.append((name.strip().lower(), role))
+    t.finish()
+    return tuple(out)
