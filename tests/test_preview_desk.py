@@ -102,7 +102,7 @@ def test_users_are_added_listed_changed_and_removed(
 
 
 def test_with_users_the_preview_asks_for_a_sign_in(desk: tuple[str, Workspace]) -> None:
-    base, workspace = desk
+    base, _workspace = desk
     with httpx.Client(base_url=base) as client:
         first = client.get("/")
         assert first.status_code == 303
@@ -273,7 +273,7 @@ def test_roles_four_eyes_and_the_audit_trail(
 
 def test_without_users_the_preview_stays_open_on_loopback(tmp_path: Path) -> None:
     config = sample_project(tmp_path)
-    with preview_served(config) as (base, workspace):
+    with preview_served(config) as (base, _workspace):
         page = httpx.get(f"{base}/")
         assert page.status_code == 200
         assert 'id="approver"' in page.text  # the typed name, as before
@@ -299,7 +299,7 @@ def header_project(tmp_path: Path, proxy: str) -> Path:
 def test_header_sign_in_is_believed_only_from_a_trusted_proxy(tmp_path: Path) -> None:
     config = header_project(tmp_path, "127.0.0.2")
     headers = {"X-Forwarded-Email": "asha@blmk.example"}
-    with preview_served(config, status_code=403) as (base, workspace):
+    with preview_served(config, status_code=403) as (base, _workspace):
         # From 127.0.0.1 (not the proxy): refused, whatever the header says.
         direct = httpx.get(f"{base}/", headers=headers)
         assert direct.status_code == 403

@@ -107,3 +107,8 @@ def passwd(config_path: Path, name: str, password_stdin: bool) -> int:
         desk.change_password(db, name, password, now=_now())
     stdout.print(f"changed the password of {name}", markup=False)
     return 0
+
+
+def register(group: click.Group) -> None:
+    """Add `users` to the `digest` group."""
+    group.add_command(users_group)
