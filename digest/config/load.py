@@ -146,7 +146,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
     st.finish()
 
     p = top.table("preview")
-    preview = read_preview(p)
+    preview = read_preview(p, root, sources)
     p.finish()
 
     subscriber_settings = read_subscribers(top.table("subscribers"))

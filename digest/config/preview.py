@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
-from digest.config.schema import PreviewSettings
-from digest.config.table import Table, allowed_hosts
+from digest.config.schema import PreviewSettings, Source
+from digest.config.table import Table, allowed_hosts, local_path
 
 AUTH_MODES = ("password", "header")
 ROLES = ("editor", "approver", "admin")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
 
 
-def read_preview(p: Table) -> PreviewSettings:
+def read_preview(p: Table, root: Path, sources: Sequence[Source | None]) -> PreviewSettings:
     """Read `[preview]` and its `[preview.roles]` table (header sign-in: user -> role)."""
     pd = PreviewSettings()
     header = p.text("user_header", pd.user_header)
@@ -28,6 +30,7 @@ def read_preview(p: Table) -> PreviewSettings:
         user_header=header if isinstance(header, str) else pd.user_header,
         trusted_proxies=_networks(p, "trusted_proxies"),
         roles=_roles(p.table("roles")),
+        items_folder=_items_folder(p, root, sources),
     )
     if preview.auth == "header" and not preview.trusted_proxies:
         p.problem(
@@ -60,3 +63,33 @@ def _roles(t: Table) -> tuple[tuple[str, str], ...]:
             out.append((name.strip().lower(), role))
     t.finish()
     return tuple(out)
+
+
+def _items_folder(p: Table, root: Path, sources: Sequence[Source | None]) -> Path | None:
+    """`[preview] items_folder`: inside the config folder, and read by an enabled `*.md` glob source."""
+    value = p.text("items_folder", None)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    folder = local_path(p, "items_folder", value.strip(), root, must_exist=True)
+    if folder is None:
+        return None
+    if not folder.is_dir():
+        p.problem("items_folder", f"{value!r} is not a folder")
+        return None
+    readers = [
+        s
+        for s in sources
+        if s is not None
+        and s.enabled
+        and s.kind == "glob"
+        and Path(s.location).parent.resolve() == folder
+        and Path(s.location).name in ("*.md", "*.markdown")
+    ]
+    if not readers:
+        p.problem(
+            "items_folder",
+            f"no enabled [[sources]] reads {value}/*.md, so items added there would never reach an issue"
+            f' (add a source with url = "{value}/*.md")',
+        )
+        return None
+    return folder

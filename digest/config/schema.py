@@ -241,6 +241,9 @@ class PreviewSettings:
     trusted_proxies: tuple[str, ...] = ()  # addresses or networks ("10.0.0.5", "10.0.0.0/24")
     # [preview.roles]: header-authenticated user -> role; "*" is the role of anyone not listed.
     roles: tuple[tuple[str, str], ...] = ()
+    # Where one-off items added in the preview are written, as curated Markdown items (a folder a
+    # `*.md` glob source reads); None: the preview cannot add items.
+    items_folder: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from digest.compose.draft import Draft
 from digest.errors import DigestError
 from digest.pipeline import desk
+from digest.pipeline.items import OneOffItem
 from digest.web import edits
 from digest.web.hosts import AllowedHosts, HostGuard, bound_names
 from digest.web.pages import STATIC, render_message, render_page
@@ -185,6 +186,17 @@ class DraftEdits:
         chosen = [v for v in _texts(form, "priority") if v in known]
         label = ", ".join(chosen) if chosen else "no priority"
         return (lambda d: edits.retag(d, entry_id, chosen)), f"Re-tagged {self.title(entry_id)}: {label}."
+
+    def words(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        subject, preheader = _text(form, "subject"), _text(form, "preheader")
+        said = f"subject “{' '.join(subject.split())}”" if subject.strip() else "the configured subject"
+        return (lambda d: edits.set_words(d, subject, preheader)), f"Set the {said} and preheader."
+
+    def reword(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        title, teaser = _text(form, "title"), _text(form, "teaser")
+        was = self.title(entry_id)
+        now = f"“{' '.join(title.split())}”" if title.strip() else "the source's title"
+        return (lambda d: edits.reword(d, entry_id, title, teaser)), f"Reworded {was}: {now}."
 
     def intro(self, form: FormData, entry_id: str) -> tuple[Change, str]:
         text = _text(form, "intro")
@@ -349,6 +361,39 @@ class PreviewApp:
             return self.redirect("ok", done, entry_anchor(entry_id) if entry_id else "intro")
 
         return endpoint
+
+    async def add_item(self, request: Request) -> Response:
+        """The one-off item form: writes a curated Markdown item and rebuilds with it."""
+        form = await self.form_of(request)
+        who = require(request, "edit")
+        refused = await self.refused_if_sent("add-item")
+        if refused is not None:
+            return refused
+        item = OneOffItem(
+            title=_text(form, "title"),
+            link=_text(form, "link"),
+            summary=_text(form, "summary"),
+            day=_text(form, "date"),
+            priority=_text(form, "priority"),
+            image=_text(form, "image"),
+            image_alt=_text(form, "image_alt"),
+            pinned=_text(form, "pinned") == "yes",
+        )
+        try:
+            path, snapshot = await run_in_threadpool(
+                functools.partial(self.workspace.add_item, item, actor=actor_of(who))
+            )
+        except DigestError as e:
+            return self.redirect("error", _message(e), "add-item")
+        self.check_links_soon()
+        if snapshot.error:
+            return self.redirect(
+                "error", f"Saved {path.name}, but the rebuild failed: {snapshot.error}", "top"
+            )
+        offline = " (offline: it reaches the issue at the next fetch)" if self.workspace.offline else ""
+        return self.redirect(
+            "ok", f"Added “{' '.join(item.title.split())}” as {path.name}{offline}.", "add-item"
+        )
 
     async def refresh(self, request: Request) -> Response:
         await self.form_of(request)
@@ -551,6 +596,7 @@ class PreviewApp:
             Route("/signin", self.signin, methods=["GET", "POST"]),
             Route("/signout", self.signout, methods=post),
             Route("/refresh", self.refresh, methods=post),
+            Route("/items/add", self.add_item, methods=post),
             Route("/approve", self.approve, methods=post),
             Route("/rebuild", self.rebuild_approved, methods=post),
             Route("/test-send", self.test_send, methods=post),
@@ -564,6 +610,8 @@ class PreviewApp:
                     ("move", e.move),
                     ("retag", e.retag),
                     ("intro", e.intro),
+                    ("words", e.words),
+                    ("reword", e.reword),
                 )
             ),
             Mount("/static", StaticFiles(directory=STATIC)),

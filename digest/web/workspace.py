@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from digest.checks.email import EmailProblem, check_email
 from digest.checks.links import LinkChecker, LinkStatus, extract_links
@@ -29,6 +30,7 @@ from digest.models import Issue
 from digest.pipeline import desk, web
 from digest.pipeline.build import build_issue, plan_issue
 from digest.pipeline.ingest import IngestResult, ingest_sources
+from digest.pipeline.items import OneOffItem, write_item
 from digest.pipeline.send import send_issue
 from digest.render import html_lang, template_search_path
 from digest.state.store import Store, open_store
@@ -308,6 +310,28 @@ class Workspace:
             snapshot = self.rebuild(fetch=False, force=True)
             self.record("edit", actor, what or "changed the draft", before=before, content=True)
             return snapshot
+
+    def add_item(self, item: OneOffItem, *, actor: str) -> tuple[Path, Snapshot]:
+        """Write a one-off item into `[preview] items_folder`, then fetch and rebuild (voiding an approval).
+
+        Raises:
+            UsageError: the issue's sending has started, no items folder, or an unusable item.
+            StateError: the folder cannot be written.
+        """
+        with self._lock:
+            self.refuse_if_sent()
+            before = self.snapshot
+            path = write_item(self.config, item, today=self.clock().astimezone(self.zone).date())
+            snapshot = self.rebuild(fetch=True, force=True)
+            name = " ".join(item.title.split())
+            self.record(
+                "edit", actor, f"added the one-off item “{name}” ({path.name})", before=before, content=True
+            )
+            return path, snapshot
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.config.digest.timezone)
 
     def rebuild_by(self, actor: str, *, fetch: bool = False, force: bool = False) -> Snapshot:
         """`rebuild`, recorded in the audit trail as `actor`'s (a content change when the email changed)."""
