@@ -1,4 +1,4 @@
-"""Issue 13, item 5: the subject, preheader, an entry's title and teaser, and one-off items, from the preview."""
+"""Issue 13, item 5: subject, preheader, an entry's title and teaser, and one-off items, from the preview."""
 
 from __future__ import annotations
 
