@@ -114,6 +114,25 @@ def scheduled_job(
     return job
 
 
+def draft_ahead_tick(config: Config) -> Callable[[datetime], None]:
+    """What `digest schedule` does between slots: build the next draft `draft_ahead_hours` ahead."""
+    from digest.pipeline.run import prepare_ahead  # noqa: PLC0415 - rendering is loaded only when running
+
+    def tick(now: datetime) -> None:
+        try:
+            built = prepare_ahead(config, now=now)
+        except BusyError as e:
+            log.info("draft ahead: %s (tried again shortly)", e.message)
+            return
+        except DigestError as e:
+            log.error("draft ahead failed: %s%s", e.message, f" (hint: {e.hint})" if e.hint else "")  # noqa: TRY400 - expected errors need no traceback
+            return
+        if built:
+            log.info("draft ahead: built issue %s and told [notify] to", built)
+
+    return tick
+
+
 @click.command("schedule")
 @config_option
 def schedule_command(config_path: Path) -> int:
@@ -127,6 +146,7 @@ def schedule_command(config_path: Path) -> int:
             now=_now,
             wait=stop.wait,
             retry_minutes=config.schedule.retry_minutes,
+            tick=draft_ahead_tick(config),
         ).run()
     return 0
 

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from digest.config.bounces import read_bounces
 from digest.config.holidays import region_problem
-from digest.config.preview import read_preview
+from digest.config.preview import read_notify, read_preview
 from digest.config.schema import (
     ApprovalSettings,
     Config,
@@ -132,6 +132,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         retry_minutes=s.integer("retry_minutes", sd.retry_minutes, minimum=1, maximum=10_080),
         holidays=read_holidays(s),
         on_holiday=cast(OnHoliday, s.choice("on_holiday", ON_HOLIDAY, sd.on_holiday)),
+        draft_ahead_hours=s.number("draft_ahead_hours", sd.draft_ahead_hours, minimum=0.0, maximum=24.0 * 6),
     )
     s.finish()
 
@@ -150,6 +151,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
     p.finish()
 
     subscriber_settings = read_subscribers(top.table("subscribers"))
+    notify = read_notify(top.table("notify"))
 
     top.finish()
     if problems:
@@ -180,6 +182,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         state_url=state_url,
         state_password_env=state_password_env,
         subscribers=subscriber_settings,
+        notify=notify,
         bounces=bounces,
         enablers=enablers,
     )

@@ -7,8 +7,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from digest.config.schema import PreviewSettings, Source
-from digest.config.table import Table, allowed_hosts, local_path
+from digest.config.bounces import ADDRESS
+from digest.config.schema import NotifySettings, PreviewSettings, Source
+from digest.config.table import Table, allowed_hosts, http_url, local_path
 
 AUTH_MODES = ("password", "header")
 ROLES = ("editor", "approver", "admin")
@@ -93,3 +94,25 @@ def _items_folder(p: Table, root: Path, sources: Sequence[Source | None]) -> Pat
         )
         return None
     return folder
+
+
+def read_notify(t: Table) -> NotifySettings:
+    """`[notify]`: `to` (the team's addresses), `preview_url` (linked in the messages), `remind_hours`."""
+    nd = NotifySettings()
+    to = []
+    for i, value in enumerate(t.strings("to")):
+        address = value.strip()
+        if not address.isascii() or not ADDRESS.fullmatch(address):
+            t.problems.append(
+                f"{t.where('to')}[{i}]: {value!r} is not an email address such as 'comms@example.org'"
+            )
+        else:
+            to.append(address)
+    url = t.text("preview_url", nd.preview_url)
+    notify = NotifySettings(
+        to=tuple(dict.fromkeys(to)),
+        preview_url=url if http_url(t, "preview_url", url) else nd.preview_url,
+        remind_hours=t.number("remind_hours", nd.remind_hours, maximum=24.0 * 30),
+    )
+    t.finish()
+    return notify

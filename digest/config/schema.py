@@ -210,6 +210,8 @@ class ScheduleSettings:
     # what a slot on one of its holidays does: runs anyway, moves to the next working day, or is skipped.
     holidays: str | None = None
     on_holiday: OnHoliday = "send"
+    # Build the next issue's draft this many hours before its slot and tell [notify] to (0: off).
+    draft_ahead_hours: float = 0.0
 
     @property
     def at(self) -> time_of_day:
@@ -222,6 +224,15 @@ class ApprovalSettings:
     required: bool = False
     # Whoever made the last change to an issue's content cannot approve it (needs signed-in users).
     four_eyes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """`[notify]`: the comms team's addresses, told when a draft is ready, waiting, or sent."""
+
+    to: tuple[str, ...] = ()
+    preview_url: str = "http://127.0.0.1:8000/"  # the link in the messages
+    remind_hours: float = 24.0  # at most one "waiting for approval" reminder per issue this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +292,7 @@ class Config:
     state_url: str | None = None
     state_password_env: str | None = None
     subscribers: SubscriberSettings = SubscriberSettings()
+    notify: NotifySettings = NotifySettings()
     bounces: BounceSettings | None = None  # None: no [bounces] table
     enablers: tuple[Priority, ...] = ()
 
