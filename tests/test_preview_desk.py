@@ -154,13 +154,23 @@ def test_sessions_expire_and_end_with_their_user() -> None:
     assert sessions.user_of("forged") is None
 
 
-def test_a_removed_user_is_signed_out(desk: tuple[str, Workspace], team: Path) -> None:
+def test_a_removed_user_or_a_new_password_signs_out(desk: tuple[str, Workspace], team: Path) -> None:
     base, _ = desk
     with httpx.Client(base_url=base) as client:
         sign_in(client, EDITOR)
         assert client.get("/").status_code == 200
         assert main(["users", "remove", EDITOR, "--config", str(team)]) == 0
         assert client.get("/").status_code == 303
+        sign_in(client, APPROVER)
+        assert client.get("/").status_code == 200
+        changed = CliRunner().invoke(
+            cli,
+            ["users", "passwd", APPROVER, "--config", str(team), "--password-stdin"],
+            input="another long passphrase\n",
+        )
+        assert changed.exit_code == 0
+        assert client.get("/").status_code == 303  # a new password ends the sessions of the old one
+        assert sign_in(client, APPROVER, "another long passphrase").status_code == 303
 
 
 # --- roles, four eyes, audit ---------------------------------------------------------------------------
@@ -315,6 +325,7 @@ def test_header_sign_in_is_believed_only_from_a_trusted_proxy(tmp_path: Path) ->
             page = client.get("/", headers=other)
             assert "Signed in as <strong>kim@blmk.example</strong> (editor)" in page.text
             assert client.get("/").status_code == 403  # no header: nobody
+            assert client.get("/signin", headers=other).status_code == 404  # the proxy signs people in
 
 
 def test_header_auth_needs_proxies_and_roles(tmp_path: Path) -> None:

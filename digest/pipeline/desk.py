@@ -51,11 +51,11 @@ __all__ = [
     "authenticate",
     "change_password",
     "four_eyes",
+    "get_user",
     "has_users",
     "list_users",
     "record_audit",
     "remove_user",
-    "user_role",
 ]
 
 
@@ -164,10 +164,9 @@ def authenticate(db: Store, name: str, password: str, *, now: datetime) -> User 
     return user
 
 
-def user_role(db: Store, name: str) -> str | None:
-    """The role of a password user now (None once removed): a session ends when its user goes."""
-    user = db.users.get_user(name)
-    return user.role if user else None
+def get_user(db: Store, name: str) -> User | None:
+    """A password user now (None once removed): a session ends when its user goes."""
+    return db.users.get_user(name)
 
 
 def header_role(config: Config, name: str) -> str | None:

@@ -51,6 +51,7 @@ from digest.web.signin import (
     SignInMiddleware,
     from_trusted_proxy,
     identity_of,
+    stamp_of,
     to_sign_in,
 )
 from digest.web.view import entry_anchor, page_context, personalised
@@ -527,14 +528,16 @@ class PreviewApp:
             return Identity(name, role, "header")
         if not await run_in_threadpool(self.workspace.has_users):
             return OPEN
-        user = self.sessions.user_of(request.cookies.get(USER_COOKIE))
-        user_role = await run_in_threadpool(self.workspace.user_role, user) if user else None
-        if user is None or user_role is None:
-            return to_sign_in(request)
-        return Identity(user, user_role, "password")
+        session = self.sessions.session_of(request.cookies.get(USER_COOKIE))
+        user = await run_in_threadpool(self.workspace.user, session[0]) if session else None
+        if session is None or user is None or stamp_of(user.password_hash) != session[1]:
+            return to_sign_in(request)  # no session, or its user was removed or given a new password
+        return Identity(user.name, user.role, "password")
 
     async def signin(self, request: Request) -> Response:
         """The user name and password form: no CSRF token (anyone may see it); failures are throttled."""
+        if self.workspace.config.preview.auth == "header":
+            raise HTTPException(404)  # the proxy signs people in
         error = None
         if request.method == "POST":
             self.csrf.check_origin(request)
@@ -551,7 +554,7 @@ class PreviewApp:
                 response = RedirectResponse("/", status_code=303)
                 response.set_cookie(
                     USER_COOKIE,
-                    self.sessions.start(user.name, hours),
+                    self.sessions.start(user.name, hours, stamp_of(user.password_hash)),
                     max_age=int(hours * 3600),
                     httponly=True,
                     samesite="strict",

@@ -12,6 +12,7 @@ Three modes, chosen per request from the config and state:
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import secrets
@@ -47,32 +48,39 @@ OPEN = Identity("", "admin", "open")
 
 
 class Sessions:
-    """Sign-in sessions kept in this process: a random token -> (user, expiry). A restart signs out all."""
+    """Sign-in sessions kept in this process: a random token -> (user, stamp, expiry). A restart signs
+    out all. The stamp is a fingerprint of the user's password hash at sign-in: once the password is
+    changed (`digest users passwd`, from any process) the stamps differ and the session is over."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._items: dict[str, tuple[str, float]] = {}
+        self._items: dict[str, tuple[str, str, float]] = {}
         self._lock = threading.Lock()
 
-    def start(self, name: str, hours: float) -> str:
+    def start(self, name: str, hours: float, stamp: str = "") -> str:
         token = secrets.token_urlsafe(32)
         with self._lock:
-            self._items[token] = (name, self.clock() + hours * 3600)
+            self._items[token] = (name, stamp, self.clock() + hours * 3600)
             while len(self._items) > MAX_SESSIONS:
                 self._items.pop(next(iter(self._items)))
         return token
 
-    def user_of(self, token: str | None) -> str | None:
+    def session_of(self, token: str | None) -> tuple[str, str] | None:
+        """(user, stamp) of a live session, else None (an expired one is forgotten)."""
         if not token:
             return None
         with self._lock:
             found = self._items.get(token)
             if found is None:
                 return None
-            if found[1] <= self.clock():
+            if found[2] <= self.clock():
                 del self._items[token]
                 return None
-            return found[0]
+            return found[0], found[1]
+
+    def user_of(self, token: str | None) -> str | None:
+        found = self.session_of(token)
+        return found[0] if found else None
 
     def end(self, token: str | None) -> None:
         with self._lock:
@@ -80,7 +88,7 @@ class Sessions:
 
     def end_user(self, name: str) -> None:
         with self._lock:
-            for token in [t for t, (n, _) in self._items.items() if n == name]:
+            for token in [t for t, (n, _, _) in self._items.items() if n == name]:
                 del self._items[token]
 
 
@@ -133,3 +141,8 @@ def to_sign_in(request: Request) -> Response:
     if request.method in ("GET", "HEAD") and request.url.path == "/":
         return RedirectResponse("/signin", status_code=303)
     return Response("sign-in required", status_code=401, media_type="text/plain")
+
+
+def stamp_of(password_hash: str) -> str:
+    """A short fingerprint of a password hash (the session keeps this, not the hash)."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]

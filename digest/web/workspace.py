@@ -411,10 +411,11 @@ class Workspace:
         finally:
             db.close()
 
-    def user_role(self, name: str) -> str | None:
+    def user(self, name: str) -> desk.User | None:
+        """A password user as state holds them now (None once removed)."""
         db = self.open_store()
         try:
-            return desk.user_role(db, name)
+            return desk.get_user(db, name)
         finally:
             db.close()
 
