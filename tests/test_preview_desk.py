@@ -349,3 +349,36 @@ def test_header_auth_needs_proxies_and_roles(tmp_path: Path) -> None:
     assert "preview.trusted_proxies[0]: 'proxy.example' is not an IP address" in text
     assert "preview.session_hours" in text
     assert "preview.roles.asha: must be one of" in text
+
+
+def test_only_admins_manage_users_in_the_preview(desk: tuple[str, Workspace], team: Path) -> None:
+    base, _ = desk
+    with httpx.Client(base_url=base) as admin, httpx.Client(base_url=base) as approver:
+        sign_in(admin, BOSS)
+        sign_in(approver, APPROVER)
+        page = approver.get("/").text
+        assert 'id="users"' not in page
+        new = {"csrf_token": csrf_of(page), "username": "kim", "role": "editor", "password": PASSWORD}
+        assert approver.post("/users/add", data=new).status_code == 403
+        page = admin.get("/").text
+        assert 'id="users"' in page
+        added = admin.post("/users/add", data={**new, "csrf_token": csrf_of(page)})
+        assert added.status_code == 303
+        assert "Added user kim (editor)." in admin.get(added.headers["location"]).text
+        token = csrf_of(page)
+        assert admin.post("/users/remove", data={"csrf_token": token, "username": BOSS}).status_code == 303
+        with open_store(load_config(team)) as db:
+            assert sorted(u.name for u in db.users.list_users()) == sorted([EDITOR, APPROVER, BOSS, "kim"])
+        assert (
+            approver.post(
+                "/users/remove", data={"csrf_token": csrf_of(approver.get("/").text), "username": "kim"}
+            ).status_code
+            == 403
+        )
+        assert admin.post("/users/remove", data={"csrf_token": token, "username": "kim"}).status_code == 303
+        with open_store(load_config(team)) as db:
+            assert "kim" not in [u.name for u in db.users.list_users()]
+            assert [e.detail for e in db.audit.events() if e.action == "users"] == [
+                "removed user kim",
+                "added user kim (editor)",
+            ]

@@ -65,6 +65,7 @@ def desk(tmp_path: Path) -> Iterator[tuple[str, Workspace, Path]]:
     )
     add_user(config, "erin", "editor")
     add_user(config, "priya", "approver")
+    add_user(config, "sam", "admin")
     with preview_served(config, status_code=401) as (base, workspace):
         assert isinstance(workspace, Workspace)
         yield base, workspace, tmp_path
@@ -177,3 +178,23 @@ def test_two_users_edit_approve_and_send_a_test_with_four_eyes_and_an_audit_trai
         ("priya", "approve"),
         ("erin", "test-send"),
     ]
+
+
+def test_the_admins_page_has_no_serious_accessibility_violations(
+    browser: Any, desk: tuple[str, Workspace, Path]
+) -> None:
+    base, _, _ = desk
+    context = browser.new_context(bypass_csp=True, viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(f"{base}/signin")
+        page.get_by_label("User name").fill("sam")
+        page.get_by_label("Password").fill(PASSWORD)
+        with page.expect_navigation(url=f"{base}/"):
+            page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#users")).to_contain_text("priya (approver)")
+        expect(page.locator("#add-item")).to_be_visible()
+        assert axe_serious(page) == []
+        assert axe_serious(page, scheme="dark") == []
+    finally:
+        context.close()

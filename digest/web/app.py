@@ -115,7 +115,11 @@ def _audit_text(done: str) -> str:
     return (done[:1].lower() + done[1:]).rstrip(".")
 
 
-RIGHT_WORDS = {"edit": "change the draft or send tests", "approve": "approve issues"}
+RIGHT_WORDS = {
+    "edit": "change the draft or send tests",
+    "approve": "approve issues",
+    "users": "manage users",
+}
 
 
 def require(request: Request, right: str) -> Identity:
@@ -268,6 +272,8 @@ class PreviewApp:
         context = await run_in_threadpool(page_context, self.workspace)
         eyes, audit = await run_in_threadpool(self.workspace.desk_state)
         who = identity_of(request)
+        manage = desk.allowed(who.role, "users") and who.via == "password"
+        users = await run_in_threadpool(self.workspace.users) if manage else []
         token, new_session = self.csrf.page_token(request)
         body = render_page(
             "preview.html",
@@ -283,6 +289,9 @@ class PreviewApp:
             can_approve=desk.allowed(who.role, "approve"),
             four_eyes=eyes,
             audit=audit,
+            manage_users=manage,
+            users=users,
+            roles=desk.ROLES,
             **context,
         )
         response = HTMLResponse(body)
@@ -395,6 +404,28 @@ class PreviewApp:
         return self.redirect(
             "ok", f"Added “{' '.join(item.title.split())}” as {path.name}{offline}.", "add-item"
         )
+
+    async def manage_user(self, request: Request) -> Response:
+        """An admin adds or removes a preview user (POST /users/add, /users/remove)."""
+        form = await self.form_of(request)
+        who = require(request, "users")
+        action = request.url.path.rsplit("/", 1)[1]
+        try:
+            done = await run_in_threadpool(
+                functools.partial(
+                    self.workspace.manage_user,
+                    action,
+                    _text(form, "username").strip(),
+                    actor=who.name,
+                    role=_text(form, "role"),
+                    password=_text(form, "password"),
+                )
+            )
+        except DigestError as e:
+            return self.redirect("error", _message(e), "users")
+        if action == "remove":
+            self.sessions.end_user(_text(form, "username").strip())
+        return self.redirect("ok", done[:1].upper() + done[1:] + ".", "users")
 
     async def refresh(self, request: Request) -> Response:
         await self.form_of(request)
@@ -600,6 +631,8 @@ class PreviewApp:
             Route("/signout", self.signout, methods=post),
             Route("/refresh", self.refresh, methods=post),
             Route("/items/add", self.add_item, methods=post),
+            Route("/users/add", self.manage_user, methods=post),
+            Route("/users/remove", self.manage_user, methods=post),
             Route("/approve", self.approve, methods=post),
             Route("/rebuild", self.rebuild_approved, methods=post),
             Route("/test-send", self.test_send, methods=post),

@@ -411,6 +411,36 @@ class Workspace:
         finally:
             db.close()
 
+    def users(self) -> list[desk.User]:
+        db = self.open_store()
+        try:
+            return desk.list_users(db)
+        finally:
+            db.close()
+
+    def manage_user(self, action: str, name: str, *, actor: str, role: str = "", password: str = "") -> str:
+        """An admin's change to the users ("add" or "remove"); returns what was done, for the audit trail.
+
+        Raises:
+            UsageError: a bad name, role or password, a taken name, an unknown user, or removing oneself.
+        """
+        db = self.open_store()
+        try:
+            if action == "add":
+                desk.add_user(db, name, role, password, now=self.clock())
+                what = f"added user {name} ({role})"
+            else:
+                if name == actor:
+                    raise UsageError(
+                        "you cannot remove yourself", hint="ask another admin, or use `digest users remove`"
+                    )
+                desk.remove_user(db, name)
+                what = f"removed user {name}"
+            desk.record_audit(db, at=self.clock(), issue_id=None, actor=actor, action="users", detail=what)
+        finally:
+            db.close()
+        return what
+
     def user(self, name: str) -> desk.User | None:
         """A password user as state holds them now (None once removed)."""
         db = self.open_store()
