@@ -134,6 +134,8 @@ class IssueEntry:
     entry: Entry
     matches: tuple[PriorityMatch, ...] = ()
     enablers: tuple[PriorityMatch, ...] = ()
+    # The entry as its source gave it, when the draft changed its title or teaser (None: unchanged).
+    original: Entry | None = None
 
     @property
     def priorities(self) -> tuple[str, ...]:
@@ -225,6 +227,12 @@ class Draft:
     order: tuple[str, ...] = ()
     retag: tuple[tuple[str, tuple[str, ...]], ...] = ()
     highlight_order: tuple[str, ...] = ()
+    # This issue's subject line and preheader, replacing the configured ones ("": the configured).
+    subject: str = ""
+    preheader: str = ""
+    # Entry id -> the title / teaser readers see instead of the source's.
+    titles: tuple[tuple[str, str], ...] = ()
+    teasers: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -244,6 +252,8 @@ class Draft:
                 *self.order,
                 *self.highlight_order,
                 *(i for i, _ in self.retag),
+                *(i for i, _ in self.titles),
+                *(i for i, _ in self.teasers),
             )
         )
 

@@ -143,8 +143,12 @@ def preview_served(
     access_token: str | None = None,
     offline: bool = False,
     as_of: datetime = AS_OF,
+    status_code: int = 200,
 ) -> Iterator[tuple[str, object]]:
-    """The preview app of `config_path` on 127.0.0.1, after its first build; yields (base URL, workspace)."""
+    """The preview app of `config_path` on 127.0.0.1, after its first build; yields (base URL, workspace).
+
+    `status_code`: what an anonymous GET /api/status gets (401 once users must sign in).
+    """
     import httpx
 
     from digest.web.app import create_preview_app
@@ -159,7 +163,7 @@ def preview_served(
         if check_links:
             wait_for(lambda: workspace.links_version >= 1, what="the first link check", attempts=600)
         headers = {"authorization": f"Bearer {access_token}"} if access_token else {}
-        assert httpx.get(f"{base}/api/status", headers=headers).status_code == 200
+        assert httpx.get(f"{base}/api/status", headers=headers).status_code == status_code
         yield base, workspace
 
 

@@ -91,6 +91,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "subscribers": LazyCommand(
         "digest.cli.send", "subscribers_group", "Manage the subscriber list kept in the state database."
     ),
+    "users": LazyCommand(
+        "digest.cli.users",
+        "users_group",
+        "Manage who may sign in to the preview (editor, approver or admin).",
+    ),
 }
 
 

@@ -18,6 +18,7 @@ from digest.cli.common import StopFlag, config_option, edition_option, read_conf
 from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
+from digest.pipeline import desk
 from digest.pipeline.host_lock import SCHEDULE_LOCK, host_lock
 from digest.pipeline.status import Status, gather_status, scheduler_lock_path
 from digest.schedule import JobResult, ScheduleLoop, describe_time, friendly_time, next_slot_note
@@ -129,6 +130,25 @@ def scheduled_job(
     return job
 
 
+def draft_ahead_tick(config: Config) -> Callable[[datetime], None]:
+    """What `digest schedule` does between slots: build the next draft `draft_ahead_hours` ahead."""
+    from digest.pipeline.run import prepare_ahead  # noqa: PLC0415 - rendering is loaded only when running
+
+    def tick(now: datetime) -> None:
+        try:
+            built = prepare_ahead(config, now=now)
+        except BusyError as e:
+            log.info("draft ahead: %s (tried again shortly)", e.message)
+            return
+        except DigestError as e:
+            log.error("draft ahead failed: %s%s", e.message, f" (hint: {e.hint})" if e.hint else "")  # noqa: TRY400 - expected errors need no traceback
+            return
+        if built:
+            log.info("draft ahead: built issue %s and told [notify] to", built)
+
+    return tick
+
+
 @click.command("schedule")
 @config_option
 def schedule_command(config_path: Path) -> int:
@@ -164,6 +184,7 @@ def schedule_command(config_path: Path) -> int:
             now=_now,
             wait=stop.wait,
             retry_minutes=config.schedule.retry_minutes,
+            tick=draft_ahead_tick(config),
         ).run()
     return 0
 
@@ -356,11 +377,41 @@ def _print_sources(status: Status) -> None:
         )
 
 
+def _print_audit(events: list[desk.AuditEvent], *, as_json: bool) -> None:
+    if as_json:
+        rows = [
+            {
+                "at": e.at.isoformat(),
+                "issue_id": e.issue_id,
+                "actor": e.actor,
+                "action": e.action,
+                "detail": e.detail,
+                "content_change": e.content,
+            }
+            for e in events
+        ]
+        click.echo(json.dumps({"audit": rows}, indent=2))
+        return
+    if not events:
+        stdout.print("the audit trail is empty", markup=False)
+    for e in events:
+        stdout.print(
+            f"{e.at:%Y-%m-%d %H:%M:%S} UTC  {e.issue_id or '-'}  {e.action:<9}  {e.actor}: {e.detail}",
+            markup=False,
+        )
+
+
 @click.command("status")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 @edition_option
-def status_command(config_path: Path, as_json: bool, edition: str | None) -> int:
+@click.option(
+    "--audit",
+    "audit",
+    is_flag=True,
+    help="Show the audit trail instead: who edited, rebuilt, test-sent, approved and sent, and when.",
+)
+def status_command(config_path: Path, as_json: bool, edition: str | None, audit: bool) -> int:
     """Show recent issues, runs, the next scheduled run and source health.
 
     With [[editions]], --edition ID shows that edition's issues, runs and next run; without it, every
@@ -371,6 +422,13 @@ def status_command(config_path: Path, as_json: bool, edition: str | None) -> int
     # migrating. PostgreSQL ([state] url) is opened as configured: the file is not used then.
     read_only = config.state_url is None and not writable(config.state_path)
     db = open_store(config, read_only=read_only)
+    if audit:
+        try:
+            events = desk.audit_events(db, limit=200)
+        finally:
+            db.close()
+        _print_audit(events, as_json=as_json)
+        return 0
     try:
         status = gather_status(config, db.for_edition(config.edition_id), now=_now())
     finally:

@@ -6,6 +6,7 @@ the draft are handed in, so the same inputs always give the same issue, whatever
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import unicodedata
@@ -409,6 +410,23 @@ def preheader_text(highlights: tuple[Highlight, ...], items: tuple[IssueEntry, .
     return _shorten(f"{count}: " + "; ".join(lead[:3]), _PREHEADER_CHARS)
 
 
+def reworded(item: IssueEntry, title: str | None, teaser: str | None) -> IssueEntry:
+    """The entry with the draft's title and teaser in place of its source's (kept as `original`).
+
+    Priorities are matched on the source's words (before this), so rewording never re-tags an entry.
+    """
+    if not title and not teaser:
+        return item
+    entry = item.entry
+    changed = replace(
+        entry,
+        title=title or entry.title,
+        summary_text=teaser or entry.summary_text,
+        summary_html=f"<p>{html.escape(teaser)}</p>" if teaser else entry.summary_html,
+    )
+    return replace(item, entry=changed, original=entry)
+
+
 def compose_issue(
     entries: Iterable[Entry],
     *,
@@ -431,15 +449,20 @@ def compose_issue(
         e for e in select_entries(entries, window, exclude_ids=exclude_ids) if e.id not in dropped
     )
     retag = draft.retag_map
+    titles, teasers = dict(draft.titles), dict(draft.teasers)
     items = tuple(
-        IssueEntry(
-            entry=e,
-            matches=(
-                _retagged(retag[e.id], settings.priorities, e.id)
-                if e.id in retag
-                else match_priorities(e, settings.priorities)
+        reworded(
+            IssueEntry(
+                entry=e,
+                matches=(
+                    _retagged(retag[e.id], settings.priorities, e.id)
+                    if e.id in retag
+                    else match_priorities(e, settings.priorities)
+                ),
+                enablers=match_enablers(e, settings.enablers),
             ),
-            enablers=match_enablers(e, settings.enablers),
+            titles.get(e.id),
+            teasers.get(e.id),
         )
         for e in selected
     )
@@ -455,8 +478,8 @@ def compose_issue(
         edition=edition,
         title=settings.title,
         window=window,
-        subject=subject_line(settings, window, empty=not items),
-        preheader=preheader_text(highlights, items, since),
+        subject=draft.subject or subject_line(settings, window, empty=not items),
+        preheader=draft.preheader or preheader_text(highlights, items, since),
         intro_markdown=draft.intro,
         highlights=highlights,
         sections=group_sections(listed, settings, order),

@@ -14,8 +14,17 @@ dropped = ["entry-id", ...]    # left out of the issue
 order = ["entry-id", ...]      # shown first within their day (or week), in this order
 highlight_order = ["entry-id", ...]  # highlights after the pinned ones, ahead of the ranking, in this order
 
+subject = "..."                # this issue's subject line, replacing [digest]'s ("" = the configured one)
+preheader = "..."              # this issue's preheader, replacing the generated one
+
 [retag]                        # these priorities replace the entry's keyword matches ([] = none)
 "entry-id" = ["Start Well"]
+
+[titles]                       # the title readers see instead of the source's (kept in issue.json's
+"entry-id" = "A full title"    # "original" and shown beside it in the preview)
+
+[teasers]                      # the teaser (summary) readers see instead of the source's
+"entry-id" = "One or two sentences."
 ```
 """
 
@@ -33,7 +42,21 @@ from digest.safe_text import scrub_tree
 
 __all__ = ["Draft", "draft_path", "dump_draft", "load_draft", "save_draft"]
 
-_KEYS = ("intro", "pinned", "dropped", "order", "highlight_order", "retag")
+_KEYS = (
+    "intro",
+    "pinned",
+    "dropped",
+    "order",
+    "highlight_order",
+    "subject",
+    "preheader",
+    "retag",
+    "titles",
+    "teasers",
+)
+MAX_SUBJECT = 200
+MAX_TITLE = 300
+MAX_TEASER = 2000
 _HINT = "fix the keys named above, or delete the draft file to build the issue without edits"
 
 
@@ -49,6 +72,51 @@ def _ids(data: dict[str, Any], key: str, problems: list[str]) -> tuple[str, ...]
         return ()
     seen: dict[str, None] = dict.fromkeys(value)
     return tuple(seen)
+
+
+def line_problem(value: str, limit: int) -> str | None:
+    """Why `value` cannot be a one-line text of at most `limit` characters (a subject goes in a header)."""
+    if len(value) > limit:
+        return f"is longer than {limit} characters"
+    if any(c in value for c in "\r\n\u2028\u2029\x85"):
+        return "must be one line"
+    return None
+
+
+def _line(data: dict[str, Any], key: str, limit: int, problems: list[str]) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        problems.append(f"{key} must be a string")
+        return ""
+    problem = line_problem(value, limit)
+    if problem:
+        problems.append(f"{key} {problem}")
+        return ""
+    return value.strip()
+
+
+def _texts(
+    data: dict[str, Any], key: str, limit: int, problems: list[str], *, one_line: bool
+) -> tuple[tuple[str, str], ...]:
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        problems.append(f"{key} must be a table of entry id = text")
+        return ()
+    out = []
+    for entry_id, text in sorted(table.items()):
+        if not isinstance(text, str):
+            problems.append(f"{key}.{entry_id!r} must be a string")
+            continue
+        problem = (
+            line_problem(text, limit)
+            if one_line
+            else (f"is longer than {limit} characters" if len(text) > limit else None)
+        )
+        if problem:
+            problems.append(f"{key}.{entry_id!r} {problem}")
+        elif text.strip():
+            out.append((entry_id, text.strip()))
+    return tuple(out)
 
 
 def parse_draft(path: Path, data: dict[str, Any]) -> Draft:
@@ -75,7 +143,15 @@ def parse_draft(path: Path, data: dict[str, Any]) -> Draft:
             problems.append(f"retag.{entry_id!r} must be a list of priority names (strings)")
             continue
         retag.append((entry_id, tuple(dict.fromkeys(names))))
+    subject = _line(data, "subject", MAX_SUBJECT, problems)
+    preheader = _line(data, "preheader", MAX_SUBJECT, problems)
+    titles = _texts(data, "titles", MAX_TITLE, problems, one_line=True)
+    teasers = _texts(data, "teasers", MAX_TEASER, problems, one_line=False)
     draft = Draft(
+        subject=subject,
+        preheader=preheader,
+        titles=titles,
+        teasers=teasers,
         intro=intro.strip("\n"),
         pinned=_ids(data, "pinned", problems),
         dropped=_ids(data, "dropped", problems),
@@ -145,16 +221,24 @@ def dump_draft(draft: Draft) -> str:
         "# Edits to this issue, applied by `digest build`. Entries are named by their id (see issue.json).",
         "# pinned: always highlighted, first; dropped: left out; order: shown first in their day;",
         "# highlight_order: highlights after the pinned ones, ahead of the ranking, in this order;",
-        "# [retag]: entry id = [priority names] replacing the entry's keyword matches; intro: Markdown.",
+        "# [retag]: entry id = [priority names] replacing the entry's keyword matches; intro: Markdown;",
+        "# subject, preheader: this issue's, replacing the configured ones; [titles], [teasers]: entry id =",
+        "# the words readers see instead of the source's.",
         f"intro = {_toml_string(draft.intro)}",
         f"pinned = {_toml_list(draft.pinned)}",
         f"dropped = {_toml_list(draft.dropped)}",
         f"order = {_toml_list(draft.order)}",
         f"highlight_order = {_toml_list(draft.highlight_order)}",
+        f"subject = {_toml_string(draft.subject)}",
+        f"preheader = {_toml_string(draft.preheader)}",
         "",
         "[retag]",
     ]
     lines += [f"{_toml_string(entry_id)} = {_toml_list(names)}" for entry_id, names in draft.retag]
+    lines += ["", "[titles]"]
+    lines += [f"{_toml_string(entry_id)} = {_toml_string(text)}" for entry_id, text in draft.titles]
+    lines += ["", "[teasers]"]
+    lines += [f"{_toml_string(entry_id)} = {_toml_string(text)}" for entry_id, text in draft.teasers]
     return "\n".join(lines) + "\n"
 
 

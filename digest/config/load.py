@@ -13,6 +13,7 @@ from typing import Any, cast
 from digest.config.bounces import read_bounces
 from digest.config.editions import read_editions
 from digest.config.holidays import region_problem
+from digest.config.preview import read_notify, read_preview
 from digest.config.schema import (
     ApprovalSettings,
     Config,
@@ -20,7 +21,6 @@ from digest.config.schema import (
     GroupBy,
     HighlightSettings,
     OnHoliday,
-    PreviewSettings,
     Priority,
     ScheduleSettings,
     StatusSettings,
@@ -38,7 +38,6 @@ from digest.config.sections import (
 from digest.config.state import read_state_url
 from digest.config.table import (
     Table,
-    allowed_hosts,
     checked,
     date_format_problem,
     http_url,
@@ -135,11 +134,14 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         retry_minutes=s.integer("retry_minutes", sd.retry_minutes, minimum=1, maximum=10_080),
         holidays=read_holidays(s),
         on_holiday=cast(OnHoliday, s.choice("on_holiday", ON_HOLIDAY, sd.on_holiday)),
+        draft_ahead_hours=s.number("draft_ahead_hours", sd.draft_ahead_hours, minimum=0.0, maximum=24.0 * 6),
     )
     s.finish()
 
     a = top.table("approval")
-    approval = ApprovalSettings(required=a.boolean("required", False))
+    approval = ApprovalSettings(
+        required=a.boolean("required", False), four_eyes=a.boolean("four_eyes", False)
+    )
     a.finish()
 
     st = top.table("status")
@@ -147,10 +149,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
     st.finish()
 
     p = top.table("preview")
-    preview = PreviewSettings(
-        access_token_env=p.text("access_token_env", PreviewSettings().access_token_env),
-        allowed_hosts=allowed_hosts(p, "allowed_hosts"),
-    )
+    preview = read_preview(p, root, sources)
     p.finish()
 
     subscriber_settings = read_subscribers(top.table("subscribers"))
@@ -162,6 +161,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         sources=tuple(s for s in sources if s),
         priorities=priorities,
     )
+    notify = read_notify(top.table("notify"))
 
     top.finish()
     if problems:
@@ -193,6 +193,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         state_url=state_url,
         state_password_env=state_password_env,
         subscribers=subscriber_settings,
+        notify=notify,
         bounces=bounces,
         enablers=enablers,
         editions=editions,

@@ -211,6 +211,8 @@ class ScheduleSettings:
     # what a slot on one of its holidays does: runs anyway, moves to the next working day, or is skipped.
     holidays: str | None = None
     on_holiday: OnHoliday = "send"
+    # Build the next issue's draft this many hours before its slot and tell [notify] to (0: off).
+    draft_ahead_hours: float = 0.0
 
     @property
     def at(self) -> time_of_day:
@@ -221,6 +223,17 @@ class ScheduleSettings:
 @dataclass(frozen=True, slots=True)
 class ApprovalSettings:
     required: bool = False
+    # Whoever made the last change to an issue's content cannot approve it (needs signed-in users).
+    four_eyes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """`[notify]`: the comms team's addresses, told when a draft is ready, waiting, or sent."""
+
+    to: tuple[str, ...] = ()
+    preview_url: str = "http://127.0.0.1:8000/"  # the link in the messages
+    remind_hours: float = 24.0  # at most one "waiting for approval" reminder per issue this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +246,16 @@ class PreviewSettings:
     access_token_env: str = "DIGEST_PREVIEW_TOKEN"  # noqa: S105 - a variable name
     # Host names (optionally `name:port`) the preview answers besides 127.0.0.1, localhost and [::1].
     allowed_hosts: tuple[str, ...] = ()
+    # Sign-in: "password" (users added with `digest users add`) or "header" (a trusted proxy names the user).
+    auth: str = "password"
+    session_hours: float = 12.0
+    user_header: str = "X-Forwarded-Email"
+    trusted_proxies: tuple[str, ...] = ()  # addresses or networks ("10.0.0.5", "10.0.0.0/24")
+    # [preview.roles]: header-authenticated user -> role; "*" is the role of anyone not listed.
+    roles: tuple[tuple[str, str], ...] = ()
+    # Where one-off items added in the preview are written, as curated Markdown items (a folder a
+    # `*.md` glob source reads); None: the preview cannot add items.
+    items_folder: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +335,7 @@ class Config:
     state_password_env: str | None = None
     ledger_keep_days: int = 400
     subscribers: SubscriberSettings = SubscriberSettings()
+    notify: NotifySettings = NotifySettings()
     bounces: BounceSettings | None = None  # None: no [bounces] table
     enablers: tuple[Priority, ...] = ()
     editions: tuple[Edition, ...] = ()  # [[editions]]; empty: one edition from [digest]/[schedule]

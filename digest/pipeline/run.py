@@ -19,10 +19,11 @@ import logging
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from digest.config import Config
 from digest.errors import ApprovalError, DeliveryError, DigestError, MailboxError, StateError
+from digest.pipeline import notify
 from digest.pipeline.bounces import process_bounces
 from digest.pipeline.build import build_issue
 from digest.pipeline.host_lock import RUN_LOCK, host_lock
@@ -282,6 +283,36 @@ def _start(db: Store, slot: datetime | None, now: datetime) -> tuple[int, str | 
     return run_id, previous
 
 
+def _tell_team(config: Config, db: Store, result: RunOutcome, *, now: datetime) -> None:
+    """`[notify] to`: a reminder for an issue waiting for approval, a report after a send."""
+    if result.issue_id is None or not config.notify.to:
+        return
+    if result.outcome == run_state.WAITING_FOR_APPROVAL:
+        notify.remind_waiting(config, db, result.issue_id, now=now)
+    elif (result.sent or result.failed) and result.outcome != STOPPED:
+        notify.report_sent(config, db, result.issue_id, now=now)
+
+
+def prepare_ahead(config: Config, *, now: datetime) -> str | None:
+    """`[schedule] draft_ahead_hours`: build the next slot's draft and tell the team, once per slot.
+
+    Cheap when not due (slot arithmetic only). Returns the issue id built, else None.
+
+    Raises:
+        BusyError: a run holds the lock (the next tick tries again).
+    """
+    hours = config.schedule.draft_ahead_hours
+    upcoming = slot_after(config.schedule, config.edition, now)
+    if not hours or not config.notify.to or upcoming - now > timedelta(hours=hours):
+        return None
+    with RunLock(config.lock_path, now=now, purpose="digest draft ahead"):
+        db = open_store(config)
+        try:
+            return notify.draft_ahead(config, db, now=now)
+        finally:
+            db.close()
+
+
 def _run_locked(
     config: Config,
     db: Store,
@@ -322,6 +353,7 @@ def _run_locked(
         detail=result.detail or None,
         issue_id=result.issue_id,
     )
+    _tell_team(config, db, result, now=now)
     try:
         fold_old_ledger(config, db, now=now)
     except StateError as e:  # the run itself is done and recorded: the next run folds again
@@ -422,6 +454,7 @@ def run_due(
                 )
             if verdict.action is Action.NONE:
                 log.log(logging.INFO if record is None else logging.DEBUG, "%s", verdict.reason)
+                notify.draft_ahead(config, db, now=now)
                 return RunOutcome(
                     NOTHING_DUE, slot=verdict.slot, detail=f"{verdict.reason}; next run {upcoming}"
                 )

@@ -37,6 +37,7 @@ from digest.deliver.issue import (
 )
 from digest.errors import ApprovalError, DeliveryError, StateError, UsageError
 from digest.pipeline import batched
+from digest.pipeline.desk import record_audit
 from digest.pipeline.topics import VariantRouter
 from digest.state import ledger
 from digest.state.store import Store
@@ -178,6 +179,16 @@ def send_issue(
     report = _real_send(
         config, db, prepared, on_progress, clock, should_stop=should_stop, retry_failed=retry_failed
     )
+    if report.sent or report.failed:
+        record_audit(
+            db,
+            at=clock(),
+            issue_id=record.id,
+            actor="digest send",
+            action="send",
+            detail=f"sent to {report.sent} of {report.planned} recipients through {report.transport}"
+            + (f", {len(report.failed)} failed" if report.failed else ""),
+        )
     return replace(report, chosen_because=why)
 
 

@@ -326,8 +326,10 @@ class ScheduleLoop:
         wait: Callable[[float], bool],
         retry_minutes: int = 15,
         max_sleep: float = 60.0,
+        tick: Callable[[datetime], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.tick = tick  # called at every wake-up (at most `max_sleep` apart): work ahead of a slot
         self.job = job
         self.now = now
         self.wait = wait
@@ -429,3 +431,5 @@ class ScheduleLoop:
                 log.info("stop requested: the schedule loop ends")
                 return
             self.scheduler.run_pending()
+            if self.tick is not None:
+                self.tick(self.now())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from digest.state.approvals import Approvals
 from digest.state.articles import Articles
+from digest.state.audit import Audit
 from digest.state.backend import Database, Dialect, SqliteDatabase, open_database
 from digest.state.batches import Batches
 from digest.state.bounces import Bounces
@@ -29,6 +30,7 @@ from digest.state.settings import Settings
 from digest.state.subscribers import Subscribers
 from digest.state.tags import SubscriberTags
 from digest.state.topics import Topics
+from digest.state.users import Users
 
 if TYPE_CHECKING:
     from digest.config import Config
@@ -65,6 +67,8 @@ class Store:
         self.tags = SubscriberTags(database)
         self.topics = Topics(database)
         self.folds = LedgerFolds(database)
+        self.users = Users(database)
+        self.audit = Audit(database)
 
     @property
     def dialect(self) -> Dialect:

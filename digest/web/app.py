@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import secrets
@@ -28,6 +29,8 @@ from starlette.staticfiles import StaticFiles
 
 from digest.compose.draft import Draft
 from digest.errors import DigestError
+from digest.pipeline import desk
+from digest.pipeline.items import OneOffItem
 from digest.web import edits
 from digest.web.hosts import AllowedHosts, HostGuard, bound_names
 from digest.web.pages import STATIC, render_message, render_page
@@ -39,6 +42,17 @@ from digest.web.security import (
     LoginThrottle,
     SecurityHeaders,
     error_handlers,
+)
+from digest.web.signin import (
+    OPEN,
+    USER_COOKIE,
+    Identity,
+    Sessions,
+    SignInMiddleware,
+    from_trusted_proxy,
+    identity_of,
+    stamp_of,
+    to_sign_in,
 )
 from digest.web.view import entry_anchor, page_context, personalised
 from digest.web.workspace import Workspace
@@ -97,6 +111,36 @@ def _texts(form: FormData, name: str) -> list[str]:
     return [v for v in form.getlist(name) if isinstance(v, str)]
 
 
+def _audit_text(done: str) -> str:
+    """A notice as an audit entry: "Dropped “X” from the issue." -> "dropped “X” from the issue"."""
+    return (done[:1].lower() + done[1:]).rstrip(".")
+
+
+RIGHT_WORDS = {
+    "edit": "change the draft or send tests",
+    "approve": "approve issues",
+    "users": "manage users",
+}
+
+
+def require(request: Request, right: str) -> Identity:
+    """The request's identity when its role has `right`; raises HTTPException 403 (nothing changes)."""
+    who = identity_of(request)
+    if not desk.allowed(who.role, right):
+        log.warning(
+            "preview: refused %s %s to %s (role %s)", request.method, request.url.path, who.name, who.role
+        )
+        role = f"your role ({who.role})" if who.role else "you"
+        raise HTTPException(
+            403, f"{role[:1].upper() + role[1:]} cannot {RIGHT_WORDS.get(right, right)}; nothing was changed."
+        )
+    return who
+
+
+def actor_of(who: Identity) -> str:
+    return who.name if who.signed_in else "preview user (no sign-in)"
+
+
 def _message(error: Exception) -> str:
     if isinstance(error, DigestError):
         return error.message + (f" ({error.hint})" if error.hint else "")
@@ -149,6 +193,17 @@ class DraftEdits:
         label = ", ".join(chosen) if chosen else "no priority"
         return (lambda d: edits.retag(d, entry_id, chosen)), f"Re-tagged {self.title(entry_id)}: {label}."
 
+    def words(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        subject, preheader = _text(form, "subject"), _text(form, "preheader")
+        said = f"subject “{' '.join(subject.split())}”" if subject.strip() else "the configured subject"
+        return (lambda d: edits.set_words(d, subject, preheader)), f"Set the {said} and preheader."
+
+    def reword(self, form: FormData, entry_id: str) -> tuple[Change, str]:
+        title, teaser = _text(form, "title"), _text(form, "teaser")
+        was = self.title(entry_id)
+        now = f"“{' '.join(title.split())}”" if title.strip() else "the source's title"
+        return (lambda d: edits.reword(d, entry_id, title, teaser)), f"Reworded {was}: {now}."
+
     def intro(self, form: FormData, entry_id: str) -> tuple[Change, str]:
         text = _text(form, "intro")
         return (lambda d: edits.set_intro(d, text)), "Saved the editor's intro."
@@ -158,9 +213,16 @@ class PreviewApp:
     """The preview's endpoints, over one workspace; `create_preview_app` turns them into a Starlette app."""
 
     def __init__(
-        self, workspace: Workspace, *, access_token: str | None, csrf: Csrf, throttle: LoginThrottle
+        self,
+        workspace: Workspace,
+        *,
+        access_token: str | None,
+        csrf: Csrf,
+        throttle: LoginThrottle,
+        sessions: Sessions | None = None,
     ) -> None:
         self.workspace = workspace
+        self.sessions = sessions or Sessions()
         self.csrf = csrf
         self.throttle = throttle
         self.gate = AccessGate(access_token)
@@ -209,6 +271,10 @@ class PreviewApp:
     async def home(self, request: Request) -> Response:
         notice = self.notices.get(request.query_params.get("notice"))
         context = await run_in_threadpool(page_context, self.workspace, request.query_params.get("variant"))
+        eyes, audit = await run_in_threadpool(self.workspace.desk_state)
+        who = identity_of(request)
+        manage = desk.allowed(who.role, "users") and who.via == "password"
+        users = await run_in_threadpool(self.workspace.users) if manage else []
         token, new_session = self.csrf.page_token(request)
         body = render_page(
             "preview.html",
@@ -219,6 +285,14 @@ class PreviewApp:
             notice=notice,
             access_protected=self.gate.token is not None,
             site_name=self.workspace.config.digest.title,
+            who=who,
+            can_edit=desk.allowed(who.role, "edit"),
+            can_approve=desk.allowed(who.role, "approve"),
+            four_eyes=eyes,
+            audit=audit,
+            manage_users=manage,
+            users=users,
+            roles=desk.ROLES,
             **context,
         )
         response = HTMLResponse(body)
@@ -294,13 +368,18 @@ class PreviewApp:
     ) -> Callable[[Request], object]:
         async def endpoint(request: Request) -> Response:
             form = await self.form_of(request)
+            who = require(request, "edit")
             entry_id = _text(form, "entry")
             refused = await self.refused_if_sent()
             if refused is not None:
                 return refused
             try:
                 change, done = describe(form, entry_id)
-                snapshot = await run_in_threadpool(self.workspace.edit_draft, change)
+                snapshot = await run_in_threadpool(
+                    functools.partial(
+                        self.workspace.edit_draft, change, actor=actor_of(who), what=_audit_text(done)
+                    )
+                )
             except (DigestError, ValueError) as e:
                 return self.redirect("error", _message(e), "entries")
             self.check_links_soon()
@@ -310,9 +389,67 @@ class PreviewApp:
 
         return endpoint
 
+    async def add_item(self, request: Request) -> Response:
+        """The one-off item form: writes a curated Markdown item and rebuilds with it."""
+        form = await self.form_of(request)
+        who = require(request, "edit")
+        refused = await self.refused_if_sent("add-item")
+        if refused is not None:
+            return refused
+        item = OneOffItem(
+            title=_text(form, "title"),
+            link=_text(form, "link"),
+            summary=_text(form, "summary"),
+            day=_text(form, "date"),
+            priority=_text(form, "priority"),
+            image=_text(form, "image"),
+            image_alt=_text(form, "image_alt"),
+            pinned=_text(form, "pinned") == "yes",
+        )
+        try:
+            path, snapshot = await run_in_threadpool(
+                functools.partial(self.workspace.add_item, item, actor=actor_of(who))
+            )
+        except DigestError as e:
+            return self.redirect("error", _message(e), "add-item")
+        self.check_links_soon()
+        if snapshot.error:
+            return self.redirect(
+                "error", f"Saved {path.name}, but the rebuild failed: {snapshot.error}", "top"
+            )
+        offline = " (offline: it reaches the issue at the next fetch)" if self.workspace.offline else ""
+        return self.redirect(
+            "ok", f"Added “{' '.join(item.title.split())}” as {path.name}{offline}.", "add-item"
+        )
+
+    async def manage_user(self, request: Request) -> Response:
+        """An admin adds or removes a preview user (POST /users/add, /users/remove)."""
+        form = await self.form_of(request)
+        who = require(request, "users")
+        action = request.url.path.rsplit("/", 1)[1]
+        try:
+            done = await run_in_threadpool(
+                functools.partial(
+                    self.workspace.manage_user,
+                    action,
+                    _text(form, "username").strip(),
+                    actor=who.name,
+                    role=_text(form, "role"),
+                    password=_text(form, "password"),
+                )
+            )
+        except DigestError as e:
+            return self.redirect("error", _message(e), "users")
+        if action == "remove":
+            self.sessions.end_user(_text(form, "username").strip())
+        return self.redirect("ok", done[:1].upper() + done[1:] + ".", "users")
+
     async def refresh(self, request: Request) -> Response:
         await self.form_of(request)
-        snapshot = await run_in_threadpool(self.workspace.rebuild, fetch=True)
+        who = require(request, "edit")
+        snapshot = await run_in_threadpool(
+            functools.partial(self.workspace.rebuild_by, actor_of(who), fetch=True)
+        )
         self.check_links_soon()
         if snapshot.error:
             return self.redirect("error", f"The rebuild failed: {snapshot.error}", "top")
@@ -331,10 +468,13 @@ class PreviewApp:
     async def rebuild_approved(self, request: Request) -> Response:
         """The explicit rebuild of an approved issue with what changed since (it voids the approval)."""
         await self.form_of(request)
+        who = require(request, "edit")
         refused = await self.refused_if_sent("approval")
         if refused is not None:
             return refused
-        snapshot = await run_in_threadpool(self.workspace.rebuild, force=True)
+        snapshot = await run_in_threadpool(
+            functools.partial(self.workspace.rebuild_by, actor_of(who), force=True)
+        )
         self.check_links_soon()
         if snapshot.error:
             return self.redirect("error", f"The rebuild failed: {snapshot.error}", "top")
@@ -344,16 +484,22 @@ class PreviewApp:
 
     async def approve(self, request: Request) -> Response:
         form = await self.form_of(request)
+        who = require(request, "approve")
         refused = await self.refused_if_sent("approval")
         if refused is not None:
             return refused
         try:
             text = await run_in_threadpool(
-                self.workspace.approve,
-                _text(form, "name"),
-                seen_html_sha256=_text(form, "html_sha256"),
-                seen_text_sha256=_text(form, "text_sha256"),
-                seen_variants_sha256=_text(form, "variants_sha256") if "variants_sha256" in form else None,
+                functools.partial(
+                    self.workspace.approve,
+                    who.name if who.signed_in else _text(form, "name"),
+                    seen_html_sha256=_text(form, "html_sha256"),
+                    seen_text_sha256=_text(form, "text_sha256"),
+                    seen_variants_sha256=_text(form, "variants_sha256")
+                    if "variants_sha256" in form
+                    else None,
+                    signed_in=who.signed_in,
+                )
             )
         except DigestError as e:
             return self.redirect("error", _message(e), "approval")
@@ -361,6 +507,7 @@ class PreviewApp:
 
     async def test_send(self, request: Request) -> Response:
         form = await self.form_of(request)
+        who = require(request, "edit")
         refused = await self.refused_if_sent()
         if refused is not None:
             return refused
@@ -372,7 +519,9 @@ class PreviewApp:
                 "error", f"A test goes to at most {MAX_TEST_ADDRESSES} addresses.", "test-send"
             )
         try:
-            kind, text = await run_in_threadpool(self.workspace.test_send, addresses)
+            kind, text = await run_in_threadpool(
+                functools.partial(self.workspace.test_send, addresses, actor=actor_of(who))
+            )
         except DigestError as e:
             return self.redirect("error", _message(e), "test-send")
         return self.redirect(kind, text, "test-send")
@@ -407,6 +556,85 @@ class PreviewApp:
         )
         return HTMLResponse(body, status_code=401 if error else 200)
 
+    # --- sign-in ------------------------------------------------------------------------------------
+
+    async def identify(self, request: Request) -> Identity | Response:
+        """Who sent the request (see `digest.web.signin`), or the answer when nobody acceptable did."""
+        settings = self.workspace.config.preview
+        if settings.auth == "header":
+            if not from_trusted_proxy(request, settings.trusted_proxies):
+                client = request.client.host if request.client else "unknown"
+                log.warning("preview: refused a request from %s, which is not a trusted proxy", client)
+                return PlainTextResponse(
+                    "Sign in through the organisation's sign-in proxy: this address is not trusted.\n",
+                    status_code=403,
+                )
+            name = request.headers.get(settings.user_header, "").strip()
+            role = desk.header_role(self.workspace.config, name) if name else None
+            if role is None:
+                log.warning("preview: the proxy named %r, who has no role in [preview.roles]", name)
+                return PlainTextResponse(
+                    f"{name or 'This user'} has no role in this preview ([preview.roles]).\n", status_code=403
+                )
+            return Identity(name, role, "header")
+        if not await run_in_threadpool(self.workspace.has_users):
+            return OPEN
+        session = self.sessions.session_of(request.cookies.get(USER_COOKIE))
+        user = await run_in_threadpool(self.workspace.user, session[0]) if session else None
+        if session is None or user is None or stamp_of(user.password_hash) != session[1]:
+            return to_sign_in(request)  # no session, or its user was removed or given a new password
+        return Identity(user.name, user.role, "password")
+
+    async def signin(self, request: Request) -> Response:
+        """The user name and password form: no CSRF token (anyone may see it); failures are throttled."""
+        if self.workspace.config.preview.auth == "header":
+            raise HTTPException(404)  # the proxy signs people in
+        error = None
+        if request.method == "POST":
+            self.csrf.check_origin(request)
+            client = self.throttle.client_of(request)
+            wait = self.throttle.retry_after(client)
+            if wait is not None:
+                log.warning("preview: throttled sign-ins from %s (too many wrong passwords)", client)
+                return self.throttle.refusal(wait)
+            form = await request.form()
+            name = _text(form, "username").strip()
+            user = await run_in_threadpool(self.workspace.authenticate, name, _text(form, "password"))
+            if user is not None:
+                hours = self.workspace.config.preview.session_hours
+                response = RedirectResponse("/", status_code=303)
+                response.set_cookie(
+                    USER_COOKIE,
+                    self.sessions.start(user.name, hours, stamp_of(user.password_hash)),
+                    max_age=int(hours * 3600),
+                    httponly=True,
+                    samesite="strict",
+                    secure=request.url.scheme == "https",
+                    path="/",
+                )
+                self.csrf.set_session(response, self.csrf.new_session())  # a fresh CSRF session too
+                log.info("preview: %s signed in", user.name)
+                return response
+            self.throttle.failed(client)
+            log.warning("preview: a failed sign-in from %s", client)
+            error = "That user name and password do not match."
+        body = render_page(
+            "signin.html",
+            lang=self.lang,
+            title="Preview: sign in",
+            css="/static/site.css",
+            error=error,
+            site_name=self.workspace.config.digest.title,
+        )
+        return HTMLResponse(body, status_code=401 if error else 200)
+
+    async def signout(self, request: Request) -> Response:
+        await self.form_of(request)
+        self.sessions.end(request.cookies.get(USER_COOKIE))
+        response = RedirectResponse("/signin", status_code=303)
+        response.delete_cookie(USER_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
     def routes(self) -> list[BaseRoute]:
         e = self.edits
         post = ["POST"]
@@ -420,7 +648,12 @@ class PreviewApp:
             Route("/api/status", self.status),
             Route("/report/links", self.links_fragment),
             Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/signin", self.signin, methods=["GET", "POST"]),
+            Route("/signout", self.signout, methods=post),
             Route("/refresh", self.refresh, methods=post),
+            Route("/items/add", self.add_item, methods=post),
+            Route("/users/add", self.manage_user, methods=post),
+            Route("/users/remove", self.manage_user, methods=post),
             Route("/approve", self.approve, methods=post),
             Route("/rebuild", self.rebuild_approved, methods=post),
             Route("/test-send", self.test_send, methods=post),
@@ -434,6 +667,8 @@ class PreviewApp:
                     ("move", e.move),
                     ("retag", e.retag),
                     ("intro", e.intro),
+                    ("words", e.words),
+                    ("reword", e.reword),
                 )
             ),
             Mount("/static", StaticFiles(directory=STATIC)),
@@ -448,6 +683,7 @@ def create_preview_app(
     csrf: Csrf | None = None,
     host: str = "127.0.0.1",
     login_throttle: LoginThrottle | None = None,
+    sessions: Sessions | None = None,
 ) -> Starlette:
     """The preview app: builds at start-up, then watches its inputs every `watch_interval` seconds.
 
@@ -456,7 +692,9 @@ def create_preview_app(
     `[preview] allowed_hosts` are answered (see `hosts.HostGuard`).
     """
     throttle = login_throttle or LoginThrottle()
-    preview = PreviewApp(workspace, access_token=access_token, csrf=csrf or Csrf(), throttle=throttle)
+    preview = PreviewApp(
+        workspace, access_token=access_token, csrf=csrf or Csrf(), throttle=throttle, sessions=sessions
+    )
     hosts = AllowedHosts(bound_names(host), lambda: workspace.config.preview.allowed_hosts)
 
     @contextlib.asynccontextmanager
@@ -486,6 +724,9 @@ def create_preview_app(
                 gate=preview.gate,
                 open_paths=("/login", "/static/site.css"),
                 throttle=throttle,
+            ),
+            Middleware(
+                SignInMiddleware, resolve=preview.identify, open_paths=("/signin", "/static/site.css")
             ),
         ],
         exception_handlers=error_handlers(preview.error_page),

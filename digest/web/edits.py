@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from digest.compose.draft import Draft
+from digest.compose.draft import MAX_SUBJECT, MAX_TEASER, MAX_TITLE, Draft, line_problem
 
 MAX_INTRO = 20_000
 
@@ -121,3 +121,45 @@ def set_intro(draft: Draft, markdown: str) -> Draft:
     if len(text) > MAX_INTRO:
         raise ValueError(f"the intro is longer than {MAX_INTRO:,} characters")
     return replace(draft, intro=text)
+
+
+def _one_line(what: str, text: str, limit: int) -> str:
+    """Raises ValueError when `text` is not one line of at most `limit` characters."""
+    text = " ".join(text.split()) if "\n" not in text.strip() else text
+    problem = line_problem(text, limit)
+    if problem:
+        raise ValueError(f"the {what} {problem}")
+    return text.strip()
+
+
+def set_words(draft: Draft, subject: str, preheader: str) -> Draft:
+    """This issue's subject line and preheader ("": back to the configured ones).
+
+    Raises:
+        ValueError: either is longer than 200 characters or more than one line.
+    """
+    return replace(
+        draft,
+        subject=_one_line("subject", subject, MAX_SUBJECT),
+        preheader=_one_line("preheader", preheader, MAX_SUBJECT),
+    )
+
+
+def _set(pairs: tuple[tuple[str, str], ...], entry_id: str, text: str) -> tuple[tuple[str, str], ...]:
+    kept = tuple((e, t) for e, t in pairs if e != entry_id)
+    return tuple(sorted((*kept, (entry_id, text)))) if text else kept
+
+
+def reword(draft: Draft, entry_id: str, title: str, teaser: str) -> Draft:
+    """The title and teaser readers see for an entry ("": the source's own).
+
+    Raises:
+        ValueError: the title is not one line of at most 300 characters, or the teaser is over 2,000.
+    """
+    title = _one_line("title", title, MAX_TITLE)
+    teaser = teaser.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if len(teaser) > MAX_TEASER:
+        raise ValueError(f"the teaser is longer than {MAX_TEASER:,} characters")
+    return replace(
+        draft, titles=_set(draft.titles, entry_id, title), teasers=_set(draft.teasers, entry_id, teaser)
+    )

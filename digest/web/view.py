@@ -58,6 +58,10 @@ class EntryView:
     down: bool
     lang: str | None = None
     dir: str | None = None
+    teaser: str = ""
+    # The source's own words when the draft replaced them (None: the title / teaser is the source's).
+    original_title: str | None = None
+    original_teaser: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,7 @@ def _entry_views(
         return (), ()
     draft = snapshot.draft
     retag = draft.retag_map
+    titles, teasers = dict(draft.titles), dict(draft.teasers)
     highlighted = {h.item.entry.id for h in issue.highlights}
 
     def view(
@@ -111,6 +116,9 @@ def _entry_views(
             down=can_move(draft, shown, e.id, 1, ranks=ranks),
             lang=lang,
             dir=direction,
+            teaser=e.summary_text,
+            original_title=item.original.title if item.original and e.id in titles else None,
+            original_teaser=item.original.summary_text if item.original and e.id in teasers else None,
         )
 
     shown_highlights = tuple(h.item.entry.id for h in issue.highlights)
@@ -287,6 +295,8 @@ def page_context(workspace: Workspace, variant: str | None = None) -> dict[str, 
         "text": sample_text(workspace, snapshot),
         "transport": config.delivery.transport,
         "intro": snapshot.draft.intro,
+        "draft": snapshot.draft,
+        "items_folder": config.preview.items_folder,
         "sample_name": SAMPLE_NAME,
         "priority_index": {p.name: i for i, p in enumerate(config.priorities)},
         "links_version": workspace.links_version,

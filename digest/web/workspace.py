@@ -18,17 +18,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from digest.checks.email import EmailProblem, check_email
 from digest.checks.links import LinkChecker, LinkStatus, extract_links
 from digest.compose.draft import Draft, load_draft, save_draft
 from digest.config import Config, load_config
 from digest.config.editions import edition_config
-from digest.errors import ConfigError, DigestError, UsageError
+from digest.errors import ApprovalError, ConfigError, DigestError, UsageError
 from digest.models import Issue, issue_url
-from digest.pipeline import web
+from digest.pipeline import desk, web
 from digest.pipeline.build import build_issue, plan_issue
 from digest.pipeline.ingest import IngestResult, ingest_sources
+from digest.pipeline.items import OneOffItem, write_item
 from digest.pipeline.send import send_issue
 from digest.pipeline.web import Store, html_lang, template_search_path
 
@@ -289,8 +291,11 @@ class Workspace:
         own = self.config.web.base_url.rstrip("/") + "/"
         return tuple(u for u in links if not u.startswith(own) and "%%" not in u)
 
-    def edit_draft(self, change: Callable[[Draft], Draft]) -> Snapshot:
+    def edit_draft(self, change: Callable[[Draft], Draft], *, actor: str = "", what: str = "") -> Snapshot:
         """Apply one change to the current issue's draft, save it, and rebuild without fetching.
+
+        The change is recorded in the audit trail as `actor`'s, described by `what`, with the approval
+        it voided (if any).
 
         Raises:
             RenderError: the draft file is unreadable or cannot be written.
@@ -302,8 +307,149 @@ class Workspace:
             if draft_file is None:
                 raise ValueError("there is no issue to edit yet")
             self.refuse_if_sent()
+            before = self.snapshot
             save_draft(draft_file, change(load_draft(draft_file)))
-            return self.rebuild(fetch=False, force=True)
+            snapshot = self.rebuild(fetch=False, force=True)
+            self.record("edit", actor, what or "changed the draft", before=before, content=True)
+            return snapshot
+
+    def add_item(self, item: OneOffItem, *, actor: str) -> tuple[Path, Snapshot]:
+        """Write a one-off item into `[preview] items_folder`, then fetch and rebuild (voiding an approval).
+
+        Raises:
+            UsageError: the issue's sending has started, no items folder, or an unusable item.
+            StateError: the folder cannot be written.
+        """
+        with self._lock:
+            self.refuse_if_sent()
+            before = self.snapshot
+            path = write_item(self.config, item, today=self.clock().astimezone(self.zone).date())
+            snapshot = self.rebuild(fetch=True, force=True)
+            name = " ".join(item.title.split())
+            self.record(
+                "edit", actor, f"added the one-off item “{name}” ({path.name})", before=before, content=True
+            )
+            return path, snapshot
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.config.digest.timezone)
+
+    def rebuild_by(self, actor: str, *, fetch: bool = False, force: bool = False) -> Snapshot:
+        """`rebuild`, recorded in the audit trail as `actor`'s (a content change when the email changed)."""
+        with self._lock:
+            before = self.snapshot
+            snapshot = self.rebuild(fetch=fetch, force=force)
+            changed = snapshot.html_sha256 != before.html_sha256 or snapshot.text_sha256 != before.text_sha256
+            what = "fetched the feeds and rebuilt" if snapshot.fetched else "rebuilt"
+            if force:
+                what = "rebuilt the approved issue with the new entries"
+            what += "" if changed else " (the email did not change)"
+            self.record("rebuild", actor, what, before=before, content=changed)
+            return snapshot
+
+    def record(
+        self,
+        action: str,
+        actor: str,
+        what: str,
+        *,
+        before: Snapshot | None = None,
+        content: bool | None = None,
+    ) -> None:
+        """Add an event about the issue shown to the audit trail, and a "void" event when an approval
+        valid before the change (`before`) no longer covers the issue."""
+        issue = self.snapshot.issue or (before.issue if before else None)
+        db = self.open_store()
+        try:
+            now = self.clock()
+            issue_id = issue.id if issue else None
+            desk.record_audit(
+                db, at=now, issue_id=issue_id, actor=actor, action=action, detail=what, content=content
+            )
+            if before is not None and issue_id is not None:
+                status = web.approval_status(db, issue_id)
+                if (
+                    status.approval is not None
+                    and status.voided
+                    and (
+                        status.approval.html_sha256 == before.html_sha256
+                        and status.approval.text_sha256 == before.text_sha256
+                    )
+                ):
+                    desk.record_audit(
+                        db,
+                        at=now,
+                        issue_id=issue_id,
+                        actor=actor,
+                        action="void",
+                        detail=f"voided the approval by {status.approval.approved_by} ({what})",
+                    )
+        finally:
+            db.close()
+
+    def desk_state(self) -> tuple[desk.FourEyes | None, list[desk.AuditEvent]]:
+        """Four-eyes state of the issue shown and its audit trail (newest first)."""
+        issue = self.snapshot.issue
+        db = self.open_store()
+        try:
+            if issue is None:
+                return None, desk.audit_events(db, limit=20)
+            return desk.four_eyes(self.config, db, issue.id), desk.audit_events(db, issue_id=issue.id)
+        finally:
+            db.close()
+
+    def has_users(self) -> bool:
+        db = self.open_store()
+        try:
+            return desk.has_users(db)
+        finally:
+            db.close()
+
+    def authenticate(self, name: str, password: str) -> desk.User | None:
+        db = self.open_store()
+        try:
+            return desk.authenticate(db, name, password, now=self.clock())
+        finally:
+            db.close()
+
+    def users(self) -> list[desk.User]:
+        db = self.open_store()
+        try:
+            return desk.list_users(db)
+        finally:
+            db.close()
+
+    def manage_user(self, action: str, name: str, *, actor: str, role: str = "", password: str = "") -> str:
+        """An admin's change to the users ("add" or "remove"); returns what was done, for the audit trail.
+
+        Raises:
+            UsageError: a bad name, role or password, a taken name, an unknown user, or removing oneself.
+        """
+        db = self.open_store()
+        try:
+            if action == "add":
+                desk.add_user(db, name, role, password, now=self.clock())
+                what = f"added user {name} ({role})"
+            else:
+                if name == actor:
+                    raise UsageError(
+                        "you cannot remove yourself", hint="ask another admin, or use `digest users remove`"
+                    )
+                desk.remove_user(db, name)
+                what = f"removed user {name}"
+            desk.record_audit(db, at=self.clock(), issue_id=None, actor=actor, action="users", detail=what)
+        finally:
+            db.close()
+        return what
+
+    def user(self, name: str) -> desk.User | None:
+        """A password user as state holds them now (None once removed)."""
+        db = self.open_store()
+        try:
+            return desk.get_user(db, name)
+        finally:
+            db.close()
 
     def _load(self) -> Config:
         config = load_config(self.config_path)
@@ -343,12 +489,16 @@ class Workspace:
         seen_html_sha256: str,
         seen_text_sha256: str,
         seen_variants_sha256: str | None = None,
+        signed_in: bool = False,
     ) -> str:
         """Record an approval of the issue as the approver saw it; returns the confirmation to show.
 
+        `name`: the signed-in user (`signed_in`) or the name typed in the form. With `[approval]
+        four_eyes`, the person who made the last content change cannot approve.
+
         Raises:
             UsageError: no issue, an unusable name, or the issue is already being sent.
-            ApprovalError: the issue changed since the page the approver used was loaded.
+            ApprovalError: the issue changed since the page the approver used was loaded, or four eyes.
         """
         issue = self.snapshot.issue
         if issue is None:
@@ -356,6 +506,14 @@ class Workspace:
         self.refuse_if_sent()
         db = self.open_store()
         try:
+            eyes = desk.four_eyes(self.config, db, issue.id)
+            if eyes.refuses(web.clean_approver_name(name)):
+                others = ", ".join(eyes.approvers) or "another approver"
+                raise ApprovalError(
+                    f"{name} made the last change to issue {issue.id}, so cannot approve it (four eyes);"
+                    " nothing was approved",
+                    hint=f"ask {others} to approve it ([approval] four_eyes = true)",
+                )
             approval = web.approve_issue(
                 db,
                 issue.id,
@@ -365,11 +523,20 @@ class Workspace:
                 seen_text_sha256=seen_text_sha256,
                 seen_variants_sha256=seen_variants_sha256,
             )
+            desk.record_audit(
+                db,
+                at=self.clock(),
+                issue_id=issue.id,
+                actor=approval.approved_by,
+                action="approve",
+                detail=f"approved issue {issue.id} (email.html {approval.html_sha256[:12]}…)"
+                + ("" if signed_in else " (name typed in the form)"),
+            )
         finally:
             db.close()
         return f"Issue {issue.id} approved by {approval.approved_by}."
 
-    def test_send(self, addresses: tuple[str, ...]) -> tuple[str, str]:
+    def test_send(self, addresses: tuple[str, ...], *, actor: str = "") -> tuple[str, str]:
         """Send the built issue to `addresses` only, through the configured transport ("[TEST] " subject).
 
         Returns ("ok" or "error", what happened). Raises the send pipeline's errors (bad address, ...).
@@ -384,6 +551,7 @@ class Workspace:
         finally:
             db.close()
         via = f"through {report.transport}"
+        self.record("test-send", actor, f"sent a test to {', '.join(addresses)} ({report.sent} sent)")
         if report.ok:
             return "ok", f"Test of issue {issue.id} sent to {', '.join(addresses)} {via}."
         failures = "; ".join(f"{f.email}: {f.reason}" for f in report.failed)

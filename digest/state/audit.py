@@ -1,0 +1,68 @@
+"""The audit trail: who did what to which issue, and when (edits, rebuilds, test sends, approvals, sends)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.state import from_iso, to_iso
+from digest.state.backend import Database, Row
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One recorded action. `content` is True for a change to what the issue says (four-eyes counts it)."""
+
+    id: int
+    at: datetime
+    issue_id: str | None
+    actor: str
+    action: str  # edit | rebuild | test-send | approve | void | send
+    detail: str
+    content: bool
+
+
+def _event(row: Row) -> AuditEvent:
+    return AuditEvent(
+        id=int(row["id"]),
+        at=from_iso(row["at"]),
+        issue_id=row["issue_id"],
+        actor=row["actor"],
+        action=row["action"],
+        detail=row["detail"],
+        content=bool(row["content"]),
+    )
+
+
+class Audit:
+    """Append to and read the audit trail (rows are never changed or deleted)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record(
+        self, *, at: datetime, issue_id: str | None, actor: str, action: str, detail: str, content: bool
+    ) -> int:
+        row = self._db.fetch_one(
+            """INSERT INTO audit_events (at, issue_id, actor, action, detail, content)
+               VALUES (?, ?, ?, ?, ?, ?) RETURNING id""",
+            (to_iso(at), issue_id, actor, action, detail, 1 if content else 0),
+        )
+        return int(row[0]) if row else 0
+
+    def events(self, *, issue_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """The latest events (of one issue when `issue_id`), newest first."""
+        if issue_id is None:
+            rows = self._db.fetch_all("SELECT * FROM audit_events ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._db.fetch_all(
+                "SELECT * FROM audit_events WHERE issue_id = ? ORDER BY id DESC LIMIT ?", (issue_id, limit)
+            )
+        return [_event(r) for r in rows]
+
+    def last_content_change(self, issue_id: str) -> AuditEvent | None:
+        row = self._db.fetch_one(
+            "SELECT * FROM audit_events WHERE issue_id = ? AND content = 1 ORDER BY id DESC LIMIT 1",
+            (issue_id,),
+        )
+        return _event(row) if row else None
