@@ -26,6 +26,36 @@ class Subscriber:
     updated_at: datetime
     token_id: str  # what unsubscribe tokens carry; new on every (re)subscribe
     address_tokens: bool  # old tokens naming the address still count (not re-subscribed since)
+    status_at: datetime | None = None  # when the status last changed
+    consent: ConsentRecord | None = None  # how and when they joined (None: joined before records were kept)
+
+
+ConsentMethod = Literal["form", "import", "cli", "resubscribe"]
+CONSENT_METHODS: tuple[ConsentMethod, ...] = ("form", "import", "cli", "resubscribe")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """Proof of consent: when, how, the wording's sha256 (text in consent_texts), where, and the client."""
+
+    consented_at: datetime
+    method: ConsentMethod
+    wording_sha256: str | None
+    source: str | None  # the page or file it came from
+    ip: str | None  # only with [subscribe] record_ip = "truncated", already truncated
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    at: datetime
+    status: str
+    reason: str | None
+
+
+def _consent_args(consent: ConsentRecord | None) -> tuple[str | None, ...]:
+    if consent is None:
+        return (None, None, None, None, None)
+    return (to_iso(consent.consented_at), consent.method, consent.wording_sha256, consent.source, consent.ip)
 
 
 def new_token_id() -> str:
@@ -43,6 +73,16 @@ def _subscriber(row: Row) -> Subscriber:
         updated_at=from_iso(row["updated_at"]),
         token_id=row["token_id"],
         address_tokens=bool(row["address_tokens"]),
+        status_at=from_iso(row["status_at"]) if row["status_at"] else None,
+        consent=ConsentRecord(
+            consented_at=from_iso(row["consented_at"]),
+            method=row["consent_method"],
+            wording_sha256=row["consent_sha256"],
+            source=row["consent_source"],
+            ip=row["consent_ip"],
+        )
+        if row["consented_at"]
+        else None,
     )
 
 
@@ -65,30 +105,75 @@ class Subscribers:
         self._db = db
 
     def upsert_subscriber(
-        self, email: str, *, name: str | None, at: datetime, reactivate: bool = True
+        self,
+        email: str,
+        *,
+        name: str | None,
+        at: datetime,
+        reactivate: bool = True,
+        consent: ConsentRecord | None = None,
     ) -> Literal["added", "updated", "unchanged"]:
         """Add an address as active, or update the name (and, with `reactivate`, the status) of a known one.
 
         A new or re-activated subscription gets a new token id: unsubscribe links sent before stop working.
+        `consent` is recorded on a new row and on a re-activation (it replaces the old record then).
         """
         row = self._db.fetch_one("SELECT * FROM subscribers WHERE email = ?", (email,))
         if row is None:
             self._db.execute(
-                "INSERT INTO subscribers (email, name, status, created_at, updated_at, token_id)"
-                " VALUES (?, ?, 'active', ?, ?, ?)",
-                (email, name, to_iso(at), to_iso(at), new_token_id()),
+                "INSERT INTO subscribers (email, name, status, created_at, updated_at, token_id, status_at,"
+                " consented_at, consent_method, consent_sha256, consent_source, consent_ip)"
+                " VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (email, name, to_iso(at), to_iso(at), new_token_id(), to_iso(at), *_consent_args(consent)),
             )
+            self._history(email, "active", at=at, reason=consent.method if consent else None)
             return "added"
         new_name = name if name is not None else row["name"]
         new_status = "active" if reactivate else row["status"]
         if new_name == row["name"] and new_status == row["status"]:
             return "unchanged"
+        status_changed = new_status != row["status"]
         self._db.execute(
             f"UPDATE subscribers SET name = ?, status = ?, reason = CASE WHEN ? = status THEN reason END,"
-            f" {_RESUBSCRIBE}, updated_at = ? WHERE email = ?",
-            (new_name, new_status, new_status, *_resubscribe_args(new_status), to_iso(at), email),
+            f" {_RESUBSCRIBE}, status_at = CASE WHEN ? <> status THEN ? ELSE status_at END,"
+            f" updated_at = ? WHERE email = ?",
+            (
+                new_name,
+                new_status,
+                new_status,
+                *_resubscribe_args(new_status),
+                new_status,
+                to_iso(at),
+                to_iso(at),
+                email,
+            ),
         )
+        if status_changed:
+            if consent is not None:
+                self.set_consent(email, consent)
+            self._history(email, new_status, at=at, reason=consent.method if consent else None)
         return "updated"
+
+    def set_consent(self, email: str, consent: ConsentRecord) -> None:
+        """Replace the consent record of one subscriber."""
+        self._db.execute(
+            "UPDATE subscribers SET consented_at = ?, consent_method = ?, consent_sha256 = ?,"
+            " consent_source = ?, consent_ip = ? WHERE email = ?",
+            (*_consent_args(consent), email),
+        )
+
+    def _history(self, email: str, status: str, *, at: datetime, reason: str | None) -> None:
+        self._db.execute(
+            "INSERT INTO subscriber_history (email, at, status, reason) VALUES (?, ?, ?, ?)",
+            (email, to_iso(at), status, reason),
+        )
+
+    def history(self, email: str) -> list[StatusChange]:
+        """Every status change of one address, oldest first."""
+        rows = self._db.fetch_all(
+            "SELECT at, status, reason FROM subscriber_history WHERE email = ? ORDER BY at, id", (email,)
+        )
+        return [StatusChange(from_iso(r["at"]), r["status"], r["reason"]) for r in rows]
 
     def set_status(
         self, email: str, status: SubscriberStatus, *, at: datetime, reason: str | None = None
@@ -98,12 +183,17 @@ class Subscribers:
         Setting an inactive subscriber back to 'active' gives it a new token id, as `upsert_subscriber` does.
         """
         changed = self._db.execute(
-            f"UPDATE subscribers SET status = ?, reason = ?, {_RESUBSCRIBE}, updated_at = ? WHERE email = ?",
-            (status, reason, *_resubscribe_args(status), to_iso(at), email),
+            f"UPDATE subscribers SET status = ?, reason = ?, {_RESUBSCRIBE},"
+            " status_at = CASE WHEN ? <> status THEN ? ELSE status_at END, updated_at = ? WHERE email = ?",
+            (status, reason, *_resubscribe_args(status), status, to_iso(at), to_iso(at), email),
         )
+        if changed:
+            self._history(email, status, at=at, reason=reason)
         return changed > 0
 
-    def remove_subscriber(self, email: str) -> bool:
+    def delete_subscriber(self, email: str) -> bool:
+        """Delete the row and its status history (erasure: `digest subscribers forget`)."""
+        self._db.execute("DELETE FROM subscriber_history WHERE email = ?", (email,))
         return self._db.execute("DELETE FROM subscribers WHERE email = ?", (email,)) > 0
 
     def get_subscriber(self, email: str) -> Subscriber | None:
