@@ -31,6 +31,7 @@ from digest.config.sections import (
     read_priority,
     read_smtp,
     read_source,
+    read_subscribe,
     read_subscribers,
     read_theme,
 )
@@ -152,6 +153,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
     p.finish()
 
     subscriber_settings = read_subscribers(top.table("subscribers"))
+    subscribe = read_subscribe(top.table("subscribe"))
 
     top.finish()
     if problems:
@@ -184,6 +186,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         subscribers=subscriber_settings,
         bounces=bounces,
         enablers=enablers,
+        subscribe=subscribe,
     )
 
 

@@ -239,6 +239,22 @@ class SubscriberSettings:
     allow_special_domains: bool = False  # accept .local / .internal (and other special-use) domains
 
 
+RecordIp = Literal["none", "truncated"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeSettings:
+    """`[subscribe]`: readers signing themselves up on `digest serve` (double opt-in)."""
+
+    enabled: bool = False  # off: /subscribe, /confirm and /preferences are not served
+    consent_text: str = "Send me this newsletter by email. I can unsubscribe at any time."
+    privacy_url: str | None = None
+    confirm_within_hours: int = 48
+    pending_keep_days: int = 7
+    per_ip_per_hour: int = 5
+    record_ip: RecordIp = "none"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration. `root` is the folder of the config file.
@@ -271,6 +287,7 @@ class Config:
     subscribers: SubscriberSettings = SubscriberSettings()
     bounces: BounceSettings | None = None  # None: no [bounces] table
     enablers: tuple[Priority, ...] = ()
+    subscribe: SubscribeSettings = SubscribeSettings()
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:

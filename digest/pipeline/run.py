@@ -25,6 +25,7 @@ from digest.errors import ApprovalError, DeliveryError, DigestError, MailboxErro
 from digest.pipeline.bounces import process_bounces
 from digest.pipeline.build import build_issue
 from digest.pipeline.send import SendReport, send_issue
+from digest.pipeline.signup import delete_stale_signups
 from digest.schedule import Action, decide, describe_time, friendly_time, next_slot, previous_slot
 from digest.schedule.lock import RunLock
 from digest.state import runs as run_state
@@ -191,6 +192,7 @@ def _pipeline(
     """The stages. `recheck`: the slot already built its issue and waits for its approval, so it is
     not rebuilt (a rebuild could change what the comms team is approving in the preview)."""
     _process_bounces(config, db, now=now)
+    delete_stale_signups(config, db, now=now)
     unfinished = db.issues.interrupted_issue()  # resumed before anything is built
     if unfinished is not None:
         log.info("resuming the interrupted send of issue %s", unfinished.id)

@@ -249,6 +249,21 @@ CREATE INDEX subscriber_history_email ON subscriber_history (email, at);
 CREATE TABLE forgotten (
     address_hash TEXT PRIMARY KEY,
     forgotten_at TEXT NOT NULL
+);
+-- Sign-ups waiting for their confirmation (status pending): a new reader from the form, a reader who
+-- unsubscribed and asks to join again, or a new address for a subscriber (old_email). One row per address;
+-- token_id is what the confirmation link carries (new with each confirmation email, mailed_at).
+CREATE TABLE signups (
+    email          TEXT PRIMARY KEY COLLATE NOCASE,
+    token_id       TEXT NOT NULL UNIQUE,
+    name           TEXT,
+    old_email      TEXT COLLATE NOCASE,
+    method         TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    mailed_at      TEXT NOT NULL,
+    consent_sha256 TEXT,
+    consent_source TEXT,
+    consent_ip     TEXT
 )
 """,
 )
@@ -440,6 +455,18 @@ CREATE INDEX subscriber_history_email ON subscriber_history (email, at);
 CREATE TABLE forgotten (
     address_hash TEXT PRIMARY KEY,
     forgotten_at TEXT NOT NULL
+);
+CREATE TABLE signups (
+    email          TEXT COLLATE digest_nocase PRIMARY KEY,
+    token_id       TEXT NOT NULL UNIQUE,
+    name           TEXT,
+    old_email      TEXT COLLATE digest_nocase,
+    method         TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    mailed_at      TEXT NOT NULL,
+    consent_sha256 TEXT,
+    consent_source TEXT,
+    consent_ip     TEXT
 )
 """,
 )

@@ -27,6 +27,7 @@ from digest.state.issues import Issues
 from digest.state.ledger import Ledger
 from digest.state.runs import Runs
 from digest.state.settings import Settings
+from digest.state.signups import Signups
 from digest.state.subscribers import Subscribers
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Store:
         self.bounces = Bounces(database)
         self.runs = Runs(database)
         self.consent = Consent(database)
+        self.signups = Signups(database)
 
     @property
     def dialect(self) -> Dialect:

@@ -191,6 +191,28 @@ class Subscribers:
             self._history(email, status, at=at, reason=reason)
         return changed > 0
 
+    def set_name(self, email: str, name: str | None, *, at: datetime) -> bool:
+        """Change the name a subscriber is greeted by."""
+        return (
+            self._db.execute(
+                "UPDATE subscribers SET name = ?, updated_at = ? WHERE email = ?", (name, to_iso(at), email)
+            )
+            > 0
+        )
+
+    def change_address(self, old: str, new: str, *, at: datetime) -> bool:
+        """Move a subscription to a new address (confirmed by its owner): name, status, consent and token
+        id stay; the history follows. Returns False when `old` is unknown or `new` is on the list already."""
+        if self._db.fetch_one("SELECT 1 FROM subscribers WHERE email = ?", (new,)) is not None:
+            return False
+        changed = self._db.execute(
+            "UPDATE subscribers SET email = ?, updated_at = ? WHERE email = ?", (new, to_iso(at), old)
+        )
+        if changed:
+            self._db.execute("UPDATE subscriber_history SET email = ? WHERE email = ?", (new, old))
+            self._history(new, "active", at=at, reason="address changed")
+        return changed > 0
+
     def delete_subscriber(self, email: str) -> bool:
         """Delete the row and its status history (erasure: `digest subscribers forget`)."""
         self._db.execute("DELETE FROM subscriber_history WHERE email = ?", (email,))
