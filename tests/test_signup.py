@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,11 +16,14 @@ from urllib.parse import unquote
 import httpx
 import pytest
 from test_archive import make_config
+from test_build import AS_OF, REPO
 from web_support import served
 
-from digest.config import Config
+from digest.cli import main
+from digest.config import Config, load_config
 from digest.deliver.reader_tokens import preferences_token, truncated_ip
 from digest.deliver.tokens import unsubscribe_secret, unsubscribe_token
+from digest.errors import ConfigError
 from digest.pipeline.signup import delete_stale_signups
 from digest.state.consent import wording_sha256
 from digest.state.store import open_store
@@ -322,11 +326,39 @@ def test_truncated_ip() -> None:
 
 
 def test_config_needs_consent_and_privacy_when_enabled(tmp_path: Path) -> None:
-    from digest.errors import ConfigError
-
     with pytest.raises(ConfigError) as raised:
         make_config(tmp_path, '[subscribe]\nenabled = true\nconsent_text = ""\nrecord_ip = "full"\n')
     text = "\n".join(raised.value.problems)
     assert (
         "subscribe.consent_text" in text and "subscribe.privacy_url" in text and "subscribe.record_ip" in text
     )
+
+
+def test_every_email_footer_links_to_the_preference_page(
+    tmp_path: Path, clock: Clock, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built with [subscribe] enabled, the issue's footer has the preference link; each copy sent carries
+    the reader's own (opaque) link, which opens their page."""
+    monkeypatch.delenv("DIGEST_SECRET", raising=False)
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copytree(REPO / "feeds", site / "feeds")
+    text = (REPO / "config.toml").read_text(encoding="utf-8") + SUBSCRIBE
+    (site / "config.toml").write_text(text, encoding="utf-8")
+    c = ["--config", str(site / "config.toml")]
+    assert main(["build", *c, "--as-of", AS_OF]) == 0
+    built = site / "out" / "2025-W19"
+    assert "%%DIGEST_PREFERENCES_URL%%" in (built / "email.txt").read_text(encoding="utf-8")
+    assert "%%DIGEST_PREFERENCES_URL%%" in (built / "email.html").read_text(encoding="utf-8")
+    assert main(["subscribers", "add", "dee@example.org", "--name", "Dee", *c]) == 0
+    assert main(["send", *c]) == 0, capsys.readouterr().err
+    config = load_config(site / "config.toml")
+    [message] = mails(config)
+    plain = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html_part = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    found = re.search(r"/preferences\?token=(\S+)", plain)
+    assert found and "preferences?token=" in html_part and "%%DIGEST_" not in plain + html_part
+    assert "dee@example.org" not in found.group(1)
+    with served(create_public_app(config, clock=clock)) as base, httpx.Client(base_url=base) as c2:
+        page = c2.get("/preferences", params={"token": unquote(found.group(1))})
+        assert page.status_code == 200 and "dee@example.org" in page.text and 'value="Dee"' in page.text

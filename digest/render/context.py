@@ -23,7 +23,15 @@ from markupsafe import Markup
 from wcwidth import wcswidth, wcwidth
 
 from digest.deliver.tokens import issue_url
-from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Entry, Image, Issue, IssueEntry
+from digest.models import (
+    NAME_PLACEHOLDER,
+    PREFERENCES_URL_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Entry,
+    Image,
+    Issue,
+    IssueEntry,
+)
 from digest.render.markdown_text import markdown_to_text
 
 if TYPE_CHECKING:  # render.py imports this module; these are only annotations here
@@ -260,6 +268,7 @@ def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions
         "archive_url": settings.base_url + "/",
         "name_placeholder": NAME_PLACEHOLDER,
         "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
+        "preferences_url": PREFERENCES_URL_PLACEHOLDER if settings.preferences else "",
     }
 
 
