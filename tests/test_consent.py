@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from email_validator import validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from send_support import write_config
 from state_support import sql
 
 from digest.cli import main
-from digest.deliver.audience import add_subscriber, import_csv
+from digest.deliver.audience import _plain_address, add_subscriber, import_csv
 from digest.errors import UsageError
 from digest.state.consent import wording_sha256
 from digest.state.store import Store, open_store
@@ -249,3 +252,33 @@ def test_forget_leaves_no_trace_in_the_file_or_wal(
 def _wal(state_file: Path) -> bytes:
     wal = state_file.with_name(state_file.name + "-wal")
     return wal.read_bytes() if wal.exists() else b""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    local=st.from_regex(r"[A-Za-z0-9_%+.-]{1,70}", fullmatch=True),
+    domain=st.from_regex(
+        r"[A-Za-z0-9.-]{1,30}\.(org|COM|example|test|local|xn--p1ai|a|museum)", fullmatch=True
+    ),
+)
+def test_the_fast_address_check_agrees_with_email_validator(local: str, domain: str) -> None:
+    """The shortcut for common addresses accepts only what email-validator accepts, in the same form."""
+    value = f"{local}@{domain}"
+    fast = _plain_address(value)
+    if fast is None:
+        return
+    assert fast == validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
+
+
+@pytest.mark.parametrize(
+    "value", ["Jane.Doe+news@Example.ORG", "a@b.co", "x_y%z@mail-1.sub.example.org", "a@a.museum"]
+)
+def test_common_addresses_take_the_fast_check(value: str) -> None:
+    assert _plain_address(value) == validate_email(value, check_deliverability=False).ascii_email
+
+
+@pytest.mark.parametrize(
+    "value", ["a..b@example.org", ".a@example.org", "a@example.local", "a@xn--p1ai.org", "a@-x.org", "a@x"]
+)
+def test_unusual_addresses_take_the_full_check(value: str) -> None:
+    assert _plain_address(value) is None

@@ -107,7 +107,9 @@ def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> N
     raise insecure_links_error(config, review)
 
 
-def _print_dry_run(config: Config, report: SendReport) -> None:
+def _print_dry_run(
+    config: Config, report: SendReport, *, verbose: bool = False, recipients_file: Path | None = None
+) -> None:
     what = "test send" if report.test else "send"
     already = "" if report.test else f"; {report.already_sent} already have it"
     stdout.print(
@@ -116,8 +118,21 @@ def _print_dry_run(config: Config, report: SendReport) -> None:
         f" {report.planned} recipient(s) through {_where(config)}{already}:",
         markup=False,
     )
-    for email in report.recipients:
-        stdout.print(f"  {email}", markup=False)
+    # A summary only: printing 500,000 lines through the terminal is what made a dry run slow. The
+    # addresses are listed with --verbose (written in one go) or to a file.
+    if verbose and report.recipients:
+        sys.stdout.write("".join(f"  {email}\n" for email in report.recipients))
+        sys.stdout.flush()
+    if recipients_file is not None:
+        try:
+            recipients_file.write_text("".join(f"{email}\n" for email in report.recipients), encoding="utf-8")
+        except OSError as e:
+            raise UsageError(
+                f"{recipients_file}: cannot write: {e.strerror}", hint="give a path in a folder you can write"
+            ) from e
+        stdout.print(f"The {report.planned} recipient(s) are listed in {recipients_file}.", markup=False)
+    elif report.recipients and not verbose:
+        stdout.print("(--verbose lists them, --recipients FILE writes them to a file)", markup=False)
     if report.refused_earlier:
         stdout.print(
             f"({report.refused_earlier} refused permanently by an earlier send are left out;"
@@ -155,7 +170,15 @@ def _print_doubts(report: SendReport) -> None:
     metavar="ADDR[,ADDR]",
     help='Test send to these addresses only: subject prefixed "[TEST] ", nothing recorded or marked sent.',
 )
-@click.option("--dry-run", is_flag=True, help="Say what would be sent to whom, and send nothing.")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent to how many, and send nothing.")
+@click.option("--verbose", is_flag=True, help="With --dry-run: list every recipient.")
+@click.option(
+    "--recipients",
+    "recipients_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --dry-run: write the recipients to this file, one per line.",
+)
 @click.option(
     "--retry-failed",
     is_flag=True,
@@ -173,6 +196,8 @@ def send_command(
     issue_id: str | None,
     to: tuple[str, ...],
     dry_run: bool,
+    verbose: bool,
+    recipients_file: Path | None,
     retry_failed: bool,
     allow_insecure_links: bool,
 ) -> int:
@@ -230,7 +255,10 @@ def send_command(
         if tasks:
             progress.stop()
         db.close()
-    _print_summary(config, report)
+    if report.dry_run:
+        _print_dry_run(config, report, verbose=verbose, recipients_file=recipients_file)
+    else:
+        _print_summary(config, report)
     if stop.is_set() and not report.completed and report.error is None:
         left = report.not_sent - len(report.failed) - len(report.in_doubt)
         if report.test:

@@ -60,6 +60,11 @@ class Consent:
         )
         return from_iso(row["forgotten_at"]) if row else None
 
+    def forgotten_hashes(self) -> dict[str, datetime]:
+        """Every erased address's keyed hash and when it was erased (a short list, read once by imports)."""
+        rows = self._db.fetch_all("SELECT address_hash, forgotten_at FROM forgotten")
+        return {str(r[0]): from_iso(r[1]) for r in rows}
+
     def unforget(self, email: str) -> None:
         """Take an address off the erased list (it joins again, with a new consent record)."""
         self._db.execute("DELETE FROM forgotten WHERE address_hash = ?", (self.address_hash(email),))

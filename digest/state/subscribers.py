@@ -154,6 +154,46 @@ class Subscribers:
             self._history(email, new_status, at=at, reason=consent.method if consent else None)
         return "updated"
 
+    def brief(self, email: str) -> tuple[str, str, str | None, datetime] | None:
+        """(stored address, status, name, when the status last changed) of one address; None if unknown.
+        One light query, for imports of many rows."""
+        row = self._db.fetch_one(
+            "SELECT email, status, name, coalesce(status_at, updated_at) FROM subscribers WHERE email = ?",
+            (email,),
+        )
+        return (row[0], row[1], row[2], from_iso(row[3])) if row else None
+
+    def brief_many(self, emails: list[str]) -> dict[str, tuple[str, str, str | None, datetime]]:
+        """`brief` of many addresses in one query each 500, keyed by the address in lower case."""
+        found: dict[str, tuple[str, str, str | None, datetime]] = {}
+        for start in range(0, len(emails), 500):
+            chunk = emails[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for row in self._db.fetch_all(
+                "SELECT email, status, name, coalesce(status_at, updated_at) FROM subscribers"
+                f" WHERE email IN ({marks})",
+                tuple(chunk),
+            ):
+                found[str(row[0]).lower()] = (row[0], row[1], row[2], from_iso(row[3]))
+        return found
+
+    def add_many(self, people: list[tuple[str, str | None]], *, at: datetime, consent: ConsentRecord) -> int:
+        """Insert new active subscribers (address, name) in one statement each for the rows and their
+        history, all with the same consent record. The addresses must not be on the list yet."""
+        when = to_iso(at)
+        record = _consent_args(consent)
+        self._db.execute_many(
+            "INSERT INTO subscribers (email, name, status, created_at, updated_at, token_id, status_at,"
+            " consented_at, consent_method, consent_sha256, consent_source, consent_ip)"
+            " VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((email, name, when, when, new_token_id(), when, *record) for email, name in people),
+        )
+        self._db.execute_many(
+            "INSERT INTO subscriber_history (email, at, status, reason) VALUES (?, ?, 'active', ?)",
+            ((email, when, consent.method) for email, _ in people),
+        )
+        return len(people)
+
     def set_consent(self, email: str, consent: ConsentRecord) -> None:
         """Replace the consent record of one subscriber."""
         self._db.execute(
