@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -282,3 +283,47 @@ def test_common_addresses_take_the_fast_check(value: str) -> None:
 )
 def test_unusual_addresses_take_the_full_check(value: str) -> None:
     assert _plain_address(value) is None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    from digest.state.backend import open_database
+
+    if request.param == "sqlite":
+        database = open_database(path=tmp_path / "state.db")
+    else:
+        database = open_database(path=tmp_path / "unused.db", url=request.getfixturevalue("postgres_db"))
+    with Store(database) as opened:
+        yield opened
+
+
+def test_suppression_consent_signups_and_forget_on_both_backends(store: Store, tmp_path: Path) -> None:
+    """The same operations, the same results, on SQLite and PostgreSQL (there forget deletes the rows;
+    what VACUUM does with the space is in the README)."""
+    from digest.pipeline.subscribers import export_subscriber, forget_subscriber
+
+    people = tmp_path / "p.csv"
+    people.write_text("E-mail\tName\nAnn@Example.org\tAnn\nbob@example.org\tBob\n", encoding="utf-8")
+    assert import_csv(store, people, at=MAY, consent="fair").added == 2
+    store.subscribers.set_status("bob@example.org", "complained", at=MAY, reason="abuse report")
+    again = import_csv(store, people, at=MAY + timedelta(days=1), consent="fair")
+    assert [s.why for s in again.suppressed] == ["complained on 12 May 2025"]
+    store.ledger.record_sent("2025-W19", "ann@example.org", message_id="<m@x>", at=MAY)
+    data = export_subscriber(store, "ANN@example.org")
+    assert data["consent"]["consent_wording"] == "fair" and data["issues_sent"][0]["issue"] == "2025-W19"
+    signup = store.signups.start(
+        "new@example.org", name=None, method="form", at=MAY, min_gap=timedelta(minutes=10)
+    )
+    assert signup is not None and store.signups.by_token(signup.token_id) == signup
+    assert (
+        store.signups.start(
+            "NEW@example.org", name=None, method="form", at=MAY, min_gap=timedelta(minutes=10)
+        )
+        is None
+    )
+    assert forget_subscriber(store, "ann@example.org", now=MAY) == 1
+    assert store.subscribers.get_subscriber("ann@example.org") is None
+    assert store.ledger.sends_to("ann@example.org") == []
+    assert store.ledger.sent_count("2025-W19") == 1
+    with pytest.raises(UsageError, match="erased on request on 12 May 2025"):
+        add_subscriber(store, "ann@example.org", name=None, at=MAY)

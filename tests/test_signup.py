@@ -362,3 +362,14 @@ def test_every_email_footer_links_to_the_preference_page(
     with served(create_public_app(config, clock=clock)) as base, httpx.Client(base_url=base) as c2:
         page = c2.get("/preferences", params={"token": unquote(found.group(1))})
         assert page.status_code == 200 and "dee@example.org" in page.text and 'value="Dee"' in page.text
+
+
+def test_show_prints_a_pending_sign_up(
+    config: Config, client: httpx.Client, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sign_up(client, clock, "pending@example.org")
+    capsys.readouterr()
+    assert main(["subscribers", "show", "pending@example.org", "--config", str(config.path)]) == 0
+    out = capsys.readouterr().out
+    assert "status:  pending (signed up, not confirmed)" in out and "source:  /subscribe" in out
+    assert "ip:      127.0.0.0" in out

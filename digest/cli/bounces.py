@@ -82,8 +82,20 @@ def show_command(config_path: Path, email: str) -> int:
         subscriber = db.subscribers.get_subscriber(email.strip())
         events = list(db.bounces.events_for(email.strip())) if subscriber else []
         held = export_subscriber(db, email) if subscriber else None
+        pending = db.signups.get(email.strip()) if subscriber is None else None
     finally:
         db.close()
+    if pending is not None:
+        what = f"a new address for {pending.old_email}" if pending.old_email else "signed up"
+        stdout.print(f"email:   {pending.email}", markup=False)
+        stdout.print(f"name:    {pending.name or ''}", markup=False)
+        stdout.print(f"status:  pending ({what}, not confirmed)", markup=False)
+        stdout.print(f"since:   {pending.created_at:%Y-%m-%d %H:%M} UTC ({pending.method})", markup=False)
+        stdout.print(f"last confirmation email: {pending.mailed_at:%Y-%m-%d %H:%M} UTC", markup=False)
+        stdout.print(f"  source:  {pending.consent_source or '-'}", markup=False)
+        stdout.print(f"  ip:      {pending.consent_ip or '-'}", markup=False)
+        stdout.print(f"  sha256:  {pending.consent_sha256 or '-'}", markup=False)
+        return 0
     if subscriber is None:
         raise UsageError(f"{email} is not a subscriber", hint="digest subscribers list shows the list")
     stdout.print(f"email:   {subscriber.email}", markup=False)
