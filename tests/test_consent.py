@@ -327,3 +327,13 @@ def test_suppression_consent_signups_and_forget_on_both_backends(store: Store, t
     assert store.ledger.sent_count("2025-W19") == 1
     with pytest.raises(UsageError, match="erased on request on 12 May 2025"):
         add_subscriber(store, "ann@example.org", name=None, at=MAY)
+
+
+def test_import_reports_progress(tmp_path: Path) -> None:
+    people = tmp_path / "many.csv"
+    people.write_text("email\n" + "".join(f"p{i}@example.org\n" for i in range(12_000)), encoding="utf-8")
+    seen: list[tuple[int, int]] = []
+    with open_store(tmp_path / "state.db") as db:
+        report = import_csv(db, people, at=MAY, consent="list", progress=lambda d, t: seen.append((d, t)))
+    assert report.added == 12_000
+    assert seen == [(5000, 12_000), (10_000, 12_000), (12_000, 12_000)]
