@@ -81,7 +81,7 @@ def show_command(config_path: Path, email: str) -> int:
     try:
         subscriber = db.subscribers.get_subscriber(email.strip())
         events = list(db.bounces.events_for(email.strip())) if subscriber else []
-        held = export_subscriber(db, email) if subscriber else None
+        held = export_subscriber(db, email, logged=False) if subscriber else None
         pending = db.signups.get(email.strip()) if subscriber is None else None
     finally:
         db.close()

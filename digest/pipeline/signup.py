@@ -62,6 +62,11 @@ class PendingView:
     change: bool
 
 
+def form_secret(config: Config, db: Store) -> str:
+    """The secret the sign-up form's timestamp is signed with (the one of the unsubscribe links)."""
+    return unsubscribe_secret(config, db)
+
+
 def _client_record(config: Config, client_ip: str | None) -> str | None:
     if config.subscribe.record_ip != "truncated" or not client_ip:
         return None

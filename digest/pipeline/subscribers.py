@@ -19,7 +19,7 @@ def _unknown(email: str) -> UsageError:
     return UsageError(f"{email} is not a subscriber", hint="digest subscribers list shows the list")
 
 
-def export_subscriber(db: Store, email: str) -> dict[str, Any]:
+def export_subscriber(db: Store, email: str, *, logged: bool = True) -> dict[str, Any]:
     """Everything held about one person: profile, consent record (with the wording), status history,
     bounces and complaints, and every issue sent (or attempted) to them with its date.
 
@@ -40,7 +40,8 @@ def export_subscriber(db: Store, email: str) -> dict[str, Any]:
             "source": record.source,
             "ip": record.ip,
         }
-    log.info("exported the data held about one subscriber (subject access)")
+    if logged:
+        log.info("exported the data held about one subscriber (subject access)")
     return {
         "profile": {
             "email": subscriber.email,

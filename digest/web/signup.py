@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from digest.config import Config
 from digest.deliver.reader_tokens import ExpiredTokenError, form_age, form_stamp
-from digest.deliver.tokens import BadTokenError, StaleTokenError, unsubscribe_secret
+from digest.deliver.tokens import BadTokenError, StaleTokenError
 from digest.pipeline import signup
 from digest.state.store import Store
 from digest.web.security import Csrf
@@ -102,7 +102,7 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
 
     def secret() -> str:
         with state() as db:
-            return unsubscribe_secret(config, db)
+            return signup.form_secret(config, db)
 
     def message(heading: str, text: str, *, status: int = 200) -> HTMLResponse:
         return page("message.html", status=status, title=heading, heading=heading, message=text, detail=None)
