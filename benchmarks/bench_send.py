@@ -113,7 +113,15 @@ def make_project(root: Path, port: int) -> None:
         writer.writerows([f"reader{i:05d}@example.org", f"Reader {i}"] for i in range(SUBSCRIBERS))
     for args in (
         ("build", "--config", str(config), "--as-of", AS_OF),
-        ("subscribers", "import", "--config", str(config), str(root / "subscribers.csv")),
+        (
+            "subscribers",
+            "import",
+            "--config",
+            str(config),
+            str(root / "subscribers.csv"),
+            "--consent",
+            "bench",
+        ),
     ):
         done = _digest(*args, cwd=root)
         if done.returncode != 0:

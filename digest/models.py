@@ -210,6 +210,8 @@ class RenderedIssue:
 # issue; deliver replaces them per recipient (HTML-escaped in the HTML part), never re-rendering.
 NAME_PLACEHOLDER = "%%DIGEST_NAME%%"
 UNSUBSCRIBE_URL_PLACEHOLDER = "%%DIGEST_UNSUBSCRIBE_URL%%"
+# The reader's preference page (name, address, unsubscribe); in the footer when [subscribe] enabled = true.
+PREFERENCES_URL_PLACEHOLDER = "%%DIGEST_PREFERENCES_URL%%"
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,7 +221,8 @@ def test_commands_on_one_issue_need_the_edition_when_the_config_has_editions(
     built = capsys.readouterr().out.strip().splitlines()
     assert built[-1].endswith("/out/staff-2025-W19/email.html")
     # --issue names its edition: the dry run plans the staff audience only.
-    assert main(["send", "--dry-run", "--issue", "staff-2025-W19", "--config", str(config.path)]) == 0
+    command = ["send", "--dry-run", "--verbose", "--issue", "staff-2025-W19", "--config", str(config.path)]
+    assert main(command) == 0
     planned = capsys.readouterr().out
     assert "ann@example.org" in planned and "cat@example.org" in planned
     assert "bob@example.org" not in planned and "dan@example.org" not in planned
@@ -260,7 +261,7 @@ def test_subscriber_tags_from_the_command_line_and_the_import(
     csv_file.write_text(
         "email,name,tags\neve@example.org,Eve,staff;GP_practices\nfay@example.org,Fay,bad tag\n"
     )
-    assert main(["subscribers", "import", str(csv_file), *args]) == 0
+    assert main(["subscribers", "import", str(csv_file), "--consent", "Staff list", *args]) == 0
     captured = capsys.readouterr()
     assert "list.csv:3: rejected 'bad tag': tags: 'bad tag' is not a tag" in captured.err
     with open_store(config) as db:

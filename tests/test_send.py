@@ -206,9 +206,15 @@ def test_dry_run_lists_who_would_get_it_and_sends_nothing(
     out = capsys.readouterr().out
     assert f"Dry run: the send of issue {ISSUE_ID}" in out
     assert "would go to 5 recipient(s) through the outbox" in out
+    assert "reader0@example.org" not in out  # a summary: the list only on request
+    assert run_send(config, "--dry-run", "--verbose") == 0
+    out = capsys.readouterr().out
     for i in range(5):
         assert f"  reader{i}@example.org" in out
     assert "gone@example.org" not in out and "bounced@example.org" not in out
+    listed = config.root / "recipients.txt"
+    assert run_send(config, "--dry-run", "--recipients", str(listed)) == 0
+    assert listed.read_text(encoding="utf-8").split() == [f"reader{i}@example.org" for i in range(5)]
     assert outbox_messages(config) == []
     db = open_store(config)
     record = db.issues.get_issue(ISSUE_ID)

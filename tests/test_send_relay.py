@@ -173,7 +173,7 @@ def test_staff_domains_need_allow_special_domains(tmp_path: Path, capsys: pytest
     assert main(["subscribers", "add", "ann@staff.local", *c]) != 0
     assert "allow_special_domains" in capsys.readouterr().err
     (tmp_path / "staff.csv").write_text("email\nbob@hr.local\ncat@it.internal\n")
-    assert main(["subscribers", "import", str(tmp_path / "staff.csv"), *c]) == 0
+    assert main(["subscribers", "import", str(tmp_path / "staff.csv"), "--consent", "staff list", *c]) == 0
     assert "rejected 'bob@hr.local'" in capsys.readouterr().err
 
     text = config.path.read_text() + "\n[subscribers]\nallow_special_domains = true\n"
@@ -181,7 +181,7 @@ def test_staff_domains_need_allow_special_domains(tmp_path: Path, capsys: pytest
     assert load_config(config.path).subscribers.allow_special_domains
     assert main(["subscribers", "add", "Ann@Staff.LOCAL", *c]) == 0
     assert "Ann@staff.local: added" in capsys.readouterr().out
-    assert main(["subscribers", "import", str(tmp_path / "staff.csv"), *c]) == 0
+    assert main(["subscribers", "import", str(tmp_path / "staff.csv"), "--consent", "staff list", *c]) == 0
     assert "added 1, updated 0, unchanged 1, rejected 0" in capsys.readouterr().out
     assert main(["subscribers", "add", "dan@host.test", *c]) != 0  # other special names stay refused
     assert main(["subscribers", "remove", "ann@staff.local", *c]) == 0

@@ -164,7 +164,7 @@ def test_topics_from_the_command_line_and_the_import(
     assert "topics all (the whole issue)" in capsys.readouterr().out
     csv_file = tmp_path / "list.csv"
     csv_file.write_text("email,topics\nbob@example.org,Start Well; work well\ncat@example.org,Bad\n")
-    assert main(["subscribers", "import", str(csv_file), *args]) == 0
+    assert main(["subscribers", "import", str(csv_file), "--consent", "Reader list", *args]) == 0
     assert "list.csv:3: rejected 'Bad': topics: 'Bad' is not a priority" in capsys.readouterr().err
     with open_store(config) as db:
         assert db.topics.topics_of("bob@example.org") == ("Start Well", "Work Well")

@@ -185,7 +185,7 @@ def test_an_address_removed_since_gets_a_link_no_longer_valid_page(
 ) -> None:
     token = token_for(config, "bob@example.org")
     db = open_store(config)
-    db.subscribers.remove_subscriber("bob@example.org")
+    db.subscribers.delete_subscriber("bob@example.org")
     db.close()
     page = client.get("/unsubscribe", params={"token": token})
     assert page.status_code == 200
@@ -243,7 +243,7 @@ def test_an_old_token_does_not_unsubscribe_after_re_subscribing(config: Config, 
     old = token_for(config, "bob@example.org")
     assert client.post("/unsubscribe", data={"token": old}).status_code == 200
     assert status(config, "bob@example.org") == "unsubscribed"
-    add_subscriber(db, "bob@example.org", name=None, at=NOW)  # `digest subscribers add` again
+    add_subscriber(db, "bob@example.org", name=None, at=NOW, resubscribe=True)  # `add --resubscribe`
     db.close()
     assert status(config, "bob@example.org") == "active"
     for response in (
@@ -286,28 +286,28 @@ def test_every_way_of_subscribing_again_gives_a_new_token_id(config: Config, tmp
     db = open_store(config)
     ids = {_token_id(config, "bob@example.org")}
     # add after remove
-    db.subscribers.remove_subscriber("bob@example.org")
+    db.subscribers.delete_subscriber("bob@example.org")
     add_subscriber(db, "bob@example.org", name=None, at=NOW)
     ids.add(_token_id(config, "bob@example.org"))
     # reactivation of an unsubscribed or bounced address by `add` or a status change
     for before in ("unsubscribed", "bounced"):
         db.subscribers.set_status("bob@example.org", before, at=NOW)
-        add_subscriber(db, "BOB@example.org", name=None, at=NOW)
+        add_subscriber(db, "BOB@example.org", name=None, at=NOW, resubscribe=True)
         ids.add(_token_id(config, "bob@example.org"))
         db.subscribers.set_status("bob@example.org", before, at=NOW)
         db.subscribers.set_status("bob@example.org", "active", at=NOW)
         ids.add(_token_id(config, "bob@example.org"))
     # import of a removed address
-    db.subscribers.remove_subscriber("bob@example.org")
+    db.subscribers.delete_subscriber("bob@example.org")
     csv = tmp_path / "people.csv"
     csv.write_text("email,name\nbob@example.org,Bob\n", encoding="utf-8")
-    import_csv(db, csv, at=NOW)
+    import_csv(db, csv, at=NOW, consent="test list")
     ids.add(_token_id(config, "bob@example.org"))
     assert len(ids) == 7
     # Changes that are not a new subscription keep the id (links in emails sent stay valid).
     same = _token_id(config, "bob@example.org")
     add_subscriber(db, "bob@example.org", name="Robert", at=NOW)
-    import_csv(db, csv, at=NOW)
+    import_csv(db, csv, at=NOW, consent="test list")
     db.subscribers.set_status("bob@example.org", "active", at=NOW)
     db.close()
     assert _token_id(config, "bob@example.org") == same
@@ -329,7 +329,7 @@ def test_tokens_of_before_the_upgrade_work_until_re_subscribing(config: Config, 
     assert status(config, "ann.reader@example.org") == "unsubscribed"
     db = open_store(config)
     db.subscribers.set_status("bob@example.org", "unsubscribed", at=NOW)
-    add_subscriber(db, "bob@example.org", name=None, at=NOW)
+    add_subscriber(db, "bob@example.org", name=None, at=NOW, resubscribe=True)
     db.close()
     page = client.post("/unsubscribe", data={"token": legacy["bob@example.org"]})
     assert "This unsubscribe link is no longer valid" in page.text

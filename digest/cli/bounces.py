@@ -11,6 +11,7 @@ import click
 from digest.cli.common import config_option, read_config, stdout
 from digest.errors import UsageError
 from digest.pipeline.bounces import choose_source, process_bounces
+from digest.pipeline.subscribers import export_subscriber
 from digest.state.store import open_store
 
 
@@ -73,21 +74,57 @@ def process_command(config_path: Path, maildir: Path | None, imap: bool, dry_run
 @config_option
 @click.argument("email")
 def show_command(config_path: Path, email: str) -> int:
-    """Show one subscriber: status, why, and every bounce and complaint with its DSN status."""
+    """Show everything held about one subscriber: profile, consent record, status history, bounces and
+    complaints with their DSN status, and the issues sent to them."""
     config = read_config(config_path)
     db = open_store(config)
     try:
         subscriber = db.subscribers.get_subscriber(email.strip())
         events = list(db.bounces.events_for(email.strip())) if subscriber else []
+        held = export_subscriber(db, email, logged=False) if subscriber else None
+        pending = db.signups.get(email.strip()) if subscriber is None else None
     finally:
         db.close()
+    if pending is not None:
+        what = f"a new address for {pending.old_email}" if pending.old_email else "signed up"
+        stdout.print(f"email:   {pending.email}", markup=False)
+        stdout.print(f"name:    {pending.name or ''}", markup=False)
+        stdout.print(f"status:  pending ({what}, not confirmed)", markup=False)
+        stdout.print(f"since:   {pending.created_at:%Y-%m-%d %H:%M} UTC ({pending.method})", markup=False)
+        stdout.print(f"last confirmation email: {pending.mailed_at:%Y-%m-%d %H:%M} UTC", markup=False)
+        stdout.print(f"  source:  {pending.consent_source or '-'}", markup=False)
+        stdout.print(f"  ip:      {pending.consent_ip or '-'}", markup=False)
+        stdout.print(f"  sha256:  {pending.consent_sha256 or '-'}", markup=False)
+        return 0
     if subscriber is None:
         raise UsageError(f"{email} is not a subscriber", hint="digest subscribers list shows the list")
     stdout.print(f"email:   {subscriber.email}", markup=False)
     stdout.print(f"name:    {subscriber.name or ''}", markup=False)
     stdout.print(f"status:  {subscriber.status}", markup=False)
     stdout.print(f"reason:  {subscriber.reason or ''}", markup=False)
-    stdout.print(f"since:   {subscriber.updated_at:%Y-%m-%d %H:%M} UTC", markup=False)
+    stdout.print(f"since:   {subscriber.status_at or subscriber.updated_at:%Y-%m-%d %H:%M} UTC", markup=False)
+    stdout.print(f"joined:  {subscriber.created_at:%Y-%m-%d %H:%M} UTC", markup=False)
+    consent = held["consent"] if held else None
+    if consent is None:
+        stdout.print("consent: no record (joined before consent records were kept)", markup=False)
+    else:
+        stdout.print(f"consent: {consent['consent_method']} at {consent['consented_at']}", markup=False)
+        stdout.print(f"  source:  {consent['source'] or '-'}", markup=False)
+        stdout.print(f"  ip:      {consent['ip'] or '-'}", markup=False)
+        sha = consent["consent_wording_sha256"]
+        stdout.print(f"  wording: {consent['consent_wording'] or '-'}", markup=False)
+        stdout.print(f"  sha256:  {sha or '-'}", markup=False)
+    history = held["status_history"] if held else []
+    stdout.print(f"status history: {len(history)}", markup=False)
+    for change in history:
+        stdout.print(
+            f"  {change['at'][:16].replace('T', ' ')}  {change['status']}  {change['reason'] or ''}",
+            markup=False,
+        )
+    sent = held["issues_sent"] if held else []
+    stdout.print(f"issues: {len(sent)}", markup=False)
+    for one in sent:
+        stdout.print(f"  {one['at'][:16].replace('T', ' ')}  {one['issue']}  {one['status']}", markup=False)
     stdout.print(f"bounces and complaints: {len(events)}", markup=False)
     for e in events:
         changed = f" -> {e.changed_to}" if e.changed_to else ""

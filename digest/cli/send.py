@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +21,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from digest.cli.common import (
@@ -34,6 +36,7 @@ from digest.config import Config
 from digest.config.links import insecure_links_error, review_links
 from digest.deliver import audience
 from digest.errors import UsageError
+from digest.pipeline import subscribers as subscriber_rights
 from digest.pipeline.send import SendReport, join_send, send_issue
 from digest.state.store import open_store
 from digest.state.subscribers import STATUSES
@@ -133,7 +136,9 @@ def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> N
     raise insecure_links_error(config, review)
 
 
-def _print_dry_run(config: Config, report: SendReport) -> None:
+def _print_dry_run(
+    config: Config, report: SendReport, *, verbose: bool = False, recipients_file: Path | None = None
+) -> None:
     if report.idle:  # --join with nothing being sent
         for note in report.notes:
             stdout.print(note, markup=False)
@@ -146,8 +151,21 @@ def _print_dry_run(config: Config, report: SendReport) -> None:
         f" {report.planned} recipient(s) through {_where(config)}{already}:",
         markup=False,
     )
-    for email in report.recipients:
-        stdout.print(f"  {email}", markup=False)
+    # A summary only: printing 500,000 lines through the terminal is what made a dry run slow. The
+    # addresses are listed with --verbose (written in one go) or to a file.
+    if verbose and report.recipients:
+        sys.stdout.write("".join(f"  {email}\n" for email in report.recipients))
+        sys.stdout.flush()
+    if recipients_file is not None:
+        try:
+            recipients_file.write_text("".join(f"{email}\n" for email in report.recipients), encoding="utf-8")
+        except OSError as e:
+            raise UsageError(
+                f"{recipients_file}: cannot write: {e.strerror}", hint="give a path in a folder you can write"
+            ) from e
+        stdout.print(f"The {report.planned} recipient(s) are listed in {recipients_file}.", markup=False)
+    elif report.recipients and not verbose:
+        stdout.print("(--verbose lists them, --recipients FILE writes them to a file)", markup=False)
     if report.refused_earlier:
         stdout.print(
             f"({report.refused_earlier} refused permanently by an earlier send are left out;"
@@ -185,7 +203,15 @@ def _print_doubts(report: SendReport) -> None:
     metavar="ADDR[,ADDR]",
     help='Test send to these addresses only: subject prefixed "[TEST] ", nothing recorded or marked sent.',
 )
-@click.option("--dry-run", is_flag=True, help="Say what would be sent to whom, and send nothing.")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent to how many, and send nothing.")
+@click.option("--verbose", is_flag=True, help="With --dry-run: list every recipient.")
+@click.option(
+    "--recipients",
+    "recipients_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --dry-run: write the recipients to this file, one per line.",
+)
 @click.option(
     "--retry-failed",
     is_flag=True,
@@ -205,13 +231,15 @@ def _print_doubts(report: SendReport) -> None:
     " (the unsubscribe links will not work for readers; `digest check` lists the problems).",
 )
 @edition_option
-def send_command(
+def send_command(  # noqa: PLR0912 - one branch per option that changes what a send does
     config_path: Path,
     *,
     edition: str | None,
     issue_id: str | None,
     to: tuple[str, ...],
     dry_run: bool,
+    verbose: bool,
+    recipients_file: Path | None,
     retry_failed: bool,
     join: bool,
     allow_insecure_links: bool,
@@ -300,7 +328,10 @@ def send_command(
         if tasks:
             progress.stop()
         db.close()
-    _print_summary(config, report)
+    if report.dry_run:
+        _print_dry_run(config, report, verbose=verbose, recipients_file=recipients_file)
+    else:
+        _print_summary(config, report)
     if stop.is_set() and not report.completed and report.error is None:
         left = report.not_sent - len(report.failed) - len(report.in_doubt)
         if report.test:
@@ -330,37 +361,70 @@ def subscribers_group() -> None:
 @subscribers_group.command("import")
 @config_option
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
-def import_command(config_path: Path, csv_file: Path) -> int:
-    """Add or update subscribers from a CSV file with an `email` column and optional `name` and `tags`.
+@click.option(
+    "--consent",
+    "consent",
+    metavar="TEXT",
+    default="",
+    help="The basis you hold for mailing these people (required; kept on each consent record).",
+)
+@click.option(
+    "--resubscribe",
+    is_flag=True,
+    help="Re-activate people who unsubscribed, bounced, complained or were erased (they asked again).",
+)
+def import_command(config_path: Path, csv_file: Path, consent: str, resubscribe: bool) -> int:
+    """Add or update subscribers from a CSV file (comma, semicolon or tab) with an email column.
 
-    `tags` holds tags separated by ';' (e.g. staff;partners); they are added to the subscriber's tags.
-    `topics` holds the priorities the reader chose, separated by ';' (e.g. Start Well;Age Well).
+    A `tags` column holds tags separated by ';' (e.g. staff;partners), added to the subscriber's tags;
+    a `topics` column the priorities the reader chose, separated by ';' (e.g. Start Well;Age Well).
 
-    Bad rows are reported with their line number and skipped. People who unsubscribed or bounced stay so.
+    Headers such as `email`, `Email Address`, `E-mail`, `email_address`, `name`, `First Name` and
+    `Last Name` are recognised. Bad rows are reported with their line number and skipped. People who
+    unsubscribed, bounced, complained or were erased stay so (reported per line) unless --resubscribe.
     """
     config = read_config(config_path)
     db = open_store(config)
     try:
-        report = audience.import_csv(
-            db,
-            csv_file,
-            at=datetime.now(UTC),
-            allow_special_domains=config.subscribers.allow_special_domains,
-            priorities=tuple(p.name for p in config.priorities),
-        )
+        with Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=stderr,
+            transient=True,
+            disable=not stderr.is_terminal,
+        ) as bar:
+            task = bar.add_task("import", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = audience.import_csv(
+                db,
+                csv_file,
+                at=datetime.now(UTC),
+                consent=consent,
+                allow_special_domains=config.subscribers.allow_special_domains,
+                priorities=tuple(p.name for p in config.priorities),
+                resubscribe=resubscribe,
+                progress=advance if stderr.is_terminal else None,
+            )
     finally:
         db.close()
     for bad in report.rejected:
         stderr.print(f"{csv_file}:{bad.line}: rejected {bad.value!r}: {bad.reason}", markup=False)
+    for kept in report.suppressed:
+        stderr.print(f"{csv_file}:{kept.line}: {kept.email}: suppressed: {kept.why}", markup=False)
     stdout.print(
         f"{csv_file}: added {report.added}, updated {report.updated}, unchanged {report.unchanged},"
-        f" rejected {len(report.rejected)}",
+        f" rejected {len(report.rejected)}, suppressed {len(report.suppressed)}"
+        + (f", resubscribed {report.resubscribed}" if resubscribe else ""),
         markup=False,
     )
-    if report.kept_inactive:
+    if report.suppressed:
         stdout.print(
-            f"{report.kept_inactive} of them unsubscribed or bounced earlier and stay so"
-            " (digest subscribers add EMAIL re-activates one)",
+            f"{len(report.suppressed)} of them unsubscribed, bounced, complained or were erased earlier and"
+            " stay so (--resubscribe only if they asked to join again)",
             markup=False,
         )
     return 0
@@ -370,8 +434,16 @@ def import_command(config_path: Path, csv_file: Path) -> int:
 @config_option
 @click.argument("email")
 @click.option("--name", default=None, help="The subscriber's name, used in the greeting.")
-def add_command(config_path: Path, email: str, name: str | None) -> int:
-    """Add one subscriber (or re-activate one who unsubscribed or bounced)."""
+@click.option("--consent", default=None, metavar="TEXT", help="How they agreed (kept on the consent record).")
+@click.option(
+    "--resubscribe",
+    is_flag=True,
+    help="Re-activate an address that unsubscribed, bounced, complained or was erased (they asked again).",
+)
+def add_command(
+    config_path: Path, email: str, name: str | None, consent: str | None, resubscribe: bool
+) -> int:
+    """Add one subscriber (an unsubscribed, bounced or complained one only with --resubscribe)."""
     config = read_config(config_path)
     db = open_store(config)
     try:
@@ -381,6 +453,8 @@ def add_command(config_path: Path, email: str, name: str | None) -> int:
             name=name,
             at=datetime.now(UTC),
             allow_special_domains=config.subscribers.allow_special_domains,
+            consent=consent,
+            resubscribe=resubscribe,
         )
     finally:
         db.close()
@@ -392,7 +466,10 @@ def add_command(config_path: Path, email: str, name: str | None) -> int:
 @config_option
 @click.argument("email")
 def remove_command(config_path: Path, email: str) -> int:
-    """Delete one subscriber from the list (the send history keeps its records)."""
+    """Unsubscribe one subscriber (reason "removed by operator"); the row stays, so no import re-adds them.
+
+    To erase someone entirely, use digest subscribers forget.
+    """
     config = read_config(config_path)
     db = open_store(config)
     try:
@@ -402,15 +479,63 @@ def remove_command(config_path: Path, email: str) -> int:
     except ValueError:
         address = email.strip()  # not a valid address now: it may still be on an old list as written
     try:
-        with db.transaction():
-            removed = db.subscribers.remove_subscriber(address)
-            if removed:
+        found = db.subscribers.get_subscriber(address)
+        if found is not None and found.status == "active":
+            with db.transaction():
+                db.subscribers.set_status(
+                    address, "unsubscribed", at=datetime.now(UTC), reason="removed by operator"
+                )
                 db.tags.forget(address)
     finally:
         db.close()
-    if not removed:
+    if found is None:
         raise UsageError(f"{email} is not a subscriber", hint="digest subscribers list shows the list")
-    stdout.print(f"{email.strip()}: removed", markup=False)
+    if found.status != "active":
+        stdout.print(f"{email.strip()}: already {found.status}", markup=False)
+    else:
+        stdout.print(f"{email.strip()}: unsubscribed (removed by operator)", markup=False)
+    return 0
+
+
+@subscribers_group.command("export")
+@config_option
+@click.argument("email")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file.",
+)
+def export_command(config_path: Path, email: str, output: Path | None) -> int:
+    """Write everything held about one person as JSON (a subject access request under UK GDPR)."""
+    config = read_config(config_path)
+    db = open_store(config)
+    try:
+        data = subscriber_rights.export_subscriber(db, email)
+    finally:
+        db.close()
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+    return 0
+
+
+@subscribers_group.command("forget")
+@config_option
+@click.argument("email")
+def forget_command(config_path: Path, email: str) -> int:
+    """Erase one person (UK GDPR): row, name, consent, history and ledger addresses go; only a keyed hash
+    of the address stays on a suppression list, so later imports still refuse it."""
+    config = read_config(config_path)
+    db = open_store(config)
+    try:
+        blanked = subscriber_rights.forget_subscriber(db, email, now=datetime.now(UTC))
+    finally:
+        db.close()
+    stdout.print(f"erased; {blanked} send record(s) kept without the address", markup=False)
     return 0
 
 
@@ -426,33 +551,41 @@ def remove_command(config_path: Path, email: str) -> int:
     metavar="TAG",
     help="Only subscribers holding this tag (repeat for any of several).",
 )
-def list_command(config_path: Path, status: str | None, tags: tuple[str, ...]) -> int:
-    """List subscribers (address, name, status and why) in address order."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (streamed).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header line (streamed).")
+def list_command(
+    config_path: Path, status: str | None, tags: tuple[str, ...], as_json: bool, as_csv: bool
+) -> int:
+    """List subscribers (address, name, status, why and since) in address order, streamed."""
+    if as_json and as_csv:
+        raise UsageError("--json and --csv cannot be used together", hint="choose one")
     config = read_config(config_path)
     db = open_store(config)
     try:
         chosen = next((s for s in STATUSES if s == status), None)
-        if tags:
-            listed = list(db.tags.iter_tagged(tags, chosen))
-            count = db.tags.count_tagged(tags, chosen)
-        else:
-            listed = list(db.subscribers.iter_subscribers(chosen))
-            count = db.subscribers.count_subscribers(chosen)
+        out = sys.stdout
+        count = 0
+        writer = csv.writer(out, lineterminator="\n") if as_csv else None
+        if writer is not None:
+            writer.writerow(("email", "name", "status", "reason", "since"))
+        listed = db.tags.iter_tagged(tags, chosen) if tags else db.subscribers.iter_subscribers(chosen)
+        for s in listed:
+            count += 1
+            since = (s.status_at or s.updated_at).date().isoformat()
+            if writer is not None:
+                writer.writerow((s.email, s.name or "", s.status, s.reason or "", since))
+            elif as_json:
+                record = {"email": s.email, "name": s.name, "status": s.status, "reason": s.reason}
+                out.write(json.dumps({**record, "since": since}, ensure_ascii=False) + "\n")
+            else:
+                # One line each, never a table held in memory: the address first and whole (it is copied).
+                fields = (s.email, s.name or "-", s.status, s.reason or "-", since)
+                out.write("  ".join(f.replace("\t", " ") for f in fields) + "\n")
     finally:
         db.close()
-    # Addresses are never cut short (they are copied from here): the email column is as wide as the
-    # longest one, the other columns wrap, and only an address wider than the terminal is folded.
-    widest = max((len(s.email) for s in listed), default=5)
-    table = Table(box=None, pad_edge=False)
-    table.add_column("email", min_width=min(widest, max(stdout.width - 20, 20)), overflow="fold")
-    for column in ("name", "status", "reason", "since"):
-        table.add_column(column, overflow="fold")
-    for s in listed:
-        cells = (s.email, s.name or "", s.status, s.reason or "", f"{s.updated_at:%Y-%m-%d}")
-        table.add_row(*(Text(cell) for cell in cells))
-    stdout.print(table)
-    tagged = f" tagged {' or '.join(tags)}" if tags else ""
-    stdout.print(f"{count} subscriber(s)" + (f" {status}" if status else "") + tagged, markup=False)
+    if not (as_json or as_csv):
+        tagged = f" tagged {' or '.join(tags)}" if tags else ""
+        stdout.print(f"{count} subscriber(s)" + (f" {status}" if status else "") + tagged, markup=False)
     return 0
 
 

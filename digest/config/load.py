@@ -32,6 +32,7 @@ from digest.config.sections import (
     read_priority,
     read_smtp,
     read_source,
+    read_subscribe,
     read_subscribers,
     read_theme,
 )
@@ -162,6 +163,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         priorities=priorities,
     )
     notify = read_notify(top.table("notify"))
+    subscribe = read_subscribe(top.table("subscribe"))
 
     top.finish()
     if problems:
@@ -197,6 +199,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:  # noqa: PLR091
         bounces=bounces,
         enablers=enablers,
         editions=editions,
+        subscribe=subscribe,
     )
 
 

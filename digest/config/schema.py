@@ -302,6 +302,22 @@ class Edition:
         return f"{at} * * {self.day[:3]}"
 
 
+RecordIp = Literal["none", "truncated"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeSettings:
+    """`[subscribe]`: readers signing themselves up on `digest serve` (double opt-in)."""
+
+    enabled: bool = False  # off: /subscribe, /confirm and /preferences are not served
+    consent_text: str = "Send me this newsletter by email. I can unsubscribe at any time."
+    privacy_url: str | None = None
+    confirm_within_hours: int = 48
+    pending_keep_days: int = 7
+    per_ip_per_hour: int = 5
+    record_ip: RecordIp = "none"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration. `root` is the folder of the config file.
@@ -349,6 +365,8 @@ class Config:
     def archive_url(self) -> str:
         """The public URL of this edition's part of the web archive (`[web] base_url`, plus `/<id>`)."""
         return f"{self.web.base_url}/{self.edition.id}" if self.edition else self.web.base_url
+
+    subscribe: SubscribeSettings = SubscribeSettings()
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:

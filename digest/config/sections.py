@@ -19,6 +19,7 @@ from digest.config.schema import (
     Source,
     SourceKind,
     SubscriberSettings,
+    SubscribeSettings,
     ThemeSettings,
     Transport,
 )
@@ -264,5 +265,34 @@ def read_fetch(f: Table) -> FetchSettings:
 
 def read_subscribers(t: Table) -> SubscriberSettings:
     settings = SubscriberSettings(allow_special_domains=t.boolean("allow_special_domains", False))
+    t.finish()
+    return settings
+
+
+def read_subscribe(t: Table) -> SubscribeSettings:
+    """`[subscribe]`: sign-up on `digest serve`; enabled, it needs the consent wording and privacy page."""
+    d = SubscribeSettings()
+    enabled = bool(t.boolean("enabled", d.enabled))
+    consent = t.text("consent_text", d.consent_text)
+    consent = " ".join(consent.split()) if isinstance(consent, str) else d.consent_text
+    if enabled and not consent:
+        t.problem("consent_text", "must say what the reader agrees to when [subscribe] enabled = true")
+    privacy = t.text("privacy_url", None)
+    if isinstance(privacy, str) and not http_url(t, "privacy_url", privacy):
+        privacy = None
+    if enabled and privacy is None and "privacy_url" not in t.data:
+        t.problem("privacy_url", "is needed when [subscribe] enabled = true: the page of your privacy notice")
+    record_ip = t.choice("record_ip", ("none", "truncated"), d.record_ip)
+    settings = SubscribeSettings(
+        enabled=enabled,
+        consent_text=consent,
+        privacy_url=privacy,
+        confirm_within_hours=t.integer(
+            "confirm_within_hours", d.confirm_within_hours, minimum=1, maximum=720
+        ),
+        pending_keep_days=t.integer("pending_keep_days", d.pending_keep_days, minimum=1, maximum=365),
+        per_ip_per_hour=t.integer("per_ip_per_hour", d.per_ip_per_hour, minimum=1, maximum=10_000),
+        record_ip="truncated" if record_ip == "truncated" else "none",
+    )
     t.finish()
     return settings

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.config import Config
-from digest.deliver import tokens
+from digest.deliver import reader_tokens, tokens
 from digest.deliver.bounces.verp import verp_address
 from digest.deliver.headers import HeaderValueError
 from digest.deliver.message import MessageTemplate, Recipient, Sender
@@ -203,7 +203,14 @@ def make_job(
     elif message_id is None:
         key = hmac.new(p.secret.encode(), b"digest message-id", hashlib.sha256).digest()
         message_id = p.template.message_id_for(key, recipient.email)
-    message = p.template.message(recipient, unsubscribe_url=url, message_id=message_id, date=at)
+    preferences = None
+    if recipient.token_id:
+        preferences = reader_tokens.preferences_url(
+            base_url, reader_tokens.preferences_token(p.secret, recipient.token_id)
+        )
+    message = p.template.message(
+        recipient, unsubscribe_url=url, message_id=message_id, date=at, preferences_url=preferences
+    )
     if p.signer is not None:
         message = p.signer.sign(message)
     envelope = p.bounce_address

@@ -22,11 +22,18 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from digest.deliver import headers
-from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
+from digest.models import NAME_PLACEHOLDER, PREFERENCES_URL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
 
-_PLACEHOLDER = re.compile(f"({re.escape(NAME_PLACEHOLDER)}|{re.escape(UNSUBSCRIBE_URL_PLACEHOLDER)})")
+_PLACEHOLDER = re.compile(
+    f"({re.escape(NAME_PLACEHOLDER)}|{re.escape(UNSUBSCRIBE_URL_PLACEHOLDER)}|{re.escape(PREFERENCES_URL_PLACEHOLDER)})"
+)
 _SOFT_BREAK = b"=\r\n"
-_NAME, _URL = 0, 1
+_NAME, _URL, _PREFERENCES = 0, 1, 2
+_SLOTS = {
+    NAME_PLACEHOLDER: _NAME,
+    UNSUBSCRIBE_URL_PLACEHOLDER: _URL,
+    PREFERENCES_URL_PLACEHOLDER: _PREFERENCES,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +86,7 @@ def _split(body: str) -> tuple[tuple[bytes, ...], tuple[int, ...]]:
             # A fixed piece followed by a personal value ends with a soft break, so the value starts a line.
             pieces.append(encoded + _SOFT_BREAK if i < len(parts) - 1 else encoded)
         else:
-            slots.append(_NAME if part == NAME_PLACEHOLDER else _URL)
+            slots.append(_SLOTS[part])
     return tuple(pieces), tuple(slots)
 
 
@@ -150,9 +157,16 @@ class MessageTemplate:
         return f"<{self._id_prefix}.{digest.hexdigest()[:32]}@{self._domain}>"
 
     def message(
-        self, recipient: Recipient, *, unsubscribe_url: str, message_id: str, date: datetime | str
+        self,
+        recipient: Recipient,
+        *,
+        unsubscribe_url: str,
+        message_id: str,
+        date: datetime | str,
+        preferences_url: str | None = None,
     ) -> bytes:
-        """The complete RFC 5322 message for one recipient, CRLF line ends.
+        """The complete RFC 5322 message for one recipient, CRLF line ends. `preferences_url` fills the
+        preference-page placeholder (the unsubscribe URL when not given: a link that still works).
 
         Raises:
             headers.HeaderValueError: the recipient's address or the unsubscribe URL cannot be used.
@@ -161,8 +175,14 @@ class MessageTemplate:
         headers.check_url(unsubscribe_url, "unsubscribe URL")
         name = headers.clean_text(recipient.name or "") or self.sender.fallback_name
         date_text = date if isinstance(date, str) else format_datetime(date)
-        text_values = (_qp_value(name), _qp_value(unsubscribe_url))
-        html_values = (_qp_value(html.escape(name)), _qp_value(html.escape(unsubscribe_url)))
+        preferences = preferences_url or unsubscribe_url
+        headers.check_url(preferences, "preferences URL")
+        text_values = (_qp_value(name), _qp_value(unsubscribe_url), _qp_value(preferences))
+        html_values = (
+            _qp_value(html.escape(name)),
+            _qp_value(html.escape(unsubscribe_url)),
+            _qp_value(html.escape(preferences)),
+        )
         out = [
             self._fixed_headers,
             b"To: ",
@@ -188,7 +208,7 @@ class MessageTemplate:
 
 
 def _interleave(
-    out: list[bytes], pieces: tuple[bytes, ...], slots: tuple[int, ...], values: tuple[bytes, bytes]
+    out: list[bytes], pieces: tuple[bytes, ...], slots: tuple[int, ...], values: tuple[bytes, bytes, bytes]
 ) -> None:
     out.append(pieces[0])
     for slot, piece in zip(slots, pieces[1:], strict=True):

@@ -29,6 +29,7 @@ from digest.pipeline.build import build_issue
 from digest.pipeline.host_lock import RUN_LOCK, host_lock
 from digest.pipeline.ledger import fold_old_ledger
 from digest.pipeline.send import SendReport, send_issue
+from digest.pipeline.signup import delete_stale_signups
 from digest.schedule import Action, describe_time, friendly_time
 from digest.schedule.cadence import decide_edition, slot_after, slot_before
 from digest.schedule.lock import RunLock
@@ -196,6 +197,7 @@ def _pipeline(
     """The stages. `recheck`: the slot already built its issue and waits for its approval, so it is
     not rebuilt (a rebuild could change what the comms team is approving in the preview)."""
     _process_bounces(config, db, now=now)
+    delete_stale_signups(config, db, now=now)
     unfinished = db.issues.interrupted_issue()  # resumed before anything is built
     if unfinished is not None:
         log.info("resuming the interrupted send of issue %s", unfinished.id)

@@ -24,6 +24,7 @@ from wcwidth import wcswidth, wcwidth
 
 from digest.models import (
     NAME_PLACEHOLDER,
+    PREFERENCES_URL_PLACEHOLDER,
     UNSUBSCRIBE_URL_PLACEHOLDER,
     Entry,
     Image,
@@ -265,6 +266,7 @@ def issue_context(issue: Issue, settings: RenderSettings, options: RenderOptions
         "archive_url": settings.base_url + "/",
         "name_placeholder": NAME_PLACEHOLDER,
         "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
+        "preferences_url": PREFERENCES_URL_PLACEHOLDER if settings.preferences else "",
     }
 
 

@@ -79,6 +79,7 @@ class RenderSettings:
     enablers: tuple[PriorityStyle, ...] = ()
     explain_priorities: bool = False
     min_image_width: int = 120
+    preferences: bool = False  # the footer links to the preference page ([subscribe] enabled)
     template_dirs: tuple[Path, ...] = (BUILTIN_TEMPLATES,)
 
     @classmethod
@@ -115,6 +116,7 @@ class RenderSettings:
             ),
             explain_priorities=config.highlights.explain,
             min_image_width=config.digest.min_image_width,
+            preferences=config.subscribe.enabled,
             template_dirs=template_search_path(t.templates),
         )
 

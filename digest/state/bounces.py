@@ -153,3 +153,7 @@ class Bounces:
         """Whether a notification with this id was acted on already."""
         row = self._db.fetch_one("SELECT 1 FROM hook_messages WHERE message_id = ?", (message_id,))
         return row is not None
+
+    def forget_events(self, email: str) -> int:
+        """Delete every bounce and complaint event of one address (erasure); returns how many."""
+        return self._db.execute("DELETE FROM bounce_events WHERE email = ?", (email,))

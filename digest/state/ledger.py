@@ -321,3 +321,17 @@ class Ledger:
             for row in rows:
                 yield row[0], row[1], row[2]
             after = rows[-1][0]
+
+    def sends_to(self, email: str) -> list[tuple[str, str, datetime]]:
+        """(issue id, status, when) of every ledger row of one address, oldest first (subject access)."""
+        rows = self._db.fetch_all(
+            "SELECT issue_id, status, at FROM send_ledger WHERE email = ? ORDER BY at, issue_id", (email,)
+        )
+        return [(str(r["issue_id"]), str(r["status"]), from_iso(r["at"])) for r in rows]
+
+    def blank_address(self, email: str, replacement: str) -> int:
+        """Replace an address in every ledger row by `replacement` and drop the rows' details (which may quote
+        it, as an SMTP refusal does); the counts per issue stay right. Returns the rows changed."""
+        return self._db.execute(
+            "UPDATE send_ledger SET email = ?, detail = NULL WHERE email = ?", (replacement, email)
+        )

@@ -9,7 +9,9 @@ backend error becomes a `StateError`. `transaction()` groups operations into one
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from digest.state.audit import Audit
 from digest.state.backend import Database, Dialect, SqliteDatabase, open_database
 from digest.state.batches import Batches
 from digest.state.bounces import Bounces
+from digest.state.consent import Consent
 from digest.state.entries import Entries
 from digest.state.feeds import Feeds
 from digest.state.folds import LedgerFolds
@@ -27,6 +30,7 @@ from digest.state.issues import Issues
 from digest.state.ledger import Ledger
 from digest.state.runs import Runs
 from digest.state.settings import Settings
+from digest.state.signups import Signups
 from digest.state.subscribers import Subscribers
 from digest.state.tags import SubscriberTags
 from digest.state.topics import Topics
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
     from digest.config import Config
 
 __all__ = ["Store", "open_store"]
+
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -69,6 +75,8 @@ class Store:
         self.folds = LedgerFolds(database)
         self.users = Users(database)
         self.audit = Audit(database)
+        self.consent = Consent(database)
+        self.signups = Signups(database)
 
     @property
     def dialect(self) -> Dialect:
@@ -87,6 +95,29 @@ class Store:
     def transaction(self) -> AbstractContextManager[None]:
         """Run the operations in the block as one transaction (committed at its end, rolled back on error)."""
         return self._database.transaction()
+
+    @contextmanager
+    def erasure(self) -> Iterator[None]:
+        """A block that erases data for good: on SQLite, deleted content is overwritten (secure_delete) and
+        the WAL is checkpointed and truncated at the end, so no copy of it stays in the file or its WAL.
+        PostgreSQL deletes the rows; their old versions stay in the table's pages until VACUUM reclaims
+        them (and VACUUM marks space reusable, it does not overwrite it), and in WAL archives and backups.
+        """
+        if not isinstance(self._database, SqliteDatabase):
+            yield
+            return
+        self._database.execute("PRAGMA secure_delete = ON")
+        try:
+            yield
+        finally:
+            self._database.execute("PRAGMA secure_delete = OFF")
+        row = self._database.fetch_one("PRAGMA wal_checkpoint(TRUNCATE)")
+        if row is not None and row[0]:
+            log.warning(
+                "%s: the WAL could not be checkpointed (another process reads the state); erased rows"
+                " may stay in the WAL until the next checkpoint",
+                self.name,
+            )
 
     def advisory_lock(self, name: str) -> AbstractContextManager[bool]:
         """Try to take the lock `name` across hosts, without waiting (PostgreSQL only): yields if taken."""

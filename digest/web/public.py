@@ -1,5 +1,7 @@
-"""The public app of `digest serve`: the static web archive, the unsubscribe pages, and the Amazon SES
-notification hook (`POST /hooks/ses`, see `digest.pipeline.bounces.handle_sns`).
+"""The public app of `digest serve`: the static web archive, the unsubscribe pages, the Amazon SES
+notification hook (`POST /hooks/ses`, see `digest.pipeline.bounces.handle_sns`), and with
+`[subscribe] enabled = true` the reader pages (`/subscribe`, `/confirm`, `/resubscribe`, `/preferences`,
+see `digest.web.signup`).
 
 `GET /unsubscribe?token=...` only shows a confirmation form: link scanners (Microsoft Safe Links and the
 like) follow every link in an email, so a GET never unsubscribes anyone. `POST /unsubscribe` unsubscribes,
@@ -28,7 +30,8 @@ from digest.deliver.tokens import BadTokenError, StaleTokenError
 from digest.pipeline import bounces, web
 from digest.web.hosts import RelativeRedirects
 from digest.web.pages import STATIC, render_message, render_page
-from digest.web.security import SecurityHeaders, error_handlers
+from digest.web.security import Csrf, SecurityHeaders, error_handlers
+from digest.web.signup import reader_routes
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
     """The app `digest serve` runs: `[web] archive_dir` as static files, and `/unsubscribe`."""
     lang = config.digest.locale.replace("_", "-")
     footer = config.theme.organisation or config.digest.title
+    csrf = Csrf()
     shared = web.SharedState()  # PostgreSQL: one pool for the app's life
     state = functools.partial(shared.use, config)
 
@@ -118,14 +122,20 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
         except BadTokenError as e:
             log.info("refused an unsubscribe request with a bad token (%s)", request.method)
             return bad_link(str(e).capitalize() + ".")
-        return page(
+        csrf_token, session = csrf.page_token(request)
+        response = page(
             "unsubscribe.html",
             title=f"Unsubscribe from {config.digest.title}",
             outcome=outcome,
             token=token,
             confirm=request.method != "POST",
             list_title=config.digest.title,
+            # An unsubscribed reader may join again from here (double opt-in) when sign-up is enabled.
+            resubscribe=config.subscribe.enabled,
+            csrf_token=csrf_token,
         )
+        csrf.set_session(response, session)
+        return response
 
     def _check(token: str) -> web.UnsubscribeOutcome:
         with state() as db:
@@ -162,6 +172,7 @@ def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starl
     config.web.archive_dir.mkdir(parents=True, exist_ok=True)
     routes = [
         Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
+        *reader_routes(config, clock=clock, page=page, state=state, csrf=csrf),
         Route("/hooks/ses", ses_hook, methods=["POST"]),
         Route("/assets/site.css", site_css),
         Mount("/", StaticFiles(directory=config.web.archive_dir, html=True)),

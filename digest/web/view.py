@@ -13,6 +13,7 @@ from digest.checks.email import SIZE_LIMIT, SIZE_TARGET
 from digest.errors import UsageError
 from digest.models import (
     NAME_PLACEHOLDER,
+    PREFERENCES_URL_PLACEHOLDER,
     UNSUBSCRIBE_URL_PLACEHOLDER,
     IssueEntry,
     PriorityMatch,
@@ -219,8 +220,11 @@ def personalised(text: str, base_url: str, *, escape: bool) -> str:
     """A built email part with the personal placeholders filled with sample values (HTML-escaped or not)."""
     name = html.escape(SAMPLE_NAME) if escape else SAMPLE_NAME
     url = unsubscribe_url(base_url, "preview-sample")
-    return text.replace(NAME_PLACEHOLDER, name).replace(
-        UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(url) if escape else url
+    preferences = f"{base_url.rstrip('/')}/preferences?token=preview-sample"
+    return (
+        text.replace(NAME_PLACEHOLDER, name)
+        .replace(UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(url) if escape else url)
+        .replace(PREFERENCES_URL_PLACEHOLDER, html.escape(preferences) if escape else preferences)
     )
 
 
