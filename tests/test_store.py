@@ -254,8 +254,8 @@ def test_subscriber_addresses_are_case_insensitive_keys(store: Store) -> None:
             " VALUES (?, 'active', ?, ?, ?)",
             ("ANN@EXAMPLE.ORG", "t", "t", "other-token"),
         )
-    assert subs.remove_subscriber("ANN@EXAMPLE.ORG") is True
-    assert subs.remove_subscriber("ann@example.org") is False
+    assert subs.delete_subscriber("ANN@EXAMPLE.ORG") is True
+    assert subs.delete_subscriber("ann@example.org") is False
     assert subs.count_subscribers() == 0
 
 
