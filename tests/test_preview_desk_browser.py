@@ -35,6 +35,16 @@ def add_user(config: Path, name: str, role: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+def fresh(context: Any, page: Any, base: str) -> Any:
+    """The preview afresh in a new tab (the old one closed). Not `page.reload()`: the preview reloads
+    itself when the issue changed, and a reload of ours racing with it is aborted."""
+    page.close()
+    new = context.new_page()
+    new.goto(base)
+    new.wait_for_load_state()
+    return new
+
+
 def submit(page: Any, button: Any) -> None:
     with page.expect_navigation(url=_AFTER_POST):
         button.click()
@@ -117,7 +127,7 @@ def test_two_users_edit_approve_and_send_a_test_with_four_eyes_and_an_audit_trai
         expect(approver.locator("#approval-state")).to_contain_text("Not approved yet")
 
         # The editor rewords an entry and adds a one-off item.
-        editor.reload()
+        editor = fresh(editor_context, editor, base)
         card = editor.locator(f"#{entry_anchor(target.id)}")
         card.locator("summary", has_text="Edit the words").click()
         card.get_by_label("Title readers see").fill("The full story, not cut short")
@@ -140,13 +150,13 @@ def test_two_users_edit_approve_and_send_a_test_with_four_eyes_and_an_audit_trai
         expect(highlights).to_contain_text("Walk-in flu clinic on Saturday")
 
         # Now the last change is the editor's: the approver approves, as themselves.
-        approver.reload()
+        approver = fresh(approver_context, approver, base)
         expect(approver.locator("#four-eyes")).to_contain_text("erin made the last change")
         submit(approver, approver.get_by_role("button", name="Approve this issue"))
         expect(approver.locator("#approval-state")).to_contain_text("Approved by priya")
 
         # The editor sends a test: it carries the new title and the one-off item.
-        editor.reload()
+        editor = fresh(editor_context, editor, base)
         editor.get_by_label("Send a test to").fill("comms@example.org")
         submit(editor, editor.get_by_role("button", name="Send test"))
         expect(editor.locator("#notice")).to_contain_text("sent to comms@example.org")
