@@ -382,3 +382,17 @@ def test_only_admins_manage_users_in_the_preview(desk: tuple[str, Workspace], te
                 "removed user kim",
                 "added user kim (editor)",
             ]
+
+
+def test_builds_outside_the_preview_are_in_the_audit_trail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = sample_project(tmp_path)
+    as_of = ["--as-of", "2025-05-09T17:00:00+01:00"]
+    assert main(["build", *as_of, "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["status", "--audit", "--json", "--config", str(config)]) == 0
+    events = json.loads(capsys.readouterr().out)["audit"]
+    built = [e for e in events if e["action"] == "rebuild"]
+    assert [(e["actor"], e["issue_id"]) for e in built] == [("digest build", "2025-W19")]
+    assert built[0]["detail"].startswith("digest build built the issue: ")

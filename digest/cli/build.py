@@ -84,6 +84,7 @@ def build_command(
                 out_dir=out_dir.resolve() if out_dir else None,
                 offline=offline,
                 on_progress=spinner.update if spinner else None,
+                actor="digest build",
             )
     finally:
         db.close()

@@ -88,7 +88,7 @@ def draft_ahead(config: Config, db: Store, *, now: datetime) -> str | None:
     key = f"notify.draft_ahead.{to_iso(slot)}"
     if db.settings.get_setting(key) is not None:
         return None
-    outcome = build_issue(config, db, now=now, as_of=slot)
+    outcome = build_issue(config, db, now=now, as_of=slot, actor="digest schedule (draft ahead)")
     db.settings.set_setting(key, to_iso(now))  # after the build: a failed build is tried again
     when = describe_time(slot, config.schedule.timezone)
     if outcome.built is None:

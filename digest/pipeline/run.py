@@ -227,7 +227,7 @@ def _pipeline(
         if recheck and pending is not None and pending.sent_at is None:
             return _waiting(db, pending)
 
-    outcome = build_issue(config, db, now=now, as_of=as_of)
+    outcome = build_issue(config, db, now=now, as_of=as_of, actor="digest run")
     for note in outcome.notes:
         log.info("build: %s", note)
     if outcome.built is None:

@@ -35,6 +35,7 @@ from digest.pipeline.build.files import (
 )
 from digest.pipeline.build.plan import PlannedIssue, free_issue_id, plan_issue, retire_stale_issue
 from digest.pipeline.build.variants import build_variants, variant_notes
+from digest.pipeline.desk import record_audit
 from digest.pipeline.ingest import ingest_sources
 from digest.render import RenderSettings
 from digest.state.store import Store
@@ -108,8 +109,10 @@ def build_from_entries(
     as_of: datetime | None = None,
     out_dir: Path | None = None,
     on_progress: Progress | None = None,
+    actor: str | None = None,
 ) -> BuildOutcome:
-    """Compose, render and write one issue from the given entries (the part of `build_issue` after ingest).
+    """Compose, render and write one issue from the given entries (the part of `build_issue` after ingest);
+    `actor` as in `build_issue`.
 
     Raises:
         SourceError: every source failed (not with `offline`): nothing is built, nothing looks quiet.
@@ -155,6 +158,16 @@ def build_from_entries(
         raise StateError(
             f"issue {issue_id}: {e}", hint="run `digest build` again to build the next issue"
         ) from e
+    if actor:
+        record_audit(
+            db,
+            at=now,
+            issue_id=issue_id,
+            actor=actor,
+            action="rebuild",
+            detail=f"{actor} built the issue: {len(rendered.issue.entries)} entries",
+            content=False,  # a command, not a person: four eyes still names whoever last edited it
+        )
     progress(f"rendering the topic variants of issue {issue_id}")
     variants = build_variants(config, db, issue, built.folder)
     db.topics.record_variants(issue_id, variants)
@@ -182,8 +195,12 @@ def build_issue(
     out_dir: Path | None = None,
     offline: bool = False,
     on_progress: Progress | None = None,
+    actor: str | None = None,
 ) -> BuildOutcome:
     """Fetch every source (or, `offline`, use what state holds), then compose, render and write one issue.
+
+    `actor` (the command that built it, such as "digest build") puts the build in the audit trail; the
+    preview, which records its own rebuilds with the signed-in user, leaves it out.
 
     `as_of` (default `now`) ends the issue's window; it starts where the last sent issue ended, or
     `[digest] lookback_days` before for the first issue, but never more than `[digest] max_window_days`
@@ -217,5 +234,6 @@ def build_issue(
         as_of=as_of,
         out_dir=out_dir,
         on_progress=on_progress,
+        actor=actor,
     )
     return replace(outcome, notes=notes + outcome.notes)
