@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from digest.errors import BusyError
-from digest.schedule.lock import LockHolder
+from digest.schedule.lock import LockHolder, holder_from_note
 from digest.state.store import Store
 
 RUN_LOCK = "digest run"
@@ -31,22 +31,7 @@ def _note_key(name: str) -> str:
 
 
 def _holder(db: Store, name: str) -> LockHolder | None:
-    text = db.settings.get_setting(_note_key(name))
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    pid = data.get("pid")
-    return LockHolder(
-        pid if isinstance(pid, int) else None,
-        str(data["host"]) if data.get("host") else None,
-        str(data["since"]) if data.get("since") else None,
-        str(data["command"]) if data.get("command") else None,
-    )
+    return holder_from_note(db.settings.get_setting(_note_key(name)) or "")
 
 
 @contextmanager

@@ -57,6 +57,12 @@ def read_holder(path: Path) -> LockHolder | None:
         text = path.read_text(encoding="utf-8")
     except OSError:
         return None
+    return holder_from_note(text)
+
+
+def holder_from_note(text: str) -> LockHolder | None:
+    """A holder note (JSON: pid, host, since, command) read back; text that is not JSON is kept as the
+    command; None for an empty note or JSON that is not an object."""
     if not text.strip():
         return None
     try:
