@@ -27,7 +27,9 @@ from send_support import ISSUE_ID, NOW, make_built_issue, smtp_server, write_con
 
 from digest.cli import main
 from digest.config import Config, load_config
-from digest.state.store import open_store
+from digest.state.backend import open_database
+from digest.state.batches import CLAIMABLE
+from digest.state.store import Store, open_store
 
 pytestmark = pytest.mark.smtp
 REPO = Path(__file__).resolve().parent.parent
@@ -234,3 +236,30 @@ def test_status_shows_the_senders_of_a_send_in_progress(
     assert main(["status", "--config", str(config.path)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "being sent by 2 sender(s), 0 of 3 batches done: web1:41:aa" in out
+
+
+def test_a_claim_late_in_a_large_send_reads_only_the_open_batches(tmp_path: Path, postgres_db: str) -> None:
+    # 1,000,000 subscribers make 4,000 batches of 250: near the end of the send a claim must not step
+    # over the thousands done (the partial index send_batches_open holds the open ones only).
+    db = open_database(path=tmp_path / "unused.db", url=postgres_db)
+    try:
+        db.execute_many(
+            "INSERT INTO send_batches (issue_id, lo, hi, done) VALUES (?, ?, ?, ?)",
+            [(ISSUE_ID, f"r{i:05d}", f"r{i + 1:05d}", int(i < 3990)) for i in range(4000)],
+        )
+        db.execute("ANALYZE send_batches")
+        plan = [
+            str(row[0])
+            for row in db.fetch_all(
+                f"EXPLAIN (ANALYZE, COSTS OFF) {CLAIMABLE} FOR UPDATE SKIP LOCKED", (ISSUE_ID, "2025")
+            )
+        ]
+        stepped_over = [int(line.rsplit(":", 1)[1]) for line in plan if "Rows Removed by Filter" in line]
+        assert any("send_batches_open" in line for line in plan), plan
+        assert sum(stepped_over) == 0, plan
+        claimed = Store(db).batches.claim_batch(
+            ISSUE_ID, "host-a:1:x", at=NOW, stale_after=timedelta(minutes=2)
+        )
+        assert claimed is not None and claimed[0].lo == "r03990"
+    finally:
+        db.close()

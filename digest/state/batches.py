@@ -26,6 +26,14 @@ _PENDING = """FROM subscribers s
     LEFT JOIN send_ledger l ON l.issue_id = ? AND l.email = s.email AND l.status IN ({settled})
     WHERE s.status = 'active' AND l.email IS NULL"""
 
+# The first open batch nobody holds (or whose holder is stale), by address. It reads the open batches
+# only, through the partial index send_batches_open: late in a send of 1,000,000 (4,000 batches) a claim
+# would otherwise step over the thousands already done.
+CLAIMABLE = (
+    "SELECT * FROM send_batches WHERE issue_id = ? AND done = 0"
+    " AND (holder IS NULL OR heartbeat_at < ?) ORDER BY lo LIMIT 1"
+)
+
 
 def _pending(retry_refused: bool) -> str:
     return _PENDING.format(settled="'sent'" if retry_refused else "'sent', 'refused'")
@@ -135,11 +143,7 @@ class Batches:
         """
         stale = to_iso(at - stale_after)
         with self._db.transaction():
-            row = self._db.fetch_one(
-                "SELECT * FROM send_batches WHERE issue_id = ? AND done = 0"
-                " AND (holder IS NULL OR heartbeat_at < ?) ORDER BY lo LIMIT 1" + self._skip_locked(),
-                (issue_id, stale),
-            )
+            row = self._db.fetch_one(CLAIMABLE + self._skip_locked(), (issue_id, stale))
             if row is None:
                 held = self._db.fetch_all(
                     "SELECT * FROM send_batches WHERE issue_id = ? AND done = 0 AND holder <> ?"
