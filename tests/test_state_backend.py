@@ -285,3 +285,24 @@ def test_psycopg_is_imported_only_for_a_postgresql_state(tmp_path: Path) -> None
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_pooled_connection_is_checked_only_when_it_sat_idle(postgres_db: str) -> None:
+    # One ledger row per message goes through the pool: checking a connection given back moments ago
+    # doubled its round trips. A closed connection shows whether the check ran (its query fails).
+    import psycopg
+
+    from digest.state.postgres import IdleCheck
+
+    now = [100.0]
+    checks = IdleCheck(idle=5.0, monotonic=lambda: now[0])
+    conn = psycopg.connect(postgres_db, autocommit=True)
+    checks.check(conn)  # never lent before: checked, and it works
+    checks.given_back(conn)
+    conn.close()
+    now[0] += 1.0
+    checks.check(conn)  # given back 1 s ago: lent without a query
+    checks.given_back(conn)
+    now[0] += 5.0
+    with pytest.raises(psycopg.OperationalError):
+        checks.check(conn)  # idle 5 s: checked, so the pool replaces the broken connection

@@ -12,7 +12,9 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = "digest state migrations"
 CONNECT_TIMEOUT = 10  # seconds: a connection attempt, and the wait for a free pooled connection
+CHECK_IDLE = 5.0  # seconds a pooled connection may have sat idle and still be lent without a check
 
 
 def redacted(url: str) -> str:
@@ -56,6 +59,35 @@ def lock_key(name: str) -> int:
     """The signed 64-bit key of an advisory lock (stable across hosts and Python versions)."""
     digest = hashlib.sha256(f"digest:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class IdleCheck:
+    """The pool's check: a connection is checked (one empty query) before it is lent only when it was
+    never lent or has sat idle `idle` seconds or more; one given back moments ago is lent as it is.
+
+    A sender writes one ledger row per message, each on a pooled connection: checking every time made it
+    two round trips. A connection that broke since it was given back still fails its statement (a
+    StateError), and the pool drops it; one idle long enough (a server restart, a firewall's idle
+    timeout) is replaced before it is lent, as before.
+    """
+
+    def __init__(self, idle: float = CHECK_IDLE, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._idle = idle
+        self._monotonic = monotonic
+        self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def check(self, conn: psycopg.Connection[Any]) -> None:
+        """Raise when a connection idle too long no longer works (the pool replaces it)."""
+        with self._lock:
+            returned = self._returned.pop(conn, None)
+        if returned is None or self._monotonic() - returned >= self._idle:
+            ConnectionPool.check_connection(conn)
+
+    def given_back(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's reset: note when the connection came back."""
+        with self._lock:
+            self._returned[conn] = self._monotonic()
 
 
 def _row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[Row]:
@@ -114,12 +146,14 @@ class PostgresDatabase:
                 if require_empty:
                     refuse_rows(conn, name)
                 migrate(conn, name)
+            checks = IdleCheck()
             pool: ConnectionPool[Any] = ConnectionPool(
                 conninfo,
                 min_size=1,
                 max_size=max(1, pool_size),
                 kwargs={"autocommit": True, "row_factory": _row_factory},
-                check=ConnectionPool.check_connection,
+                check=checks.check,
+                reset=checks.given_back,
                 timeout=CONNECT_TIMEOUT,
                 name="digest-state",
                 open=False,
