@@ -129,6 +129,15 @@ def test_three_joiners_one_killed_lose_no_one_and_duplicate_at_most_pool_size(
             _wait(gate.reached, process, "digest send --join")
         victim.send_signal(signal.SIGKILL)  # mid-send: its replies are held, its batch is open
         victim.wait(30)
+        # Every sender is stalled now: what any server has without a `sent` row is recorded in doubt,
+        # and of the dead sender's at most POOL (each row written before its message was handed over).
+        with open_store(configs[0]) as db:
+            rows = list(db.ledger.iter_ledger(ISSUE_ID))
+        sent = {row.email for row in rows if row.status == "sent"}
+        doubt = {row.email for row in rows if row.status == "in_doubt"}
+        unrecorded = {rcpt for gate in gates for rcpt, _ in gate.received()} - sent
+        assert unrecorded <= doubt, sorted(unrecorded - doubt)
+        assert 0 < len({rcpt for rcpt, _ in gates[1].received()} - sent) <= POOL
         for gate in (gates[0], gates[2], gates[3]):
             gate.release.set()
         outputs = []

@@ -5,6 +5,8 @@ the reply to one message (the `kill_at`-th of that run, drawn from a seeded gene
 so the kill always lands mid-send whatever the machine's speed; every other kill also happens while
 another process holds a write lock on the state (the sender cannot record what the server accepted).
 The next run resumes; its copies of recipients the server already had are the duplicates of that kill.
+After each kill, every recipient the server has a copy for without a `sent` row is recorded `in_doubt`
+(each row is written before its message is handed over), and there are at most `pool_size` of them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 from send_support import ISSUE_ID, NOW, make_built_issue, smtp_server, write_config, write_lock
 
+from digest.config import Config
 from digest.state.store import open_store
 
 pytestmark = pytest.mark.smtp
@@ -111,6 +114,23 @@ def _settled(handler: KillPoint, sender: subprocess.Popen[bytes]) -> None:
             return
 
 
+def _check_in_doubt(config: Config, handler: KillPoint) -> int:
+    """After a kill: what the server has without a `sent` row is all `in_doubt`, and at most POOL are."""
+    db = open_store(config)
+    try:
+        rows = list(db.ledger.iter_ledger(ISSUE_ID))
+    finally:
+        db.close()
+    sent = {row.email.lower() for row in rows if row.status == "sent"}
+    doubt = {row.email.lower() for row in rows if row.status == "in_doubt"}
+    others = [row for row in rows if row.status not in ("sent", "in_doubt")]
+    unrecorded = handler.received() - sent
+    assert unrecorded <= doubt, f"received without a row: {sorted(unrecorded - doubt)}"
+    assert len(doubt) <= POOL, sorted(doubt)
+    assert not others, others
+    return len(doubt)
+
+
 def test_sigkill_at_random_points_loses_no_one_and_duplicates_at_most_pool_size(tmp_path: Path) -> None:
     rng = random.Random(20261130)
     handler = KillPoint()
@@ -132,6 +152,7 @@ def test_sigkill_at_random_points_loses_no_one_and_duplicates_at_most_pool_size(
 
         duplicates: list[int] = []  # per run: copies of recipients the server already had
         kills = locked_kills = 0
+        doubts: list[int] = []  # per kill: recipients recorded in doubt
         for _ in range(KILLS * 2):  # bounded: a run that ends before its kill point is not a kill
             if kills >= KILLS:
                 break
@@ -156,6 +177,7 @@ def test_sigkill_at_random_points_loses_no_one_and_duplicates_at_most_pool_size(
                     sender.send_signal(signal.SIGKILL)
                     sender.wait(30)
                 kills += 1
+                doubts.append(_check_in_doubt(config, handler))  # before the next run resumes
             else:
                 sender.wait(60)
             handler.release_held()
@@ -164,13 +186,18 @@ def test_sigkill_at_random_points_loses_no_one_and_duplicates_at_most_pool_size(
 
         handler.next_run(0)
         start = handler.total()
+        left = _check_in_doubt(config, handler)
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert final.returncode == 0, final.stdout + final.stderr
+        assert ", in doubt 0" in final.stdout, final.stdout
+        if left:  # the resume says how many it found in doubt (and sends them again)
+            assert f"{left} message(s) were in doubt from an earlier send" in final.stdout, final.stdout
         duplicates.append(handler.duplicates_since(start))
 
     # the duplicates of each kill show up in the run after it (the final run included)
     counts = Counter(rcpt for rcpt, _ in handler.copies)
     assert kills >= 10 and locked_kills >= 5
+    assert any(doubts), doubts  # the kills did land with messages in flight
     assert set(counts) == set(emails), "a subscriber got no copy"  # 0 lost
     total_duplicates = sum(counts.values()) - len(emails)
     assert all(d <= POOL for d in duplicates), duplicates
@@ -181,6 +208,7 @@ def test_sigkill_at_random_points_loses_no_one_and_duplicates_at_most_pool_size(
     assert all(len(v) == 1 for v in ids.values()), "a re-sent copy carries a different Message-ID"
     db = open_store(config)
     assert db.ledger.sent_count(ISSUE_ID) == SUBSCRIBERS
+    assert db.ledger.status_counts(ISSUE_ID)["in_doubt"] == 0  # each copy in doubt was sent again
     record = db.issues.get_issue(ISSUE_ID)
     assert record is not None and record.sent_at is not None
     db.close()

@@ -322,8 +322,8 @@ def _print_issues(status: Status) -> None:
             stdout.print(f"  {i.id}: {f.email} failed: {f.detail}", markup=False)
         if i.in_doubt:
             stdout.print(
-                f"  {i.id}: {i.in_doubt} in doubt (handed to the server, its reply never came);"
-                " the next digest send sends them again with the same Message-ID",
+                f"  {i.id}: {i.in_doubt} in doubt (handed to the server, no reply recorded:"
+                " they may have arrived); the next digest send sends them again with the same Message-ID",
                 markup=False,
             )
         if i.workers:

@@ -175,7 +175,14 @@ def _print_dry_run(
 
 
 def _print_doubts(report: SendReport) -> None:
-    """The messages in doubt, and the recipients left out as refused by an earlier send."""
+    """The messages in doubt (now and from an earlier send), and the recipients left out as refused by
+    an earlier send."""
+    if report.in_doubt_earlier:
+        stdout.print(
+            f"{report.in_doubt_earlier} message(s) were in doubt from an earlier send that stopped (handed"
+            " over, no reply recorded): this send sends them again with their same Message-ID.",
+            markup=False,
+        )
     for doubt in report.in_doubt[:_SHOW_FAILURES]:
         stdout.print(f"  in doubt {doubt.email}: {doubt.reason}", markup=False)
     if report.in_doubt:

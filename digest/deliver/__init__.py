@@ -9,10 +9,11 @@ them through a pool of connections. The send ledger and claims that make a send 
 from digest.deliver.message import MessageTemplate, Recipient, Sender
 from digest.deliver.outbox import OutboxTransport
 from digest.deliver.smtp import SmtpTransport
-from digest.deliver.transport import Delivery, Job, Transport
+from digest.deliver.transport import Delivery, HandingOver, Job, Transport
 
 __all__ = [
     "Delivery",
+    "HandingOver",
     "Job",
     "MessageTemplate",
     "OutboxTransport",

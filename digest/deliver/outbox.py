@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from digest.deliver.transport import Delivery, Job
+from digest.deliver.transport import Delivery, HandingOver, Job
 from digest.errors import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -61,31 +61,46 @@ class OutboxTransport:
         self._label = _UNSAFE.sub("-", label)
         self._host = _UNSAFE.sub("-", socket.gethostname()) or "localhost"
 
-    def write(self, job: Job) -> Path:
-        """Write one message atomically (mode 0600, whatever the umask) and return its path in `new/`."""
+    def write(self, job: Job, *, handing_over: HandingOver | None = None) -> Path:
+        """Write one message atomically (mode 0600, whatever the umask) and return its path in `new/`.
+
+        `handing_over(job)` is called once the file is complete in `tmp/`, before it is moved into
+        `new/` (the hand-over); when it raises, the file is removed and the exception goes on.
+        """
         who = _UNSAFE.sub("_", job.recipient.email)[:80]
         name = f"{self._label}.{who}.{secrets.token_hex(6)}.{self._host}.eml"
         tmp = self.root / "tmp" / name
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-        os.fchmod(fd, PRIVATE_FILE)
-        with os.fdopen(fd, "wb") as handle:
-            if job.envelope_from:  # a Maildir file is a delivered message: it carries the envelope sender
-                handle.write(f"Return-Path: <{job.envelope_from}>\r\n".encode("ascii"))
-            handle.write(job.message)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            os.fchmod(fd, PRIVATE_FILE)
+            with os.fdopen(fd, "wb") as handle:
+                if job.envelope_from:  # a Maildir file is a delivered message: it carries the envelope sender
+                    handle.write(f"Return-Path: <{job.envelope_from}>\r\n".encode("ascii"))
+                handle.write(job.message)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if handing_over is not None:
+                handing_over(job)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never left half-written (or not handed over) in tmp/
+            raise
         final = self.root / "new" / name
         tmp.rename(final)
         return final
 
     def send(
-        self, jobs: Iterable[Job], *, should_stop: Callable[[], bool] | None = None
+        self,
+        jobs: Iterable[Job],
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        handing_over: HandingOver | None = None,
     ) -> Iterator[Delivery]:
         """Write each job's file (none once `should_stop()` is true); DeliveryError when the folder
-        cannot be written.
+        cannot be written. `handing_over(job)` is called before each file is moved into `new/`.
 
         Raises:
             DeliveryError: the Maildir cannot be created or written (disk full, permissions).
+            Whatever `handing_over` raises (that file is not moved into `new/`, no other is written).
         """
         ensure_maildir(self.root)
         try:
@@ -93,7 +108,7 @@ class OutboxTransport:
                 if should_stop is not None and should_stop():
                     return
                 try:
-                    path = self.write(job)
+                    path = self.write(job, handing_over=handing_over)
                 except OSError as e:
                     raise DeliveryError(
                         f"{self.root}: cannot write to the outbox: {e.strerror}",

@@ -12,8 +12,11 @@ The reply to the end of a message is awaited for `data_timeout` (RFC 5321 4.5.3.
 may take minutes), not `timeout`. A message whose reply never came may have been delivered: it is
 settled as `in_doubt` and never retried by this transport. Each worker hands over at most one message
 whose Delivery the caller has not yet taken back (the caller records it before asking for the next), so
-at most `pool_size` messages are ever handed over without their ledger row. Logins are made one at a
-time and with one mechanism; the first refusal stops every worker without another attempt.
+at most `pool_size` messages are ever handed over without their ledger row. The caller's `handing_over`
+is called by the worker once the server has accepted the recipient and before DATA (the caller writes
+the recipient's `in_doubt` row there): when it raises, that message is not sent and every worker stops
+before its next hand-over. Logins are made one at a time and with one mechanism; the first refusal
+stops every worker without another attempt.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from digest.config import SmtpSettings
-from digest.deliver.transport import Delivery, Job, describe_reply, is_hard_bounce
+from digest.deliver.transport import Delivery, HandingOver, Job, describe_reply, is_hard_bounce
 from digest.errors import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,14 @@ class _ConnectionProblemError(Exception):
 
 class _NoReplyError(Exception):
     """The whole message was sent but the reply to its end never came: it may have been delivered."""
+
+
+class _StoppedError(Exception):
+    """The transport was stopped between RCPT and DATA: the message was not handed over."""
+
+
+class _NotHandedOverError(Exception):
+    """The caller's `handing_over` raised (its exception is the cause): the message was not handed over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,13 +241,25 @@ class SmtpTransport:
                 )
                 raise self._login_refused from e
 
-    def _transmit(self, conn: smtplib.SMTP, rcpt: str, message: bytes, sender: str) -> None:
+    def _transmit(
+        self,
+        conn: smtplib.SMTP,
+        rcpt: str,
+        message: bytes,
+        sender: str,
+        *,
+        handing_over: Callable[[], None] | None = None,
+    ) -> None:
         """MAIL, RCPT and DATA for one message; the reply to its end is awaited for `data_timeout`.
+
+        `handing_over()` is called once the recipient is accepted, before DATA; when it raises, the
+        transaction is reset and nothing is sent.
 
         Raises:
             smtplib.SMTPSenderRefused, SMTPRecipientsRefused, SMTPDataError: a refusal (as `sendmail`).
             OSError: the connection failed before the whole message was sent (nothing was delivered).
             _NoReplyError: the message was sent but its reply never came (it may have been delivered).
+            _StoppedError, _NotHandedOverError: `handing_over` raised (nothing was sent).
         """
         conn.ehlo_or_helo_if_needed()
         options = [f"SIZE={len(message)}"] if conn.does_esmtp and conn.has_extn("size") else []
@@ -248,6 +271,12 @@ class SmtpTransport:
         if code not in (250, 251):
             _reset(conn, code)
             raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
+        if handing_over is not None:
+            try:
+                handing_over()
+            except (_StoppedError, _NotHandedOverError):
+                _quiet_reset(conn)
+                raise
         conn.putcmd("data")
         code, reply = conn.getreply()
         if code != 354:
@@ -285,13 +314,34 @@ class SmtpTransport:
         conn.starttls(context=self._context)
         conn.ehlo()
 
-    def _deliver(
-        self, conn: smtplib.SMTP | None, job: Job, stop: threading.Event
+    def _deliver(  # noqa: PLR0912 - one retry loop: each outcome of an attempt is a branch
+        self,
+        conn: smtplib.SMTP | None,
+        job: Job,
+        stop: threading.Event,
+        handing_over: HandingOver | None = None,
     ) -> tuple[Delivery | None, smtplib.SMTP | None]:
-        """Send one job with retries; returns the settled Delivery (None if stopped) and the connection."""
+        """Send one job with retries; returns the settled Delivery (None if stopped) and the connection.
+
+        Raises:
+            DeliveryError: the server cannot be reached, or refused the sender address.
+            Whatever `handing_over` raised (the message was not handed over).
+        """
         rcpt = job.recipient.email
         retries = self.settings.retries
         attempt = 0
+        not_handed: list[BaseException] = []  # what the caller's `handing_over` raised
+
+        def hand_over() -> None:
+            if stop.is_set():  # another worker failed (or the caller stopped): no new hand-over
+                raise _StoppedError
+            if handing_over is not None:
+                try:
+                    handing_over(job)
+                except BaseException as e:
+                    not_handed.append(e)
+                    raise _NotHandedOverError from e
+
         while True:
             try:
                 if conn is None or conn.sock is None:  # none yet, or smtplib hung up itself (a 421)
@@ -299,8 +349,14 @@ class SmtpTransport:
                 self._limiter.wait(stop)
                 if stop.is_set():
                     return None, conn
-                self._transmit(conn, rcpt, job.message, job.envelope_from or self.envelope_from)
+                self._transmit(
+                    conn, rcpt, job.message, job.envelope_from or self.envelope_from, handing_over=hand_over
+                )
                 return Delivery(job=job, accepted=True, detail="250 accepted"), conn
+            except (_StoppedError, _NotHandedOverError):
+                if not_handed:
+                    break
+                return None, conn
             except _NoReplyError as e:
                 _close(conn)
                 log.warning("%s: %s; in doubt, not retried in this run", rcpt, e)
@@ -331,6 +387,7 @@ class SmtpTransport:
             if stop.wait(delay):
                 return None, conn
             attempt += 1
+        raise not_handed[0]  # outside the handler: the caller's exception goes on as it was raised
 
     def _sender_refused(self, e: smtplib.SMTPSenderRefused) -> DeliveryError:
         reply = describe_reply(e.smtp_code, e.smtp_error)
@@ -345,6 +402,7 @@ class SmtpTransport:
         work: queue.Queue[Job | None],
         results: queue.Queue[_Settled | _Abandoned],
         stop: threading.Event,
+        handing_over: HandingOver | None = None,
     ) -> None:
         conn: smtplib.SMTP | None = None
         try:
@@ -356,7 +414,7 @@ class SmtpTransport:
                     results.put(_Abandoned(job))
                     continue
                 try:
-                    delivery, conn = self._deliver(conn, job, stop)
+                    delivery, conn = self._deliver(conn, job, stop, handing_over)
                 except BaseException as e:  # noqa: BLE001 - handed to the main thread, which re-raises it
                     _close(conn)
                     conn = None
@@ -379,9 +437,17 @@ class SmtpTransport:
                     _close(conn)
 
     def send(  # noqa: PLR0912 - one loop: feed, drain, stop
-        self, jobs: Iterable[Job], *, should_stop: Callable[[], bool] | None = None
+        self,
+        jobs: Iterable[Job],
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        handing_over: HandingOver | None = None,
     ) -> Iterator[Delivery]:
         """Send every job through the pool, yielding each Delivery as it is settled.
+
+        `handing_over(job)` is called by the worker thread once the server accepted the recipient,
+        before DATA (before each attempt); when it raises, that message is not sent, every worker
+        stops before its next hand-over, and the exception is raised once what was settled is yielded.
 
         On Ctrl-C the jobs in flight are finished and yielded before KeyboardInterrupt goes on, so
         nothing accepted is left unrecorded. Once `should_stop()` is true (looked at every few
@@ -390,13 +456,16 @@ class SmtpTransport:
 
         Raises:
             DeliveryError: the server cannot be reached or refused TLS/login.
+            Whatever `handing_over` raised.
         """
         work: queue.Queue[Job | None] = queue.Queue()
         results: queue.Queue[_Settled | _Abandoned] = queue.Queue()
         stop = threading.Event()
         waiting: set[threading.Event] = set()  # workers blocked until their Delivery is taken
         workers = [
-            threading.Thread(target=self._worker, args=(work, results, stop), name=f"smtp-{i}", daemon=True)
+            threading.Thread(
+                target=self._worker, args=(work, results, stop, handing_over), name=f"smtp-{i}", daemon=True
+            )
             for i in range(self.settings.pool_size)
         ]
         for worker in workers:
@@ -472,6 +541,14 @@ def _reset(conn: smtplib.SMTP, code: int) -> None:
         return
     with contextlib.suppress(smtplib.SMTPServerDisconnected):
         conn.rset()
+
+
+def _quiet_reset(conn: smtplib.SMTP) -> None:
+    """RSET after a transaction the client gave up before DATA; a connection that fails is closed."""
+    try:
+        conn.rset()
+    except (OSError, smtplib.SMTPException):
+        _close(conn)
 
 
 def _close(conn: smtplib.SMTP | None) -> None:

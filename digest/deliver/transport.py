@@ -41,6 +41,10 @@ class Delivery:
     in_doubt: bool = False
 
 
+HandingOver = Callable[[Job], None]
+"""Called with a job just before its message is committed to the destination (see `Transport`)."""
+
+
 class Transport(Protocol):
     """Sends jobs; yields one Delivery per job as it is settled (not necessarily in order).
 
@@ -49,12 +53,24 @@ class Transport(Protocol):
     `should_stop()` is true, no new job is started and no wait (retry, backoff) goes on: the jobs not
     settled are simply not yielded. A transport may start no other message until the caller asks for
     the next Delivery (the caller records each one first), and stops every worker when closed.
+
+    `handing_over(job)` is called just before the job's message is committed to the destination, once
+    nothing but the message itself can still refuse it (SMTP: after the recipient is accepted, before
+    DATA; outbox: before the written file is moved into `new/`), again before each retry, and never
+    for a job refused earlier (a refused login or recipient). The caller records the recipient as in
+    doubt there, so no message can arrive without a ledger row. It may be called from any of the
+    transport's threads. When it raises, that message is not handed over, nor is any other after it:
+    the transport yields what was settled, then raises that exception.
     """
 
     name: str
 
     def send(
-        self, jobs: Iterable[Job], *, should_stop: Callable[[], bool] | None = None
+        self,
+        jobs: Iterable[Job],
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        handing_over: HandingOver | None = None,
     ) -> Iterator[Delivery]: ...
 
 

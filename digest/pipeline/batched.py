@@ -5,7 +5,8 @@ Used by the first `digest send` of an issue when the state is PostgreSQL and by 
 any point leaves its batch open: another sender takes it over (at once when the dead one ran on the
 same host, else once its heartbeat is stale) and sends what the ledger does not show as settled. Only
 the messages the dead sender had handed over without their row can arrive twice: at most one per
-connection of its pool (`[smtp] pool_size`), with the same Message-ID.
+connection of its pool (`[smtp] pool_size`), with the same Message-ID, each recorded `in_doubt` before
+it was handed over.
 
 A sender stays until every batch of the send is done: while others hold the rest it looks again every
 `POLL` seconds, so the last one standing takes over the batch of a sender that died.
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from digest.deliver import Delivery, Job, Recipient, Transport
+from digest.deliver import Delivery, HandingOver, Job, Recipient, Transport
 from digest.deliver.issue import Heartbeat
 from digest.errors import DeliveryError
 from digest.state import ledger
@@ -57,6 +58,7 @@ def deliver_batches(  # noqa: PLR0915 - one loop: claim, send, record, settle, l
     wait: Callable[[float], object] | None = None,
     also_refresh: Callable[[Store, datetime], bool] | None = None,
     stale_after: timedelta = ledger.CLAIM_STALE_AFTER,
+    handing_over: HandingOver | None = None,
 ) -> BatchRun:
     """Send batches of `issue_id` until every batch is done, the sender is stopped, or the server fails.
 
@@ -64,6 +66,7 @@ def deliver_batches(  # noqa: PLR0915 - one loop: claim, send, record, settle, l
     the ledger row of each settled message. `wait(seconds)` pauses between looks while other senders
     hold the last batches (default: a sleep cut short once `should_stop()` is true). `also_refresh` is
     refreshed with the heartbeat (the first sender's issue claim): False from it stops this sender.
+    `handing_over` is the transport's (the caller records the recipient in doubt before each hand-over).
     """
     run = BatchRun()
     stopping = should_stop or (lambda: False)
@@ -121,7 +124,7 @@ def deliver_batches(  # noqa: PLR0915 - one loop: claim, send, record, settle, l
     pause = wait or (lambda seconds: _pause(seconds, stopping))
     while True:
         with Heartbeat(db, issue_id, holder, clock, refresh=refresh) as heartbeat:
-            deliveries = transport.send(jobs(heartbeat), should_stop=should_stop)
+            deliveries = transport.send(jobs(heartbeat), should_stop=should_stop, handing_over=handing_over)
             try:
                 for delivery in deliveries:
                     record(delivery)

@@ -122,6 +122,8 @@ def _from_report(report: SendReport) -> RunOutcome:
         counts += f", {len(report.failed)} failed ({failures}{', ...' if len(report.failed) > 5 else ''})"
     if report.in_doubt:
         counts += f", {len(report.in_doubt)} in doubt (no reply from the server; sent again next time)"
+    if report.in_doubt_earlier:
+        counts += f", {report.in_doubt_earlier} in doubt from an earlier send (sent again, same Message-ID)"
     base = RunOutcome(
         run_state.SENT,
         issue_id=report.issue_id,

@@ -7,9 +7,12 @@ active subscriber has it (or was refused permanently), the issue is marked sent,
 entries sent, and it is published to the web archive when that part is installed.
 
 A permanent refusal (5xx) is final for that recipient in that issue (a `refused` row): later sends do
-not try again unless asked to (`retry_failed`). A message handed over whose reply never came is
-recorded `in_doubt`: not retried in the same run, sent again by the next send with its same
-Message-ID (each copy's Message-ID is derived from the issue and the address).
+not try again unless asked to (`retry_failed`). Each recipient is recorded `in_doubt` just before its
+message is handed over (the transport calls back once the server has accepted the recipient, before
+DATA), and the reply then replaces that row; so a sender killed at any point leaves every message the
+server may have without a reply recorded as `in_doubt` (at most `pool_size` of them), and a message
+whose reply never came stays so. Those are not retried in the same run, and are sent again by the next
+send with their same Message-ID (each copy's Message-ID is derived from the issue and the address).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from datetime import datetime, timedelta
 from email_validator import EmailNotValidError, validate_email
 
 from digest.config import Config
-from digest.deliver import Delivery, Job, Recipient, Transport
+from digest.deliver import Delivery, HandingOver, Job, Recipient, Transport
 from digest.deliver.headers import HeaderValueError
 from digest.deliver.issue import (
     TEST_PREFIX,
@@ -44,6 +47,7 @@ from digest.state.store import Store
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
+HANDED_OVER = "handed over; no reply recorded yet (if the send stopped here, the message may have arrived)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class SendReport:
     already_sent: int = 0
     failed: tuple[Failure, ...] = ()
     in_doubt: tuple[Failure, ...] = ()  # handed over, reply never came: may have been delivered
+    in_doubt_earlier: int = 0  # in doubt from an earlier send when this one started: sent again now
     refused_earlier: int = 0  # refused permanently by an earlier send and not tried again
     recipients: tuple[str, ...] = ()
     error: str | None = None
@@ -279,6 +284,7 @@ def _real_send(
             planned=planned,
             already_sent=already,
             refused_earlier=refused_earlier,
+            in_doubt_earlier=db.ledger.status_counts(issue_id)["in_doubt"],
             took_over_from=stale.holder if stale else None,
             no_entries=without,
         )
@@ -513,8 +519,13 @@ def _deliver_pending(
     with Heartbeat(db, issue_id, holder, clock) as heartbeat:
         # The transport starts no other message on a connection until the Delivery it handed back is
         # recorded here (it resumes when the next one is asked for); closing it stops every worker, so a
-        # failed ledger write leaves at most one unrecorded message per connection.
-        deliveries = transport.send(jobs(heartbeat), should_stop=should_stop)
+        # failed ledger write leaves at most one unrecorded message per connection, and that one has
+        # its `in_doubt` row (written by `handing_over` before it left).
+        deliveries = transport.send(
+            jobs(heartbeat),
+            should_stop=should_stop,
+            handing_over=_record_handing_over(db, issue_id, clock),
+        )
         try:
             for delivery in deliveries:
                 _record(
@@ -615,6 +626,7 @@ def _deliver_batched(
         should_stop=should_stop,
         retry_failed=retry_failed,
         also_refresh=refresh_claim if claim else None,
+        handing_over=_record_handing_over(db, issue_id, clock),
     )
     error = run.error
     if run.lost and error is None:
@@ -635,6 +647,18 @@ def _deliver_batched(
         took_over_from=took_over,
         batches=run.batches,
     )
+
+
+def _record_handing_over(db: Store, issue_id: str, clock: Callable[[], datetime]) -> HandingOver:
+    """The transport's `handing_over`: the recipient's `in_doubt` row, committed before the message
+    leaves (a StateError stops the transport before that message, and every other, is handed over)."""
+
+    def handing_over(job: Job) -> None:
+        db.ledger.record_in_doubt(
+            issue_id, job.recipient.email, message_id=job.message_id, detail=HANDED_OVER, at=clock()
+        )
+
+    return handing_over
 
 
 def _served(db: Store, issue_id: str, email: str, *, retry_failed: bool) -> tuple[bool, str | None]:
