@@ -343,6 +343,21 @@ def test_pending_recipients_page_through_and_skip_settled_rows(store: Store) -> 
     assert retry[0] == "r1@example.org"
 
 
+def test_refused_count_is_the_active_subscribers_an_earlier_send_was_refused_for(store: Store) -> None:
+    for i in range(6):
+        store.subscribers.upsert_subscriber(f"r{i}@example.org", name=None, at=NOW)
+    store.subscribers.set_status("r5@example.org", "unsubscribed", at=NOW)
+    store.ledger.record_failed(ISSUE, "R1@example.org", detail="550", at=NOW, permanent=True)
+    store.ledger.record_failed(ISSUE, "r2@example.org", detail="550", at=NOW, permanent=True)
+    store.ledger.record_failed(ISSUE, "r5@example.org", detail="550", at=NOW, permanent=True)  # left
+    store.ledger.record_failed(ISSUE, "gone@example.org", detail="550", at=NOW, permanent=True)  # deleted
+    store.ledger.record_failed(ISSUE, "r3@example.org", detail="451", at=NOW)
+    store.ledger.record_sent(ISSUE, "r0@example.org", message_id="<0@x>", at=NOW)
+    store.ledger.record_failed("2025-W20", "r4@example.org", detail="550", at=NOW, permanent=True)
+    assert store.ledger.refused_count(ISSUE) == 2
+    assert store.ledger.pending_count(ISSUE, retry_refused=True) - store.ledger.pending_count(ISSUE) == 2
+
+
 def test_claims_refuse_a_live_holder_and_take_over_a_stale_one(store: Store) -> None:
     ledger = store.ledger
     assert ledger.claim_send(ISSUE, "otherhost:1:aa", at=NOW) is None

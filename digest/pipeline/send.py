@@ -448,7 +448,7 @@ def _refused_earlier(db: Store, issue_id: str, retry_failed: bool) -> int:
     """Active subscribers left out because an earlier send of the issue was refused for them."""
     if retry_failed:
         return 0
-    return db.ledger.pending_count(issue_id, retry_refused=True) - db.ledger.pending_count(issue_id)
+    return db.ledger.refused_count(issue_id)
 
 
 def _no_entries(db: Store, issue_id: str, router: VariantRouter, retry_failed: bool) -> int:

@@ -301,6 +301,19 @@ class Ledger:
             )
         )
 
+    def refused_count(self, issue_id: str) -> int:
+        """Active subscribers (of the audience) left out of a send of the issue because an earlier one was
+        refused for them: `pending_count(retry_refused=True) - pending_count()`, read from the issue's
+        ledger rows instead of twice over every subscriber (at 1,000,000 each sender starts sooner)."""
+        return count_of(
+            self._db.fetch_one(
+                "SELECT count(*) FROM send_ledger l JOIN subscribers s ON s.email = l.email"
+                " WHERE l.issue_id = ? AND l.status = 'refused' AND s.status = 'active'"
+                + (_AUDIENCE.format(tags=", ".join("?" for _ in self._audience)) if self._audience else ""),
+                (issue_id, *self._audience),
+            )
+        )
+
     def pending_recipients(
         self, issue_id: str, *, page_size: int = 500, retry_refused: bool = False
     ) -> Iterator[tuple[str, str | None, str]]:
