@@ -349,7 +349,8 @@ def change_topics(
     `digest subscribers topics`; returns the choice now held.
 
     Raises:
-        ValueError: a name is not a configured priority. BadTokenError, StaleTokenError: the link is not valid.
+        ValueError: a name is not a configured priority.
+        BadTokenError, StaleTokenError: the preference link is not valid.
     """
     chosen = read_topics(config, names)
     with db.transaction():

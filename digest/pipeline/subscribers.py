@@ -70,8 +70,8 @@ def export_subscriber(db: Store, email: str, *, logged: bool = True) -> dict[str
 
 
 def forget_subscriber(db: Store, email: str, *, now: datetime) -> int:
-    """Erase one person: their row (name, consent details, topics), status history and bounce events are deleted,
-    the send ledger's rows keep their counts under a keyed hash instead of the address, and only that
+    """Erase one person: their row (name, consent details), topics, status history and bounce events are
+    deleted, the send ledger's rows keep their counts under a keyed hash instead of the address, and only that
     keyed hash stays, on the suppression list, so a later import or `add` still refuses them.
 
     On SQLite, deleted content is overwritten and the WAL truncated (`Store.erasure`). Returns the number
