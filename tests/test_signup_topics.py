@@ -18,6 +18,7 @@ from test_signup import Clock, confirm, form_fields, link_in, mails
 from test_topics import AS_OF, ITEMS, PRIORITIES
 from web_support import served
 
+from digest.cli import main
 from digest.config import Config
 from digest.deliver.reader_tokens import preferences_token
 from digest.deliver.tokens import unsubscribe_secret, unsubscribe_token
@@ -83,7 +84,7 @@ def ticked(page: str) -> list[str]:
 
 
 def test_topics_chosen_on_the_form_apply_on_confirmation_and_shape_the_next_issue(
-    site: Config, client: httpx.Client, clock: Clock
+    site: Config, client: httpx.Client, clock: Clock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     page = client.get("/subscribe")
     assert "<legend>Topics (optional)</legend>" in page.text
@@ -102,9 +103,13 @@ def test_topics_chosen_on_the_form_apply_on_confirmation_and_shape_the_next_issu
         pending = db.signups.get("dee@example.org")
         assert pending is not None and pending.topics == ("Start Well",)
         assert db.subscribers.get_subscriber("dee@example.org") is None
+    show = ["subscribers", "show", "dee@example.org", "--config", str(site.path)]
+    capsys.readouterr()
+    assert main(show) == 0 and "topics:  Start Well (set when confirmed)" in capsys.readouterr().out
     [message] = mails(site)
     assert "You are subscribed" in confirm(client, link_in(message)).text
     assert topics_of(site, "dee@example.org") == ("Start Well",)
+    assert main(show) == 0 and "topics:  Start Well\n" in capsys.readouterr().out
 
     sent = run_once(site, now=AS_OF, as_of=AS_OF)
     assert (sent.outcome, sent.issue_id) == ("sent", "2025-W19")
@@ -218,7 +223,7 @@ def test_the_preference_page_shows_changes_and_clears_topics(
         "/preferences",
         data={"token": token, "action": "topics", "topics": ["Age Well", "start well"], **fields},
     )
-    assert saved.status_code == 200 and "Your topics have been saved: Age Well, Start Well." in saved.text
+    assert saved.status_code == 200 and "Your topics have been saved: Start Well, Age Well." in saved.text
     assert ticked(saved.text) == ["Start Well", "Age Well"]
     assert topics_of(site, "cat@example.org") == ("Age Well", "Start Well")
     with open_store(site) as db:

@@ -346,7 +346,7 @@ def change_topics(
     config: Config, db: Store, token: str, names: Iterable[str], *, now: datetime
 ) -> tuple[str, ...]:
     """Set the priorities a subscriber wants (none: all topics, the whole issue) with the operation of
-    `digest subscribers topics`; returns the choice now held.
+    `digest subscribers topics`; returns the choice now held, in the configured order.
 
     Raises:
         ValueError: a name is not a configured priority.
@@ -364,7 +364,7 @@ def change_topics(
         )
         db.subscribers.touch(found.email, at=now)
     log.info("a subscriber changed their topics on the preference page (%d chosen)", len(held))
-    return held
+    return tuple(name for name in topic_names(config) if name in held)  # in the configured order
 
 
 def current_topics(db: Store, subscriber: Subscriber) -> tuple[str, ...]:
