@@ -172,6 +172,7 @@ def test_an_unknown_topic_is_refused_with_a_400_naming_the_field(
     )
     assert 'id="topics-error"' in answer.text and 'aria-describedby="topics-hint topics-error"' in answer.text
     assert 'aria-invalid="true"' not in answer.text  # the address was fine
+    assert ticked(answer.text) == ["Start Well"]  # the known ticks are kept
     assert mails(site) == []
     with open_store(site) as db:
         assert db.signups.get("fay@example.org") is None

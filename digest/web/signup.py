@@ -209,7 +209,14 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
         except ValueError as e:
             problem = str(e)
             return await run_in_threadpool(
-                lambda: form_page(request, email=email, name=name, error=problem, error_field="topics")
+                lambda: form_page(
+                    request,
+                    email=email,
+                    name=name,
+                    chosen=tuple(ticked),
+                    error=problem,
+                    error_field="topics",
+                )
             )
         if not limiter.allow(client_of(request)):
             log.info("a sign-up was refused quietly (more than %d from one client this hour)", limiter.limit)
