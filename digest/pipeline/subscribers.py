@@ -51,6 +51,7 @@ def export_subscriber(db: Store, email: str, *, logged: bool = True) -> dict[str
             "status_since": (subscriber.status_at or subscriber.updated_at).isoformat(),
             "created_at": subscriber.created_at.isoformat(),
             "updated_at": subscriber.updated_at.isoformat(),
+            "topics": list(db.topics.topics_of(subscriber.email)),  # chosen priorities; []: all topics
         },
         "consent": consent,
         "status_history": [
@@ -69,8 +70,8 @@ def export_subscriber(db: Store, email: str, *, logged: bool = True) -> dict[str
 
 
 def forget_subscriber(db: Store, email: str, *, now: datetime) -> int:
-    """Erase one person: their row (name, consent details), status history and bounce events are deleted,
-    the send ledger's rows keep their counts under a keyed hash instead of the address, and only that
+    """Erase one person: their row (name, consent details), topics, status history and bounce events are
+    deleted, the send ledger's rows keep their counts under a keyed hash instead of the address, and only that
     keyed hash stays, on the suppression list, so a later import or `add` still refuses them.
 
     On SQLite, deleted content is overwritten and the WAL truncated (`Store.erasure`). Returns the number
@@ -87,6 +88,7 @@ def forget_subscriber(db: Store, email: str, *, now: datetime) -> int:
         if found is None and blanked == 0:
             raise _unknown(email)
         db.bounces.forget_events(address)
+        db.topics.set_topics(address, ())
         db.subscribers.delete_subscriber(address)
         db.consent.suppress_address(address, at=now)
     log.info("erased a subscriber on request (%d ledger row(s) blanked); only a keyed hash is kept", blanked)

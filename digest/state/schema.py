@@ -349,6 +349,12 @@ CREATE TABLE signups (
     consent_ip     TEXT
 )
 """,
+    """
+-- Topics chosen on the sign-up form (issue 15 item 4), kept with the pending sign-up and applied to the
+-- subscriber only when the address is confirmed: a JSON array of priority names ('[]': all topics);
+-- NULL: the request made no choice (resubscribe, change of address), the subscriber's topics stay.
+ALTER TABLE signups ADD COLUMN topics TEXT
+""",
 )
 
 
@@ -629,5 +635,8 @@ CREATE TABLE signups (
     consent_source TEXT,
     consent_ip     TEXT
 )
+""",
+    """
+ALTER TABLE signups ADD COLUMN topics TEXT
 """,
 )

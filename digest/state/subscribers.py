@@ -243,6 +243,12 @@ class Subscribers:
             > 0
         )
 
+    def touch(self, email: str, *, at: datetime) -> bool:
+        """Record that a subscriber's preferences changed (their topics: kept in a table of their own)."""
+        return (
+            self._db.execute("UPDATE subscribers SET updated_at = ? WHERE email = ?", (to_iso(at), email)) > 0
+        )
+
     def change_address(self, old: str, new: str, *, at: datetime) -> bool:
         """Move a subscription to a new address (confirmed by its owner): name, status, consent and token
         id stay; the history follows. Returns False when `old` is unknown or `new` is on the list already."""
