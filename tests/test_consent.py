@@ -17,7 +17,7 @@ from send_support import write_config
 from state_support import sql
 
 from digest.cli import main
-from digest.deliver.audience import _plain_address, add_subscriber, import_csv
+from digest.deliver.audience import _plain_address, add_subscriber, import_csv, normalise_address
 from digest.errors import UsageError
 from digest.state.consent import wording_sha256
 from digest.state.store import Store, open_store
@@ -276,6 +276,12 @@ def test_the_fast_address_check_agrees_with_email_validator(local: str, domain: 
 )
 def test_common_addresses_take_the_fast_check(value: str) -> None:
     assert _plain_address(value) == validate_email(value, check_deliverability=False).ascii_email
+
+
+@pytest.mark.parametrize("value", ["WWW@0.org", "PostMaster@Example.org", "Abuse@example.org"])
+def test_role_mailboxes_take_the_full_check_which_lowercases_them(value: str) -> None:
+    assert _plain_address(value) is None
+    assert normalise_address(value) == validate_email(value, check_deliverability=False).ascii_email
 
 
 @pytest.mark.parametrize(
