@@ -257,6 +257,7 @@ def test_topics_follow_a_change_of_address_and_are_exported_and_forgotten(
 ) -> None:
     with open_store(site) as db:
         db.topics.set_topics("cat@example.org", ["Age Well"])
+        db.tags.add_tags("cat@example.org", ["staff"])
     token = preferences_of(site, "cat@example.org")
     page = client.get("/preferences", params={"token": token})
     fields = dict(re.findall(r'name="(csrf_token)" value="([^"]*)"', page.text))
@@ -269,7 +270,8 @@ def test_topics_follow_a_change_of_address_and_are_exported_and_forgotten(
     confirm(client, link_in(message))
     assert topics_of(site, "cat@new.example") == ("Age Well",)
     assert topics_of(site, "cat@example.org") == ()
-    with open_store(site) as db:
+    with open_store(site) as db:  # the editions whose audience they were in still come to them
+        assert db.tags.tags_of("cat@new.example") == ("staff",) and db.tags.tags_of("cat@example.org") == ()
         assert export_subscriber(db, "cat@new.example")["profile"]["topics"] == ["Age Well"]
         forget_subscriber(db, "cat@new.example", now=clock.now + timedelta(days=1))
         assert db.topics.topics_of("cat@new.example") == ()
@@ -294,3 +296,7 @@ def test_a_pending_sign_up_keeps_its_topics_on_each_backend(store: Store) -> Non
     store.topics.move_address("old@example.org", "new@example.org")
     assert store.topics.topics_of("new@example.org") == ("Age Well",)
     assert store.topics.topics_of("old@example.org") == ()
+    store.tags.add_tags("old@example.org", ["staff"])
+    store.tags.add_tags("new@example.org", ["stale"])
+    store.tags.move_address("old@example.org", "new@example.org")
+    assert store.tags.tags_of("new@example.org") == ("staff",) and store.tags.tags_of("old@example.org") == ()

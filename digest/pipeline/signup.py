@@ -258,6 +258,7 @@ def confirm(config: Config, db: Store, token: str, *, now: datetime) -> Subscrib
             if not db.subscribers.change_address(signup.old_email, signup.email, at=now):
                 raise StaleTokenError("this address is on the list already, or the old one is not any more")
             db.topics.move_address(signup.old_email, signup.email)
+            db.tags.move_address(signup.old_email, signup.email)
             log.info("a subscriber confirmed a new address")
         else:
             method: ConsentMethod = "resubscribe" if signup.method == "resubscribe" else "form"

@@ -117,6 +117,11 @@ class Signups:
     def delete(self, email: str) -> bool:
         return self._db.execute("DELETE FROM signups WHERE email = ?", (email,)) > 0
 
+    def forget(self, email: str) -> int:
+        """Delete every pending sign-up of an address: its own, and a change of address from or to it
+        (erasure: `digest subscribers forget`); returns how many."""
+        return self._db.execute("DELETE FROM signups WHERE email = ? OR old_email = ?", (email, email))
+
     def delete_started_before(self, cutoff: datetime) -> int:
         """Delete pending sign-ups started before `cutoff` (never confirmed); returns how many."""
         return self._db.execute("DELETE FROM signups WHERE created_at < ?", (to_iso(cutoff),))

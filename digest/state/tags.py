@@ -46,6 +46,12 @@ class SubscriberTags:
                 )
         return removed
 
+    def move_address(self, old: str, new: str) -> None:
+        """Move a reader's tags to their new address (a confirmed change of address; any left over under
+        the new address, from before it was on the list, are dropped)."""
+        self._db.execute("DELETE FROM subscriber_tags WHERE email = ?", (new,))
+        self._db.execute("UPDATE subscriber_tags SET email = ? WHERE email = ?", (new, old))
+
     def forget(self, email: str) -> None:
         """Drop every tag of an address (its subscriber row was removed)."""
         self._db.execute("DELETE FROM subscriber_tags WHERE email = ?", (email,))
