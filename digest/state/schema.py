@@ -349,6 +349,19 @@ CREATE TABLE signups (
     consent_ip     TEXT
 )
 """,
+    """
+-- Bounce events of old, sent issues folded into counts with the send ledger ([state] ledger_keep_days):
+-- one row per issue and kind, the distinct addresses that bounced or complained; no address is kept.
+CREATE TABLE bounce_counts (
+    issue_id  TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),
+    count     INTEGER NOT NULL,
+    folded_at TEXT NOT NULL,
+    PRIMARY KEY (issue_id, kind)
+);
+CREATE INDEX bounce_events_at ON bounce_events (at);
+CREATE INDEX hook_messages_received_at ON hook_messages (received_at)
+""",
 )
 
 
@@ -629,5 +642,18 @@ CREATE TABLE signups (
     consent_source TEXT,
     consent_ip     TEXT
 )
+""",
+    """
+-- Bounce events of old, sent issues folded into counts with the send ledger ([state] ledger_keep_days):
+-- one row per issue and kind, the distinct addresses that bounced or complained; no address is kept.
+CREATE TABLE bounce_counts (
+    issue_id  TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),
+    count     BIGINT NOT NULL,
+    folded_at TEXT NOT NULL,
+    PRIMARY KEY (issue_id, kind)
+);
+CREATE INDEX bounce_events_at ON bounce_events (at);
+CREATE INDEX hook_messages_received_at ON hook_messages (received_at)
 """,
 )
