@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from digest.state.backend import Database, count_of
-from digest.state.subscribers import Subscriber, SubscriberStatus, subscriber_from_row
+from digest.state.subscribers import Subscriber, SubscriberStatus, address_order, subscriber_from_row
 
 _PAGE = 1000
 
@@ -84,15 +84,16 @@ class SubscriberTags:
         if not wanted:
             return
         marks = ", ".join("?" for _ in wanted)
+        key = address_order(self._db, "s.email")
         query = (
-            "SELECT * FROM subscribers s WHERE EXISTS (SELECT 1 FROM subscriber_tags t"
+            f"SELECT s.*, {key} AS sort_key FROM subscribers s WHERE EXISTS (SELECT 1 FROM subscriber_tags t"
             f" WHERE t.email = s.email AND t.tag IN ({marks}))"
         )
         params: tuple[str, ...] = wanted
         if status is not None:
             query += " AND s.status = ?"
             params = (*wanted, status)
-        query += " AND s.email > ? ORDER BY s.email LIMIT ?"
+        query += f" AND {key} > ? ORDER BY {key} LIMIT ?"
         after = ""
         while True:
             rows = self._db.fetch_all(query, (*params, after, _PAGE))
@@ -100,4 +101,4 @@ class SubscriberTags:
                 yield subscriber_from_row(row)
             if len(rows) < _PAGE:
                 return
-            after = rows[-1]["email"]
+            after = rows[-1]["sort_key"]
