@@ -70,14 +70,16 @@ def site() -> Iterator[Site]:
 
 
 def _project(root: Path, site: str) -> Path:
-    """Three items in one section capped at one entry: the whole issue shows only the newest (shared by
-    both priorities); each variant shows all its priority's entries, so /start-only is in the Start Well
-    variant alone and /age-only in the Age Well variant alone."""
+    """Four items in one section capped at two entries: the whole issue shows the newest two (one of no
+    priority, one shared by both priorities); each variant shows its priority's two (the shared one and
+    its own, which the whole issue's cap left out), so /start-only is in the Start Well variant alone and
+    /age-only in the Age Well variant alone: a variant keeps the whole issue's cap, not more."""
     items = root / "items"
     items.mkdir()
     for name, day, title, path in (
-        ("a-shared", "2025-05-08", "Midwives and dementia nurses team up", "/shared"),
-        ("b-start", "2025-05-07", "Midwives open a new birth centre", "/start-only"),
+        ("a-plain", "2025-05-08", "Roadworks on the A6 this summer", "/plain"),
+        ("a-shared", "2025-05-07", "Midwives and dementia nurses team up", "/shared"),
+        ("b-start", "2025-05-06", "Midwives open a new birth centre", "/start-only"),
         ("c-age", "2025-05-06", "A dementia cafe opens in Bedford", "/age-only"),
     ):
         (items / f"{name}.md").write_text(
@@ -89,7 +91,7 @@ def _project(root: Path, site: str) -> Path:
     config.write_text(
         """
 [digest]
-section_cap = 1
+section_cap = 2
 
 [highlights]
 max = 0
@@ -156,6 +158,7 @@ def test_a_broken_link_only_in_a_variant_is_reported_against_it_and_each_url_is_
     # Each distinct URL once, however many copies hold it (a 404 is asked again with GET, once).
     assert site.hits == Counter(
         {
+            "HEAD /plain": 1,
             "HEAD /shared": 1,
             "HEAD /start-only": 1,
             "GET /start-only": 1,
