@@ -3,9 +3,11 @@ with "...") filled in from each new entry's article page, for sources with `enri
 
 Each article address is fetched once per run at most, with the source's User-Agent, within `robots.txt`,
 with a conditional GET when state already holds the page, at most `[fetch] enrich_max` pages a run and at
-most `[fetch] concurrency` at once. What a page said is kept in state (`state.articles`), so a re-parse of
-the listing enriches again without fetching. A failed article fetch is logged and leaves the entry as it
-was: it never fails the source.
+most `[fetch] concurrency` at once, over the run's one pooled client (keep-alive; `robots.txt` read once
+per site). Pages are read in a thread, so the replies still coming in are served meanwhile. What a page
+said is kept in state (`state.articles`, one transaction for a source's pages), so a re-parse of the
+listing enriches again without fetching. A failed article fetch is logged and leaves the entry as it was:
+it never fails the source.
 """
 
 from __future__ import annotations
