@@ -136,6 +136,8 @@ class Articles:
             if o.status != "unchanged"
         ]
         touched = [(stamp, o.url) for o in outcomes if o.status == "unchanged"]
+        if not outcomes:
+            return  # no write lock taken for a run with nothing to store
         with self._db.transaction():
             if replaced:
                 self._db.execute_many(
