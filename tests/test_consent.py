@@ -17,7 +17,7 @@ from send_support import write_config
 from state_support import sql
 
 from digest.cli import main
-from digest.deliver.audience import _plain_address, add_subscriber, import_csv
+from digest.deliver.audience import _plain_address, add_subscriber, import_csv, normalise_address
 from digest.errors import UsageError
 from digest.state.consent import wording_sha256
 from digest.state.store import Store, open_store
@@ -232,15 +232,40 @@ def test_forget_leaves_no_trace_in_the_file_or_wal(
             diagnostic=f"no mailbox {address}",
             changed_to="bounced",
         )
+        db.tags.add_tags(address, ["gp-practices"])
+        db.signups.start(  # a change of address the person started and never confirmed
+            "zed.newaddress@example.org",
+            name="Zebedee Uniquename",
+            method="change",
+            at=MAY,
+            min_gap=timedelta(minutes=10),
+            old_email=address,
+        )
+        db.signups.start(
+            "zed.forgettable.pending@example.org", name=None, method="form", at=MAY, min_gap=timedelta(0)
+        )
+        db.audit.record(
+            at=MAY,
+            issue_id="2025-W19",
+            actor="comms",
+            action="test-send",
+            detail=f"sent a test to {address.upper()}, staff@example.org (2 sent)",
+            content=False,
+        )
     assert address.encode() in state_file.read_bytes() + _wal(state_file)  # the test can fail
     with caplog.at_level(logging.INFO):
         assert main(["subscribers", "forget", address.upper(), *c]) == 0
     assert address not in caplog.text.lower() and "zed.forgettable" not in caplog.text.lower()
     data = state_file.read_bytes() + _wal(state_file)
-    for trace in (b"zed.forgettable", b"Zebedee Uniquename"):
+    for trace in (b"zed.forgettable@", b"ZED.FORGETTABLE@", b"zed.newaddress", b"Zebedee Uniquename"):
         assert trace not in data
     with store_of(config_path) as db:
         assert db.subscribers.get_subscriber(address) is None
+        assert db.tags.tags_of(address) == ()
+        assert db.signups.get("zed.newaddress@example.org") is None
+        assert db.signups.get("zed.forgettable.pending@example.org") is not None  # another address
+        (event,) = db.audit.events(issue_id="2025-W19")
+        assert "staff@example.org (2 sent)" in event.detail and "forgotten:" in event.detail
         assert db.ledger.status_counts("2025-W19")["refused"] == 1  # the counts stay right
     # Only a keyed hash is kept: a later import or add still refuses the address.
     capsys.readouterr()
@@ -248,6 +273,16 @@ def test_forget_leaves_no_trace_in_the_file_or_wal(
     assert "suppressed: erased on request on" in capsys.readouterr().err
     assert main(["subscribers", "add", "--resubscribe", address, *c]) == 0
     assert status_of(config_path, address) == "active"
+
+
+def test_forget_erases_an_address_that_only_signed_up(store: Store) -> None:
+    from digest.pipeline.subscribers import forget_subscriber
+
+    store.signups.start("pat@example.org", name="Pat", method="form", at=MAY, min_gap=timedelta(0))
+    assert forget_subscriber(store, "PAT@example.org", now=MAY) == 0
+    assert store.signups.get("pat@example.org") is None
+    with pytest.raises(UsageError):
+        forget_subscriber(store, "pat@example.org", now=MAY)
 
 
 def _wal(state_file: Path) -> bytes:
@@ -276,6 +311,12 @@ def test_the_fast_address_check_agrees_with_email_validator(local: str, domain: 
 )
 def test_common_addresses_take_the_fast_check(value: str) -> None:
     assert _plain_address(value) == validate_email(value, check_deliverability=False).ascii_email
+
+
+@pytest.mark.parametrize("value", ["WWW@0.org", "PostMaster@Example.org", "Abuse@example.org"])
+def test_role_mailboxes_take_the_full_check_which_lowercases_them(value: str) -> None:
+    assert _plain_address(value) is None
+    assert normalise_address(value) == validate_email(value, check_deliverability=False).ascii_email
 
 
 @pytest.mark.parametrize(

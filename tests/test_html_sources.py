@@ -356,6 +356,28 @@ def test_robots_txt_and_enrich_max_bound_the_article_fetches(tmp_path: Path) -> 
         assert all(len(server.hits(f"/articles/{s.slug}")) <= 1 for s in stories)
 
 
+def test_a_runs_article_pages_are_stored_in_one_transaction(tmp_path: Path) -> None:
+    stories = blmk_stories()
+    with running_server() as server:
+        server.routes["/p/"] = feed(listing_page(stories), content_type="text/html")
+        _serve_articles(server, stories[:4])
+        server.routes[f"/articles/{stories[4].slug}"] = lambda request: Reply(
+            500, b"oops"
+        )  # failed: stored too
+        config = load_config(write_site(tmp_path, [undated_source(f"{server.url}/p/")], fetch={"retries": 0}))
+        db = open_store(config)
+        statements: list[str] = []
+        sql(db).set_trace_callback(statements.append)
+        ingest_sources(config, db, now=NOW, parse_processes=0, backoff=0)
+        sql(db).set_trace_callback(None)
+    writes = [i for i, s in enumerate(statements) if s.lstrip().upper().startswith("INSERT INTO ARTICLES")]
+    assert len(writes) == len(stories)  # 4 read, 1 failed (HTTP 500), 1 failed (404)
+    between = statements[writes[0] : writes[-1]]
+    assert not [s for s in between if s.strip().upper() in ("COMMIT", "END")]  # one commit for them all
+    stored = db.articles.get_articles([f"{server.url}/articles/{s.slug}" for s in stories])
+    assert sorted(r.status for r in stored.values()) == ["failed", "failed", "ok", "ok", "ok", "ok"]
+
+
 def test_an_article_seen_again_as_a_new_entry_is_fetched_with_a_conditional_get(tmp_path: Path) -> None:
     stories = blmk_stories()[:2]
     with running_server() as server:

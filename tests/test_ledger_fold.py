@@ -129,3 +129,56 @@ def test_ledger_keep_days_is_validated(tmp_path: Path, value: str, ok: bool) -> 
 
 def test_ledger_keep_days_defaults_to_400(tmp_path: Path) -> None:
     assert make_site(tmp_path, []).ledger_keep_days == 400
+
+
+def bounce(store: Store, email: str, issue_id: str | None, kind: str, at: datetime) -> None:
+    store.bounces.record_event(
+        at=at, source="maildir:x", kind=kind, email=email, issue_id=issue_id,  # type: ignore[arg-type]
+        status="5.1.1" if kind == "hard" else "4.2.2", diagnostic=f"about {email}", changed_to=None,
+    )  # fmt: skip
+
+
+def test_bounce_events_and_sns_ids_are_folded_with_the_ledger(store: Store) -> None:
+    sent_issue(store, "2025-W10", at=OLD, recipients=4)
+    sent_issue(store, "2026-W20", at=NOW - timedelta(days=10), recipients=2)
+    store.issues.record_built_issue(
+        issue_id="2025-W11", edition=2, window_start=OLD, window_end=OLD, subject="x", built_at=OLD,
+        out_dir=Path("out"), html_sha256="a" * 64, text_sha256="b" * 64, entry_ids=(), empty=False,
+    )  # fmt: skip
+    bounce(store, "r0@example.org", "2025-W10", "hard", OLD + timedelta(hours=1))
+    bounce(store, "R1@example.org", "2025-W10", "soft", OLD + timedelta(hours=1))
+    bounce(store, "r1@example.org", "2025-W10", "soft", OLD + timedelta(hours=3))
+    bounce(store, "r2@example.org", "2025-W10", "complaint", OLD + timedelta(hours=2))
+    bounce(store, "r3@example.org", "2025-W10", "soft", OLD + timedelta(hours=2))
+    bounce(store, "r3@example.org", "2025-W10", "soft", NOW - timedelta(days=5))  # a late one: r3 waits
+    bounce(store, "x@example.org", None, "hard", OLD)  # matched to no issue
+    bounce(store, "y@example.org", None, "hard", NOW - timedelta(days=1))
+    bounce(store, "r0@example.org", "2026-W20", "soft", NOW - timedelta(days=9))  # a recent issue
+    bounce(store, "z@example.org", "2025-W11", "hard", OLD)  # an issue whose sending never finished
+    store.bounces.remember_hook_message("old-sns-id", at=OLD)
+    store.bounces.remember_hook_message("new-sns-id", at=NOW - timedelta(hours=1))
+    before = store.bounces.issue_bounces("2025-W10")
+    assert (before.hard, before.soft, before.complaints) == (1, 2, 1)
+
+    result = store.folds.fold_ledger(before=NOW - timedelta(days=400), at=NOW)
+    assert result == FoldResult(rows=4, issues=1, bounce_events=5, hook_messages=1)
+    for gone in ("r1@example.org", "r2@example.org", "x@example.org"):
+        assert list(store.bounces.events_for(gone)) == []  # no address, status or diagnostic is left
+    assert [e.issue_id for e in store.bounces.events_for("r0@example.org")] == ["2026-W20"]
+    assert len(list(store.bounces.events_for("r3@example.org"))) == 2
+    assert len(list(store.bounces.events_for("y@example.org"))) == 1
+    assert len(list(store.bounces.events_for("z@example.org"))) == 1
+    assert store.bounces.issue_bounces("2025-W10") == before  # the rates of status and notify hold
+    assert store.folds.folded_bounces("2025-W10") == {"hard": 1, "soft": 1, "complaint": 1}
+    assert not store.bounces.hook_message_seen("old-sns-id")
+    assert store.bounces.hook_message_seen("new-sns-id")
+
+    # r3's late event ages too: the issue's soft count stays one per address.
+    result = store.folds.fold_ledger(before=NOW, at=NOW)
+    assert (result.bounce_events, result.hook_messages) == (4, 1)
+    assert store.bounces.issue_bounces("2025-W10") == before
+    assert store.folds.folded_bounces("2025-W10") == {"hard": 1, "soft": 2, "complaint": 1}
+    assert list(store.bounces.events_for("r3@example.org")) == []
+    assert list(store.bounces.events_for("y@example.org")) == []
+    assert store.bounces.issue_bounces("2026-W20").soft == 1
+    assert len(list(store.bounces.events_for("z@example.org"))) == 1  # kept until its issue is sent

@@ -79,7 +79,9 @@ def test_ctrl_c_while_waiting_to_retry_an_unreachable_server_stops_the_run_at_on
         "retries = 3\nretry_delay = 60\n",
         subscribers=PEOPLE[:2],
     )
-    command = digest_command("run", "--config", str(config.path), "--as-of", AS_OF.isoformat())
+    command = digest_command(
+        "run", "--config", str(config.path), "--as-of", AS_OF.isoformat(), "--allow-insecure-links"
+    )
     child = subprocess.Popen(
         command, env=cli_env(), cwd=config.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -23,18 +23,24 @@ from run_site import make_site
 from schedule_clock import FakeClock
 
 from digest.cli import cli
-from digest.config import ScheduleSettings, parse_config
+from digest.cli.common import StopFlag
+from digest.cli.run import scheduled_job
+from digest.compose import base_issue_id
+from digest.config import ScheduleSettings, load_config, parse_config
 from digest.config.holidays import bank_holiday
 from digest.errors import ConfigError
+from digest.models import Window
 from digest.schedule import (
     Action,
     JobResult,
     ScheduleLoop,
     decide,
+    issue_week_of,
     next_slot,
     next_slot_note,
     previous_slot,
 )
+from digest.state.store import open_store
 
 LONDON = ZoneInfo("Europe/London")
 REPO = Path(__file__).resolve().parent.parent
@@ -401,3 +407,90 @@ def test_holidays_is_imported_only_when_configured(tmp_path: Path) -> None:
         check=True,
     )
     assert run.stdout.strip() == "False"
+
+
+# --- issue ids of moved slots -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "sent"),
+    [
+        # Christmas 2025: Friday 26 December (Boxing Day) moves to Monday 29 December, which is in ISO
+        # week 2026-W01, like Friday 2 January 2026.
+        (
+            london(2025, 12, 18, 12),
+            london(2026, 1, 2, 9),
+            [
+                (london(2025, 12, 19, 8), "2025-W51"),
+                (london(2025, 12, 29, 8), "2025-W52"),
+                (london(2026, 1, 2, 8), "2026-W01"),
+            ],
+        ),
+        # Easter 2026: Good Friday (3 April) moves past Easter Monday to Tuesday 7 April, in the week
+        # of Friday 10 April.
+        (
+            london(2026, 3, 26, 12),
+            london(2026, 4, 10, 9),
+            [
+                (london(2026, 3, 27, 8), "2026-W13"),
+                (london(2026, 4, 7, 8), "2026-W14"),
+                (london(2026, 4, 10, 8), "2026-W15"),
+            ],
+        ),
+    ],
+)
+def test_a_slot_moved_into_the_next_week_keeps_its_own_weeks_issue_id(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    start: datetime,
+    end: datetime,
+    sent: list[tuple[datetime, str]],
+) -> None:
+    items = [(f"News of {when:%d %B}", when - timedelta(days=2)) for when, _ in sent]
+    config = make_site(tmp_path, items, send_when_empty=True)
+    text = config.path.read_text(encoding="utf-8").replace(
+        'day = "friday"', 'day = "friday"\nholidays = "england-and-wales"\non_holiday = "next_working_day"'
+    )
+    config.path.write_text(text, encoding="utf-8")
+    config = load_config(config.path)
+    clock = FakeClock(start)
+    clock.install(monkeypatch)
+    clock.stop_when = lambda c: c.now() >= end
+    job = scheduled_job(config, StopFlag(), clock.now)
+    ScheduleLoop(config.schedule, job, now=clock.now, wait=clock.wait, max_sleep=6 * 3600).run()
+
+    db = open_store(config)
+    try:
+        issues = sorted(db.issues.recent_issues(limit=10), key=lambda r: r.window_end)
+        runs = {r.slot: (r.outcome, r.issue_id) for r in db.runs.recent_runs(10)}
+    finally:
+        db.close()
+    assert [(r.window_end, r.id) for r in issues] == sent  # one id per slot, never "-2"
+    assert all(r.sent_at is not None for r in issues)
+    for slot, issue_id in sent:
+        assert runs[slot] == ("sent", issue_id)
+
+
+@pytest.mark.parametrize(
+    ("as_of", "issue_id"),
+    [
+        (london(2026, 4, 2, 12), "2026-W14"),  # before Good Friday: the issue the moved slot sends
+        (london(2026, 4, 6, 12), "2026-W14"),  # Easter Monday, in week 15: still that issue
+        (london(2026, 4, 7, 8), "2026-W14"),  # the moved slot itself
+        (london(2026, 4, 7, 9), "2026-W15"),  # after it: Friday 10 April's issue
+        (london(2026, 4, 10, 8), "2026-W15"),
+        (london(2025, 12, 27, 12), "2025-W52"),  # the weekend before Monday 29 December 2025
+        (london(2025, 12, 29, 10), "2026-W01"),
+        (london(2026, 12, 30, 12), "2026-W53"),  # 1 January 2027 (a Friday) moves to Monday 4 January
+        (london(2027, 1, 4, 8), "2026-W53"),
+        (london(2027, 1, 8, 8), "2027-W01"),
+    ],
+)
+def test_a_build_between_a_holiday_and_its_moved_slot_names_the_issue_the_slot_sends(
+    as_of: datetime, issue_id: str
+) -> None:
+    named = Window(start=as_of - timedelta(days=7), end=issue_week_of(FRIDAY, as_of))
+    assert base_issue_id(named, "Europe/London") == issue_id
+    # Without holidays, or when slots are not moved, the window's own week names the issue.
+    for settings_ in (weekly("friday", "send"), weekly("friday", "skip")):
+        assert issue_week_of(settings_, as_of) == as_of

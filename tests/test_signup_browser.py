@@ -76,6 +76,31 @@ def test_sign_up_confirm_preferences_unsubscribe_and_resubscribe(
             no_serious(page)
             page.get_by_label("Email address").fill("reader@example.org")
             page.get_by_label("Your name (optional)").fill("Rea Der")
+            # Topics (issue 15 item 4): one labelled checkbox per priority, reached with the keyboard.
+            topics = page.get_by_role("group", name="Topics (optional)")
+            names = [p.name for p in config.priorities]
+            assert topics.get_by_role("checkbox").count() == len(names) == 5
+            for name in names:
+                box = topics.get_by_role("checkbox", name=name, exact=True)
+                assert box.count() == 1 and not box.is_checked()
+            described = topics.get_by_role("checkbox", name="Start Well").get_attribute("aria-describedby")
+            assert described and config.priorities[0].summary in page.locator(f"#{described}").inner_text()
+            page.get_by_label("Your name (optional)").focus()
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.value") == names[0]
+            page.keyboard.press("Space")
+            page.keyboard.press("Tab")
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.value") == names[2]
+            page.keyboard.press("Space")
+            assert [topics.get_by_role("checkbox", name=n, exact=True).is_checked() for n in names] == [
+                True,
+                False,
+                True,
+                False,
+                False,
+            ]
+            no_serious(page)
             clock.now += timedelta(seconds=8)  # a person takes a few seconds
             page.get_by_role("button", name="Subscribe").click()
             page.wait_for_load_state()
@@ -98,6 +123,7 @@ def test_sign_up_confirm_preferences_unsubscribe_and_resubscribe(
                 assert found is not None and found.status == "active" and found.name == "Rea Der"
                 assert found.consent is not None and found.consent.method == "form"
                 assert db.consent.wording(found.consent.wording_sha256 or "") == config.subscribe.consent_text
+                assert db.topics.topics_of("reader@example.org") == (names[2], names[0])
                 secret = unsubscribe_secret(config, db)
                 prefs = preferences_token(secret, found.token_id)
                 unsubscribe = unsubscribe_token(secret, found.token_id)
@@ -105,6 +131,28 @@ def test_sign_up_confirm_preferences_unsubscribe_and_resubscribe(
             page.goto(f"{base}/preferences?token={prefs}")
             assert "reader@example.org" in page.content()
             no_serious(page)
+            chosen = page.get_by_role("group", name="Topics")
+            assert [chosen.get_by_role("checkbox", name=n, exact=True).is_checked() for n in names] == [
+                True,
+                False,
+                True,
+                False,
+                False,
+            ]
+            chosen.get_by_role("checkbox", name=names[2], exact=True).uncheck()
+            chosen.get_by_role("checkbox", name=names[1], exact=True).check()
+            page.get_by_role("button", name="Save topics").click()
+            page.wait_for_load_state()
+            assert f"Your topics have been saved: {names[0]}, {names[1]}." in page.content()
+            no_serious(page)
+            with open_store(config) as db:
+                assert db.topics.topics_of("reader@example.org") == (names[1], names[0])
+            page.get_by_role("button", name="Get all topics").click()
+            page.wait_for_load_state()
+            assert "you will get all topics" in page.content()
+            assert page.get_by_role("group", name="Topics").get_by_role("checkbox", checked=True).count() == 0
+            with open_store(config) as db:
+                assert db.topics.topics_of("reader@example.org") == ()
             page.get_by_label("Name used to greet you").fill("Reader Two")
             page.get_by_role("button", name="Save name").click()
             page.wait_for_load_state()

@@ -17,6 +17,7 @@ from digest.errors import BusyError, StateError
 from digest.ingest.parse.article import ArticleMeta
 from digest.models import Entry, Image, SourceStatus
 from digest.state import subscribers as subscribers_module
+from digest.state.articles import ArticleOutcome
 from digest.state.store import Store
 
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
@@ -170,6 +171,24 @@ def test_articles_record_replace_touch_and_lookup_in_chunks(store: Store) -> Non
     )
     assert found["https://e/2"].meta == meta and found["https://e/2"].fetched_at == NOW + timedelta(days=1)
     assert store.articles.get_articles([]) == {}
+    # One run's outcomes in one call (one transaction): a new page, a failure, and a 304 that keeps the meta.
+    later = NOW + timedelta(days=2)
+    store.articles.record_articles(
+        [
+            ArticleOutcome("https://e/3", "ok", meta, etag='"3"'),
+            ArticleOutcome("https://e/1", "disallowed"),
+            ArticleOutcome("https://e/2", "unchanged", meta),
+        ],
+        at=later,
+    )
+    found = store.articles.get_articles(["https://e/1", "https://e/2", "https://e/3"])
+    assert (found["https://e/3"].status, found["https://e/3"].meta, found["https://e/3"].etag) == (
+        "ok",
+        meta,
+        '"3"',
+    )
+    assert found["https://e/1"].status == "disallowed" and found["https://e/1"].fetched_at == later
+    assert found["https://e/2"].meta == meta and found["https://e/2"].fetched_at == later
 
 
 # --- issues ------------------------------------------------------------------------------------------

@@ -76,6 +76,32 @@ def test_a_variant_keeps_only_its_priorities_entries_and_pinned_ones() -> None:
     assert choice_key(["Age Well", "start well", "Unknown"], configured) == "Start Well; Age Well"
 
 
+def test_a_variant_shows_no_more_entries_per_section_than_the_whole_issue() -> None:
+    """A section capped at 2 (5 entries, 3 left out) stays capped at 2 in a variant keeping 4 of them;
+    a variant keeping 1 shows it all; an uncapped section stays uncapped."""
+    start = (PriorityMatch("Start Well", "matched 'midwives'", 1.0),)
+    kept = [IssueEntry(_entry(f"start{i}"), start) for i in range(4)]
+    other = IssueEntry(_entry("other"), (PriorityMatch("Age Well", "matched 'care home'", 1.0),))
+    issue = Issue(
+        "2025-W19",
+        1,
+        "T",
+        Window(AS_OF, AS_OF),
+        "S",
+        "P",
+        "",
+        (),
+        (
+            Section("News", (Group("Mon", None, (other, *kept[:2])), Group("Tue", None, tuple(kept[2:]))), 3),
+            Section("Blog", (Group("Wed", None, (other, kept[0])),), 0),
+        ),
+    )
+    variant = topic_variant(issue, "Start Well")
+    assert [s.more for s in variant.sections] == [2, 0]
+    only_other = topic_variant(issue, "Age Well")
+    assert [s.more for s in only_other.sections] == [0, 0]
+
+
 def replace_pinned(issue: Issue) -> Issue:
     """The issue without its pinned entry (a pinned entry is in every variant)."""
     sections = tuple(

@@ -1,13 +1,17 @@
 """Unsubscribe links that work in Gmail and Yahoo: with transport = "smtp", `digest check` fails on a
 [web] base_url that is not https:// or names a loopback or private address, warns on a reserved name and a
-missing DKIM key, and `digest send` refuses what check fails unless --allow-insecure-links."""
+missing DKIM key, and `digest send`, `digest run` and `digest schedule` refuse what check fails unless
+--allow-insecure-links."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from run_site import cli_env, digest_command, make_site
 from send_support import NOW, Recorder, make_built_issue, smtp_server, write_config
 
 from digest.cli import main
@@ -126,3 +130,51 @@ def test_send_refuses_insecure_links_unless_allowed(
         assert "sent 1" in captured.out
         assert "warning: sending anyway (--allow-insecure-links)" in captured.err
     assert [tuple(m.rcpt) for m in recorder.messages] == [("reader@example.org",)]
+
+
+@pytest.mark.smtp
+def test_run_refuses_insecure_links_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = Recorder()
+    with smtp_server(recorder) as server:
+        config = make_site(  # [web] base_url is left at its default, http://127.0.0.1:8080
+            tmp_path,
+            [("Midwives celebrated", datetime(2025, 5, 5, 9, tzinfo=UTC))],
+            transport="smtp",
+            smtp=f'host = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n',
+            subscribers=("reader@example.org",),
+        )
+        c = ["run", "--config", str(config.path), "--as-of", "2025-05-09T07:00:00+00:00"]
+        assert main(c) == 2
+        err = capsys.readouterr().err
+        assert "web.base_url: 'http://127.0.0.1:8080' is not https://" in err
+        assert "--allow-insecure-links" in err
+        assert main([*c[:3], "--scheduled"]) == 2
+        capsys.readouterr()
+        assert not recorder.messages
+        db = open_store(config)
+        assert db.issues.get_issue("2025-W19") is None  # refused before anything was built
+        db.close()
+        assert main([*c, "--allow-insecure-links"]) == 0
+        captured = capsys.readouterr()
+        assert captured.out.startswith("sent (issue 2025-W19)"), captured.out
+        assert "warning: sending anyway (--allow-insecure-links)" in captured.err
+    assert [tuple(m.rcpt) for m in recorder.messages] == [("reader@example.org",)]
+
+
+def test_schedule_refuses_insecure_links_before_it_starts(tmp_path: Path) -> None:
+    config = make_site(tmp_path, [], transport="smtp", smtp='host = "127.0.0.1"\nport = 9\n')
+    # The old code started the loop and never returned: the timeout fails the test then.
+    done = subprocess.run(
+        digest_command("schedule", "--config", str(config.path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=cli_env(),
+        cwd=config.root,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "web.base_url: 'http://127.0.0.1:8080' is not https://" in done.stderr
+    assert "hint:" in done.stderr and "--allow-insecure-links" in done.stderr

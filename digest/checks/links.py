@@ -75,6 +75,20 @@ def extract_links(html: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def links_by_copy(copies: Iterable[tuple[str, Iterable[str]]]) -> dict[str, tuple[str, ...]]:
+    """Each distinct URL of several copies of one email, in first-seen order, with the keys of the copies
+    that hold it (`copies`: (key, links) pairs, e.g. the whole issue "" and each topic variant).
+
+    The copies usually share most of their links: checking the keys of the result checks each URL once,
+    however many copies hold it.
+    """
+    found: dict[str, dict[str, None]] = {}
+    for key, links in copies:
+        for url in links:
+            found.setdefault(url, {}).setdefault(key, None)
+    return {url: tuple(keys) for url, keys in found.items()}
+
+
 class LinkChecker:
     """Checks URLs concurrently (at most `concurrency` at once) and caches each result.
 

@@ -12,6 +12,7 @@ from digest.cli.common import config_option, read_config, stdout
 from digest.errors import UsageError
 from digest.pipeline.bounces import choose_source, process_bounces
 from digest.pipeline.subscribers import export_subscriber
+from digest.state.signups import Signup
 from digest.state.store import open_store
 
 
@@ -70,6 +71,22 @@ def process_command(config_path: Path, maildir: Path | None, imap: bool, dry_run
     return 0
 
 
+def _show_pending(pending: Signup) -> None:
+    """`show` of an address with a sign-up waiting for its confirmation."""
+    what = f"a new address for {pending.old_email}" if pending.old_email else "signed up"
+    stdout.print(f"email:   {pending.email}", markup=False)
+    stdout.print(f"name:    {pending.name or ''}", markup=False)
+    stdout.print(f"status:  pending ({what}, not confirmed)", markup=False)
+    stdout.print(f"since:   {pending.created_at:%Y-%m-%d %H:%M} UTC ({pending.method})", markup=False)
+    stdout.print(f"last confirmation email: {pending.mailed_at:%Y-%m-%d %H:%M} UTC", markup=False)
+    stdout.print(f"  source:  {pending.consent_source or '-'}", markup=False)
+    stdout.print(f"  ip:      {pending.consent_ip or '-'}", markup=False)
+    stdout.print(f"  sha256:  {pending.consent_sha256 or '-'}", markup=False)
+    if pending.topics is not None:
+        chosen = "; ".join(pending.topics) or "all"
+        stdout.print(f"topics:  {chosen} (set when confirmed)", markup=False)
+
+
 @click.command("show")
 @config_option
 @click.argument("email")
@@ -86,15 +103,7 @@ def show_command(config_path: Path, email: str) -> int:
     finally:
         db.close()
     if pending is not None:
-        what = f"a new address for {pending.old_email}" if pending.old_email else "signed up"
-        stdout.print(f"email:   {pending.email}", markup=False)
-        stdout.print(f"name:    {pending.name or ''}", markup=False)
-        stdout.print(f"status:  pending ({what}, not confirmed)", markup=False)
-        stdout.print(f"since:   {pending.created_at:%Y-%m-%d %H:%M} UTC ({pending.method})", markup=False)
-        stdout.print(f"last confirmation email: {pending.mailed_at:%Y-%m-%d %H:%M} UTC", markup=False)
-        stdout.print(f"  source:  {pending.consent_source or '-'}", markup=False)
-        stdout.print(f"  ip:      {pending.consent_ip or '-'}", markup=False)
-        stdout.print(f"  sha256:  {pending.consent_sha256 or '-'}", markup=False)
+        _show_pending(pending)
         return 0
     if subscriber is None:
         raise UsageError(f"{email} is not a subscriber", hint="digest subscribers list shows the list")
@@ -104,6 +113,8 @@ def show_command(config_path: Path, email: str) -> int:
     stdout.print(f"reason:  {subscriber.reason or ''}", markup=False)
     stdout.print(f"since:   {subscriber.status_at or subscriber.updated_at:%Y-%m-%d %H:%M} UTC", markup=False)
     stdout.print(f"joined:  {subscriber.created_at:%Y-%m-%d %H:%M} UTC", markup=False)
+    topics = held["profile"]["topics"] if held else []
+    stdout.print(f"topics:  {'; '.join(topics) or 'all'}", markup=False)
     consent = held["consent"] if held else None
     if consent is None:
         stdout.print("consent: no record (joined before consent records were kept)", markup=False)

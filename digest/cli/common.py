@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 
 from digest.config import DEFAULT_CONFIG, Config, load_config
+from digest.config.links import insecure_links_error, review_links
 from digest.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +72,35 @@ def require_edition(config: Config, command: str) -> None:
             f"{config.path} has [[editions]]: say which with --edition ID",
             hint=f"digest {command} --edition one of: {ids}",
         )
+
+
+def allow_insecure_links_option(func: F) -> F:
+    """Add `--allow-insecure-links` to a command that sends (send, run, schedule)."""
+    return click.option(
+        "--allow-insecure-links",
+        is_flag=True,
+        help="Send over SMTP although [web] base_url is not https:// or names a loopback or private address"
+        " (the unsubscribe links will not work for readers; `digest check` lists the problems).",
+    )(func)
+
+
+def refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool = False) -> None:
+    """Refuse a send whose links `digest check` fails (a dry run, or --allow-insecure-links, only warns).
+
+    `digest send`, `digest run` and `digest schedule` call it before anything is sent.
+
+    Raises:
+        ConfigError: `[web] base_url` is not https:// or is not reachable, without --allow-insecure-links.
+    """
+    review = review_links(config)
+    if not review.problems:
+        return
+    if allowed or dry_run:
+        for problem in review.problems:
+            what = "sending anyway (--allow-insecure-links)" if allowed else "a real send would be refused"
+            stderr.print(f"warning: {what}: {problem}", markup=False)
+        return
+    raise insecure_links_error(config, review)
 
 
 class StopFlag:

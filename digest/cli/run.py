@@ -14,7 +14,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from digest.cli.build import parse_as_of
-from digest.cli.common import StopFlag, config_option, edition_option, read_config, stdout
+from digest.cli.common import (
+    StopFlag,
+    allow_insecure_links_option,
+    config_option,
+    edition_option,
+    read_config,
+    refuse_insecure_links,
+    stdout,
+)
 from digest.cli.ingest import status_text
 from digest.config import Config
 from digest.errors import BusyError, DigestError, UsageError
@@ -65,12 +73,16 @@ def _report(outcome: RunOutcome) -> int:
     help="Run the [schedule] slot that is due, if any (at most once per slot; missed slots are "
     "caught up within catch_up_hours): for systemd timers and cron.",
 )
+@allow_insecure_links_option
 @edition_option
-def run_command(config_path: Path, as_of: str | None, scheduled: bool, edition: str | None) -> int:
+def run_command(
+    config_path: Path, as_of: str | None, scheduled: bool, edition: str | None, allow_insecure_links: bool
+) -> int:
     """Fetch, build and send the current issue once (resuming an interrupted send).
 
     With [[editions]], --edition ID runs that edition; without it every edition runs in turn (the exit
-    code is the highest of theirs).
+    code is the highest of theirs). Like digest send, it refuses to start (exit 2) when the links every
+    message carries would not work for readers (what digest check reports), unless --allow-insecure-links.
     """
     # Imported here: the run pipeline pulls in rendering (premailer, lxml, mjml); other commands start fast.
     from digest.pipeline.run import run_due, run_once  # noqa: PLC0415 - keeps `digest` start-up fast
@@ -80,8 +92,10 @@ def run_command(config_path: Path, as_of: str | None, scheduled: bool, edition: 
         raise UsageError(
             "--scheduled and --as-of cannot be used together", hint="a scheduled run ends at its slot"
         )
-    stop = StopFlag().install()
     configs = [read_config(config_path, edition)] if edition or not base.editions else _editions(base)
+    for config in configs:
+        refuse_insecure_links(config, allowed=allow_insecure_links)
+    stop = StopFlag().install()
     code = 0
     for config in configs:
         if stop.is_set():
@@ -151,13 +165,17 @@ def draft_ahead_tick(config: Config) -> Callable[[datetime], None]:
 
 @click.command("schedule")
 @config_option
-def schedule_command(config_path: Path) -> int:
+@allow_insecure_links_option
+def schedule_command(config_path: Path, allow_insecure_links: bool) -> int:
     """Stay in the foreground and run the weekly send at [schedule] day/time/timezone.
 
     With [[editions]], every edition runs at its own slots (its cadence, day, time and timezone), with
-    the same catch-up, lock and approval rules.
+    the same catch-up, lock and approval rules. Like digest send, it refuses to start (exit 2) when the
+    links every message carries would not work for readers, unless --allow-insecure-links.
     """
     config = read_config(config_path)
+    for checked in _editions(config) if config.editions else [config]:
+        refuse_insecure_links(checked, allowed=allow_insecure_links)
     stop = StopFlag().install()
     with (
         RunLock(scheduler_lock_path(config), now=_now(), purpose="digest schedule"),

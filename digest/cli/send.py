@@ -25,15 +25,16 @@ from rich.text import Text
 
 from digest.cli.common import (
     StopFlag,
+    allow_insecure_links_option,
     config_option,
     edition_option,
     read_config,
+    refuse_insecure_links,
     require_edition,
     stderr,
     stdout,
 )
 from digest.config import Config
-from digest.config.links import insecure_links_error, review_links
 from digest.deliver import audience
 from digest.errors import UsageError
 from digest.pipeline import subscribers as subscriber_rights
@@ -117,23 +118,6 @@ def _print_sharing(report: SendReport) -> None:
         stdout.print(f"Batches sent by this process: {report.batches} ({what}).", markup=False)
     if report.took_over_from:
         stdout.print(f"Resumed a send left by a stopped process ({report.took_over_from}).", markup=False)
-
-
-def _refuse_insecure_links(config: Config, *, allowed: bool, dry_run: bool) -> None:
-    """Refuse a send whose links `digest check` fails (a dry run only says so).
-
-    Raises:
-        ConfigError: `[web] base_url` is not https:// or is not reachable, without --allow-insecure-links.
-    """
-    review = review_links(config)
-    if not review.problems:
-        return
-    if allowed or dry_run:
-        for problem in review.problems:
-            what = "sending anyway (--allow-insecure-links)" if allowed else "a real send would be refused"
-            stderr.print(f"warning: {what}: {problem}", markup=False)
-        return
-    raise insecure_links_error(config, review)
 
 
 def _print_dry_run(
@@ -231,12 +215,7 @@ def _print_doubts(report: SendReport) -> None:
     help="Add this process as a sender to the send in progress (state in PostgreSQL, any host with the"
     " same config): it claims batches of recipients until every batch is done.",
 )
-@click.option(
-    "--allow-insecure-links",
-    is_flag=True,
-    help="Send over SMTP although [web] base_url is not https:// or names a loopback or private address"
-    " (the unsubscribe links will not work for readers; `digest check` lists the problems).",
-)
+@allow_insecure_links_option
 @edition_option
 def send_command(  # noqa: PLR0912 - one branch per option that changes what a send does
     config_path: Path,
@@ -279,7 +258,7 @@ def send_command(  # noqa: PLR0912 - one branch per option that changes what a s
             hint='set [state] url = "postgresql://user@host:5432/digest" on every host (digest state'
             " migrate --to URL copies this state there), or run one digest send without --join",
         )
-    _refuse_insecure_links(config, allowed=allow_insecure_links, dry_run=dry_run)
+    refuse_insecure_links(config, allowed=allow_insecure_links, dry_run=dry_run)
     db = open_store(config)
     addresses = _split_addresses(to)
     if to and not addresses:

@@ -104,7 +104,8 @@ def fold_command(config_path: Path) -> int:
 
     For each issue whose sending has finished, the rows of its recipients (address, Message-ID,
     outcome) older than ledger_keep_days (default 400) become one count per outcome: digest status
-    still shows them, the addresses are gone. digest run does this at the end of every run.
+    still shows them, the addresses are gone. The bounces and complaints of those issues become counts
+    too, and older SNS message ids are forgotten. digest run does this at the end of every run.
     """
     config = read_config(config_path)
     db = open_store(config)
@@ -118,4 +119,11 @@ def fold_command(config_path: Path) -> int:
         " into per-issue counts.",
         markup=False,
     )
+    if result.bounce_events or result.hook_messages:
+        stdout.print(
+            f"Folded or deleted {result.bounce_events} bounce event{'s' * (result.bounce_events != 1)}"
+            f" and forgot {result.hook_messages} SNS message id{'s' * (result.hook_messages != 1)}"
+            " as old.",
+            markup=False,
+        )
     return 0

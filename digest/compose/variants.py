@@ -39,8 +39,18 @@ def _keeps(item: IssueEntry, names: frozenset[str]) -> bool:
     return item.entry.pinned or any(p.casefold() in names for p in item.priorities)
 
 
+def _more(section: Section, kept: tuple[Group, ...]) -> int:
+    """How many of a variant's entries its section leaves out: the whole issue's cap for the section
+    (what it shows: its entries less `more`, after any size-budget cut) applies to the variant too."""
+    if not section.more:
+        return 0
+    shown = sum(len(g.entries) for g in section.groups) - section.more
+    return max(0, sum(len(g.entries) for g in kept) - shown)
+
+
 def topic_variant(issue: Issue, key: str) -> Issue:
-    """The issue for readers whose choice is `key`: only their priorities' entries, plus pinned ones."""
+    """The issue for readers whose choice is `key`: only their priorities' entries, plus pinned ones,
+    each section showing at most as many as the whole issue's does."""
     if not key:
         return issue
     names = choice_names(key)
@@ -52,7 +62,7 @@ def topic_variant(issue: Issue, key: str) -> Issue:
             if (kept := tuple(e for e in g.entries if _keeps(e, names)))
         )
         if groups:
-            sections.append(Section(section.category, groups, 0))
+            sections.append(Section(section.category, groups, _more(section, groups)))
     highlights = tuple(h for h in issue.highlights if _keeps(h.item, names))
     variant = replace(issue, sections=tuple(sections), highlights=highlights)
     return replace(variant, empty=not variant.entries)

@@ -27,6 +27,7 @@ from digest.config.table import COLOUR, Table, checked, http_url, local_path
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 MAX_FETCH_TIMEOUT = 600.0  # seconds; one request waiting longer than 10 minutes is a dead server
+MAX_RATE_PER_SECOND = 10_000.0  # [smtp] rate_per_second; the benchmarks send at it
 
 
 def read_source(table: Table, root: Path, fetch: FetchSettings) -> Source | None:
@@ -236,7 +237,9 @@ def read_smtp(t: Table, root: Path) -> SmtpSettings:
         username=t.text("username", None, header=True),
         password_env=t.text("password_env", None),
         pool_size=t.integer("pool_size", d.pool_size, minimum=1, maximum=64),
-        rate_per_second=t.number("rate_per_second", d.rate_per_second, minimum=0.01, maximum=10_000.0),
+        rate_per_second=t.number(
+            "rate_per_second", d.rate_per_second, minimum=0.01, maximum=MAX_RATE_PER_SECOND
+        ),
         timeout=t.number("timeout", d.timeout, minimum=1.0, maximum=3600.0),
         data_timeout=t.number("data_timeout", d.data_timeout, maximum=86_400.0),
         retries=t.integer("retries", d.retries, minimum=0, maximum=10),

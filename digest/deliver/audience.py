@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from digest.deliver.headers import clean_text
 from digest.errors import UsageError
@@ -82,7 +83,8 @@ _STAND_IN = "staff-domain-stand-in"  # an ordinary top-level label checked in pl
 # The common shape of an address, checked without email-validator (an import of 500,000 rows spends most
 # of its time there otherwise): ASCII letters, digits and ._%+- before the @, dot-separated labels of
 # letters, digits and inner hyphens (no "--", so no punycode to check) and a letters-only top-level label
-# after it. Anything else, and special-use domains, take the full check. The result is what
+# after it. Anything else, special-use domains and the role mailboxes email-validator lowercases
+# (postmaster, abuse, www...) take the full check. The result is what
 # email-validator gives for the same input (a test compares them).
 _PLAIN = re.compile(
     r"(?P<local>[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*)@"
@@ -94,6 +96,8 @@ _SPECIAL = ("arpa", "invalid", "local", "localhost", "onion", "test", "internal"
 def _plain_address(value: str) -> str | None:
     found = _PLAIN.fullmatch(value)
     if found is None or len(value) > 254 or len(found["local"]) > 64 or "--" in found["domain"]:
+        return None
+    if found["local"].lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
         return None
     domain = found["domain"].lower()
     if len(domain) > 253 or domain.rpartition(".")[2] in _SPECIAL:

@@ -3,20 +3,25 @@ with "...") filled in from each new entry's article page, for sources with `enri
 
 Each article address is fetched once per run at most, with the source's User-Agent, within `robots.txt`,
 with a conditional GET when state already holds the page, at most `[fetch] enrich_max` pages a run and at
-most `[fetch] concurrency` at once. What a page said is kept in state (`state.articles`), so a re-parse of
-the listing enriches again without fetching. A failed article fetch is logged and leaves the entry as it
-was: it never fails the source.
+most `[fetch] concurrency` at once, over the run's one pooled client (keep-alive; `robots.txt` read once
+per site). Pages are read in a thread, so the replies still coming in are served meanwhile. What a page
+said is kept in state (`state.articles`, one transaction for a source's pages), so a re-parse of the
+listing enriches again without fetching. A failed article fetch is logged and leaves the entry as it was:
+it never fails the source.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import re
+import sys
 import urllib.robotparser
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,6 +65,14 @@ class Enricher:
         self.timezone = timezone
         self.excerpt_chars = excerpt_chars
         self._robots: dict[tuple[str, str], asyncio.Task[urllib.robotparser.RobotFileParser | None]] = {}
+        self._warming: asyncio.Task[ModuleType] | None = None
+
+    def warm_up(self) -> None:
+        """Import extruct in a thread now (a third of a second, once a process: it brings bs4 and rdflib's
+        parsers even when unused) so that it overlaps the listings' fetches instead of delaying the first
+        article. Call from the event loop; a read that comes first waits for it (the import lock)."""
+        if self._warming is None and "extruct" not in sys.modules:
+            self._warming = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "extruct"))
 
     async def enrich(
         self,
@@ -89,9 +102,10 @@ class Enricher:
                 source.name,
                 len(wanted) - len(chosen),
             )
-        results = await asyncio.gather(*(self._one(db, source, w, r, now=now) for w, r in chosen))
+        outcomes = await asyncio.gather(*(self._one(source, w, r) for w, r in chosen))
+        db.articles.record_articles(outcomes, at=now)  # one transaction for the run's pages, not one each
         metas = {w: r.meta for w, r in stored.items() if r.status == "ok" and r.meta is not None}
-        metas.update({w: m for (w, _), m in zip(chosen, results, strict=True) if m is not None})
+        metas.update({o.url: o.meta for o in outcomes if o.meta is not None})
         return tuple(
             apply_article(e, metas[located[e.id]], excerpt_chars=self.excerpt_chars)
             if e.id in located and located[e.id] in metas
@@ -100,64 +114,58 @@ class Enricher:
         )
 
     async def _one(
-        self,
-        db: Store,
-        source: Source,
-        where: str,
-        record: article_state.ArticleRecord | None,
-        *,
-        now: datetime,
-    ) -> ArticleMeta | None:
+        self, source: Source, where: str, record: article_state.ArticleRecord | None
+    ) -> article_state.ArticleOutcome:
+        """Fetch and read one article; never raises (a failure is an outcome to store)."""
+        try:
+            return await self._read(source, where, record)
+        except DigestError as e:
+            log.warning("%s: could not read the article %s: %s", source.name, where, e.message)
+            return article_state.ArticleOutcome(where, "failed", error=e.message)
+        except Exception as e:  # a bug with one odd page must not fail the source
+            log.exception("%s: unexpected error reading the article %s", source.name, where)
+            return article_state.ArticleOutcome(where, "failed", error=f"{type(e).__name__}: {e}")
+
+    async def _read(
+        self, source: Source, where: str, record: article_state.ArticleRecord | None
+    ) -> article_state.ArticleOutcome:
         async with self.limit:
-            try:
-                if not where.startswith(("http://", "https://")):
-                    meta = await asyncio.to_thread(self._read_file, where)
-                    db.articles.record_article(where, at=now, status="ok", meta=meta)
-                    return meta
-                if not await self._allowed(source, where):
-                    log.info("%s: robots.txt disallows %s; not enriching from it", source.name, where)
-                    db.articles.record_article(where, at=now, status="disallowed")
-                    return None
-                validators = (
-                    fetch.Validators(record.etag, record.last_modified)
-                    if record and record.status == "ok"
-                    else fetch.Validators()
-                )
-                fetched = await fetch.fetch_http(
-                    self.client,
-                    where,
-                    name=f"{source.name}: article",
-                    timeout=source.timeout,
-                    user_agent=source.user_agent,
-                    validators=validators,
-                    max_bytes=self.max_bytes,
-                    retries=0,
-                )
-            except DigestError as e:
-                log.warning("%s: could not read the article %s: %s", source.name, where, e.message)
-                db.articles.record_article(where, at=now, status="failed", error=e.message)
-                return None
-            except Exception as e:  # a bug with one odd page must not fail the source
-                log.exception("%s: unexpected error reading the article %s", source.name, where)
-                db.articles.record_article(where, at=now, status="failed", error=f"{type(e).__name__}: {e}")
-                return None
+            if not where.startswith(("http://", "https://")):
+                meta = await asyncio.to_thread(self._read_file, where)
+                return article_state.ArticleOutcome(where, "ok", meta)
+            if not await self._allowed(source, where):
+                log.info("%s: robots.txt disallows %s; not enriching from it", source.name, where)
+                return article_state.ArticleOutcome(where, "disallowed")
+            validators = (
+                fetch.Validators(record.etag, record.last_modified)
+                if record and record.status == "ok"
+                else fetch.Validators()
+            )
+            fetched = await fetch.fetch_http(
+                self.client,
+                where,
+                name=f"{source.name}: article",
+                timeout=source.timeout,
+                user_agent=source.user_agent,
+                validators=validators,
+                max_bytes=self.max_bytes,
+                retries=0,
+            )
+        # The page is read outside the limit (the next fetch starts) and off the event loop (the
+        # connections still waiting for their replies are served while lxml and extruct work).
         if fetched.status == "not_modified" and record is not None and record.meta is not None:
-            db.articles.touch_article(where, at=now)
-            return record.meta
+            return article_state.ArticleOutcome(where, "unchanged", record.meta)
         if fetched.status != "ok" or not fetched.documents:
-            db.articles.record_article(where, at=now, status="failed", error=f"HTTP {fetched.http_status}")
-            return None
+            return article_state.ArticleOutcome(where, "failed", error=f"HTTP {fetched.http_status}")
         document = fetched.documents[0]
-        meta = read_article(document.body, document.location, timezone=self.timezone)
-        db.articles.record_article(
+        meta = await asyncio.to_thread(read_article, document.body, document.location, timezone=self.timezone)
+        return article_state.ArticleOutcome(
             where,
-            at=now,
-            status="ok",
-            meta=meta,
+            "ok",
+            meta,
             etag=fetched.validators.etag,
             last_modified=fetched.validators.last_modified,
         )
-        return meta
 
     def _read_file(self, where: str) -> ArticleMeta:
         path = (self.root / where).resolve()

@@ -198,6 +198,8 @@ async def _fetch_all(
                 if any(s.enrich for s in sources)
                 else None
             )
+            if enricher is not None:
+                enricher.warm_up()
             return list(await asyncio.gather(*(one(s) for s in sources)))
 
 

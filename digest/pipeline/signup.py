@@ -11,11 +11,15 @@ enumeration): `sign_up` returns what happened for logs and tests only.
 - An active or suppressed (unsubscribed, bounced, complained, erased) address gets no email from the form.
   An unsubscribed reader can join again from the unsubscribe page (double opt-in, consent_method resubscribe).
 - Pending sign-ups older than `[subscribe] pending_keep_days` are deleted by the next run.
+- Topics (issue 15 item 4): the priorities ticked on the form are kept with the pending sign-up and set on
+  the subscriber only when the address is confirmed (none ticked: all topics, the whole issue); the
+  preference page changes them through the same operation as `digest subscribers topics`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -73,6 +77,30 @@ def _client_record(config: Config, client_ip: str | None) -> str | None:
     return truncated_ip(client_ip)
 
 
+def topic_names(config: Config) -> tuple[str, ...]:
+    """The priorities a reader may choose from ([[priorities]] names; none: no topics are offered)."""
+    return tuple(p.name for p in config.priorities)
+
+
+def read_topics(config: Config, names: Iterable[str]) -> tuple[str, ...]:
+    """The priorities a reader ticked, as configured (none: all topics).
+
+    Raises:
+        ValueError: a name is not a configured priority (the message names it and lists the topics).
+    """
+    offered = topic_names(config)
+    ticked = list(names)
+    known = {name.casefold() for name in offered}
+    unknown = next((n.strip()[:80] for n in ticked if n.strip() and n.strip().casefold() not in known), None)
+    if unknown is not None:
+        listed = ", ".join(offered) if offered else "none are offered"
+        raise ValueError(
+            f"Topics: {unknown!r} is not one of the topics ({listed}). Tick the topics you want,"
+            " or none to get all topics."
+        )
+    return audience.check_topics(ticked, offered)
+
+
 def sign_up(
     config: Config,
     db: Store,
@@ -82,12 +110,18 @@ def sign_up(
     now: datetime,
     source: str,
     client_ip: str | None = None,
+    topics: Iterable[str] | None = None,
 ) -> SignupResult:
     """Start a double opt-in for a valid address (the caller checked the form and the rate limits).
 
+    `topics`: the priorities ticked on the form (empty: all topics), kept with the pending sign-up and set
+    on the subscriber when the address is confirmed; None when the form offered none (no [[priorities]]).
+
     Raises:
-        ValueError: the address is not a valid email address (the form says so; this leaks nothing).
+        ValueError: the address is not a valid email address, or a topic is not a configured priority
+            (the form says so; this leaks nothing).
     """
+    chosen = None if topics is None else read_topics(config, topics)
     address = audience.normalise_address(
         email, allow_special_domains=config.subscribers.allow_special_domains
     )
@@ -97,7 +131,17 @@ def sign_up(
             return "active"
         if audience.suppression(db, address) is not None:
             return "suppressed"
-        signup = _start(config, db, address, name=name, method="form", now=now, source=source, ip=client_ip)
+        signup = _start(
+            config,
+            db,
+            address,
+            name=name,
+            method="form",
+            now=now,
+            source=source,
+            ip=client_ip,
+            topics=chosen,
+        )
     if signup is None:
         return "throttled"
     return "mailed" if send_confirmation(config, db, signup, now=now) else "not_mailed"
@@ -114,6 +158,7 @@ def _start(
     source: str,
     ip: str | None,
     old_email: str | None = None,
+    topics: tuple[str, ...] | None = None,
 ) -> Signup | None:
     wording = db.consent.keep_wording(config.subscribe.consent_text, at=now)
     return db.signups.start(
@@ -126,6 +171,7 @@ def _start(
         consent_sha256=wording,
         consent_source=source,
         consent_ip=_client_record(config, ip),
+        topics=topics,
     )
 
 
@@ -211,6 +257,8 @@ def confirm(config: Config, db: Store, token: str, *, now: datetime) -> Subscrib
         if signup.method == "change" and signup.old_email is not None:
             if not db.subscribers.change_address(signup.old_email, signup.email, at=now):
                 raise StaleTokenError("this address is on the list already, or the old one is not any more")
+            db.topics.move_address(signup.old_email, signup.email)
+            db.tags.move_address(signup.old_email, signup.email)
             log.info("a subscriber confirmed a new address")
         else:
             method: ConsentMethod = "resubscribe" if signup.method == "resubscribe" else "form"
@@ -221,6 +269,8 @@ def confirm(config: Config, db: Store, token: str, *, now: datetime) -> Subscrib
             db.subscribers.upsert_subscriber(
                 signup.email, name=signup.name, at=now, reactivate=True, consent=record
             )
+            if signup.topics is not None:  # chosen on the form: applied now, never before
+                db.topics.set_topics(signup.email, signup.topics)
             log.info("a reader confirmed their subscription (%s)", method)
         found = db.subscribers.get_subscriber(signup.email)
     if found is None:  # pragma: no cover - written in the transaction above
@@ -291,6 +341,36 @@ def change_name(config: Config, db: Store, token: str, name: str, *, now: dateti
         changed = db.subscribers.get_subscriber(found.email)
     log.info("a subscriber changed their name on the preference page")
     return changed or found
+
+
+def change_topics(
+    config: Config, db: Store, token: str, names: Iterable[str], *, now: datetime
+) -> tuple[str, ...]:
+    """Set the priorities a subscriber wants (none: all topics, the whole issue) with the operation of
+    `digest subscribers topics`; returns the choice now held, in the configured order.
+
+    Raises:
+        ValueError: a name is not a configured priority.
+        BadTokenError, StaleTokenError: the preference link is not valid.
+    """
+    chosen = read_topics(config, names)
+    with db.transaction():
+        found = preferences_subscriber(config, db, token)
+        _, held = audience.set_topics(
+            db,
+            found.email,
+            chosen,
+            configured=topic_names(config),
+            allow_special_domains=config.subscribers.allow_special_domains,
+        )
+        db.subscribers.touch(found.email, at=now)
+    log.info("a subscriber changed their topics on the preference page (%d chosen)", len(held))
+    return tuple(name for name in topic_names(config) if name in held)  # in the configured order
+
+
+def current_topics(db: Store, subscriber: Subscriber) -> tuple[str, ...]:
+    """The priorities a subscriber chose (none: all topics)."""
+    return db.topics.topics_of(subscriber.email)
 
 
 def change_address(

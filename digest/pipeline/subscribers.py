@@ -51,6 +51,7 @@ def export_subscriber(db: Store, email: str, *, logged: bool = True) -> dict[str
             "status_since": (subscriber.status_at or subscriber.updated_at).isoformat(),
             "created_at": subscriber.created_at.isoformat(),
             "updated_at": subscriber.updated_at.isoformat(),
+            "topics": list(db.topics.topics_of(subscriber.email)),  # chosen priorities; []: all topics
         },
         "consent": consent,
         "status_history": [
@@ -69,7 +70,8 @@ def export_subscriber(db: Store, email: str, *, logged: bool = True) -> dict[str
 
 
 def forget_subscriber(db: Store, email: str, *, now: datetime) -> int:
-    """Erase one person: their row (name, consent details), status history and bounce events are deleted,
+    """Erase one person: their row (name, consent details), topics, tags, pending sign-ups, status history
+    and bounce events are deleted, their address in the audit trail (a test copy sent to them) is replaced,
     the send ledger's rows keep their counts under a keyed hash instead of the address, and only that
     keyed hash stays, on the suppression list, so a later import or `add` still refuses them.
 
@@ -77,16 +79,20 @@ def forget_subscriber(db: Store, email: str, *, now: datetime) -> int:
     of ledger rows blanked.
 
     Raises:
-        UsageError: the address is not on the list (nor in the ledger).
+        UsageError: the address is not on the list (nor in the ledger, nor signing up).
     """
     address = email.strip()
     with db.erasure(), db.transaction():
         found = db.subscribers.get_subscriber(address)
         stand_in = "forgotten:" + db.consent.address_hash(address)[:32]
         blanked = db.ledger.blank_address(address, stand_in)
-        if found is None and blanked == 0:
+        pending = db.signups.forget(address)
+        if found is None and blanked == 0 and pending == 0:
             raise _unknown(email)
         db.bounces.forget_events(address)
+        db.topics.set_topics(address, ())
+        db.tags.forget(address)
+        db.audit.redact_address(address, stand_in)
         db.subscribers.delete_subscriber(address)
         db.consent.suppress_address(address, at=now)
     log.info("erased a subscriber on request (%d ledger row(s) blanked); only a keyed hash is kept", blanked)

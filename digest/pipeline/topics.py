@@ -166,3 +166,11 @@ def _summary(
         f"{p.check}: {p.message}" for p in check_email(html, lang=html_lang(config.digest.locale))
     )
     return VariantSummary(key, name, readers, entries, len(html.encode("utf-8")), problems, folder)
+
+
+def variant_emails(db: Store, issue_id: str) -> tuple[tuple[str, Path], ...]:
+    """(key, its email.html) of each topic variant of a built issue that is sent (has entries), by key:
+    what the pre-send report checks besides the whole issue's email (their links, for one)."""
+    return tuple(
+        (key, v.folder / "email.html") for key, v in db.topics.variants_of(issue_id).items() if v.entry_count
+    )

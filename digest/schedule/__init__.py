@@ -43,6 +43,7 @@ _FIRING_TOLERANCE = timedelta(minutes=5)
 _SATURDAY = 5
 # How many weeks in a row may have no slot (every one skipped for a bank holiday) before a search gives up.
 _MAX_WEEKS = 60
+_TICK = timedelta(microseconds=1)
 
 
 def slot_on(settings: ScheduleSettings, day: date) -> datetime:
@@ -126,6 +127,23 @@ def placement_before(settings: ScheduleSettings, now: datetime) -> Placement:
 def placement_after(settings: ScheduleSettings, now: datetime) -> Placement:
     """The placement of the first slot strictly after `now`."""
     return next(p for p in _weeks(settings, now, 1) if p.slot is not None and p.slot > now)
+
+
+def issue_week_of(settings: ScheduleSettings, end: datetime) -> datetime:
+    """The moment whose week names the issue whose window ends at `end` (the id `2026-W14`).
+
+    That is `end` itself, unless the first slot at or after `end` is one a bank holiday moved
+    (`on_holiday = "next_working_day"`): then it is the configured day the slot was moved from. Each
+    week's slot so keeps its own week's id wherever it lands: Good Friday 2026 (week 14), sent on
+    Tuesday 7 April, is `2026-W14`, and Friday 10 April stays `2026-W15`, whichever of them was sent;
+    a build or preview between the holiday and the moved slot names the issue the slot will send.
+    """
+    if settings.holidays is None or settings.on_holiday != "next_working_day":
+        return end
+    placement = placement_after(settings, end - _TICK)
+    if placement.slot is None or placement.slot == placement.nominal:
+        return end
+    return placement.nominal
 
 
 def previous_slot(settings: ScheduleSettings, now: datetime) -> datetime:

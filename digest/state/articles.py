@@ -7,6 +7,7 @@ the stored metadata). Articles no current entry links to go with `prune_articles
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,19 @@ class ArticleRecord:
     status: str
     meta: ArticleMeta | None
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleOutcome:
+    """What fetching one article found, to be stored: `status` as in ArticleRecord, or "unchanged" (a 304:
+    the stored page stands; `meta` then carries the stored metadata and only the time is written)."""
+
+    url: str
+    status: str
+    meta: ArticleMeta | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None
 
 
 def _meta_to_json(meta: ArticleMeta) -> str:
@@ -102,17 +116,41 @@ class Articles:
         error: str | None = None,
     ) -> None:
         """Store the outcome of fetching one article (replacing what was stored for the address)."""
-        with self._db.transaction():
-            self._db.execute(
-                """INSERT INTO articles (url, etag, last_modified, fetched_at, status, meta, error)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (url) DO UPDATE SET etag = excluded.etag,
-                       last_modified = excluded.last_modified, fetched_at = excluded.fetched_at,
-                       status = excluded.status, meta = excluded.meta, error = excluded.error""",
-                (url, etag, last_modified, to_iso(at), status, _meta_to_json(meta) if meta else None, error),
+        self.record_articles([ArticleOutcome(url, status, meta, etag, last_modified, error)], at=at)
+
+    def record_articles(self, outcomes: Sequence[ArticleOutcome], *, at: datetime) -> None:
+        """Store what one run's article fetches found, in one transaction: an "unchanged" outcome (a 304)
+        only notes the time, the others replace what was stored for their address."""
+        stamp = to_iso(at)
+        replaced = [
+            (
+                o.url,
+                o.etag,
+                o.last_modified,
+                stamp,
+                o.status,
+                _meta_to_json(o.meta) if o.meta else None,
+                o.error,
             )
+            for o in outcomes
+            if o.status != "unchanged"
+        ]
+        touched = [(stamp, o.url) for o in outcomes if o.status == "unchanged"]
+        if not outcomes:
+            return  # no write lock taken for a run with nothing to store
+        with self._db.transaction():
+            if replaced:
+                self._db.execute_many(
+                    """INSERT INTO articles (url, etag, last_modified, fetched_at, status, meta, error)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (url) DO UPDATE SET etag = excluded.etag,
+                           last_modified = excluded.last_modified, fetched_at = excluded.fetched_at,
+                           status = excluded.status, meta = excluded.meta, error = excluded.error""",
+                    replaced,
+                )
+            if touched:
+                self._db.execute_many("UPDATE articles SET fetched_at = ? WHERE url = ?", touched)
 
     def touch_article(self, url: str, *, at: datetime) -> None:
         """Note that a conditional GET found the stored article unchanged."""
-        with self._db.transaction():
-            self._db.execute("UPDATE articles SET fetched_at = ? WHERE url = ?", (to_iso(at), url))
+        self.record_articles([ArticleOutcome(url, "unchanged")], at=at)

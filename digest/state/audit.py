@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,7 +36,8 @@ def _event(row: Row) -> AuditEvent:
 
 
 class Audit:
-    """Append to and read the audit trail (rows are never changed or deleted)."""
+    """Append to and read the audit trail (rows are never changed or deleted, except that an erased
+    person's address is replaced where it was written: `redact_address`)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -66,3 +68,17 @@ class Audit:
             (issue_id,),
         )
         return _event(row) if row else None
+
+    def redact_address(self, email: str, stand_in: str) -> int:
+        """Replace an erased person's address (any case) in the details that name it, such as the
+        recipients of a test copy; returns how many events were changed."""
+        pattern = re.compile(re.escape(email), re.IGNORECASE)
+        rows = self._db.fetch_all(
+            "SELECT id, detail FROM audit_events WHERE lower(detail) LIKE ?", (f"%{email.lower()}%",)
+        )
+        for row in rows:
+            self._db.execute(
+                "UPDATE audit_events SET detail = ? WHERE id = ?",
+                (pattern.sub(stand_in, row["detail"]), row["id"]),
+            )
+        return len(rows)

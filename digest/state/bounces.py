@@ -2,7 +2,8 @@
 
 `bounce_events` keeps every bounce or complaint that was matched to a subscriber, with the DSN status
 and diagnostic and the status it set (`changed_to`, NULL when it changed nothing). `hook_messages`
-holds the ids of SNS notifications already acted on, so a replayed one changes nothing.
+holds the ids of SNS notifications already acted on, so a replayed one changes nothing. Both are
+folded or pruned after `[state] ledger_keep_days` with the send ledger (digest.state.folds).
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class Bounces:
         return str(row["issue_id"]) if row else None
 
     def issue_bounces(self, issue_id: str) -> IssueBounces:
-        """Distinct recipients of `issue_id` with a hard bounce, a soft bounce, a complaint."""
+        """Distinct recipients of `issue_id` with a hard bounce, a soft bounce, a complaint (with those
+        whose events were folded into counts)."""
         counts = {
             row["kind"]: int(row["n"])
             for row in self._db.fetch_all(
@@ -136,6 +138,11 @@ class Bounces:
                 (issue_id,),
             )
         }
+        # Events folded after [state] ledger_keep_days (digest.state.folds) count without their addresses.
+        for row in self._db.fetch_all(
+            "SELECT kind, count FROM bounce_counts WHERE issue_id = ?", (issue_id,)
+        ):
+            counts[row["kind"]] = counts.get(row["kind"], 0) + int(row["count"])
         return IssueBounces(
             hard=counts.get("hard", 0), soft=counts.get("soft", 0), complaints=counts.get("complaint", 0)
         )

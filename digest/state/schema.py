@@ -350,6 +350,30 @@ CREATE TABLE signups (
 )
 """,
     """
+-- Topics chosen on the sign-up form (issue 15 item 4), kept with the pending sign-up and applied to the
+-- subscriber only when the address is confirmed: a JSON array of priority names ('[]': all topics);
+-- NULL: the request made no choice (resubscribe, change of address), the subscriber's topics stay.
+ALTER TABLE signups ADD COLUMN topics TEXT
+""",
+    """
+-- Bounce events of old, sent issues folded into counts with the send ledger ([state] ledger_keep_days):
+-- one row per issue and kind, the distinct addresses that bounced or complained; no address is kept.
+CREATE TABLE bounce_counts (
+    issue_id  TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),
+    count     INTEGER NOT NULL,
+    folded_at TEXT NOT NULL,
+    PRIMARY KEY (issue_id, kind)
+);
+CREATE INDEX bounce_events_at ON bounce_events (at);
+CREATE INDEX hook_messages_received_at ON hook_messages (received_at)
+""",
+    """
+-- `subscribers list` orders addresses by the address with ASCII letters lowercased, byte by byte: the
+-- NOCASE order of the email column here; PostgreSQL indexes that key (its column collation orders
+-- punctuation and digits differently). Nothing to do in SQLite.
+""",
+    """
 -- Claiming a batch reads the open batches only (issue 10 item 6): a send to 1,000,000 subscribers has
 -- 4,000 batches, and without this index each claim late in the send stepped over the thousands done.
 CREATE INDEX send_batches_open ON send_batches (issue_id, lo) WHERE done = 0
@@ -634,6 +658,27 @@ CREATE TABLE signups (
     consent_source TEXT,
     consent_ip     TEXT
 )
+""",
+    """
+ALTER TABLE signups ADD COLUMN topics TEXT
+""",
+    """
+-- Bounce events of old, sent issues folded into counts with the send ledger ([state] ledger_keep_days):
+-- one row per issue and kind, the distinct addresses that bounced or complained; no address is kept.
+CREATE TABLE bounce_counts (
+    issue_id  TEXT NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),
+    count     BIGINT NOT NULL,
+    folded_at TEXT NOT NULL,
+    PRIMARY KEY (issue_id, kind)
+);
+CREATE INDEX bounce_events_at ON bounce_events (at);
+CREATE INDEX hook_messages_received_at ON hook_messages (received_at)
+""",
+    """
+-- `subscribers list` orders addresses by lower(email) in the "C" collation (ASCII lowercased, bytes),
+-- as SQLite's NOCASE does, not by the ICU column collation: this index keeps its keyset pages fast.
+CREATE INDEX subscribers_email_order ON subscribers ((lower(email COLLATE "C")))
 """,
     """
 -- Claiming a batch reads the open batches only (issue 10 item 6): a send to 1,000,000 subscribers has

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,13 @@ class Signup:
     consent_sha256: str | None
     consent_source: str | None
     consent_ip: str | None
+    # The priorities chosen on the form, applied when confirmed (): all topics; None: no choice was asked
+    # for (a resubscribe, a change of address, no [[priorities]]), so the subscriber's topics stay.
+    topics: tuple[str, ...] | None = None
+
+
+def _topics(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(str(name) for name in json.loads(text))
 
 
 def _signup(row: Row) -> Signup:
@@ -41,6 +49,7 @@ def _signup(row: Row) -> Signup:
         consent_sha256=row["consent_sha256"],
         consent_source=row["consent_source"],
         consent_ip=row["consent_ip"],
+        topics=_topics(row["topics"]),
     )
 
 
@@ -62,11 +71,13 @@ class Signups:
         consent_sha256: str | None = None,
         consent_source: str | None = None,
         consent_ip: str | None = None,
+        topics: tuple[str, ...] | None = None,
     ) -> Signup | None:
         """Start a sign-up for `email`, or renew the pending one with a new token id.
 
         Returns the sign-up to mail, or None when a confirmation email went to this address less than
-        `min_gap` ago (one email per address per gap, however often the form is sent).
+        `min_gap` ago (one email per address per gap, however often the form is sent). `topics` is kept
+        with the sign-up (a renewal replaces it) until `confirm` applies it; None: no choice made.
         """
         row = self._db.fetch_one("SELECT * FROM signups WHERE email = ?", (email,))
         if row is not None and at - from_iso(row["mailed_at"]) < min_gap:
@@ -82,14 +93,15 @@ class Signups:
             consent_sha256,
             consent_source,
             consent_ip,
+            None if topics is None else json.dumps(list(topics)),
         )
         self._db.execute(
             "INSERT INTO signups (email, token_id, name, old_email, method, created_at, mailed_at,"
-            " consent_sha256, consent_source, consent_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " consent_sha256, consent_source, consent_ip, topics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (email) DO UPDATE SET token_id = excluded.token_id, name = excluded.name,"
             " old_email = excluded.old_email, method = excluded.method, mailed_at = excluded.mailed_at,"
             " consent_sha256 = excluded.consent_sha256, consent_source = excluded.consent_source,"
-            " consent_ip = excluded.consent_ip",
+            " consent_ip = excluded.consent_ip, topics = excluded.topics",
             (email, *values),
         )
         return self.get(email)
@@ -104,6 +116,11 @@ class Signups:
 
     def delete(self, email: str) -> bool:
         return self._db.execute("DELETE FROM signups WHERE email = ?", (email,)) > 0
+
+    def forget(self, email: str) -> int:
+        """Delete every pending sign-up of an address: its own, and a change of address from or to it
+        (erasure: `digest subscribers forget`); returns how many."""
+        return self._db.execute("DELETE FROM signups WHERE email = ? OR old_email = ?", (email, email))
 
     def delete_started_before(self, cutoff: datetime) -> int:
         """Delete pending sign-ups started before `cutoff` (never confirmed); returns how many."""

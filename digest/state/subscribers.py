@@ -16,6 +16,18 @@ _PAGE = 1000  # subscribers read per query when listing them all
 STATUSES: tuple[SubscriberStatus, ...] = ("active", "unsubscribed", "bounced", "complained")
 
 
+def address_order(db: Database, column: str = "email") -> str:
+    """The key `subscribers list` orders addresses by, the same on both backends: the address with its
+    ASCII letters lowercased, compared byte by byte.
+
+    That is SQLite's NOCASE, the column's own collation. PostgreSQL's column collation (ICU, without
+    case) orders punctuation and digits its own way (`a_b`, `a-b`, `a.b`, `a+b`...), so there the key is
+    `lower()` under the "C" collation (which lowercases ASCII only, and compares bytes), with an index on
+    it (schema: `subscribers_email_order`) so that the keyset pages stay index scans.
+    """
+    return f'lower({column} COLLATE "C")' if db.dialect == "postgresql" else column
+
+
 @dataclass(frozen=True, slots=True)
 class Subscriber:
     email: str
@@ -243,6 +255,12 @@ class Subscribers:
             > 0
         )
 
+    def touch(self, email: str, *, at: datetime) -> bool:
+        """Record that a subscriber's preferences changed (their topics: kept in a table of their own)."""
+        return (
+            self._db.execute("UPDATE subscribers SET updated_at = ? WHERE email = ?", (to_iso(at), email)) > 0
+        )
+
     def change_address(self, old: str, new: str, *, at: datetime) -> bool:
         """Move a subscription to a new address (confirmed by its owner): name, status, consent and token
         id stay; the history follows. Returns False when `old` is unknown or `new` is on the list already."""
@@ -271,12 +289,15 @@ class Subscribers:
         return _subscriber(row) if row else None
 
     def iter_subscribers(self, status: SubscriberStatus | None = None) -> Iterator[Subscriber]:
-        """Subscribers in address order, optionally with one status only (streamed, a page at a time)."""
+        """Subscribers in address order (`address_order`), optionally with one status only (streamed, a
+        page at a time)."""
+        key = address_order(self._db)
         params: tuple[str, ...] = ()
-        query = "SELECT * FROM subscribers WHERE email > ? ORDER BY email LIMIT ?"
+        where = ""
         if status is not None:
-            query = "SELECT * FROM subscribers WHERE status = ? AND email > ? ORDER BY email LIMIT ?"
+            where = "status = ? AND "
             params = (status,)
+        query = f"SELECT *, {key} AS sort_key FROM subscribers WHERE {where}{key} > ? ORDER BY {key} LIMIT ?"
         after = ""
         while True:  # a page at a time (keyset pagination): a large list is never held in memory
             rows = self._db.fetch_all(query, (*params, after, _PAGE))
@@ -284,7 +305,7 @@ class Subscribers:
                 yield _subscriber(row)
             if len(rows) < _PAGE:
                 return
-            after = rows[-1]["email"]
+            after = rows[-1]["sort_key"]
 
     def count_subscribers(self, status: SubscriberStatus | None = None) -> int:
         if status is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from digest.state.backend import Database, count_of
-from digest.state.subscribers import Subscriber, SubscriberStatus, subscriber_from_row
+from digest.state.subscribers import Subscriber, SubscriberStatus, address_order, subscriber_from_row
 
 _PAGE = 1000
 
@@ -46,6 +46,12 @@ class SubscriberTags:
                 )
         return removed
 
+    def move_address(self, old: str, new: str) -> None:
+        """Move a reader's tags to their new address (a confirmed change of address; any left over under
+        the new address, from before it was on the list, are dropped)."""
+        self._db.execute("DELETE FROM subscriber_tags WHERE email = ?", (new,))
+        self._db.execute("UPDATE subscriber_tags SET email = ? WHERE email = ?", (new, old))
+
     def forget(self, email: str) -> None:
         """Drop every tag of an address (its subscriber row was removed)."""
         self._db.execute("DELETE FROM subscriber_tags WHERE email = ?", (email,))
@@ -78,15 +84,16 @@ class SubscriberTags:
         if not wanted:
             return
         marks = ", ".join("?" for _ in wanted)
+        key = address_order(self._db, "s.email")
         query = (
-            "SELECT * FROM subscribers s WHERE EXISTS (SELECT 1 FROM subscriber_tags t"
+            f"SELECT s.*, {key} AS sort_key FROM subscribers s WHERE EXISTS (SELECT 1 FROM subscriber_tags t"
             f" WHERE t.email = s.email AND t.tag IN ({marks}))"
         )
         params: tuple[str, ...] = wanted
         if status is not None:
             query += " AND s.status = ?"
             params = (*wanted, status)
-        query += " AND s.email > ? ORDER BY s.email LIMIT ?"
+        query += f" AND {key} > ? ORDER BY {key} LIMIT ?"
         after = ""
         while True:
             rows = self._db.fetch_all(query, (*params, after, _PAGE))
@@ -94,4 +101,4 @@ class SubscriberTags:
                 yield subscriber_from_row(row)
             if len(rows) < _PAGE:
                 return
-            after = rows[-1]["email"]
+            after = rows[-1]["sort_key"]

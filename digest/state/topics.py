@@ -56,6 +56,12 @@ class Topics:
                 "INSERT INTO subscriber_topics (email, priority) VALUES (?, ?)", [(email, n) for n in names]
             )
 
+    def move_address(self, old: str, new: str) -> None:
+        """Move a reader's choice to their new address (a confirmed change of address; any left over
+        under the new address, from before it was on the list, is dropped)."""
+        self._db.execute("DELETE FROM subscriber_topics WHERE email = ?", (new,))
+        self._db.execute("UPDATE subscriber_topics SET email = ? WHERE email = ?", (new, old))
+
     def topics_of(self, email: str) -> tuple[str, ...]:
         rows = self._db.fetch_all(
             "SELECT priority FROM subscriber_topics WHERE email = ? ORDER BY priority", (email,)

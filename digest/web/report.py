@@ -1,4 +1,5 @@
-"""The pre-send report's parts that are plain reasoning over values: size, source health, what changed.
+"""The pre-send report's parts that are plain reasoning over values: size, source health, what changed,
+which copies of the issue hold each link.
 
 Pure functions: the preview hands in the draft `Issue`, the last sent issue's `issue.json` (as parsed
 JSON) and sizes, and gets back small values the page template shows.
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from digest.checks.links import LinkStatus
 from digest.models import Issue, SourceReport, SourceStatus
 
 BAD = frozenset({SourceStatus.FAILED, SourceStatus.GONE})
@@ -62,6 +64,60 @@ def source_rows(reports: Iterable[SourceReport], *, failing_after: int) -> tuple
             summary += f"; moved permanently to {r.redirected_to} (update the config)"
         rows.append(SourceRow(report=r, alarm=r.status in BAD or r.permanent_redirect, summary=summary))
     return tuple(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    """One distinct link of the issue's copies: its status (None while it is being checked) and the
+    labels of the copies whose email holds it (the whole issue, topic variants)."""
+
+    url: str
+    status: LinkStatus | None
+    copies: tuple[str, ...]
+
+    @property
+    def broken(self) -> bool:
+        return self.status is not None and not self.status.ok
+
+
+@dataclass(frozen=True, slots=True)
+class LinkProblem:
+    """A broken link as one copy of the issue holds it, with how many readers get that copy."""
+
+    copy: str  # "whole issue" or "variant 'Start Well'"
+    readers: int
+    url: str
+    status: str  # what the check found: "HTTP 404", "timed out", ...
+
+    def __str__(self) -> str:
+        readers = f"{self.readers} reader{'' if self.readers == 1 else 's'}"
+        return f"{self.copy} ({readers}): broken link {self.url} ({self.status})"
+
+
+def copy_label(key: str) -> str:
+    """How the report names a copy of the issue: its topic variant's key, or the whole issue ("")."""
+    return f"variant '{key}'" if key else "whole issue"
+
+
+def link_report(
+    results: Sequence[tuple[str, LinkStatus | None, Sequence[str]]], readers: Mapping[str, int]
+) -> tuple[tuple[LinkRow, ...], tuple[LinkProblem, ...]]:
+    """Each distinct link with the copies holding it, and each broken link against every copy it is in.
+
+    `results`: (url, status, keys of the copies holding it; "" the whole issue); `readers`: the readers of
+    each copy by key. A broken link counts once in the rows (it was checked once) and gives one problem
+    per copy holding it, whole issue first, then the variants in key order.
+    """
+    rows = tuple(LinkRow(url, status, tuple(copy_label(k) for k in keys)) for url, status, keys in results)
+    by_copy: dict[str, list[LinkProblem]] = {}
+    for url, status, keys in results:
+        if status is None or status.ok:
+            continue
+        for key in keys:
+            problem = LinkProblem(copy_label(key), readers.get(key, 0), url, status.describe())
+            by_copy.setdefault(key, []).append(problem)
+    problems = tuple(p for key in sorted(by_copy) for p in by_copy[key])
+    return rows, problems
 
 
 def _section_counts(sections: Sequence[Mapping[str, Any]]) -> Counter[str]:

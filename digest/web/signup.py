@@ -11,6 +11,10 @@ No abuse through the form:
   memory), and at most one confirmation email per address per 10 minutes (kept in state);
 - CSRF protection as the preview's (a session cookie and an HMAC of it in each form, Origin checked).
 GETs never change anything: the confirmation link opens a page with a Confirm button.
+
+Topics (issue 15 item 4): with `[[priorities]]` configured, the sign-up form and the preference page show
+a "Topics" fieldset with one checkbox per priority; none ticked means all topics (the whole issue). A name
+that is not a configured priority gets the page back with a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -76,6 +80,12 @@ def _text(form: object, key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _ticked(form: object) -> list[str]:
+    """The topics ticked in a posted form (the `topics` checkboxes)."""
+    values = form.getlist("topics") if hasattr(form, "getlist") else []
+    return [v for v in values if isinstance(v, str)]
+
+
 def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's helpers
     config: Config,
     *,
@@ -92,6 +102,7 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
     csrf = csrf or Csrf()
     limiter = limiter or SignupLimiter(limit=settings.per_ip_per_hour, clock=lambda: clock().timestamp())
     title = config.digest.title
+    topics = tuple((p.name, p.summary) for p in config.priorities)  # none configured: no fieldset
 
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
@@ -141,7 +152,13 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
         )
 
     def form_page(
-        request: Request, *, email: str = "", name: str = "", error: str | None = None
+        request: Request,
+        *,
+        email: str = "",
+        name: str = "",
+        error: str | None = None,
+        error_field: str = "email",
+        chosen: tuple[str, ...] = (),
     ) -> HTMLResponse:
         token, session = csrf.page_token(request)
         stamp = form_stamp(secret(), at=clock())
@@ -155,6 +172,9 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
             email=email,
             reader_name=name,
             error=error,
+            error_field=error_field,
+            topics=topics,
+            chosen=frozenset(n.casefold() for n in chosen),
             consent_text=settings.consent_text,
             privacy_url=settings.privacy_url,
         )
@@ -173,10 +193,29 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
         if _text(form, "website") or age is None or not MIN_FORM_SECONDS <= age <= MAX_FORM_SECONDS:
             log.info("a sign-up was refused quietly (honeypot or form timing)")
             return check_inbox()
+        ticked = _ticked(form)
         if "@" not in email:
             return await run_in_threadpool(
                 lambda: form_page(
-                    request, email=email, name=name, error="Enter an email address like name@example.org"
+                    request,
+                    email=email,
+                    name=name,
+                    chosen=tuple(ticked),
+                    error="Enter an email address like name@example.org",
+                )
+            )
+        try:
+            chosen = signup.read_topics(config, ticked)
+        except ValueError as e:
+            problem = str(e)
+            return await run_in_threadpool(
+                lambda: form_page(
+                    request,
+                    email=email,
+                    name=name,
+                    chosen=tuple(ticked),
+                    error=problem,
+                    error_field="topics",
                 )
             )
         if not limiter.allow(client_of(request)):
@@ -184,21 +223,32 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
             return check_inbox()
         try:
             outcome = await run_in_threadpool(
-                _sign_up, email, name, client_of(request), str(request.url.path)
+                _sign_up, email, name, client_of(request), str(request.url.path), chosen
             )
         except ValueError:
             return await run_in_threadpool(
                 lambda: form_page(
-                    request, email=email, name=name, error="Enter an email address like name@example.org"
+                    request,
+                    email=email,
+                    name=name,
+                    chosen=chosen,
+                    error="Enter an email address like name@example.org",
                 )
             )
         log.info("sign-up form: %s", outcome)
         return check_inbox()
 
-    def _sign_up(email: str, name: str, client: str, path: str) -> str:
+    def _sign_up(email: str, name: str, client: str, path: str, chosen: tuple[str, ...]) -> str:
         with state() as db:
             return signup.sign_up(
-                config, db, email, name=name or None, now=clock(), source=path, client_ip=client
+                config,
+                db,
+                email,
+                name=name or None,
+                now=clock(),
+                source=path,
+                client_ip=client,
+                topics=chosen if topics else None,
             )
 
     async def confirm(request: Request) -> Response:
@@ -273,6 +323,7 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
         token = request.query_params.get("token", "")
         notice: str | None = None
         error: str | None = None
+        error_field = ""
         if request.method == "POST":
             form = await request.form()
             token = _text(form, "token") or token
@@ -294,6 +345,13 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
                 if action == "name":
                     await run_in_threadpool(_name, token, _text(form, "name"))
                     notice = "Your name has been saved."
+                elif action in ("topics", "all_topics"):
+                    names = _ticked(form) if action == "topics" else []
+                    try:
+                        held = await run_in_threadpool(_topics, token, names)
+                        notice = _topics_notice(held)
+                    except ValueError as e:
+                        error, error_field = str(e), "topics"
                 elif action == "address":
                     if not limiter.allow(client_of(request)):
                         notice = _address_notice()
@@ -321,8 +379,16 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
             csrf_token=csrf_token,
             notice=notice,
             error=error,
+            error_field=error_field,
+            topics=topics,
+            chosen=frozenset(n.casefold() for n in found[2]),
         )
         return with_session(response, session)
+
+    def _topics_notice(held: tuple[str, ...]) -> str:
+        if not held:
+            return "Your topics have been saved: you will get all topics."
+        return f"Your topics have been saved: {', '.join(held)}."
 
     def _address_notice() -> str:
         return (
@@ -330,10 +396,14 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
             "This address keeps receiving it until then."
         )
 
-    def _subscriber(token: str) -> tuple[str, str | None]:
+    def _subscriber(token: str) -> tuple[str, str | None, tuple[str, ...]]:
         with state() as db:
             found = signup.preferences_subscriber(config, db, token)
-            return found.email, found.name
+            return found.email, found.name, signup.current_topics(db, found)
+
+    def _topics(token: str, names: list[str]) -> tuple[str, ...]:
+        with state() as db:
+            return signup.change_topics(config, db, token, names, now=clock())
 
     def _name(token: str, name: str) -> None:
         with state() as db:

@@ -25,7 +25,7 @@ from digest.pipeline.topics import variant_summaries
 from digest.pipeline.web import Store, html_lang, part_language
 from digest.web.edits import can_move, highlight_ranks
 from digest.web.pages import PageFormat
-from digest.web.report import SizeReport, changes_since, source_rows
+from digest.web.report import SizeReport, changes_since, link_report, source_rows
 from digest.web.workspace import Snapshot, Workspace, send_state_of
 
 SAMPLE_NAME = "Sam Sample"
@@ -269,7 +269,7 @@ def page_context(workspace: Workspace, variant: str | None = None) -> dict[str, 
     finally:
         db.close()
     shown = next((v for v in variants if v.name and v.name == variant and v.folder), None)
-    links = workspace.link_results()
+    links, link_problems = link_report(workspace.link_results(), {v.key: v.readers for v in variants})
     return {
         "snapshot": snapshot,
         "issue": snapshot.issue,
@@ -292,8 +292,10 @@ def page_context(workspace: Workspace, variant: str | None = None) -> dict[str, 
         "links": links,
         "links_enabled": workspace.checker is not None,
         "links_checking": workspace.links_checking,
-        "links_broken": sum(1 for _, s in links if s is not None and not s.ok),
-        "links_pending": sum(1 for _, s in links if s is None),
+        "links_broken": sum(1 for row in links if row.broken),
+        "links_pending": sum(1 for row in links if row.status is None),
+        "link_problems": link_problems if len(variants) > 1 else (),
+        "link_copies": len(variants) > 1,
         "sources": source_rows(sources, failing_after=config.status.failing_after),
         "changes": changes,
         "text": sample_text(workspace, snapshot),

@@ -21,7 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from digest.checks.email import EmailProblem, check_email
-from digest.checks.links import LinkChecker, LinkStatus, extract_links
+from digest.checks.links import LinkChecker, LinkStatus, extract_links, links_by_copy
 from digest.compose.draft import Draft, load_draft, save_draft
 from digest.config import Config, load_config
 from digest.config.editions import edition_config
@@ -32,6 +32,7 @@ from digest.pipeline.build import build_issue, plan_issue
 from digest.pipeline.ingest import IngestResult, ingest_sources
 from digest.pipeline.items import OneOffItem, write_item
 from digest.pipeline.send import send_issue
+from digest.pipeline.topics import variant_emails
 from digest.pipeline.web import Store, html_lang, template_search_path
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,9 @@ class Snapshot:
     text_sha256: str = ""
     size: int = 0
     problems: tuple[EmailProblem, ...] = ()
-    links: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()  # the whole issue's links worth checking
+    # Each topic variant's links worth checking, by variant key (the variants sent: with entries).
+    variant_links: tuple[tuple[str, tuple[str, ...]], ...] = ()
     notes: tuple[str, ...] = ()
     nothing_new_since: datetime | None = None
     error: str | None = None
@@ -69,6 +72,12 @@ class Snapshot:
     @property
     def ready(self) -> bool:
         return self.issue is not None and self.folder is not None
+
+    @property
+    def link_copies(self) -> dict[str, tuple[str, ...]]:
+        """Every distinct link of the whole issue ("") and its variants, with the keys of the copies
+        holding it: the whole issue's links first, then each variant's others."""
+        return links_by_copy((("", self.links), *self.variant_links))
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +221,7 @@ class Workspace:
                         nothing_new_since=outcome.nothing_new_since,
                         fetched=fetch,
                     )
+                variant_links = self._variant_links(db, built.issue.id)
             finally:
                 db.close()
             html = built.email_html.read_text(encoding="utf-8")
@@ -227,6 +237,7 @@ class Workspace:
                 size=built.size,
                 problems=check_email(html, lang=html_lang(config.digest.locale)),
                 links=self._checkable(extract_links(html)),
+                variant_links=variant_links,
                 notes=tuple(outcome.notes),
                 fetched=fetch,
             )
@@ -280,6 +291,7 @@ class Workspace:
             size=len(html.encode("utf-8")),
             problems=check_email(html, lang=html_lang(config.digest.locale)),
             links=self._checkable(extract_links(html)),
+            variant_links=self._variant_links(db, record.id),
             fetched=fetch,
             held=True,
             new_since_approval=tuple(t for e, t in would_hold.items() if e not in approved_ids),
@@ -290,6 +302,20 @@ class Workspace:
         """Links worth checking now: not this digest's own site (the issue page exists once it is sent)."""
         own = self.config.web.base_url.rstrip("/") + "/"
         return tuple(u for u in links if not u.startswith(own) and "%%" not in u)
+
+    def _variant_links(self, db: Store, issue_id: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The links worth checking of each topic variant of the issue that is sent, by variant key."""
+        found = []
+        for key, email in variant_emails(db, issue_id):
+            try:
+                html = email.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                log.warning(
+                    "preview: cannot read %s (topic variant %r): its links are not checked: %s", email, key, e
+                )
+                continue
+            found.append((key, self._checkable(extract_links(html))))
+        return tuple(found)
 
     def edit_draft(self, change: Callable[[Draft], Draft], *, actor: str = "", what: str = "") -> Snapshot:
         """Apply one change to the current issue's draft, save it, and rebuild without fetching.
@@ -620,7 +646,8 @@ class Workspace:
                 log.exception("preview: watching for changes failed")
 
     async def check_links(self) -> None:
-        """Check the current email's links (cached, concurrent) and bump `links_version` when done."""
+        """Check the links of the current email and of its topic variants (each distinct URL once; cached,
+        concurrent) and bump `links_version` when done."""
         if self.checker is None or self.links_checking:
             return
         self.links_checking = True
@@ -628,12 +655,14 @@ class Workspace:
             checked = -1
             while checked != self.snapshot.version:  # the draft may be rebuilt while links are checked
                 snapshot = self.snapshot
-                results = await self.checker.check(snapshot.links, now=self.clock())
+                results = await self.checker.check(tuple(snapshot.link_copies), now=self.clock())
                 self.links.update((r.url, r) for r in results)
                 checked = snapshot.version
         finally:
             self.links_checking = False
             self.links_version += 1
 
-    def link_results(self) -> tuple[tuple[str, LinkStatus | None], ...]:
-        return tuple((url, self.links.get(url)) for url in self.snapshot.links)
+    def link_results(self) -> tuple[tuple[str, LinkStatus | None, tuple[str, ...]], ...]:
+        """(url, its status or None while checking, keys of the copies holding it) of every distinct link
+        of the current email and its topic variants ("" is the whole issue)."""
+        return tuple((url, self.links.get(url), keys) for url, keys in self.snapshot.link_copies.items())
