@@ -1,7 +1,7 @@
 """Join: 1,000,000 subscribers, one `digest send` vs three senders sharing the send (`--join`), and claiming.
 
 Needs Debian's PostgreSQL: a throwaway server is started as tests/pg_server.py does (if it cannot start,
-every figure is skipped with why). Budget: about 5 minutes on 2 busy cores, the load included.
+every figure is skipped with why). Budget: about 4-5 minutes on 2 busy cores, the load included.
 
 1. The state: `SUBSCRIBERS` active subscribers (default 1,000,000; DIGEST_BENCH_JOIN_SUBSCRIBERS=N),
    bulk-loaded with COPY (the bench's own setup; the load time is printed), and one built issue.
