@@ -278,8 +278,10 @@ def test_a_send_records_each_recipient_in_doubt_before_its_message_leaves(tmp_pa
                     if len(sent) == 3 and len(doubt) == pool:  # the three answered, one held per connection
                         break
                     hold.wait(0.1)
-            assert sent == set(emails[:3]) and doubt == set(emails[3:5]), rows
-            assert len(rows) == 5 and len(handler.messages) == 3
+            # Which three were answered first depends on how the two connections interleave.
+            assert sent == set(handler.recipients()) and len(sent) == 3, rows
+            assert len(doubt) == pool and not sent & doubt and sent | doubt == set(emails[:5]), rows
+            assert len(rows) == 5
         finally:
             hold.set()
             sender.join(60)

@@ -272,3 +272,35 @@ def test_a_claim_late_in_a_large_send_reads_only_the_open_batches(tmp_path: Path
         assert claimed is not None and claimed[0].lo == "r03990"
     finally:
         db.close()
+
+
+def test_the_state_lends_a_connection_to_every_smtp_worker_at_once(tmp_path: Path, postgres_db: str) -> None:
+    """Each SMTP worker writes its recipient's in_doubt row from its own thread before the hand-over: with
+    `[smtp] pool_size = 8` the PostgreSQL pool must lend 8 connections (and the sender's two) at once, not
+    4 (a fifth worker would wait for a connection while holding its server's reply)."""
+    _config(tmp_path, postgres_db, "config.toml", 2525)  # no server: nothing is sent
+    config_text = (tmp_path / "config.toml").read_text(encoding="utf-8")
+    (tmp_path / "config.toml").write_text(
+        re.sub(r"(?m)^pool_size = \d+$", "pool_size = 8", config_text), encoding="utf-8"
+    )
+    config = load_config(tmp_path / "config.toml")
+    assert config.smtp.pool_size == 8
+    workers = 10
+    all_in = threading.Barrier(workers)
+    failures: list[BaseException] = []
+    with open_store(config) as db:
+
+        def hold_a_connection() -> None:
+            try:
+                with db.transaction():
+                    db.settings.get_setting("nothing")
+                    all_in.wait(timeout=60)  # never passes if the pool lends fewer than `workers`
+            except BaseException as e:  # noqa: BLE001 - reported below
+                failures.append(e)
+
+        threads = [threading.Thread(target=hold_a_connection) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+    assert failures == []

@@ -165,8 +165,16 @@ def open_store(where: Config | Path, *, read_only: bool = False) -> Store:
         return Store(
             SqliteDatabase.open(where.state_path, read_only=True), edition=edition, audience=audience
         )
+    # PostgreSQL: a connection for each SMTP worker (each writes its recipient's in_doubt row before the
+    # hand-over) and two for the sender's own thread and its batch heartbeat, so no worker waits for one.
+    connections = max(4, where.smtp.pool_size + 2)
     return Store(
-        open_database(path=where.state_path, url=where.state_url, password_env=where.state_password_env),
+        open_database(
+            path=where.state_path,
+            url=where.state_url,
+            password_env=where.state_password_env,
+            pool_size=connections,
+        ),
         edition=edition,
         audience=audience,
     )
