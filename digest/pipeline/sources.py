@@ -85,7 +85,7 @@ def try_page(
         try:
             split_selector(value)
         except InvalidValueError as e:
-            raise UsageError(f"--select-{key}: {e}") from None
+            raise InvalidValueError(f"--select-{key}: {e}") from None
     if select and "item" not in select:
         raise UsageError(
             "--select-item is needed with the other --select-* options", hint="try with no selectors first"
