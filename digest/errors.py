@@ -45,6 +45,15 @@ class UsageError(DigestError):
     exit_code = 2
 
 
+class InvalidValueError(UsageError):
+    """A value a person gave cannot be used: an email address, a tag, a topic, a CSS selector, an edit
+    of the issue. The message says what is wrong with it (callers add the key or field it came from).
+
+    It is the one channel for bad input: never a bare ValueError, so that `except InvalidValueError`
+    around a larger call cannot turn a bug (a ValueError from anywhere inside) into "enter an address".
+    """
+
+
 class SourceError(DigestError):
     """A source could not be fetched or parsed."""
 

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digest.compose.draft import Draft
+from digest.errors import InvalidValueError
 from digest.web import edits
 
 
@@ -64,7 +65,7 @@ def test_retag_replaces_and_resets() -> None:
 
 def test_intro_is_normalised_and_bounded() -> None:
     assert edits.set_intro(Draft(), "\r\nHello\r\n\r\nworld\r\n").intro == "Hello\n\nworld"
-    with pytest.raises(ValueError, match="longer than"):
+    with pytest.raises(InvalidValueError, match="longer than"):
         edits.set_intro(Draft(), "x" * 20_001)
 
 

@@ -12,7 +12,7 @@ from web_support import csrf_of, preview_served, sample_project
 from digest.cli import main
 from digest.compose.draft import Draft, dump_draft, load_draft, parse_draft
 from digest.config import load_config
-from digest.errors import ConfigError, RenderError, UsageError
+from digest.errors import ConfigError, InvalidValueError, RenderError, UsageError
 from digest.pipeline.items import OneOffItem, item_text
 from digest.state.store import open_store
 from digest.web import edits
@@ -32,9 +32,9 @@ def test_the_words_round_trip_through_the_draft_file(tmp_path: Path) -> None:
     path.write_text(dump_draft(draft), encoding="utf-8")
     assert load_draft(path) == draft
     assert edits.reword(draft, "e1", "", "").titles == (("e2", "Only the title"),)
-    with pytest.raises(ValueError, match="one line"):
+    with pytest.raises(InvalidValueError, match="one line"):
         edits.set_words(Draft(), "Subject\nBcc: x@example.org", "")
-    with pytest.raises(ValueError, match="longer than 200"):
+    with pytest.raises(InvalidValueError, match="longer than 200"):
         edits.set_words(Draft(), "x" * 201, "")
     with pytest.raises(RenderError, match="subject must be one line"):
         parse_draft(path, {"subject": "a\nb"})

@@ -36,7 +36,7 @@ from digest.cli.common import (
 )
 from digest.config import Config
 from digest.deliver import audience
-from digest.errors import UsageError
+from digest.errors import InvalidValueError, UsageError
 from digest.pipeline import subscribers as subscriber_rights
 from digest.pipeline.send import SendReport, join_send, send_issue
 from digest.state.store import open_store
@@ -462,7 +462,7 @@ def remove_command(config_path: Path, email: str) -> int:
         address = audience.normalise_address(
             email, allow_special_domains=config.subscribers.allow_special_domains
         )
-    except ValueError:
+    except InvalidValueError:
         address = email.strip()  # not a valid address now: it may still be on an old list as written
     try:
         found = db.subscribers.get_subscriber(address)

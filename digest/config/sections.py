@@ -24,6 +24,7 @@ from digest.config.schema import (
     Transport,
 )
 from digest.config.table import COLOUR, Table, checked, http_url, local_path
+from digest.errors import InvalidValueError
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 MAX_FETCH_TIMEOUT = 600.0  # seconds; one request waiting longer than 10 minutes is a dead server
@@ -126,7 +127,7 @@ def selector_problem(value: str) -> str | None:
 
     try:
         split_selector(value)
-    except ValueError as e:
+    except InvalidValueError as e:
         return str(e)
     return None
 

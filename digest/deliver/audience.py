@@ -22,7 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from digest.deliver.headers import clean_text
-from digest.errors import UsageError
+from digest.errors import InvalidValueError, UsageError
 from digest.state.store import Store
 from digest.state.subscribers import ConsentRecord
 
@@ -112,11 +112,11 @@ def normalise_address(raw: str, *, allow_special_domains: bool = False) -> str:
     internal mail system), which email-validator refuses as special-use names; every other check holds.
 
     Raises:
-        ValueError: the address is not valid; the message says why.
+        InvalidValueError: the address is not valid; the message says why.
     """
     value = raw.strip()
     if not value:
-        raise ValueError("the address is empty")
+        raise InvalidValueError("the address is empty")
     plain = _plain_address(value)
     if plain is not None:
         return plain
@@ -128,10 +128,12 @@ def normalise_address(raw: str, *, allow_special_domains: bool = False) -> str:
             hint = ""
             if _staff_suffix(value) is not None and "special-use" in str(e):
                 hint = " ([subscribers] allow_special_domains = true accepts .local and .internal addresses)"
-            raise ValueError(f"{e}{hint}") from e
+            raise InvalidValueError(f"{e}{hint}") from e
         return staff
     if not checked.ascii_email:
-        raise ValueError("the address needs SMTPUTF8 (non-ASCII before the @), which digest does not use")
+        raise InvalidValueError(
+            "the address needs SMTPUTF8 (non-ASCII before the @), which digest does not use"
+        )
     return checked.ascii_email
 
 
@@ -150,7 +152,7 @@ def _staff_address(value: str) -> str | None:
     try:
         checked = validate_email(stand_in, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as e:
-        raise ValueError(str(e)) from e
+        raise InvalidValueError(str(e)) from e
     if not checked.ascii_email or not checked.ascii_email.endswith(_STAND_IN):
         return None
     return checked.ascii_email[: -len(_STAND_IN)] + suffix
@@ -180,8 +182,8 @@ def add_subscriber(
     """
     try:
         address = normalise_address(email, allow_special_domains=allow_special_domains)
-    except ValueError as e:
-        raise UsageError(
+    except InvalidValueError as e:
+        raise InvalidValueError(
             f"{email!r} is not a valid email address: {e}",
             hint="write one address like name@example.org (a name goes in --name)",
         ) from e
@@ -210,11 +212,11 @@ def check_tag(raw: str) -> str:
     """A tag as stored (lower case), checked: 1-40 letters, digits, '_' or '-'.
 
     Raises:
-        ValueError: the tag has other characters or is too long.
+        InvalidValueError: the tag has other characters or is too long.
     """
     tag = raw.strip().casefold()
     if not TAG.match(tag):
-        raise ValueError(f"{raw.strip()!r} is not a tag (1-40 letters, digits, '_' or '-')")
+        raise InvalidValueError(f"{raw.strip()!r} is not a tag (1-40 letters, digits, '_' or '-')")
     return tag
 
 
@@ -222,7 +224,7 @@ def split_tags(cell: str) -> tuple[str, ...]:
     """The tags of an import cell, separated by `;` (empty parts ignored).
 
     Raises:
-        ValueError: one of them is not a tag.
+        InvalidValueError: one of them is not a tag.
     """
     return tuple(dict.fromkeys(check_tag(part) for part in cell.split(";") if part.strip()))
 
@@ -235,7 +237,7 @@ def _known_address(db: Store, email: str, *, allow_special_domains: bool) -> str
     """
     try:
         address = normalise_address(email, allow_special_domains=allow_special_domains)
-    except ValueError:
+    except InvalidValueError:
         address = email.strip()
     known = db.subscribers.get_subscriber(address)
     if known is None:
@@ -249,8 +251,10 @@ def _known_address(db: Store, email: str, *, allow_special_domains: bool) -> str
 def _checked_tags(tags: Iterable[str]) -> tuple[str, ...]:
     try:
         return tuple(dict.fromkeys(check_tag(t) for t in tags))
-    except ValueError as e:
-        raise UsageError(f"tag {e}", hint="tags name audiences, e.g. staff, residents, gp_practices") from e
+    except InvalidValueError as e:
+        raise InvalidValueError(
+            f"tag {e}", hint="tags name audiences, e.g. staff, residents, gp_practices"
+        ) from e
 
 
 def tag_subscriber(
@@ -285,7 +289,7 @@ def check_topics(names: Iterable[str], configured: Iterable[str]) -> tuple[str, 
     """Priority names as configured (matched case-insensitively), without repeats.
 
     Raises:
-        ValueError: a name is not a configured priority (the message lists them).
+        InvalidValueError: a name is not a configured priority (the message lists them).
     """
     known = {name.casefold(): name for name in configured}
     out = []
@@ -295,7 +299,7 @@ def check_topics(names: Iterable[str], configured: Iterable[str]) -> tuple[str, 
             continue
         if name.casefold() not in known:
             listed = ", ".join(known.values()) or "none: the config has no [[priorities]]"
-            raise ValueError(f"{name!r} is not a priority (priorities: {listed})")
+            raise InvalidValueError(f"{name!r} is not a priority (priorities: {listed})")
         out.append(known[name.casefold()])
     return tuple(dict.fromkeys(out))
 
@@ -315,8 +319,10 @@ def set_topics(
     """
     try:
         chosen = check_topics(names, configured)
-    except ValueError as e:
-        raise UsageError(f"topics: {e}", hint="name priorities as in [[priorities]] name, or --all") from e
+    except InvalidValueError as e:
+        raise InvalidValueError(
+            f"topics: {e}", hint="name priorities as in [[priorities]] name, or --all"
+        ) from e
     address = _known_address(db, email, allow_special_domains=allow_special_domains)
     db.topics.set_topics(address, chosen)
     return address, db.topics.topics_of(address)
@@ -461,7 +467,7 @@ def import_csv(  # noqa: PLR0912, PLR0915 - one pass over the rows, a branch per
             raw = row.get("email", "")
             try:
                 address = normalise_address(raw, allow_special_domains=allow_special_domains)
-            except ValueError as e:
+            except InvalidValueError as e:
                 rejected.append(Rejected(line, raw, str(e)))
                 continue
             key = address.lower()
@@ -469,11 +475,12 @@ def import_csv(  # noqa: PLR0912, PLR0915 - one pass over the rows, a branch per
                 rejected.append(Rejected(line, raw, f"the same address as line {seen[key]}"))
                 continue
             seen[key] = line
+            cell = "tags"
             try:
                 tags = split_tags(row.get("tags", ""))
+                cell = "topics"
                 topics = check_topics(row.get("topics", "").split(";"), priorities)
-            except ValueError as e:
-                cell = "topics" if "priority" in str(e) else "tags"
+            except InvalidValueError as e:
                 rejected.append(Rejected(line, row.get(cell, ""), f"{cell}: {e}"))
                 continue
             valid.append(

@@ -14,6 +14,7 @@ import re
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 
 from digest.config import Config
+from digest.errors import UsageError
 from digest.state.store import Store
 
 _SALT = "digest.unsubscribe.v2"
@@ -27,8 +28,10 @@ NO_SUBSCRIPTION = "not-a-subscription"
 _SECRET_KEY = "unsubscribe_secret"  # noqa: S105 - the name of a state setting, not a secret
 
 
-class BadTokenError(ValueError):
-    """The token was not signed with this digest's secret, or was altered."""
+class BadTokenError(UsageError):
+    """The token of a link (unsubscribe, confirmation, preferences) was not signed with this digest's
+    secret, or was altered: bad input from whoever opened it, in the one DigestError tree (not a
+    ValueError, so that no `except ValueError` takes it for a bad address or topic)."""
 
 
 class StaleTokenError(BadTokenError):

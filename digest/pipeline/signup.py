@@ -44,7 +44,7 @@ from digest.deliver.tokens import (
     unsubscribe_token,
 )
 from digest.deliver.transport import Job
-from digest.errors import ConfigError, DeliveryError
+from digest.errors import ConfigError, DeliveryError, InvalidValueError
 from digest.models import unsubscribe_url
 from digest.pipeline.web import check_unsubscribe_token
 from digest.render.signup import render_confirmation
@@ -86,7 +86,7 @@ def read_topics(config: Config, names: Iterable[str]) -> tuple[str, ...]:
     """The priorities a reader ticked, as configured (none: all topics).
 
     Raises:
-        ValueError: a name is not a configured priority (the message names it and lists the topics).
+        InvalidValueError: a name is not a configured priority (the message names it and lists the topics).
     """
     offered = topic_names(config)
     ticked = list(names)
@@ -94,7 +94,7 @@ def read_topics(config: Config, names: Iterable[str]) -> tuple[str, ...]:
     unknown = next((n.strip()[:80] for n in ticked if n.strip() and n.strip().casefold() not in known), None)
     if unknown is not None:
         listed = ", ".join(offered) if offered else "none are offered"
-        raise ValueError(
+        raise InvalidValueError(
             f"Topics: {unknown!r} is not one of the topics ({listed}). Tick the topics you want,"
             " or none to get all topics."
         )
@@ -118,7 +118,7 @@ def sign_up(
     on the subscriber when the address is confirmed; None when the form offered none (no [[priorities]]).
 
     Raises:
-        ValueError: the address is not a valid email address, or a topic is not a configured priority
+        InvalidValueError: the address is not a valid email address, or a topic is not a configured priority
             (the form says so; this leaks nothing).
     """
     chosen = None if topics is None else read_topics(config, topics)
@@ -350,7 +350,7 @@ def change_topics(
     `digest subscribers topics`; returns the choice now held, in the configured order.
 
     Raises:
-        ValueError: a name is not a configured priority.
+        InvalidValueError: a name is not a configured priority.
         BadTokenError, StaleTokenError: the preference link is not valid.
     """
     chosen = read_topics(config, names)
@@ -380,7 +380,8 @@ def change_address(
     receiving until it is confirmed.
 
     Raises:
-        ValueError: the new address is not valid. BadTokenError, StaleTokenError: the link is not valid.
+        InvalidValueError: the new address is not valid.
+        BadTokenError, StaleTokenError: the link is not valid.
     """
     found = preferences_subscriber(config, db, token)
     address = audience.normalise_address(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from digest.config import USER_AGENT, Selectors
-from digest.errors import FetchError, UsageError
+from digest.errors import FetchError, InvalidValueError, UsageError
 from digest.ingest import clean, fetch
 from digest.ingest.parse.common import Listing
 from digest.ingest.parse.dates import parse_date
@@ -84,8 +84,8 @@ def try_page(
     for key, value in select.items():
         try:
             split_selector(value)
-        except ValueError as e:
-            raise UsageError(f"--select-{key}: {e}") from None
+        except InvalidValueError as e:
+            raise InvalidValueError(f"--select-{key}: {e}") from None
     if select and "item" not in select:
         raise UsageError(
             "--select-item is needed with the other --select-* options", hint="try with no selectors first"

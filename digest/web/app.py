@@ -380,7 +380,7 @@ class PreviewApp:
                         self.workspace.edit_draft, change, actor=actor_of(who), what=_audit_text(done)
                     )
                 )
-            except (DigestError, ValueError) as e:
+            except DigestError as e:
                 return self.redirect("error", _message(e), "entries")
             self.check_links_soon()
             if snapshot.error:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from digest.compose.draft import MAX_SUBJECT, MAX_TEASER, MAX_TITLE, Draft, line_problem
+from digest.errors import InvalidValueError
 
 MAX_INTRO = 20_000
 
@@ -115,20 +116,20 @@ def set_intro(draft: Draft, markdown: str) -> Draft:
     """The editor's intro (Markdown), with line endings normalised and surrounding blank lines removed.
 
     Raises:
-        ValueError: the intro is longer than 20,000 characters.
+        InvalidValueError: the intro is longer than 20,000 characters.
     """
     text = markdown.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
     if len(text) > MAX_INTRO:
-        raise ValueError(f"the intro is longer than {MAX_INTRO:,} characters")
+        raise InvalidValueError(f"the intro is longer than {MAX_INTRO:,} characters")
     return replace(draft, intro=text)
 
 
 def _one_line(what: str, text: str, limit: int) -> str:
-    """Raises ValueError when `text` is not one line of at most `limit` characters."""
+    """Raises InvalidValueError when `text` is not one line of at most `limit` characters."""
     text = " ".join(text.split()) if "\n" not in text.strip() else text
     problem = line_problem(text, limit)
     if problem:
-        raise ValueError(f"the {what} {problem}")
+        raise InvalidValueError(f"the {what} {problem}")
     return text.strip()
 
 
@@ -136,7 +137,7 @@ def set_words(draft: Draft, subject: str, preheader: str) -> Draft:
     """This issue's subject line and preheader ("": back to the configured ones).
 
     Raises:
-        ValueError: either is longer than 200 characters or more than one line.
+        InvalidValueError: either is longer than 200 characters or more than one line.
     """
     return replace(
         draft,
@@ -154,12 +155,12 @@ def reword(draft: Draft, entry_id: str, title: str, teaser: str) -> Draft:
     """The title and teaser readers see for an entry ("": the source's own).
 
     Raises:
-        ValueError: the title is not one line of at most 300 characters, or the teaser is over 2,000.
+        InvalidValueError: the title is not one line of at most 300 characters, or the teaser is over 2,000.
     """
     title = _one_line("title", title, MAX_TITLE)
     teaser = teaser.replace("\r\n", "\n").replace("\r", "\n").strip()
     if len(teaser) > MAX_TEASER:
-        raise ValueError(f"the teaser is longer than {MAX_TEASER:,} characters")
+        raise InvalidValueError(f"the teaser is longer than {MAX_TEASER:,} characters")
     return replace(
         draft, titles=_set(draft.titles, entry_id, title), teasers=_set(draft.teasers, entry_id, teaser)
     )

@@ -35,6 +35,7 @@ from starlette.routing import Route
 from digest.config import Config
 from digest.deliver.reader_tokens import ExpiredTokenError, form_age, form_stamp
 from digest.deliver.tokens import BadTokenError, StaleTokenError
+from digest.errors import InvalidValueError
 from digest.pipeline import signup
 from digest.pipeline.web import Store
 from digest.web.security import Csrf
@@ -206,7 +207,7 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
             )
         try:
             chosen = signup.read_topics(config, ticked)
-        except ValueError as e:
+        except InvalidValueError as e:
             problem = str(e)
             return await run_in_threadpool(
                 lambda: form_page(
@@ -225,7 +226,7 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
             outcome = await run_in_threadpool(
                 _sign_up, email, name, client_of(request), str(request.url.path), chosen
             )
-        except ValueError:
+        except InvalidValueError:
             return await run_in_threadpool(
                 lambda: form_page(
                     request,
@@ -350,7 +351,7 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
                     try:
                         held = await run_in_threadpool(_topics, token, names)
                         notice = _topics_notice(held)
-                    except ValueError as e:
+                    except InvalidValueError as e:
                         error, error_field = str(e), "topics"
                 elif action == "address":
                     if not limiter.allow(client_of(request)):
@@ -359,7 +360,7 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
                         try:
                             await run_in_threadpool(_address, token, _text(form, "email"), client_of(request))
                             notice = _address_notice()
-                        except ValueError:
+                        except InvalidValueError:
                             error = "Enter an email address like name@example.org"
             except BadTokenError as e:
                 return bad_link(e)

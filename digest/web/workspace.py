@@ -326,12 +326,13 @@ class Workspace:
         Raises:
             RenderError: the draft file is unreadable or cannot be written.
             UsageError: the issue's sending has started (nothing is written).
-            ValueError: the change refused its input (the message says why).
+            UsageError: there is no issue to edit yet.
+            InvalidValueError: the change refused its input (the message says why).
         """
         with self._lock:
             draft_file = self.snapshot.draft_file
             if draft_file is None:
-                raise ValueError("there is no issue to edit yet")
+                raise UsageError("there is no issue to edit yet")
             self.refuse_if_sent()
             before = self.snapshot
             save_draft(draft_file, change(load_draft(draft_file)))

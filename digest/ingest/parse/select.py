@@ -17,7 +17,7 @@ import lxml.html
 from cssselect import GenericTranslator, SelectorError
 from lxml import etree
 
-from digest.errors import ParseError
+from digest.errors import InvalidValueError, ParseError
 
 _ATTRIBUTE = re.compile(r"^(?P<css>.*?)@(?P<attr>[A-Za-z_:][-A-Za-z0-9_:.]*)$", re.DOTALL)
 _SPACE = re.compile(r"\s+")
@@ -29,11 +29,12 @@ def split_selector(value: str) -> tuple[str, str | None]:
     """("css", attribute or None) from "css@attribute" or "css"; an empty css means the element itself.
 
     Raises:
-        ValueError: the CSS part is not a selector cssselect can read (the message says why).
+        InvalidValueError: the value is empty, or its CSS part is not a selector cssselect can read
+            (the message says why; callers name the key or option it came from).
     """
     text = value.strip()
     if not text:
-        raise ValueError("is empty: give a CSS selector such as '.news-card' or 'a@href'")
+        raise InvalidValueError("is empty: give a CSS selector such as '.news-card' or 'a@href'")
     match = _ATTRIBUTE.match(text)
     css, attribute = (match["css"].strip(), match["attr"]) if match else (text, None)
     if css:
@@ -46,7 +47,7 @@ def _xpath(css: str) -> etree.XPath:
     try:
         expression = GenericTranslator().css_to_xpath(css, prefix="descendant-or-self::")
     except SelectorError as e:
-        raise ValueError(f"{css!r} is not a CSS selector digest can read ({e})") from e
+        raise InvalidValueError(f"{css!r} is not a CSS selector digest can read ({e})") from e
     return etree.XPath(expression)
 
 
