@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from starlette.testclient import TestClient
-from web_support import AS_OF, PREVIEW_NOW, axe_serious, preview_served, wait_for
+from web_support import AS_OF, PREVIEW_NOW, axe_serious, preview_served, served, wait_for
 
 from digest.checks.links import links_by_copy
 from digest.compose.variants import variant_folder_name
@@ -130,7 +130,7 @@ def test_a_broken_link_only_in_a_variant_is_reported_against_it_and_each_url_is_
     config_path = _project(tmp_path, site.base)
     workspace = Workspace(config_path, clock=lambda: PREVIEW_NOW, as_of=AS_OF, offline=False)
     app = create_preview_app(workspace, watch_interval=3600)
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with served(app) as base, httpx.Client(base_url=base) as client:
         wait_for(lambda: workspace.snapshot.version >= 1, what="the first preview build", attempts=600)
         wait_for(lambda: workspace.links_version >= 1, what="the first link check", attempts=600)
         snapshot = workspace.snapshot
