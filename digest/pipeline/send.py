@@ -378,8 +378,10 @@ def join_send(
     """Add this process as a sender to the send in progress (`digest send --join`, state in PostgreSQL).
 
     Claims batches of recipients until every batch is done (taking over those of senders that died),
-    then marks the issue sent when every active subscriber has it. With no send in progress (no open
-    batches: the first `digest send` makes them) the report is `idle` and nothing is sent.
+    sending each recipient their topic variant as the first sender would (readers of an empty variant
+    get nothing), then marks the issue sent when every active subscriber has it. With no send in
+    progress (no open batches: the first `digest send` makes them) the report is `idle` and nothing is
+    sent.
 
     Raises:
         StateError: the state is not in PostgreSQL.
