@@ -6,7 +6,8 @@ any point leaves its batch open: another sender takes it over (at once when the 
 same host, else once its heartbeat is stale) and sends what the ledger does not show as settled. Only
 the messages the dead sender had handed over without their row can arrive twice: at most one per
 connection of its pool (`[smtp] pool_size`), with the same Message-ID, each recorded `in_doubt` before
-it was handed over.
+it was handed over. An issue with topic variants is shared the same way: every sender routes each
+recipient of its batches to their variant (the caller's `make_job`), so a re-sent copy is the same.
 
 A sender stays until every batch of the send is done: while others hold the rest it looks again every
 `POLL` seconds, so the last one standing takes over the batch of a sender that died.
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 POLL = timedelta(seconds=1)
 CHECK_EVERY = timedelta(seconds=1)
 
-MakeJob = Callable[[Recipient, str | None], Job | None]  # None: the recipient was settled as failed
+# None: nothing to send to the recipient (settled as failed, or their topic variant has no entries)
+MakeJob = Callable[[Recipient, str | None], Job | None]
 
 
 @dataclass
@@ -62,8 +64,9 @@ def deliver_batches(  # noqa: PLR0915 - one loop: claim, send, record, settle, l
 ) -> BatchRun:
     """Send batches of `issue_id` until every batch is done, the sender is stopped, or the server fails.
 
-    `make_job` builds a recipient's message (given the Message-ID of a copy in doubt); `record` writes
-    the ledger row of each settled message. `wait(seconds)` pauses between looks while other senders
+    `make_job` builds a recipient's message, their topic variant's copy (given the Message-ID of a copy
+    in doubt), or None for a recipient with nothing to send (the batch is done without them); `record`
+    writes the ledger row of each settled message. `wait(seconds)` pauses between looks while other senders
     hold the last batches (default: a sleep cut short once `should_stop()` is true). `also_refresh` is
     refreshed with the heartbeat (the first sender's issue claim): False from it stops this sender.
     `handing_over` is the transport's (the caller records the recipient in doubt before each hand-over).

@@ -83,8 +83,11 @@ class SendReport:
     took_over_from: str | None = None
     notes: tuple[str, ...] = field(default=())
     chosen_because: str = ""  # why this issue (the latest built, an interrupted send resumed, --issue)
-    no_entries: int = 0  # readers whose topic variant has no entries this issue: not sent, not an error
-    variants: tuple[tuple[str, int], ...] = ()  # copies sent of each topic variant ("" the whole issue)
+    # Readers whose topic variant has no entries this issue: not sent, not an error (a --join worker
+    # counts those of the batches it took).
+    no_entries: int = 0
+    # Copies sent of each topic variant ("" the whole issue); a --join worker's own copies.
+    variants: tuple[tuple[str, int], ...] = ()
     joined: bool = False  # a `digest send --join` worker
     idle: bool = False  # --join found no send in progress: nothing was done
     batches: int = 0  # batches this sender claimed (state in PostgreSQL)
@@ -295,14 +298,14 @@ def _real_send(
             )
         if on_progress:
             on_progress(0, planned)
-        if planned and db.dialect == "postgresql" and not router.has_variants:
-            # Cut into batches that `digest send --join` workers on any host can share. (An issue with
-            # topic variants is sent by this one sender: batches carry the whole issue only.)
+        if planned and db.dialect == "postgresql":
+            # Cut into batches that `digest send --join` workers on any host can share; each sender routes
+            # each recipient of its batches to their topic variant as a single sender does.
             db.batches.open_round(issue_id, size=config.delivery.batch_size, retry_refused=retry_failed)
             report = _deliver_batched(
                 config,
                 db,
-                p,
+                router,
                 transport=transport,
                 report=report,
                 holder=holder,
@@ -325,18 +328,19 @@ def _real_send(
                 should_stop=should_stop,
                 retry_failed=retry_failed,
             )
-        if router.unbuilt:
-            report = replace(
-                report,
-                notes=(
-                    *report.notes,
-                    f"{router.unbuilt} reader(s) chose topics after the build: they got the whole issue",
-                ),
-            )
+        report = _note_unbuilt(report, router)
         report = replace(report, variants=tuple(sorted(db.ledger.sent_variants(issue_id).items())))
         return _complete(config, db, p, report, clock, router=router)
     finally:
         db.ledger.release_claim(issue_id, holder)
+
+
+def _note_unbuilt(report: SendReport, router: VariantRouter) -> SendReport:
+    """The report with a note on the readers who chose topics after the build (sent the whole issue)."""
+    if not router.unbuilt:
+        return report
+    note = f"{router.unbuilt} reader(s) chose topics after the build: they got the whole issue"
+    return replace(report, notes=(*report.notes, note))
 
 
 def _complete(
@@ -374,8 +378,10 @@ def join_send(
     """Add this process as a sender to the send in progress (`digest send --join`, state in PostgreSQL).
 
     Claims batches of recipients until every batch is done (taking over those of senders that died),
-    then marks the issue sent when every active subscriber has it. With no send in progress (no open
-    batches: the first `digest send` makes them) the report is `idle` and nothing is sent.
+    sending each recipient their topic variant as the first sender would (readers of an empty variant
+    get nothing), then marks the issue sent when every active subscriber has it. With no send in
+    progress (no open batches: the first `digest send` makes them) the report is `idle` and nothing is
+    sent.
 
     Raises:
         StateError: the state is not in PostgreSQL.
@@ -413,6 +419,9 @@ def join_send(
             hint="approve it in digest preview ([approval] required = true)",
         )
     transport = make_transport(config, record.id)
+    # Built as the first sender built it (the same issue, variants and choices): each recipient of the
+    # batches this process claims gets the same copy from it as from any other sender.
+    router = VariantRouter.make(config, db, p)
     planned = db.ledger.pending_count(record.id, retry_refused=retry_failed)
     report = SendReport(
         issue_id=record.id,
@@ -429,7 +438,7 @@ def join_send(
     report = _deliver_batched(
         config,
         db,
-        p,
+        router,
         transport=transport,
         report=report,
         holder=ledger.new_holder(),
@@ -439,8 +448,10 @@ def join_send(
         retry_failed=retry_failed,
         claim=False,
     )
+    # A joiner reports the readers of an empty variant in the batches it took (the first sender, all).
+    report = _note_unbuilt(replace(report, no_entries=router.no_entries), router)
     if db.batches.open_count(record.id) == 0:
-        report = _complete(config, db, p, report, clock)
+        report = _complete(config, db, p, report, clock, router=router)
     return report
 
 
@@ -569,7 +580,7 @@ def _deliver_pending(
 def _deliver_batched(
     config: Config,
     db: Store,
-    p: PreparedIssue,
+    router: VariantRouter,
     *,
     transport: Transport,
     report: SendReport,
@@ -580,16 +591,22 @@ def _deliver_batched(
     retry_failed: bool,
     claim: bool,
 ) -> SendReport:
-    """This sender's share of a send cut into batches (see `digest.pipeline.batched`)."""
-    issue_id = p.record.id
+    """This sender's share of a send cut into batches (see `digest.pipeline.batched`): each recipient
+    gets the copy `router` routes them to, and the ledger row records its variant."""
+    issue_id = router.whole.record.id
     failures: list[Failure] = []
     in_doubt: list[Failure] = []
     counts = {"sent": 0, "done": 0, "started": 0}
+    copies: dict[str, int] = {}  # variant key ("" the whole issue) -> copies this sender sent
 
     def job_for(recipient: Recipient, earlier: str | None) -> Job | None:
+        copy = router.route(recipient.email)[1]
+        if copy is None:  # their topic variant has no entries this issue: nothing to send, not an error
+            return None
         try:
-            job = make_job(p, config.web.base_url, recipient, clock(), message_id=earlier)
+            job = make_job(copy, config.web.base_url, recipient, clock(), message_id=earlier)
         except HeaderValueError as e:
+            router.handed_variant(recipient.email)  # not handed over: forget its route
             db.ledger.record_failed(issue_id, recipient.email, detail=str(e), at=clock(), permanent=True)
             failures.append(Failure(recipient.email, str(e), permanent=True))
             counts["done"] += 1
@@ -600,10 +617,12 @@ def _deliver_batched(
         return job
 
     def record(delivery: Delivery) -> None:
-        _record(db, issue_id, delivery, clock())
         email = delivery.job.recipient.email
+        variant = router.handed_variant(email)
+        _record(db, issue_id, delivery, clock(), variant=variant)
         if delivery.accepted:
             counts["sent"] += 1
+            copies[variant or ""] = copies.get(variant or "", 0) + 1
         elif delivery.in_doubt:
             in_doubt.append(Failure(email, delivery.detail, permanent=False))
         else:
@@ -646,6 +665,7 @@ def _deliver_batched(
         hint=error.hint if error else None,
         took_over_from=took_over,
         batches=run.batches,
+        variants=tuple(sorted(copies.items())),
     )
 
 

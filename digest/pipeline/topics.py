@@ -52,10 +52,6 @@ class VariantRouter:
         empty = frozenset(key for key, v in variants.items() if v.entry_count == 0)
         return cls(whole, prepared, empty, choices)
 
-    @property
-    def has_variants(self) -> bool:
-        return bool(self.prepared or self.empty)
-
     def key_of(self, email: str) -> str:
         return self.choices.get(email.lower(), "")
 
