@@ -7,6 +7,7 @@ import email
 import email.policy
 import hashlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from digest.config import Config, load_config
 from digest.models import NAME_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER
@@ -321,3 +324,46 @@ def write_lock(path: Path) -> Iterator[None]:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+MESSAGE_ID_HEADER = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
+
+
+@dataclass
+class Gate:
+    """Keeps every copy; from the `hold_from`-th message on, holds its reply until `release`."""
+
+    hold_from: int
+    copies: list[tuple[str, bytes]] = field(default_factory=list)
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        found = MESSAGE_ID_HEADER.search(bytes(envelope.content))
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                self.copies.append((rcpt.lower(), found.group(1) if found else b""))
+            hold = 0 < self.hold_from <= len(self.copies)
+        if hold:
+            self.reached.set()
+            for _ in range(12000):  # bounded: at most two minutes
+                if self.release.is_set():
+                    break
+                await asyncio.sleep(0.01)
+        return "250 2.0.0 queued"
+
+    def received(self) -> list[tuple[str, bytes]]:
+        with self.lock:
+            return list(self.copies)
+
+
+def wait_until_held(event: threading.Event, process: subprocess.Popen[bytes], what: str) -> None:
+    """Wait for `event` (a server holding a reply) while `process` runs; fail if it exits first."""
+    for _ in range(1200):  # bounded: at most two minutes
+        if event.wait(0.1):
+            return
+        if process.poll() is not None:
+            out = process.stdout.read().decode() if process.stdout else ""
+            pytest.fail(f"{what} exited ({process.returncode}) before its server held a reply:\n{out}")
+    pytest.fail(f"{what}: its server never held a reply")

@@ -8,7 +8,6 @@ killed with SIGKILL while its replies are held, then the others are let go and f
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -17,13 +16,11 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from send_support import ISSUE_ID, NOW, make_built_issue, smtp_server, write_config
+from send_support import ISSUE_ID, NOW, Gate, make_built_issue, smtp_server, wait_until_held, write_config
 
 from digest.cli import main
 from digest.config import Config, load_config
@@ -33,39 +30,9 @@ from digest.state.store import Store, open_store
 
 pytestmark = pytest.mark.smtp
 REPO = Path(__file__).resolve().parent.parent
-MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
 POOL = 4
 SUBSCRIBERS = 300
 BATCH = 10
-
-
-@dataclass
-class Gate:
-    """Keeps every copy; from the `hold_from`-th message on, holds its reply until `release`."""
-
-    hold_from: int
-    copies: list[tuple[str, bytes]] = field(default_factory=list)
-    reached: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        found = MESSAGE_ID.search(bytes(envelope.content))
-        with self.lock:
-            for rcpt in envelope.rcpt_tos:
-                self.copies.append((rcpt.lower(), found.group(1) if found else b""))
-            hold = 0 < self.hold_from <= len(self.copies)
-        if hold:
-            self.reached.set()
-            for _ in range(12000):  # bounded: at most two minutes
-                if self.release.is_set():
-                    break
-                await asyncio.sleep(0.01)
-        return "250 2.0.0 queued"
-
-    def received(self) -> list[tuple[str, bytes]]:
-        with self.lock:
-            return list(self.copies)
 
 
 def _config(root: Path, url: str, name: str, port: int) -> Config:
@@ -82,16 +49,6 @@ def _config(root: Path, url: str, name: str, port: int) -> Config:
     text = re.sub(r"(?m)^port = \d+$", f"port = {port}", (root / "config.toml").read_text(encoding="utf-8"))
     path.write_text(text, encoding="utf-8")
     return load_config(path)
-
-
-def _wait(event: threading.Event, process: subprocess.Popen[bytes], what: str) -> None:
-    for _ in range(1200):  # bounded: at most two minutes
-        if event.wait(0.1):
-            return
-        if process.poll() is not None:
-            out = process.stdout.read().decode() if process.stdout else ""
-            pytest.fail(f"{what} exited ({process.returncode}) before its server held a reply:\n{out}")
-    pytest.fail(f"{what}: its server never held a reply")
 
 
 def test_three_joiners_one_killed_lose_no_one_and_duplicate_at_most_pool_size(
@@ -121,12 +78,12 @@ def test_three_joiners_one_killed_lose_no_one_and_duplicate_at_most_pool_size(
             return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
         first = start(configs[0])  # the first send cuts the batches; its server holds its first reply
-        _wait(gates[0].reached, first, "digest send")
+        wait_until_held(gates[0].reached, first, "digest send")
         victim = start(configs[1], "--join")
-        _wait(gates[1].reached, victim, "the victim (digest send --join)")
+        wait_until_held(gates[1].reached, victim, "the victim (digest send --join)")
         others = [start(configs[2], "--join"), start(configs[3], "--join")]
         for gate, process in zip(gates[2:], others, strict=True):
-            _wait(gate.reached, process, "digest send --join")
+            wait_until_held(gate.reached, process, "digest send --join")
         victim.send_signal(signal.SIGKILL)  # mid-send: its replies are held, its batch is open
         victim.wait(30)
         # Every sender is stalled now: what any server has without a `sent` row is recorded in doubt,

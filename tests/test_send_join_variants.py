@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 from run_site import make_site
-from send_support import parse, parts, smtp_server
-from test_send_join import Gate, _wait
+from send_support import Gate, parse, parts, smtp_server, wait_until_held
 
 from digest.cli import main
 from digest.compose.variants import choice_key
@@ -149,11 +148,11 @@ def test_one_sender_and_two_joiners_send_each_reader_their_own_variant_once(
     with smtp_server(gates[0]) as s0, smtp_server(gates[1]) as s1, smtp_server(gates[2]) as s2:
         configs = _site(tmp_path, postgres_db, [s0.port, s1.port, s2.port])
         first = _start(configs[0])  # cuts the batches; its server holds its first reply
-        _wait(gates[0].reached, first, "digest send")
+        wait_until_held(gates[0].reached, first, "digest send")
         joiners = [_start(configs[1], "--join"), _start(configs[2], "--join")]
         for gate, process in zip(gates[1:], joiners, strict=True):
             # On a single sender (the old behaviour with variants) the joiner finds nothing to join.
-            _wait(gate.reached, process, "digest send --join")
+            wait_until_held(gate.reached, process, "digest send --join")
         for gate in gates:
             gate.release.set()
         outputs = []
@@ -192,11 +191,11 @@ def test_a_joiner_killed_mid_send_loses_no_one_and_resends_only_its_own_variant_
     with smtp_server(gates[0]) as s0, smtp_server(gates[1]) as s1, smtp_server(gates[2]) as s2:
         configs = _site(tmp_path, postgres_db, [s0.port, s1.port, s2.port])
         first = _start(configs[0])
-        _wait(gates[0].reached, first, "digest send")
+        wait_until_held(gates[0].reached, first, "digest send")
         victim = _start(configs[1], "--join")
-        _wait(gates[1].reached, victim, "the victim (digest send --join)")
+        wait_until_held(gates[1].reached, victim, "the victim (digest send --join)")
         other = _start(configs[2], "--join")
-        _wait(gates[2].reached, other, "digest send --join")
+        wait_until_held(gates[2].reached, other, "digest send --join")
         victim.send_signal(signal.SIGKILL)  # mid-send: its replies are held, its batch is open
         victim.wait(30)
         with open_store(configs[0]) as db:
