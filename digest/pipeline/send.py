@@ -471,11 +471,18 @@ def _no_entries(db: Store, issue_id: str, router: VariantRouter, retry_failed: b
 def _finished(db: Store, issue_id: str, report: SendReport, router: VariantRouter | None = None) -> bool:
     """Every active subscriber has the issue, except those refused permanently (now or before) and those
     whose topic variant has no entries."""
+    done_some = db.ledger.sent_count(issue_id) > 0 or report.no_entries > 0
     refused = {f.email.lower() for f in report.failed if f.permanent}
+    # A count first: a sender stopping early in a send to 1,000,000 would otherwise read every address.
+    pending = db.ledger.pending_count(issue_id)
+    if pending == 0:
+        return done_some
+    if (router is None or not router.empty) and pending > len(refused):
+        return False
     still = {email.lower() for email, _, _ in db.ledger.pending_recipients(issue_id)}
     if router is not None:
         still = {email for email in still if not router.is_empty_for(email)}
-    return (db.ledger.sent_count(issue_id) > 0 or report.no_entries > 0) and still <= refused
+    return done_some and still <= refused
 
 
 def _deliver_pending(
