@@ -26,6 +26,7 @@ from digest.config import Config, ScheduleSettings, load_config
 from digest.config.editions import edition_config
 from digest.config.schema import Edition
 from digest.models import Window
+from digest.pipeline.run import prepare_ahead
 from digest.schedule.cadence import (
     EditionsLoop,
     decide_edition,
@@ -413,3 +414,21 @@ def test_digest_status_shows_each_editions_chosen_day(
     monkeypatch.setattr("digest.cli.run._now", lambda: london(2025, 9, 2, 12))
     quiet = json.loads(CliRunner().invoke(cli, [*args, "--edition", "gp", "--json"]).output)
     assert quiet["next_run_note"] is None
+
+
+def test_the_draft_ahead_of_a_moved_cron_slot_is_built_for_that_slot(tmp_path: Path) -> None:
+    notify = '[notify]\nto = ["comms@example.org"]\npreview_url = "https://preview.example/"\n'
+    config = _site(
+        tmp_path,
+        notify + CRON.format(cron="0 8 * * 1,4"),
+        "next_working_day",
+        [("News", london(2025, 5, 23))],
+    )
+    text = config.path.read_text(encoding="utf-8").replace(
+        "catch_up_hours = 12", "catch_up_hours = 12\ndraft_ahead_hours = 24"
+    )
+    config.path.write_text(text, encoding="utf-8")
+    brief = edition_config(load_config(config.path), "brief")
+    # Monday 26 May 2025 12:00: the slot moved to Tuesday 08:00 is 20 hours away; the draft is its issue.
+    assert prepare_ahead(brief, now=london(2025, 5, 26, 12)) == "brief-2025-05-26"
+    assert prepare_ahead(brief, now=london(2025, 5, 26, 13)) is None  # once per slot
