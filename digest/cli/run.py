@@ -451,28 +451,45 @@ def status_command(config_path: Path, as_json: bool, edition: str | None, audit:
         status = gather_status(config, db.for_edition(config.edition_id), now=_now())
     finally:
         db.close()
-    note = next_slot_note(config.schedule, status.now)
+    note = _next_run_note(config, status.now)
     nexts = _edition_next_runs(config, status.now) if config.editions and config.edition is None else {}
     if as_json:
         data = status_json(status, note)
         if config.editions:
             data["edition"] = config.edition_id
-            data["editions"] = [{"id": i, "next_run": _iso(t)} for i, t in nexts.items()]
+            data["editions"] = [
+                {"id": i, "next_run": _iso(t), "next_run_note": n} for i, (t, n) in nexts.items()
+            ]
         click.echo(json.dumps(data, indent=2))
     else:
         if config.edition is not None:
             stdout.print(f"edition {config.edition.id}: {config.edition.title}", markup=False)
-        for edition_id, upcoming in nexts.items():
+        for edition_id, (upcoming, edition_note) in nexts.items():
             stdout.print(f"edition {edition_id}: next run {describe_time(upcoming, 'UTC')}", markup=False)
+            if edition_note:
+                stdout.print(f"  {edition_note}", markup=False)
         _print_status(status, note)
     return 0
 
 
-def _edition_next_runs(config: Config, now: datetime) -> dict[str, datetime]:
-    """Each edition's next slot (`digest status` without --edition on a config with editions)."""
-    from digest.schedule.cadence import slot_after  # noqa: PLC0415 - only configs with editions
+def _next_run_note(config: Config, now: datetime) -> str | None:
+    """What a bank holiday did to the next run of the config's schedule or of its one edition."""
+    if config.edition is None:
+        return next_slot_note(config.schedule, now)
+    from digest.schedule.cadence import slot_note  # noqa: PLC0415 - only configs with editions
 
-    return {c.edition.id: slot_after(c.schedule, c.edition, now) for c in _editions(config) if c.edition}
+    return slot_note(config.schedule, config.edition, now)
+
+
+def _edition_next_runs(config: Config, now: datetime) -> dict[str, tuple[datetime, str | None]]:
+    """Each edition's next slot and its bank holiday note (`digest status` without --edition)."""
+    from digest.schedule.cadence import slot_after, slot_note  # noqa: PLC0415 - only configs with editions
+
+    return {
+        c.edition.id: (slot_after(c.schedule, c.edition, now), slot_note(c.schedule, c.edition, now))
+        for c in _editions(config)
+        if c.edition
+    }
 
 
 def register(group: click.Group) -> None:

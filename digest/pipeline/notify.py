@@ -18,7 +18,8 @@ from digest.deliver import Job, Recipient
 from digest.deliver.issue import make_transport
 from digest.errors import DigestError
 from digest.pipeline.build import build_issue
-from digest.schedule import describe_time, next_slot
+from digest.schedule import describe_time
+from digest.schedule.cadence import slot_after
 from digest.state import from_iso, to_iso
 from digest.state.store import Store
 
@@ -82,7 +83,7 @@ def draft_ahead(config: Config, db: Store, *, now: datetime) -> str | None:
     hours = config.schedule.draft_ahead_hours
     if not hours or not config.notify.to:
         return None
-    slot = next_slot(config.schedule, now)
+    slot = slot_after(config.schedule, config.edition, now)  # the edition's cadence, holidays applied
     if slot - now > timedelta(hours=hours):
         return None
     key = f"notify.draft_ahead.{to_iso(slot)}"

@@ -75,7 +75,7 @@ class Placement:
     holiday: str | None = None
 
 
-def _working_day(region: str, day: date) -> bool:
+def working_day(region: str, day: date) -> bool:
     return day.weekday() < _SATURDAY and bank_holiday(region, day) is None
 
 
@@ -95,7 +95,7 @@ def place(settings: ScheduleSettings, day: date) -> Placement:
     if settings.on_holiday == "next_working_day":
         for ahead in range(1, 7):
             later = day + timedelta(days=ahead)
-            if _working_day(settings.holidays, later):
+            if working_day(settings.holidays, later):
                 return Placement(nominal, slot_on(settings, later), holiday)
     return Placement(nominal, None, holiday)
 
@@ -160,7 +160,7 @@ def next_slot(settings: ScheduleSettings, now: datetime) -> datetime:
     return slot
 
 
-def _local_day(moment: datetime, timezone: str) -> str:
+def local_day(moment: datetime, timezone: str) -> str:
     local = moment.astimezone(ZoneInfo(timezone))
     return f"{local:%A} {local.day} {local:%B %Y}"
 
@@ -173,14 +173,14 @@ def holiday_note(settings: ScheduleSettings, placement: Placement) -> str | None
     if placement.holiday is None:
         return None
     tz = settings.timezone
-    said = f"{_local_day(placement.nominal, tz)} is a bank holiday ({placement.holiday})"
+    said = f"{local_day(placement.nominal, tz)} is a bank holiday ({placement.holiday})"
     if placement.slot is None:
         why = "on_holiday = skip" if settings.on_holiday == "skip" else "no working day before the next"
         return f"{said}: no issue that week ({why})"
     at = f"{placement.slot.astimezone(ZoneInfo(tz)):%H:%M}"
     if placement.slot == placement.nominal:
         return f"{said}: sending as usual at {at} (on_holiday = send)"
-    return f"{said}: sending on {_local_day(placement.slot, tz)} at {at}"
+    return f"{said}: sending on {local_day(placement.slot, tz)} at {at}"
 
 
 def next_slot_note(settings: ScheduleSettings, now: datetime) -> str | None:
@@ -253,7 +253,7 @@ def decide(
     slot = previous_slot(settings, now)
     when = describe_time(slot, settings.timezone)
     if placement.holiday is not None:
-        moved_from = _local_day(placement.nominal, settings.timezone)
+        moved_from = local_day(placement.nominal, settings.timezone)
         when += (
             f" (moved from {moved_from}, a bank holiday: {placement.holiday})"
             if placement.slot != placement.nominal

@@ -27,7 +27,7 @@ from digest.compose.draft import draft_path, load_draft
 from digest.config import Config
 from digest.errors import RenderError
 from digest.models import Draft, Entry, Issue, SourceReport, Window
-from digest.schedule import issue_week_of
+from digest.schedule.cadence import issue_named_at
 from digest.state.store import Store
 
 
@@ -135,11 +135,9 @@ def plan_issue(
     exclude = db.issues.sent_entry_ids().union(*frozen.values())
     left_out = left_out_entries(entries, cut, exclude_ids=exclude) if cut else ()
     edition = config.edition
-    # A weekly issue is named after the week of its slot's configured day, even when a bank holiday
-    # moved the slot into the next week (whose own slot keeps that week's id).
-    named = window
-    if edition is None or edition.cadence == "weekly":
-        named = Window(start=window.start, end=issue_week_of(config.schedule, window.end))
+    # An issue is named after its slot's own period (week, day, month), even when a bank holiday moved
+    # the slot into the next one (whose own slot keeps that period's id).
+    named = Window(start=window.start, end=issue_named_at(config.schedule, edition, window.end))
     base = (
         base_issue_id(named, config.digest.timezone)
         if edition is None
