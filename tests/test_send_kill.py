@@ -196,6 +196,10 @@ def test_sigkill_at_random_points_loses_no_one_and_duplicates_at_most_pool_size(
 
     # the duplicates of each kill show up in the run after it (the final run included)
     counts = Counter(rcpt for rcpt, _ in handler.copies)
+    print(
+        f"\n{kills} kills ({locked_kills} with the state locked): duplicates per run {duplicates},"
+        f" in doubt after each kill {doubts}"
+    )  # shown with pytest -s
     assert kills >= 10 and locked_kills >= 5
     assert any(doubts), doubts  # the kills did land with messages in flight
     assert set(counts) == set(emails), "a subscriber got no copy"  # 0 lost
