@@ -215,6 +215,7 @@ def test_dry_run_lists_who_would_get_it_and_sends_nothing(
     listed = config.root / "recipients.txt"
     assert run_send(config, "--dry-run", "--recipients", str(listed)) == 0
     assert listed.read_text(encoding="utf-8").split() == [f"reader{i}@example.org" for i in range(5)]
+    assert listed.stat().st_mode & 0o777 == 0o600  # addresses: personal data, for the owner only
     assert outbox_messages(config) == []
     db = open_store(config)
     record = db.issues.get_issue(ISSUE_ID)

@@ -33,6 +33,7 @@ from digest.cli.common import (
     require_edition,
     stderr,
     stdout,
+    write_personal_file,
 )
 from digest.config import Config
 from digest.deliver import audience
@@ -141,12 +142,7 @@ def _print_dry_run(
         sys.stdout.write("".join(f"  {email}\n" for email in report.recipients))
         sys.stdout.flush()
     if recipients_file is not None:
-        try:
-            recipients_file.write_text("".join(f"{email}\n" for email in report.recipients), encoding="utf-8")
-        except OSError as e:
-            raise UsageError(
-                f"{recipients_file}: cannot write: {e.strerror}", hint="give a path in a folder you can write"
-            ) from e
+        write_personal_file(recipients_file, "".join(f"{email}\n" for email in report.recipients))
         stdout.print(f"The {report.planned} recipient(s) are listed in {recipients_file}.", markup=False)
     elif report.recipients and not verbose:
         stdout.print("(--verbose lists them, --recipients FILE writes them to a file)", markup=False)
@@ -505,7 +501,7 @@ def export_command(config_path: Path, email: str, output: Path | None) -> int:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_personal_file(output, text)
     return 0
 
 
