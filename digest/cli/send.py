@@ -39,6 +39,7 @@ from digest.config import Config
 from digest.deliver import audience
 from digest.errors import InvalidValueError, UsageError
 from digest.pipeline import subscribers as subscriber_rights
+from digest.pipeline.desk import record_audit
 from digest.pipeline.send import SendReport, join_send, send_issue
 from digest.state.store import open_store
 from digest.state.subscribers import STATUSES
@@ -306,6 +307,15 @@ def send_command(  # noqa: PLR0912 - one branch per option that changes what a s
                     should_stop=stop.is_set,
                     retry_failed=retry_failed,
                 )
+                if report.test and not report.dry_run and (report.sent or report.failed):
+                    record_audit(  # as the preview's test send is
+                        db,
+                        at=datetime.now(UTC),
+                        issue_id=report.issue_id,
+                        actor="digest send --to",
+                        action="test-send",
+                        detail=f"sent a test to {', '.join(addresses)} ({report.sent} sent)",
+                    )
     finally:
         if tasks:
             progress.stop()
