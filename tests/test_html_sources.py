@@ -424,6 +424,12 @@ def test_sources_try_prints_what_the_selectors_extract(
         out = capsys.readouterr().out
         assert "6 items match '.news-card'" in out and "1. Local NHS bodies commit" in out
         assert "date: '9 May 2025' -> 2025-05-09" in out
+        # as the source will read it with [digest] timezone = "Europe/London": midnight BST
+        assert main([*args, "--date-format", "d MMMM y", "--timezone", "Europe/London", "--json"]) == 0
+        first = json.loads(capsys.readouterr().out)["items"][0]
+        assert first["published"] == "2025-05-08T23:00:00+00:00"
+        assert main([*args, "--timezone", "Mars/Olympus"]) == 2
+        assert "--timezone: unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
 
 
 def test_sources_try_without_selectors_lists_feed_links_or_suggests_items(
