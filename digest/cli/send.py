@@ -231,8 +231,8 @@ def send_command(  # noqa: PLR0912 - one branch per option that changes what a s
 
     An issue whose send was interrupted is resumed first (the summary says which issue and why).
     Ctrl-C or SIGTERM stops after the messages in flight, which are recorded (exit 130).
-    Resumes an interrupted send without sending anyone a second copy. Exit code 5 when a message failed
-    permanently or the mail server could not be reached. A permanent refusal (5xx) is final for that
+    Resumes an interrupted send without sending anyone a second copy. Exit code 5 when any message failed
+    or is in doubt, or the mail server could not be reached. A permanent refusal (5xx) is final for that
     recipient in that issue: later sends leave them out unless --retry-failed is given.
 
     With the state in PostgreSQL the send is cut into batches of recipients ([delivery] batch_size), and
