@@ -76,6 +76,13 @@ def try_command(
                 if value:
                     stdout.print(f"   {label}: {value}", markup=False)
         return 0
+    if [f.url for f in result.feeds] == [result.url]:
+        stdout.print(
+            f"{result.url} is a feed ({result.feeds[0].type}): use it as the source's url as it is"
+            ' (kind = "feed", the default; no selectors needed)',
+            markup=False,
+        )
+        return 0
     if result.feeds:
         stdout.print(
             f"{result.url} names {len(result.feeds)} feed(s): use one as the source's url", markup=False
