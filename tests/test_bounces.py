@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -280,6 +282,30 @@ def test_maildir_and_flags_problems_are_one_line_errors(
     assert "not a Maildir folder" in capsys.readouterr().err
     assert main(["bounces", "process", "--config", str(config.path), "--maildir", "x", "--imap"]) == 2
     assert "--maildir and --imap" in capsys.readouterr().err
+
+
+def test_no_mailbox_configured_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--imap` without [bounces] imap_host is a configuration problem (exit 2), not a delivery failure."""
+    config, _ = setup(tmp_path)
+    capsys.readouterr()
+    assert main(["bounces", "process", "--config", str(config.path), "--imap"]) == 2
+    assert "[bounces] imap_host is not set" in capsys.readouterr().err
+
+
+def test_a_detector_tripping_prints_no_traceback(tmp_path: Path) -> None:
+    """A message without a From header trips one of flufl.bounce's detectors, which logs its traceback:
+    the command's output stays one line per message (the traceback is a debug line, shown with -v)."""
+    config, maildir = setup(tmp_path)
+    (maildir / "new" / "m1").write_bytes(b"Subject: no sender\r\n\r\nhello\r\n")
+    command = [sys.executable, "-m", "digest", "bounces", "process", "--config", str(config.path)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "m1: not_bounce" in done.stdout
+    assert "Traceback" not in done.stderr and "Exception in detector" not in done.stderr
+    (maildir / "new" / "m2").write_bytes(b"Subject: no sender\r\n\r\nhello\r\n")
+    verbose = [sys.executable, "-m", "digest", "-v", *command[3:]]
+    done = subprocess.run(verbose, capture_output=True, text=True, check=False, timeout=120)
+    assert "flufl.bounce: Exception in detector" in done.stderr
 
 
 def test_process_bounces_is_a_library_call(tmp_path: Path) -> None:

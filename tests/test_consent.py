@@ -207,6 +207,28 @@ def test_export_holds_everything(
     assert main(["subscribers", "export", "nobody@example.org", *c]) == 2
 
 
+def test_export_and_show_hold_tags_and_the_export_is_private(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tags (the audiences of [[editions]]) are held about the person, so a subject access export and
+    `show` include them; the export file, like `send --recipients`, is readable by its owner only."""
+    c = ["--config", str(config_path)]
+    assert main(["subscribers", "add", "ann@example.org", "--name", "Ann", "--consent", "By phone", *c]) == 0
+    assert main(["subscribers", "tag", "ann@example.org", "staff", "partners", *c]) == 0
+    out_file = tmp_path / "ann.json"
+    out_file.write_text("old", encoding="utf-8")
+    out_file.chmod(0o644)
+    assert main(["subscribers", "export", "ann@example.org", "-o", str(out_file), *c]) == 0
+    assert json.loads(out_file.read_text(encoding="utf-8"))["profile"]["tags"] == ["partners", "staff"]
+    assert out_file.stat().st_mode & 0o777 == 0o600
+    capsys.readouterr()
+    assert main(["subscribers", "show", "ann@example.org", *c]) == 0
+    assert "tags:    partners, staff" in capsys.readouterr().out
+    missing = tmp_path / "no-such-folder" / "ann.json"
+    assert main(["subscribers", "export", "ann@example.org", "-o", str(missing), *c]) == 2
+    assert f"{missing}: cannot write" in capsys.readouterr().err
+
+
 def test_forget_leaves_no_trace_in_the_file_or_wal(
     config_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:

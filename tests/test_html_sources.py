@@ -424,6 +424,12 @@ def test_sources_try_prints_what_the_selectors_extract(
         out = capsys.readouterr().out
         assert "6 items match '.news-card'" in out and "1. Local NHS bodies commit" in out
         assert "date: '9 May 2025' -> 2025-05-09" in out
+        # as the source will read it with [digest] timezone = "Europe/London": midnight BST
+        assert main([*args, "--date-format", "d MMMM y", "--timezone", "Europe/London", "--json"]) == 0
+        first = json.loads(capsys.readouterr().out)["items"][0]
+        assert first["published"] == "2025-05-08T23:00:00+00:00"
+        assert main([*args, "--timezone", "Mars/Olympus"]) == 2
+        assert "--timezone: unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
 
 
 def test_sources_try_without_selectors_lists_feed_links_or_suggests_items(
@@ -457,6 +463,31 @@ def test_sources_try_without_selectors_lists_feed_links_or_suggests_items(
     assert main(["sources", "try", str(page)]) == 0
     assert "--select-item 'div.news-card'" in capsys.readouterr().out
     assert main(["sources", "try", str(page), "--select-title", "h3"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (
+            b'<?xml version="1.0"?>\n<!-- c -->\n<rss version="2.0"><channel></channel></rss>',
+            "application/rss+xml",
+        ),
+        (b'\xef\xbb\xbf<feed xmlns="http://www.w3.org/2005/Atom"></feed>', "application/atom+xml"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', "application/feed+json"),
+    ],
+)
+def test_sources_try_on_a_feed_says_it_is_one(
+    tmp_path: Path, body: bytes, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A feed given to `sources try` is the source's url as it is, not a page with no feed links."""
+    path = tmp_path / "news"
+    path.write_bytes(body)
+    assert main(["sources", "try", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["feeds"] == [
+        {"url": str(path), "type": kind, "title": "this address is a feed"}
+    ]
+    assert main(["sources", "try", str(path)]) == 0
+    assert f"{path} is a feed ({kind}): use it as the source's url" in capsys.readouterr().out
 
 
 # 5. The shipped sample: the listing source and its local stand-in articles, offline

@@ -195,8 +195,15 @@ def test_test_send_goes_only_to_the_given_addresses_and_records_nothing(
     assert record is not None and record.sent_at is None and record.send_started_at is None
     assert list(db.ledger.iter_ledger(ISSUE_ID)) == []
     assert db.issues.sent_entry_ids() == frozenset()
+    # the audit trail keeps it, as it keeps a test send from the preview (README: Audit trail)
+    (event,) = db.audit.events(issue_id=ISSUE_ID)
+    assert (event.action, event.actor) == ("test-send", "digest send --to")
+    assert "reader0@example.org, editor@example.org, boss@example.org" in event.detail
     db.close()
     assert run_send(config, "--to", "not-an-address") == 2
+    assert run_send(config, "--dry-run", "--to", "x@example.org") == 0
+    with open_store(config) as db:
+        assert len(db.audit.events(issue_id=ISSUE_ID)) == 1  # a dry run sends nothing and records nothing
 
 
 def test_dry_run_lists_who_would_get_it_and_sends_nothing(
@@ -215,6 +222,7 @@ def test_dry_run_lists_who_would_get_it_and_sends_nothing(
     listed = config.root / "recipients.txt"
     assert run_send(config, "--dry-run", "--recipients", str(listed)) == 0
     assert listed.read_text(encoding="utf-8").split() == [f"reader{i}@example.org" for i in range(5)]
+    assert listed.stat().st_mode & 0o777 == 0o600  # addresses: personal data, for the owner only
     assert outbox_messages(config) == []
     db = open_store(config)
     record = db.issues.get_issue(ISSUE_ID)

@@ -138,6 +138,8 @@ def test_a_failure_part_way_keeps_nothing(
     ("args", "message"),
     [
         (["--to", "postgresql://digest:hunter2@127.0.0.1/digest"], "--to: must not contain a password"),
+        # the migrate's own flag, not the config key it does not read
+        (["--to", "postgresql://digest:hunter2@127.0.0.1/digest"], "and --password-env NAME"),
         (["--to", "sqlite:///x.db"], "is not a postgresql:// URL"),
         (["--to", "postgresql://d@127.0.0.1/d", "--password-env", "DIGEST_NO_SUCH_VARIABLE"], "is not set"),
     ],

@@ -115,6 +115,8 @@ def show_command(config_path: Path, email: str) -> int:
     stdout.print(f"joined:  {subscriber.created_at:%Y-%m-%d %H:%M} UTC", markup=False)
     topics = held["profile"]["topics"] if held else []
     stdout.print(f"topics:  {'; '.join(topics) or 'all'}", markup=False)
+    tags = held["profile"]["tags"] if held else []
+    stdout.print(f"tags:    {', '.join(tags) or '-'}", markup=False)
     consent = held["consent"] if held else None
     if consent is None:
         stdout.print("consent: no record (joined before consent records were kept)", markup=False)

@@ -143,3 +143,20 @@ class StopFlag:
 
     def wait(self, seconds: float) -> bool:
         return self.event.wait(seconds)
+
+
+def write_personal_file(path: Path, text: str) -> None:
+    """Write a file of personal data (addresses, a subject access export) readable by its owner only.
+
+    Raises:
+        UsageError: the file cannot be written (the message names it and why).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # an existing file too: it now holds personal data
+            handle.write(text)
+    except OSError as e:
+        raise UsageError(
+            f"{path}: cannot write: {e.strerror}", hint="give a path in a folder you can write"
+        ) from e

@@ -33,11 +33,13 @@ from digest.cli.common import (
     require_edition,
     stderr,
     stdout,
+    write_personal_file,
 )
 from digest.config import Config
 from digest.deliver import audience
 from digest.errors import InvalidValueError, UsageError
 from digest.pipeline import subscribers as subscriber_rights
+from digest.pipeline.desk import record_audit
 from digest.pipeline.send import SendReport, join_send, send_issue
 from digest.state.store import open_store
 from digest.state.subscribers import STATUSES
@@ -141,12 +143,7 @@ def _print_dry_run(
         sys.stdout.write("".join(f"  {email}\n" for email in report.recipients))
         sys.stdout.flush()
     if recipients_file is not None:
-        try:
-            recipients_file.write_text("".join(f"{email}\n" for email in report.recipients), encoding="utf-8")
-        except OSError as e:
-            raise UsageError(
-                f"{recipients_file}: cannot write: {e.strerror}", hint="give a path in a folder you can write"
-            ) from e
+        write_personal_file(recipients_file, "".join(f"{email}\n" for email in report.recipients))
         stdout.print(f"The {report.planned} recipient(s) are listed in {recipients_file}.", markup=False)
     elif report.recipients and not verbose:
         stdout.print("(--verbose lists them, --recipients FILE writes them to a file)", markup=False)
@@ -234,8 +231,8 @@ def send_command(  # noqa: PLR0912 - one branch per option that changes what a s
 
     An issue whose send was interrupted is resumed first (the summary says which issue and why).
     Ctrl-C or SIGTERM stops after the messages in flight, which are recorded (exit 130).
-    Resumes an interrupted send without sending anyone a second copy. Exit code 5 when a message failed
-    permanently or the mail server could not be reached. A permanent refusal (5xx) is final for that
+    Resumes an interrupted send without sending anyone a second copy. Exit code 5 when any message failed
+    or is in doubt, or the mail server could not be reached. A permanent refusal (5xx) is final for that
     recipient in that issue: later sends leave them out unless --retry-failed is given.
 
     With the state in PostgreSQL the send is cut into batches of recipients ([delivery] batch_size), and
@@ -310,6 +307,15 @@ def send_command(  # noqa: PLR0912 - one branch per option that changes what a s
                     should_stop=stop.is_set,
                     retry_failed=retry_failed,
                 )
+                if report.test and not report.dry_run and (report.sent or report.failed):
+                    record_audit(  # as the preview's test send is
+                        db,
+                        at=datetime.now(UTC),
+                        issue_id=report.issue_id,
+                        actor="digest send --to",
+                        action="test-send",
+                        detail=f"sent a test to {', '.join(addresses)} ({report.sent} sent)",
+                    )
     finally:
         if tasks:
             progress.stop()
@@ -505,7 +511,7 @@ def export_command(config_path: Path, email: str, output: Path | None) -> int:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_personal_file(output, text)
     return 0
 
 

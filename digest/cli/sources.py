@@ -9,6 +9,8 @@ import click
 
 from digest.cli.common import stdout
 from digest.config import SELECT_KEYS
+from digest.config.table import timezone_problem
+from digest.errors import UsageError
 from digest.pipeline.sources import try_page
 from digest.state import to_iso
 
@@ -35,15 +37,27 @@ def _select_options(func: Any) -> Any:
 @_select_options
 @click.option("--date-format", default="auto", show_default=True, help="CLDR pattern of the page's dates.")
 @click.option("--locale", default="en_GB", show_default=True, help="Locale the dates are written in.")
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    metavar="ZONE",
+    help="Read a date without a time as midnight in this zone, as the source will in [digest] timezone.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def try_command(target: str, date_format: str, locale: str, as_json: bool, **selected: str | None) -> int:
+def try_command(
+    target: str, date_format: str, locale: str, timezone: str, as_json: bool, **selected: str | None
+) -> int:
     """Show what selectors extract from a page (URL or saved file), entry by entry.
 
     With no --select-* options, list the page's feed links (<link rel="alternate">) or, when it has none,
     suggest `item` selectors: repeated elements that each hold a link and a date, best first.
     """
     select = {k.removeprefix("select_"): v for k, v in selected.items() if v}
-    result = try_page(target, select, date_format=date_format, locale=locale)
+    problem = timezone_problem(timezone)
+    if problem:
+        raise UsageError(f"--timezone: {problem}")
+    result = try_page(target, select, date_format=date_format, locale=locale, timezone=timezone)
     if as_json:
         stdout.print_json(json.dumps(_document(result)))
         return 0
@@ -61,6 +75,13 @@ def try_command(target: str, date_format: str, locale: str, as_json: bool, **sel
             ):
                 if value:
                     stdout.print(f"   {label}: {value}", markup=False)
+        return 0
+    if [f.url for f in result.feeds] == [result.url]:
+        stdout.print(
+            f"{result.url} is a feed ({result.feeds[0].type}): use it as the source's url as it is"
+            ' (kind = "feed", the default; no selectors needed)',
+            markup=False,
+        )
         return 0
     if result.feeds:
         stdout.print(

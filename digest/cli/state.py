@@ -46,6 +46,11 @@ def migrate_command(config_path: Path, url: str, password_env: str | None) -> in
     """
     config = read_config(config_path)
     problem = url_problem(url)
+    if problem and "password" in problem:
+        raise UsageError(
+            "--to: must not contain a password",
+            hint="pass postgresql://USER@HOST:PORT/DATABASE and --password-env NAME, a variable holding it",
+        )
     if problem:
         raise UsageError(f"--to: {problem}", hint="pass the URL as postgresql://USER@HOST:PORT/DATABASE")
     if config.state_url:

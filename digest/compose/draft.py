@@ -20,8 +20,8 @@ preheader = "..."              # this issue's preheader, replacing the generated
 [retag]                        # these priorities replace the entry's keyword matches ([] = none)
 "entry-id" = ["Start Well"]
 
-[titles]                       # the title readers see instead of the source's (kept in issue.json's
-"entry-id" = "A full title"    # "original" and shown beside it in the preview)
+[titles]                       # the title readers see instead of the source's (the source's own is
+"entry-id" = "A full title"    # kept as the entry's `original` and shown beside it in the preview)
 
 [teasers]                      # the teaser (summary) readers see instead of the source's
 "entry-id" = "One or two sentences."

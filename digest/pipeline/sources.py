@@ -4,6 +4,7 @@ candidate `item` selectors (repeated elements that each hold a link and a date),
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from digest.errors import FetchError, InvalidValueError, UsageError
 from digest.ingest import clean, fetch
 from digest.ingest.parse.common import Listing
 from digest.ingest.parse.dates import parse_date
+from digest.ingest.parse.jsonfeed import looks_like_json
 from digest.ingest.parse.listing import read_item
 from digest.ingest.parse.select import describe, parse_html, select_all, split_selector, text_of
 
@@ -91,6 +93,9 @@ def try_page(
             "--select-item is needed with the other --select-* options", hint="try with no selectors first"
         )
     body, url = _read(target, user_agent=user_agent, timeout=timeout, max_bytes=max_bytes)
+    own_type = None if select else feed_type(body)
+    if own_type:  # the address is a feed itself: it is the source's url, as any feed link would be
+        return TryResult(url=url, feeds=(FeedLink(url=url, type=own_type, title="this address is a feed"),))
     root = parse_html(body, what=target)
     base = url if url.startswith(("http://", "https://")) else None
     for element in root.iter("base"):
@@ -127,6 +132,27 @@ def try_page(
     if feeds:
         return TryResult(url=url, feeds=feeds)
     return TryResult(url=url, candidates=candidates(root, timezone=timezone))
+
+
+_FEED_ROOT = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*|<\?[^>]*>\s*)*<(rss|feed|rdf:RDF)[\s>]",
+    re.DOTALL,
+)
+_FEED_TYPES = {
+    b"rss": "application/rss+xml",
+    b"feed": "application/atom+xml",
+    b"rdf:RDF": "application/rdf+xml",
+}
+
+
+def feed_type(body: bytes) -> str | None:
+    """The type of feed `body` is (RSS, Atom, RSS 1.0 or JSON Feed), or None for anything else."""
+    found = _FEED_ROOT.match(body[:4096])
+    if found:
+        return _FEED_TYPES[found[1]]
+    if looks_like_json(body) and b"jsonfeed.org/version" in body[:4096]:
+        return "application/feed+json"
+    return None
 
 
 def _read(target: str, *, user_agent: str, timeout: float, max_bytes: int) -> tuple[bytes, str]:

@@ -20,8 +20,8 @@ def _unknown(email: str) -> UsageError:
 
 
 def export_subscriber(db: Store, email: str, *, logged: bool = True) -> dict[str, Any]:
-    """Everything held about one person: profile, consent record (with the wording), status history,
-    bounces and complaints, and every issue sent (or attempted) to them with its date.
+    """Everything held about one person: profile (with topics and tags), consent record (with the
+    wording), status history, bounces and complaints, and every issue sent (or attempted) to them.
 
     Raises:
         UsageError: the address is not on the list.
@@ -52,6 +52,7 @@ def export_subscriber(db: Store, email: str, *, logged: bool = True) -> dict[str
             "created_at": subscriber.created_at.isoformat(),
             "updated_at": subscriber.updated_at.isoformat(),
             "topics": list(db.topics.topics_of(subscriber.email)),  # chosen priorities; []: all topics
+            "tags": list(db.tags.tags_of(subscriber.email)),  # audiences of [[editions]]
         },
         "consent": consent,
         "status_history": [

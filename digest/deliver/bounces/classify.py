@@ -23,12 +23,28 @@ from __future__ import annotations
 import email
 import email.message
 import email.parser
+import logging
 import re
 from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Literal
 
 from flufl.bounce import all_failures
+
+log = logging.getLogger(__name__)
+
+
+class _DetectorLog(logging.Handler):
+    """flufl.bounce logs a detector that trips on odd input with its traceback (at ERROR, which Python's
+    last-resort handler prints): it changes nothing here (the message is classified without that
+    detector), so it becomes a debug line of digest's, shown with `-v`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("flufl.bounce: %s", record.getMessage(), exc_info=record.exc_info)
+
+
+logging.getLogger("flufl.bounce").addHandler(_DetectorLog())
+logging.getLogger("flufl.bounce").propagate = False
 
 Kind = Literal["hard", "soft", "complaint", "auto_reply", "not_bounce"]
 KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint", "auto_reply", "not_bounce")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from digest.config import BounceSettings
-from digest.errors import MailboxError
+from digest.errors import ConfigError, MailboxError
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +186,15 @@ def _text(data: object) -> str:
 def _open_maildir(settings: BounceSettings, maildir: Path | None, dry_run: bool) -> BounceSource:
     path = maildir or settings.maildir
     if path is None:
-        raise MailboxError("no Maildir to read", hint="pass --maildir PATH or set [bounces] maildir")
+        raise ConfigError("no Maildir to read", hint="pass --maildir PATH or set [bounces] maildir")
     return MaildirSource(path, dry_run=dry_run)
 
 
 def _open_imap(settings: BounceSettings, _maildir: Path | None, dry_run: bool) -> BounceSource:
     if settings.imap_host is None:
-        raise MailboxError(
-            "no IMAP mailbox configured", hint="set [bounces] imap_host, imap_user and password_env"
+        raise ConfigError(
+            "no IMAP mailbox configured: [bounces] imap_host is not set",
+            hint="set [bounces] imap_host, imap_user and password_env",
         )
     return ImapSource(settings, dry_run=dry_run)
 
