@@ -59,7 +59,7 @@ def test_a_quiet_week_sends_nothing_and_status_says_skipped_nothing_new(tmp_path
     next_week = AS_OF + timedelta(days=7)
     result = run_cli(config, "run", "--as-of", next_week.isoformat())
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("skipped: nothing new: nothing new since Friday 9 May 2025, 08:00 BST")
+    assert result.stdout.startswith("skipped: nothing new since Friday 9 May 2025, 08:00 BST")
     assert "no issue is sent" in result.stderr
     assert len(delivered(config)) == 3
     status = json.loads(run_cli(config, "status", "--json").stdout)

@@ -46,6 +46,8 @@ def _now() -> datetime:
 
 def _summary(outcome: RunOutcome) -> str:
     issue = f" (issue {outcome.issue_id})" if outcome.issue_id else ""
+    if outcome.outcome == "skipped: nothing new" and outcome.detail.startswith("nothing new"):
+        return f"skipped: {outcome.detail}"  # "skipped: nothing new since Friday 9 May 2025, 08:00 BST"
     detail = f": {outcome.detail}" if outcome.detail else ""
     return f"{outcome.outcome}{issue}{detail}"
 
