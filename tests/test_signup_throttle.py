@@ -1,6 +1,8 @@
 """Issue 14 item 2 across processes: the sign-up limit per client is kept in state (`digest.state.throttle`),
 so several `digest serve` processes or hosts on one state share it and a restart keeps it; the state holds
-a keyed hash of the client, never its IP address; old windows are pruned. Both backends, clock injected."""
+a keyed hash of the client, never its IP address; old windows are pruned. The CSRF secret of the public
+app is shared the same way (a form served by one host is accepted by another). Both backends, clock
+injected."""
 
 from __future__ import annotations
 
@@ -65,6 +67,31 @@ def test_two_apps_over_one_state_share_the_limit(config: Config) -> None:
             response = client.post("/subscribe", data={**forms[client], "email": f"victim{i}@example.org"})
             assert response.status_code == 200 and "Check your inbox" in response.text
     assert len(mails(config)) == 5
+
+
+def test_a_form_served_by_one_host_is_accepted_by_another(config: Config) -> None:
+    """Behind a load balancer one browser's GET and POST may reach different `digest serve` hosts: the
+    CSRF secret comes from the shared state, so the sign-up and the confirmation work across them."""
+    clock = Clock()
+    with (
+        served(create_public_app(config, clock=clock)) as one,
+        served(create_public_app(config, clock=clock)) as two,
+        httpx.Client() as browser,  # one cookie jar for both (cookies ignore ports)
+    ):
+        page = browser.get(f"{one}/subscribe")
+        clock.advance(5)
+        sent = browser.post(f"{two}/subscribe", data={**form_fields(page.text), "email": "ann@example.org"})
+        assert sent.status_code == 200 and "Check your inbox" in sent.text
+        [message] = mails(config)
+        token = link_in(message)
+        shown = browser.get(f"{two}/confirm", params={"token": token})
+        done = browser.post(
+            f"{one}/confirm", params={"token": token}, data={"token": token, **form_fields(shown.text)}
+        )
+        assert done.status_code == 200 and "Subscription confirmed" in done.text
+    with open_store(config) as db:
+        found = db.subscribers.get_subscriber("ann@example.org")
+        assert found is not None and found.status == "active"
 
 
 def test_a_restart_keeps_the_count_and_the_preference_page_shares_it(config: Config) -> None:
