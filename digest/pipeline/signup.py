@@ -55,6 +55,7 @@ from digest.state.subscribers import ConsentMethod, ConsentRecord, Subscriber
 log = logging.getLogger(__name__)
 
 CONFIRM_GAP = timedelta(minutes=10)  # at most one confirmation email per address in this time
+SIGNUP_WINDOW = timedelta(hours=1)  # `[subscribe] per_ip_per_hour` sign-ups per client in this time
 SignupResult = Literal["mailed", "throttled", "active", "suppressed", "not_mailed"]
 
 
@@ -69,6 +70,16 @@ class PendingView:
 def form_secret(config: Config, db: Store) -> str:
     """The secret the sign-up form's timestamp is signed with (the one of the unsubscribe links)."""
     return unsubscribe_secret(config, db)
+
+
+def allow_signup(config: Config, db: Store, client: str, *, now: datetime) -> bool:
+    """Count one sign-up (form, resubscribe or change of address) from `client` (its IP address); False
+    when it already had `[subscribe] per_ip_per_hour` in the last hour. Counted in state, so every process
+    and host serving this state shares the limit and a restart keeps it; only a keyed hash of the client
+    is stored (`digest.state.throttle`)."""
+    return db.throttle.hit(
+        "signup", client, at=now, window=SIGNUP_WINDOW, limit=config.subscribe.per_ip_per_hour
+    )
 
 
 def _client_record(config: Config, client_ip: str | None) -> str | None:

@@ -9,6 +9,7 @@ never `digest.state` or `digest.render` themselves.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import threading
 import unicodedata
@@ -275,6 +276,13 @@ class UnsubscribeOutcome:
     known: bool
     status_before: str | None
     unsubscribed_now: bool
+
+
+def csrf_secret(config: Config, db: Store) -> bytes:
+    """The secret the public app's CSRF tokens are keyed with: derived from the unsubscribe secret
+    (`$<[web] secret_env>` or the one in state), so every `digest serve` process and host on this state
+    accepts a form another served, and a restart does not expire the forms open in browsers."""
+    return hmac.new(unsubscribe_secret(config, db).encode("utf-8"), b"digest csrf", hashlib.sha256).digest()
 
 
 def check_unsubscribe_token(config: Config, db: Store, token: str) -> UnsubscribeOutcome:

@@ -378,6 +378,20 @@ CREATE INDEX hook_messages_received_at ON hook_messages (received_at)
 -- 4,000 batches, and without this index each claim late in the send stepped over the thousands done.
 CREATE INDEX send_batches_open ON send_batches (issue_id, lo) WHERE done = 0
 """,
+    """
+-- Rate limits shared by every process and host on this state (issue 14 item 2, `digest.state.throttle`):
+-- allowed hits per scope and keyed hash of a client (never its address) in buckets of a sixtieth of the
+-- window; bucket_start is epoch seconds (bucket arithmetic, not a time shown to anyone). Rows whose bucket
+-- left the window are deleted at each hit.
+CREATE TABLE throttle_hits (
+    scope        TEXT NOT NULL,
+    key_hash     TEXT NOT NULL,
+    bucket_start BIGINT NOT NULL,
+    hits         BIGINT NOT NULL,
+    PRIMARY KEY (scope, key_hash, bucket_start)
+);
+CREATE INDEX throttle_hits_bucket ON throttle_hits (scope, bucket_start)
+""",
 )
 
 
@@ -684,5 +698,19 @@ CREATE INDEX subscribers_email_order ON subscribers ((lower(email COLLATE "C")))
 -- Claiming a batch reads the open batches only (issue 10 item 6): a send to 1,000,000 subscribers has
 -- 4,000 batches, and without this index each claim late in the send stepped over the thousands done.
 CREATE INDEX send_batches_open ON send_batches (issue_id, lo) WHERE done = 0
+""",
+    """
+-- Rate limits shared by every process and host on this state (issue 14 item 2, `digest.state.throttle`):
+-- allowed hits per scope and keyed hash of a client (never its address) in buckets of a sixtieth of the
+-- window; bucket_start is epoch seconds (bucket arithmetic, not a time shown to anyone). Rows whose bucket
+-- left the window are deleted at each hit.
+CREATE TABLE throttle_hits (
+    scope        TEXT NOT NULL,
+    key_hash     TEXT NOT NULL,
+    bucket_start BIGINT NOT NULL,
+    hits         BIGINT NOT NULL,
+    PRIMARY KEY (scope, key_hash, bucket_start)
+);
+CREATE INDEX throttle_hits_bucket ON throttle_hits (scope, bucket_start)
 """,
 )

@@ -25,11 +25,21 @@ class Settings:
         )
 
     def generated_secret(self, key: str) -> str:
-        """A random secret created on first use and kept in state, the same for every later call."""
+        """A random secret created on first use and kept in state, the same for every later call.
+
+        The first writer wins: two processes creating it at once (PostgreSQL, several `digest serve`
+        hosts) both get the one stored, never each its own (which would sign and hash differently)."""
         with self._db.transaction():
             existing = self.get_setting(key)
             if existing:
                 return existing
-            value = secrets.token_urlsafe(32)
+            self._db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, secrets.token_urlsafe(32)),
+            )
+            stored = self.get_setting(key)
+            if stored:
+                return stored
+            value = secrets.token_urlsafe(32)  # an empty value was there: replace it
             self.set_setting(key, value)
             return value

@@ -33,6 +33,7 @@ from digest.state.settings import Settings
 from digest.state.signups import Signups
 from digest.state.subscribers import Subscribers
 from digest.state.tags import SubscriberTags
+from digest.state.throttle import Throttle
 from digest.state.topics import Topics
 from digest.state.users import Users
 
@@ -77,6 +78,7 @@ class Store:
         self.audit = Audit(database)
         self.consent = Consent(database)
         self.signups = Signups(database)
+        self.throttle = Throttle(database)
 
     @property
     def dialect(self) -> Dialect:

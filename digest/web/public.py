@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from starlette.applications import Starlette
@@ -54,13 +55,18 @@ UNSUBSCRIBE_HEADERS = {
 }
 
 
+def _csrf_secret(config: Config, state: Callable[[], AbstractContextManager[web.Store]]) -> bytes:
+    with state() as db:
+        return web.csrf_secret(config, db)
+
+
 def create_public_app(config: Config, *, clock: Callable[[], datetime]) -> Starlette:
     """The app `digest serve` runs: `[web] archive_dir` as static files, and `/unsubscribe`."""
     lang = config.digest.locale.replace("_", "-")
     footer = config.theme.organisation or config.digest.title
-    csrf = Csrf()
     shared = web.SharedState()  # PostgreSQL: one pool for the app's life
     state = functools.partial(shared.use, config)
+    csrf = Csrf(functools.partial(_csrf_secret, config, state))  # shared by every process and host
 
     def page(name: str, status: int = 200, **context: object) -> HTMLResponse:
         html = render_page(

@@ -197,17 +197,26 @@ class Csrf:
     """Synchronizer tokens bound to a browser session, checked on every POST.
 
     Each browser gets a random session id in an HttpOnly, SameSite=Strict cookie; its token is an HMAC of
-    that id with this process's secret. Two visitors get different tokens, a token works only with its
-    own session's cookie, and a cookie planted by another program on this machine (cookies ignore ports)
-    is useless without the token only this process can compute. A cross-site page cannot read the token
-    (same-origin policy), so it cannot forge a POST. The Origin header, when the browser sends one, must
-    also be this site.
+    that id with a secret (this process's, or for `digest serve` one derived from the state's, so every
+    process and host serving it accepts the forms of the others). Two visitors get different tokens, a
+    token works only with its own session's cookie, and a cookie planted by another program on this
+    machine (cookies ignore ports) is useless without the token only the server can compute. A cross-site
+    page cannot read the token (same-origin policy), so it cannot forge a POST. The Origin header, when
+    the browser sends one, must also be this site.
     """
 
     field = "csrf_token"
 
-    def __init__(self, secret: bytes | None = None) -> None:
-        self.secret = secret or secrets.token_bytes(32)
+    def __init__(self, secret: bytes | Callable[[], bytes] | None = None) -> None:
+        # A callable is read at the first token: the public app's secret comes from state, shared by every
+        # process and host serving it (a form served by one is accepted by another); else this process's.
+        self._secret = secret or secrets.token_bytes(32)
+
+    @property
+    def secret(self) -> bytes:
+        if callable(self._secret):
+            self._secret = self._secret()
+        return self._secret
 
     @staticmethod
     def session_of(request: Request) -> str | None:

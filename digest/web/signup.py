@@ -7,8 +7,10 @@ No abuse through the form:
 - a hidden honeypot field (`website`) and a signed timestamp of when the form was served: a form sent
   faster than `MIN_FORM_SECONDS` or later than `MAX_FORM_SECONDS`, or with the honeypot filled, is refused
   quietly (the same page, nothing sent);
-- at most `[subscribe] per_ip_per_hour` sign-ups per client address (`SignupLimiter`, in this process's
-  memory), and at most one confirmation email per address per 10 minutes (kept in state);
+- at most `[subscribe] per_ip_per_hour` sign-ups per client address an hour (form, resubscribe and change
+  of address together; `signup.allow_signup`), and at most one confirmation email per address per 10
+  minutes: both kept in state, so every process and host serving it shares them and a restart keeps
+  them (no IP address is stored: a keyed hash of it);
 - CSRF protection as the preview's (a session cookie and an HMAC of it in each form, Origin checked).
 GETs never change anything: the confirmation link opens a page with a Confirm button.
 
@@ -20,8 +22,6 @@ that is not a configured priority gets the page back with a 400 naming the field
 from __future__ import annotations
 
 import logging
-import threading
-from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -44,36 +44,8 @@ log = logging.getLogger(__name__)
 
 MIN_FORM_SECONDS = 2.0
 MAX_FORM_SECONDS = 24 * 3600.0
-HOUR = 3600.0
-MAX_CLIENTS = 100_000
 
 Page = Callable[..., HTMLResponse]
-
-
-class SignupLimiter:
-    """At most `limit` sign-ups per client address per hour (a sliding window, clock injected)."""
-
-    def __init__(self, *, limit: int, clock: Callable[[], float], per: float = HOUR) -> None:
-        self.limit = limit
-        self.per = per
-        self.clock = clock
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        """Count one sign-up from `client`; False when it already had `limit` in the window."""
-        with self._lock:
-            now = self.clock()
-            recent = self._seen.get(client, deque())
-            while recent and recent[0] <= now - self.per:
-                recent.popleft()
-            if len(recent) >= self.limit:
-                return False
-            recent.append(now)
-            self._seen[client] = recent
-            while len(self._seen) > MAX_CLIENTS:
-                self._seen.pop(next(iter(self._seen)))
-            return True
 
 
 def _text(form: object, key: str) -> str:
@@ -94,19 +66,21 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
     page: Page,
     state: Callable[[], AbstractContextManager[Store]],
     csrf: Csrf | None = None,
-    limiter: SignupLimiter | None = None,
 ) -> list[Route]:
     """The routes of the reader pages; none when `[subscribe] enabled` is false."""
     settings = config.subscribe
     if not settings.enabled:
         return []
     csrf = csrf or Csrf()
-    limiter = limiter or SignupLimiter(limit=settings.per_ip_per_hour, clock=lambda: clock().timestamp())
     title = config.digest.title
     topics = tuple((p.name, p.summary) for p in config.priorities)  # none configured: no fieldset
 
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
+
+    def allowed(request: Request) -> bool:
+        with state() as db:
+            return signup.allow_signup(config, db, client_of(request), now=clock())
 
     def with_session(response: HTMLResponse, session: str | None) -> HTMLResponse:
         csrf.set_session(response, session)
@@ -219,8 +193,11 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
                     error_field="topics",
                 )
             )
-        if not limiter.allow(client_of(request)):
-            log.info("a sign-up was refused quietly (more than %d from one client this hour)", limiter.limit)
+        if not await run_in_threadpool(allowed, request):
+            log.info(
+                "a sign-up was refused quietly (more than %d from one client this hour)",
+                settings.per_ip_per_hour,
+            )
             return check_inbox()
         try:
             outcome = await run_in_threadpool(
@@ -307,7 +284,7 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
         except HTTPException:
             return forbidden()
         token = _text(form, "token")
-        if not limiter.allow(client_of(request)):
+        if not await run_in_threadpool(allowed, request):
             return check_inbox()
         try:
             outcome = await run_in_threadpool(_resubscribe, token, client_of(request))
@@ -354,7 +331,7 @@ def reader_routes(  # noqa: PLR0915 - one closure per page, sharing the app's he
                     except InvalidValueError as e:
                         error, error_field = str(e), "topics"
                 elif action == "address":
-                    if not limiter.allow(client_of(request)):
+                    if not await run_in_threadpool(allowed, request):
                         notice = _address_notice()
                     else:
                         try:
