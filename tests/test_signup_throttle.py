@@ -256,3 +256,33 @@ def test_a_secret_generated_by_two_hosts_at_once_is_the_first_stored(
     finally:
         mine.close()
         other.close()
+
+
+@pytest.mark.parametrize(
+    ("client", "counted_as"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),  # the same line, another address
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_an_ipv6_client_counts_by_its_64(client: str, counted_as: str) -> None:
+    """One line has a whole /64: a client taking a new address for each sign-up is still one client."""
+    from digest.pipeline.signup import client_network
+
+    assert client_network(client) == counted_as
+
+
+def test_addresses_of_one_ipv6_line_share_the_limit(config: Config) -> None:
+    from digest.pipeline.signup import allow_signup
+
+    now = datetime(2025, 5, 9, 9, tzinfo=UTC)
+    limit = config.subscribe.per_ip_per_hour
+    with open_store(config) as db:
+        allowed = [allow_signup(config, db, f"2001:db8:7:7::{i:x}", now=now) for i in range(1, limit + 3)]
+        other_line = allow_signup(config, db, "2001:db8:7:8::1", now=now)
+    assert allowed == [True] * limit + [False, False]
+    assert other_line

@@ -18,6 +18,7 @@ enumeration): `sign_up` returns what happened for logs and tests only.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,10 +77,24 @@ def allow_signup(config: Config, db: Store, client: str, *, now: datetime) -> bo
     """Count one sign-up (form, resubscribe or change of address) from `client` (its IP address); False
     when it already had `[subscribe] per_ip_per_hour` in the last hour. Counted in state, so every process
     and host serving this state shares the limit and a restart keeps it; only a keyed hash of the client
-    is stored (`digest.state.throttle`)."""
+    is stored (`digest.state.throttle`). An IPv6 client counts by its /64 network: one home or phone
+    line has a whole /64 and could take a new address for every sign-up."""
     return db.throttle.hit(
-        "signup", client, at=now, window=SIGNUP_WINDOW, limit=config.subscribe.per_ip_per_hour
+        "signup", client_network(client), at=now, window=SIGNUP_WINDOW, limit=config.subscribe.per_ip_per_hour
     )
+
+
+def client_network(client: str) -> str:
+    """What the limit counts for a client: an IPv4 address as it is, an IPv6 address as its /64."""
+    try:
+        address = ipaddress.ip_address(client.strip())
+    except ValueError:  # not an address (a test client's name, a proxy's label): counted as given
+        return client
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is the IPv4 client 192.0.2.1
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _client_record(config: Config, client_ip: str | None) -> str | None:
