@@ -50,7 +50,12 @@ def scrub_tree(value: Any) -> Any:
         return scrub_text(value)
     if isinstance(value, dict):
         for key, item in list(dict.items(value)):
-            dict.__setitem__(value, key, scrub_tree(item))
+            # Strings (most of a parsed feed) are checked here, not in a call each; unchanged ones stay.
+            if type(item) is str:
+                if _UNSAFE.search(item) is not None:
+                    dict.__setitem__(value, key, _UNSAFE.sub(_replace, item))
+            else:
+                dict.__setitem__(value, key, scrub_tree(item))
         return value
     if isinstance(value, list):
         value[:] = [scrub_tree(item) for item in value]
