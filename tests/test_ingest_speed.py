@@ -23,7 +23,7 @@ from digest.ingest.clean import clean_title, collapse, normalised_title
 from digest.ingest.parse import ParseContext
 from digest.ingest.parse.feeds import parse_xml_feed
 from digest.pipeline.ingest import PARSE_WORKER_PRELOAD, parse_documents
-from digest.safe_text import scrub_text, scrub_tree
+from digest.safe_text import _UNSAFE, _replace, scrub_text, scrub_tree
 
 NOW = datetime(2025, 5, 9, 16, 0, tzinfo=UTC)
 FEED = (
@@ -82,7 +82,9 @@ def _normalised_title_long_way(title: str) -> str:
 
 TITLES = st.text(
     st.characters(codec="utf-8")
-    | st.sampled_from("\u0301\u0327\u00ad\u200b\u200e\u202e\u2028\x00\x1f\x7f\x85\xa0\t\n\r\u2019…é")
+    | st.sampled_from(
+        "\u0301\u0327\u00ad\u200b\u200e\u202e\u2028\x00\x1f\x7f\x85\xa0\t\n\r\u2019…é\ufdd0\uffff\ud800\U0001f600\U0001fffe\U0010ffff"
+    )
 )
 
 
@@ -94,6 +96,12 @@ def test_normalised_title_matches_the_character_by_character_way(title: str) -> 
 @given(TITLES)
 def test_clean_title_drops_control_and_format_characters_as_before(title: str) -> None:
     assert clean_title(title, markup=False) == _clean_title_long_way(title)
+
+
+@given(TITLES)
+def test_scrub_text_finds_what_the_whole_class_finds(text: str) -> None:
+    """The BMP and astral searches that go first decide nothing the full character class would not."""
+    assert scrub_text(text) == _UNSAFE.sub(_replace, text)
 
 
 @given(st.recursive(TITLES, lambda kids: st.lists(kids) | st.dictionaries(st.text(max_size=3), kids)))
