@@ -23,6 +23,11 @@ _UNSAFE = re.compile(
     + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17))
     + "]"
 )
+# Finding out that a string has none of them (nearly always) is the cost: the class above, with its 32
+# astral code points, is matched about ten times slower than the BMP part of it alone and a plain range of
+# astral characters, so those two are searched first and the whole class only when a string has both.
+_UNSAFE_BMP = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _REPLACEMENT = "\ufffd"
 # Line and paragraph separators and NEL end a header line in some readers; any control character is
 # refused in a header value.
@@ -33,9 +38,15 @@ def _replace(match: re.Match[str]) -> str:
     return _REPLACEMENT if "\ud800" <= match.group() <= "\udfff" else ""
 
 
+def _is_safe(value: str) -> bool:
+    if _UNSAFE_BMP.search(value) is not None:
+        return False
+    return _ASTRAL.search(value) is None or _UNSAFE.search(value) is None
+
+
 def scrub_text(value: str) -> str:
     """`value` without the characters XML and UTF-8 cannot carry (lone surrogates become U+FFFD)."""
-    if _UNSAFE.search(value) is None:
+    if _is_safe(value):
         return value
     return _UNSAFE.sub(_replace, value)
 
@@ -50,7 +61,12 @@ def scrub_tree(value: Any) -> Any:
         return scrub_text(value)
     if isinstance(value, dict):
         for key, item in list(dict.items(value)):
-            dict.__setitem__(value, key, scrub_tree(item))
+            # Strings (most of a parsed feed) are checked here, not in a call each; unchanged ones stay.
+            if type(item) is str:
+                if not _is_safe(item):
+                    dict.__setitem__(value, key, _UNSAFE.sub(_replace, item))
+            else:
+                dict.__setitem__(value, key, scrub_tree(item))
         return value
     if isinstance(value, list):
         value[:] = [scrub_tree(item) for item in value]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -135,6 +135,9 @@ _BLOCK_TAG = re.compile(
 _IMG_TAG = re.compile(r"<img\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.IGNORECASE)
 _ATTRIBUTE = re.compile(r"([A-Za-z_:][-\w:.]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s\"'>]+))")
 _ELLIPSES = ("…", "...")
+# No character below U+0300 is a combining mark: only the rest are looked up (titles are mostly Latin).
+_MAYBE_COMBINING = re.compile("[\u0300-\U0010ffff]")
+_PUNCTUATION = re.compile(r"[^\w\s]")
 
 
 def absolute_url(value: str | None, base: str | None = None) -> str | None:
@@ -353,16 +356,15 @@ def rest_after_title(text: str, title: str) -> str:
     return rest if title == stem else f"…{rest}"
 
 
-def images(fragment: str) -> list[dict[str, str]]:
-    """The attributes of each <img> tag of an HTML fragment in order (names lower-cased, values unescaped)."""
-    found = []
+def images(fragment: str) -> Iterator[dict[str, str]]:
+    """The attributes of each <img> tag of an HTML fragment in order (names lower-cased, values unescaped),
+    read as they are asked for (the first picture is often the one wanted)."""
     for tag in _IMG_TAG.finditer(fragment):
         attributes: dict[str, str] = {}
         for match in _ATTRIBUTE.finditer(tag.group(0), 4):
             value = match.group(2) if match.group(2) is not None else match.group(3) or match.group(4) or ""
             attributes.setdefault(match.group(1).lower(), html.unescape(value))
-        found.append(attributes)
-    return found
+        yield attributes
 
 
 def collapse(text: str) -> str:
@@ -380,9 +382,11 @@ def clean_title(raw: str | None, *, markup: bool = True) -> str:
     if "&" in text and re.search(r"&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);", text):
         text = html.unescape(text)
     # Control and format characters go (soft hyphens, bidi overrides), except the joiners emoji need.
-    text = "".join(
-        ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\t\n\u200c\u200d"
-    )
+    # Both are non-printable, so a printable title (nearly all of them) is not walked character by character.
+    if not text.isprintable():
+        text = "".join(
+            ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\t\n\u200c\u200d"
+        )
     return collapse(text)
 
 
@@ -424,12 +428,16 @@ def derived_title(summary_text: str, link: str | None, fallback: str) -> str:
     return from_link or fallback
 
 
+def _without_combining(match: re.Match[str]) -> str:
+    return "" if unicodedata.combining(match[0]) else match[0]
+
+
 def normalised_title(title: str) -> str:
     """A title reduced for comparison: case-folded, accents and punctuation removed, a trailing ellipsis kept
     as a marker ("…") so a title cut short by a listing can match the full one."""
     text = unicodedata.normalize("NFKD", title)
     truncated = text.rstrip().endswith(_ELLIPSES)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
-    text = re.sub(r"[^\w\s]", " ", text)
+    text = _MAYBE_COMBINING.sub(_without_combining, text).casefold()
+    text = _PUNCTUATION.sub(" ", text)
     text = collapse(text)
     return f"{text}…" if truncated and text else text

@@ -94,16 +94,11 @@ class Entries:
                     "SELECT id, first_seen_at FROM entries WHERE source = ?", (source,)
                 )
             }
-            self._db.execute("UPDATE entries SET current = 0 WHERE source = ?", (source,))
+            rows = []
             for position, given in enumerate(unique.values()):
                 first_seen = seen.get(given.id, now)
                 entry = replace(given, published=first_seen) if given.date_estimated else given
-                self._db.execute(
-                    """INSERT INTO entries (source, id, first_seen_at, published_at, current, data, position)
-                       VALUES (?, ?, ?, ?, 1, ?, ?)
-                       ON CONFLICT (source, id) DO UPDATE SET first_seen_at = excluded.first_seen_at,
-                           published_at = excluded.published_at, current = 1, data = excluded.data,
-                           position = excluded.position""",
+                rows.append(
                     (
                         source,
                         entry.id,
@@ -111,9 +106,19 @@ class Entries:
                         to_iso(entry.published),
                         entry_to_json(entry),
                         position,
-                    ),
+                    )
                 )
                 stored.append(entry)
+            self._db.execute("UPDATE entries SET current = 0 WHERE source = ?", (source,))
+            # One prepared statement for every row (not one round trip each): a feed has 100s of entries.
+            self._db.execute_many(
+                """INSERT INTO entries (source, id, first_seen_at, published_at, current, data, position)
+                   VALUES (?, ?, ?, ?, 1, ?, ?)
+                   ON CONFLICT (source, id) DO UPDATE SET first_seen_at = excluded.first_seen_at,
+                       published_at = excluded.published_at, current = 1, data = excluded.data,
+                       position = excluded.position""",
+                rows,
+            )
         return tuple(stored)
 
     def find_entry(self, entry_id: str) -> Entry | None:

@@ -8,6 +8,7 @@ every format.
 from __future__ import annotations
 
 import calendar
+import functools
 import io
 import logging
 import re
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
+import feedparser.mixin
+import feedparser.urls
 
 from digest.errors import ParseError
 from digest.ingest import clean
@@ -34,6 +37,13 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
 # past U+10FFFF, losing the whole feed for one character. Such references become U+FFFD first.
 _CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,16})|([0-9]{1,20}));")
 _REPLACEMENT_REF = b"&#xFFFD;"
+
+# feedparser re-resolves its xml:base at every start tag (make_safe_absolute_uri(base, base), a urljoin each:
+# a seventh of parsing a feed); the function is pure, so each (base, uri) pair is now resolved once.
+if not hasattr(feedparser.mixin.make_safe_absolute_uri, "cache_info"):
+    feedparser.mixin.make_safe_absolute_uri = functools.lru_cache(maxsize=1024)(
+        feedparser.urls.make_safe_absolute_uri
+    )
 
 
 def _unreadable_reference(match: re.Match[bytes]) -> bytes:
