@@ -63,31 +63,31 @@ def lock_key(name: str) -> int:
 
 class IdleCheck:
     """The pool's check: a connection is checked (one empty query) before it is lent only when it was
-    never lent or has sat idle `idle` seconds or more; one given back moments ago is lent as it is.
+    never lent or was last lent `idle` seconds ago or more (so it may have sat idle that long); one lent
+    moments ago is lent as it is.
 
-    A sender writes one ledger row per message, each on a pooled connection: checking every time made it
-    two round trips. A connection that broke since it was given back still fails its statement (a
+    A sender writes two ledger rows per message, each on a pooled connection: checking every time made
+    each two round trips. A connection that broke since it was last lent still fails its statement (a
     StateError), and the pool drops it; one idle long enough (a server restart, a firewall's idle
-    timeout) is replaced before it is lent, as before.
+    timeout) is replaced before it is lent, as before. The time is noted when a connection is lent, not
+    when it is given back: a pool `reset` callback would make psycopg-pool give connections back in a
+    background worker, so one asked for at once after would find none and the pool would open another.
     """
 
     def __init__(self, idle: float = CHECK_IDLE, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._idle = idle
         self._monotonic = monotonic
-        self._returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._lent: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def check(self, conn: psycopg.Connection[Any]) -> None:
-        """Raise when a connection idle too long no longer works (the pool replaces it)."""
+        """Raise when a connection that may have sat idle too long no longer works (the pool replaces it)."""
+        now = self._monotonic()
         with self._lock:
-            returned = self._returned.pop(conn, None)
-        if returned is None or self._monotonic() - returned >= self._idle:
+            lent = self._lent.get(conn)
+            self._lent[conn] = now
+        if lent is None or now - lent >= self._idle:
             ConnectionPool.check_connection(conn)
-
-    def given_back(self, conn: psycopg.Connection[Any]) -> None:
-        """The pool's reset: note when the connection came back."""
-        with self._lock:
-            self._returned[conn] = self._monotonic()
 
 
 def _row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[Row]:
@@ -153,7 +153,6 @@ class PostgresDatabase:
                 max_size=max(1, pool_size),
                 kwargs={"autocommit": True, "row_factory": _row_factory},
                 check=checks.check,
-                reset=checks.given_back,
                 timeout=CONNECT_TIMEOUT,
                 name="digest-state",
                 open=False,
