@@ -15,13 +15,13 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from run_site import make_site
 from send_support import Gate, parse, parts, smtp_server, wait_until_held
+from topics_support import ITEMS, PRIORITIES
 
 from digest.cli import main
 from digest.compose.variants import choice_key
@@ -34,24 +34,6 @@ REPO = Path(__file__).resolve().parent.parent
 ISSUE = "2025-W19"
 POOL = 3
 BATCH = 8
-ITEMS = [
-    ("Midwives celebrated at the L&D", datetime(2025, 5, 5, 9, tzinfo=UTC)),
-    ("New care home opens in Ampthill", datetime(2025, 5, 6, 9, tzinfo=UTC)),
-    ("Roadworks on the A6 this summer", datetime(2025, 5, 7, 9, tzinfo=UTC)),
-]
-PRIORITIES = """
-[[priorities]]
-name = "Start Well"
-keywords = ["midwives"]
-
-[[priorities]]
-name = "Age Well"
-keywords = ["care home"]
-
-[[priorities]]
-name = "Work Well"
-keywords = ["payroll"]
-"""
 # The whole issue, two variants with entries, and "Work Well", a variant with none this issue.
 CHOICES: tuple[tuple[str, ...], ...] = (("Start Well",), ("Age Well",), (), ("Work Well",), ("Start Well",))
 READERS = tuple(f"reader{i:03d}@example.org" for i in range(120))

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from run_site import make_site
 from send_support import Recorder, parse, parts, smtp_server
+from topics_support import ITEMS, PRIORITIES
 
 from digest.cli import main
 from digest.compose.variants import choice_key, topic_variant
@@ -21,24 +22,6 @@ from digest.pipeline.run import run_once
 from digest.state.store import open_store
 
 AS_OF = datetime(2025, 5, 9, 7, tzinfo=UTC)
-PRIORITIES = """
-[[priorities]]
-name = "Start Well"
-keywords = ["midwives"]
-
-[[priorities]]
-name = "Age Well"
-keywords = ["care home"]
-
-[[priorities]]
-name = "Work Well"
-keywords = ["payroll"]
-"""
-ITEMS = [
-    ("Midwives celebrated at the L&D", datetime(2025, 5, 5, 9, tzinfo=UTC)),
-    ("New care home opens in Ampthill", datetime(2025, 5, 6, 9, tzinfo=UTC)),
-    ("Roadworks on the A6 this summer", datetime(2025, 5, 7, 9, tzinfo=UTC)),
-]
 CHOICES: tuple[tuple[str, ...], ...] = (("Start Well",), ("age well", "Start Well"), (), ("Work Well",))
 PEOPLE = tuple(f"reader{i:02d}@example.org" for i in range(24))
 
