@@ -466,6 +466,24 @@ def test_sources_try_without_selectors_lists_feed_links_or_suggests_items(
 
 
 @pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--locale", "xx_YY", "--locale: unknown locale 'xx_YY'"),  # was "a bug in digest" with a pattern
+        ("--date-format", "qqq", "--date-format: 'qqq': digest cannot read the pattern letters q"),
+        ("--timezone", "Mars/Base", "--timezone: unknown time zone 'Mars/Base'"),
+    ],
+)
+def test_sources_try_refuses_what_the_config_check_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
+    page = tmp_path / "news.html"
+    page.write_bytes(listing_page(blmk_stories()))
+    args = ["sources", "try", str(page), "--select-item", ".news-card", "--date-format", "d MMMM y"]
+    assert main([*args, option, value]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("body", "kind"),
     [
         (

@@ -9,7 +9,7 @@ import click
 
 from digest.cli.common import stdout
 from digest.config import SELECT_KEYS
-from digest.config.table import timezone_problem
+from digest.config.table import locale_problem, timezone_problem
 from digest.errors import UsageError
 from digest.pipeline.sources import try_page
 from digest.state import to_iso
@@ -54,9 +54,15 @@ def try_command(
     suggest `item` selectors: repeated elements that each hold a link and a date, best first.
     """
     select = {k.removeprefix("select_"): v for k, v in selected.items() if v}
-    problem = timezone_problem(timezone)
-    if problem:
-        raise UsageError(f"--timezone: {problem}")
+    from digest.ingest.parse.dates import pattern_problem  # noqa: PLC0415 - as the config check does
+
+    for option, problem in (
+        ("--timezone", timezone_problem(timezone)),
+        ("--locale", locale_problem(locale)),
+        ("--date-format", pattern_problem(date_format)),
+    ):
+        if problem:
+            raise UsageError(f"{option}: {problem}")
     result = try_page(target, select, date_format=date_format, locale=locale, timezone=timezone)
     if as_json:
         stdout.print_json(json.dumps(_document(result)))
