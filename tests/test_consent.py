@@ -392,6 +392,36 @@ def test_suppression_consent_signups_and_forget_on_both_backends(store: Store, t
         add_subscriber(store, "ann@example.org", name=None, at=MAY)
 
 
+def test_forget_redacts_only_the_whole_address_in_the_audit_trail(store: Store) -> None:
+    """Forgetting an@example.org must not rewrite joan@example.org (nor an@example.org.uk) in an audit
+    line; `_` and `%` in an address are not wildcards; a sentence's full stop still ends the address."""
+    from digest.pipeline.subscribers import forget_subscriber
+
+    def note(detail: str) -> int:
+        return store.audit.record(
+            at=MAY, issue_id="2025-W19", actor="ed", action="test-send", detail=detail, content=False
+        )
+
+    both = note("test copy to joan@example.org, An@Example.org")
+    others = note("test copy to joan@example.org and an@example.org.uk and dan@example.org")
+    stop = note("test copy to AN@example.org.")
+    wild = note("test copy to axn@example.org, a%b@example.org-x.net, ann+an@example.org")
+    add_subscriber(store, "an@example.org", name=None, at=MAY)
+    forget_subscriber(store, "an@example.org", now=MAY)
+    detail = {e.id: e.detail for e in store.audit.events(limit=10)}
+    hashed = "forgotten:" + store.consent.address_hash("an@example.org")[:32]
+    assert detail[both] == f"test copy to joan@example.org, {hashed}"
+    assert detail[others] == "test copy to joan@example.org and an@example.org.uk and dan@example.org"
+    assert detail[stop] == f"test copy to {hashed}."
+    # LIKE wildcards and regex characters in the erased address match only themselves.
+    assert store.audit.redact_address("a_n@example.org", "gone") == 0
+    assert store.audit.redact_address("a%b@example.org", "gone") == 0
+    assert store.audit.redact_address("a.n@example.org", "gone") == 0
+    assert store.audit.redact_address("a%b@example.org-x.net", "gone") == 1
+    after = {e.id: e.detail for e in store.audit.events(limit=10)}
+    assert after[wild] == "test copy to axn@example.org, gone, ann+an@example.org"
+
+
 def test_import_reports_progress(tmp_path: Path) -> None:
     people = tmp_path / "many.csv"
     people.write_text("email\n" + "".join(f"p{i}@example.org\n" for i in range(12_000)), encoding="utf-8")

@@ -183,6 +183,21 @@ def test_the_window_slides(store: Store) -> None:
     assert hits(datetime(2025, 5, 9, 10, 59, tzinfo=UTC), 4) == [True, True, True, False]
 
 
+def test_a_clock_behind_or_set_back_still_counts_the_hits(store: Store) -> None:
+    """Hits written by a host whose clock is ahead (or before this clock was set back) count: the limit
+    is not reset by a clock going backwards; hits more than a window ahead are a broken clock's, ignored."""
+    at = datetime(2025, 5, 9, 9, 30, tzinfo=UTC)
+
+    def hits(when: datetime, count: int, client: str = CLIENT) -> list[bool]:
+        return [store.throttle.hit("signup", client, at=when, window=HOUR, limit=5) for _ in range(count)]
+
+    assert hits(at + timedelta(minutes=3), 5) == [True] * 5  # the clock ahead
+    assert hits(at, 1) == [False]  # three minutes behind: still five in the hour
+    assert hits(at - timedelta(minutes=10), 1) == [False]  # set back further
+    assert hits(at + 2 * HOUR, 5, client="198.51.100.9") == [True] * 5
+    assert hits(at, 1, client="198.51.100.9") == [True]  # those five are more than an hour ahead
+
+
 def test_old_windows_are_pruned(store: Store) -> None:
     """Rows whose minute left the hour are deleted at each hit: the table holds one hour of keys at most."""
     start = datetime(2025, 5, 9, 9, 0, tzinfo=UTC)

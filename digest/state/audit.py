@@ -71,14 +71,27 @@ class Audit:
 
     def redact_address(self, email: str, stand_in: str) -> int:
         """Replace an erased person's address (any case) in the details that name it, such as the
-        recipients of a test copy; returns how many events were changed."""
-        pattern = re.compile(re.escape(email), re.IGNORECASE)
-        rows = self._db.fetch_all(
-            "SELECT id, detail FROM audit_events WHERE lower(detail) LIKE ?", (f"%{email.lower()}%",)
-        )
+        recipients of a test copy; returns how many events were changed. Only the whole address is
+        replaced: forgetting `an@example.org` leaves `joan@example.org` and `an@example.org.uk` alone."""
+        pattern = _whole_address(email)
+        # Every detail naming an address is read and matched here, not with LIKE: `_` and `%` in an
+        # address are LIKE wildcards, and SQLite's lower() folds ASCII letters only.
+        rows = self._db.fetch_all("SELECT id, detail FROM audit_events WHERE detail LIKE ?", ("%@%",))
+        changed = 0
         for row in rows:
-            self._db.execute(
-                "UPDATE audit_events SET detail = ? WHERE id = ?",
-                (pattern.sub(stand_in, row["detail"]), row["id"]),
-            )
-        return len(rows)
+            redacted = pattern.sub(lambda _: stand_in, row["detail"])
+            if redacted != row["detail"]:
+                self._db.execute("UPDATE audit_events SET detail = ? WHERE id = ?", (redacted, row["id"]))
+                changed += 1
+        return changed
+
+
+# Characters that may continue an address's local part to the left, or its domain to the right (a dot
+# ends a domain only when no label follows it: "sent to an@example.org." names an@example.org).
+_LOCAL = r"[\w.!#$%&*+/=?^`{|}~-]"
+_DOMAIN = r"[\w-]"
+
+
+def _whole_address(email: str) -> re.Pattern[str]:
+    """`email` (any case) where it stands as a whole address, not inside a longer one."""
+    return re.compile(rf"(?<!{_LOCAL}){re.escape(email)}(?!{_DOMAIN}|\.{_DOMAIN})", re.IGNORECASE)

@@ -54,10 +54,12 @@ class Throttle:
         since = now - length  # buckets starting after this are in the window
         key = self.client_hash(client)
         self._db.execute("DELETE FROM throttle_hits WHERE scope = ? AND bucket_start <= ?", (scope, since))
+        # Buckets after the current one count too (up to a window ahead): another host whose clock is
+        # ahead, or this clock set back, wrote them, and leaving them out let a client in again.
         row = self._db.fetch_one(
-            "SELECT COALESCE(SUM(hits), 0) FROM throttle_hits"
-            " WHERE scope = ? AND key_hash = ? AND bucket_start > ? AND bucket_start < ?",
-            (scope, key, since, start),
+            "SELECT COALESCE(SUM(hits), 0) FROM throttle_hits WHERE scope = ? AND key_hash = ?"
+            " AND bucket_start > ? AND bucket_start < ? AND bucket_start <> ?",
+            (scope, key, since, now + length, start),
         )
         cap = limit - (int(row[0]) if row else 0)  # hits the current bucket may hold before this one
         if cap <= 0:
